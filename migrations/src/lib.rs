@@ -1,0 +1,19 @@
+//! Database schema migrations for Sesame, for SQLite and PostgreSQL alike.
+//!
+//! Run at every `sesame serve` start and by `sesame migrate`. Migrations are
+//! append-only: a released migration is never edited, a change is a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_init;
+
+/// The ordered list of every migration.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_init::Migration)]
+    }
+}
