@@ -90,12 +90,31 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(ApiKeys::Table)
-                    .col(ColumnDef::new(ApiKeys::Id).string().not_null().primary_key())
-                    .col(ColumnDef::new(ApiKeys::Name).string().not_null().unique_key())
+                    .col(
+                        ColumnDef::new(ApiKeys::Id)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiKeys::Name)
+                            .string()
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(ApiKeys::Role).string().not_null())
-                    .col(ColumnDef::new(ApiKeys::KeyHash).string().not_null().unique_key())
+                    .col(
+                        ColumnDef::new(ApiKeys::KeyHash)
+                            .string()
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(ApiKeys::KeyPrefix).string().not_null())
-                    .col(ColumnDef::new(ApiKeys::CreatedAtUs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(ApiKeys::CreatedAtUs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(ApiKeys::RevokedAtUs).big_integer().null())
                     .to_owned(),
             )
@@ -105,22 +124,59 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(AccessRequests::Table)
-                    .col(ColumnDef::new(AccessRequests::Id).string().not_null().primary_key())
-                    .col(ColumnDef::new(AccessRequests::Submitter).string().not_null())
+                    .col(
+                        ColumnDef::new(AccessRequests::Id)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(AccessRequests::Submitter)
+                            .string()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(AccessRequests::RequestId).string().null())
-                    .col(ColumnDef::new(AccessRequests::ApplicantEmail).text().not_null())
-                    .col(ColumnDef::new(AccessRequests::ApplicantFullName).text().not_null())
-                    .col(ColumnDef::new(AccessRequests::ApplicantOrganization).text().not_null())
+                    .col(
+                        ColumnDef::new(AccessRequests::ApplicantEmail)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccessRequests::ApplicantFullName)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccessRequests::ApplicantOrganization)
+                            .text()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(AccessRequests::ApplicantPhone).text().null())
                     .col(ColumnDef::new(AccessRequests::UserType).string().not_null())
                     .col(ColumnDef::new(AccessRequests::Locale).string().not_null())
                     .col(ColumnDef::new(AccessRequests::Resource).text().not_null())
-                    .col(ColumnDef::new(AccessRequests::Justification).text().not_null())
-                    .col(ColumnDef::new(AccessRequests::ConsentVersion).text().not_null())
-                    .col(ColumnDef::new(AccessRequests::ConsentPurposes).text().not_null())
+                    .col(
+                        ColumnDef::new(AccessRequests::Justification)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccessRequests::ConsentVersion)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccessRequests::ConsentPurposes)
+                            .text()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(AccessRequests::State).string().not_null())
                     .col(ColumnDef::new(AccessRequests::DecidedBy).string().null())
-                    .col(ColumnDef::new(AccessRequests::DecidedAtUs).big_integer().null())
+                    .col(
+                        ColumnDef::new(AccessRequests::DecidedAtUs)
+                            .big_integer()
+                            .null(),
+                    )
                     .col(ColumnDef::new(AccessRequests::DecisionReason).text().null())
                     .col(
                         ColumnDef::new(AccessRequests::DecisionAutomatic)
@@ -128,9 +184,21 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .default(false),
                     )
-                    .col(ColumnDef::new(AccessRequests::Version).big_integer().not_null())
-                    .col(ColumnDef::new(AccessRequests::CreatedAtUs).big_integer().not_null())
-                    .col(ColumnDef::new(AccessRequests::UpdatedAtUs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(AccessRequests::Version)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccessRequests::CreatedAtUs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccessRequests::UpdatedAtUs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -163,11 +231,31 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(IdempotencyKeys::Table)
-                    .col(ColumnDef::new(IdempotencyKeys::Principal).string().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::RequestId).string().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::RequestHash).string().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::AccessRequestId).string().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::CreatedAtUs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Principal)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::RequestId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::RequestHash)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::AccessRequestId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::CreatedAtUs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .primary_key(
                         Index::create()
                             .col(IdempotencyKeys::Principal)
@@ -188,13 +276,22 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Events::Table)
-                    .col(ColumnDef::new(Events::Seq).big_integer().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Events::Seq)
+                            .big_integer()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Events::EventType).string().not_null())
                     .col(ColumnDef::new(Events::AccessRequestId).string().not_null())
                     .col(ColumnDef::new(Events::Actor).string().not_null())
                     .col(ColumnDef::new(Events::State).string().not_null())
                     .col(ColumnDef::new(Events::Data).text().not_null())
-                    .col(ColumnDef::new(Events::OccurredAtUs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Events::OccurredAtUs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(Events::Table, Events::AccessRequestId)
@@ -217,8 +314,17 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(EventCounter::Table)
-                    .col(ColumnDef::new(EventCounter::Id).integer().not_null().primary_key())
-                    .col(ColumnDef::new(EventCounter::LastSeq).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(EventCounter::Id)
+                            .integer()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(EventCounter::LastSeq)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -236,7 +342,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Settings::Table)
-                    .col(ColumnDef::new(Settings::Key).string().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Settings::Key)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Settings::Value).text().not_null())
                     .to_owned(),
             )
@@ -253,7 +364,9 @@ impl MigrationTrait for Migration {
             AccessRequests::Table.into_iden(),
             ApiKeys::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

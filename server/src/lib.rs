@@ -1,1 +1,14 @@
+//! Sesame, an access-request service: the library behind the `sesame`
+//! binary. [`server::run`] is the entry point tests and the CLI share.
 
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::run;

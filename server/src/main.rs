@@ -1,1 +1,5 @@
-fn main() {}
+//! The `sesame` binary: see `sesame --help`.
+
+fn main() -> std::process::ExitCode {
+    sesame_server::cli::main()
+}

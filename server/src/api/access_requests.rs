@@ -1,0 +1,240 @@
+//! `sesame.v1.AccessRequestService`.
+
+use sesame_proto::v1 as pb;
+use sesame_proto::v1::access_request_service_server::AccessRequestService;
+use tonic::{Request, Response, Status};
+
+use super::{convert, principal, scope};
+use crate::auth::{Permission, Principal, authorize};
+use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, validate_submission};
+use crate::domain::{AccessRequestId, Action};
+use crate::store::{ListQuery, Store};
+
+/// Page size when the caller sends 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest page served; larger requests are coerced (AIP-158).
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// The parts of a decision call that differ between approve, reject and
+/// cancel.
+struct DecisionCall<'a> {
+    permission: Permission,
+    name: &'a str,
+    etag: &'a str,
+    /// Name of the note or reason field, for violations.
+    text_field: &'static str,
+    text: &'a str,
+    text_required: bool,
+}
+
+/// Serves the access-request RPCs over a [`Store`].
+#[derive(Clone, Debug)]
+pub struct AccessRequestApi {
+    store: Store,
+}
+
+impl AccessRequestApi {
+    /// The service over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Validates a decision's name, etag and text, applies it, and returns
+    /// the changed request.
+    async fn decide(
+        &self,
+        request_principal: Principal,
+        call: DecisionCall<'_>,
+        make_action: impl FnOnce(Option<String>) -> Action,
+    ) -> Result<pb::AccessRequest, Status> {
+        authorize(&request_principal, call.permission)?;
+        let mut check = Validator::new();
+        let id = check.name("name", call.name);
+        let rule = TextRule {
+            required: call.text_required,
+            max_chars: MAX_REASON_CHARS,
+            multiline: true,
+        };
+        let text = check.text(call.text_field, call.text, rule);
+        let etag = check.text("etag", call.etag, TextRule::optional(64));
+        check.finish()?;
+        let id: AccessRequestId = id.expect("validated above");
+        let changed = self
+            .store
+            .decide_request(
+                &scope(&request_principal),
+                id,
+                etag.as_deref(),
+                make_action(text),
+                &request_principal.name,
+            )
+            .await?;
+        Ok(convert::access_request(&changed))
+    }
+}
+
+#[tonic::async_trait]
+impl AccessRequestService for AccessRequestApi {
+    async fn submit_access_request(
+        &self,
+        request: Request<pb::SubmitAccessRequestRequest>,
+    ) -> Result<Response<pb::SubmitAccessRequestResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::SubmitRequest)?;
+        let submission = validate_submission(&convert::raw_submission(request.into_inner()))?;
+        let (stored, _created) = self.store.submit_request(&caller.name, submission).await?;
+        Ok(Response::new(pb::SubmitAccessRequestResponse {
+            access_request: Some(convert::access_request(&stored)),
+        }))
+    }
+
+    async fn get_access_request(
+        &self,
+        request: Request<pb::GetAccessRequestRequest>,
+    ) -> Result<Response<pb::GetAccessRequestResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ReadRequests)?;
+        let mut check = Validator::new();
+        let id = check.name("name", &request.get_ref().name);
+        check.finish()?;
+        let id = id.expect("validated above");
+        let found = self.store.get_request(&scope(&caller), id).await?;
+        Ok(Response::new(pb::GetAccessRequestResponse {
+            access_request: Some(convert::access_request(&found)),
+        }))
+    }
+
+    async fn list_access_requests(
+        &self,
+        request: Request<pb::ListAccessRequestsRequest>,
+    ) -> Result<Response<pb::ListAccessRequestsResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ReadRequests)?;
+        let message = request.into_inner();
+        let mut check = Validator::new();
+        let page_size = match message.page_size {
+            size if size < 0 => {
+                check.violation("page_size", "must not be negative");
+                DEFAULT_PAGE_SIZE
+            }
+            0 => DEFAULT_PAGE_SIZE,
+            size => u32::try_from(size)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        let state = check.optional_enum("state", convert::state_input(message.state));
+        let user_type =
+            check.optional_enum("user_type", convert::user_type_input(message.user_type));
+        let created_from = convert::optional_time(
+            &mut check,
+            "create_time_start",
+            message.create_time_start.as_ref(),
+        );
+        let created_before = convert::optional_time(
+            &mut check,
+            "create_time_end",
+            message.create_time_end.as_ref(),
+        );
+        if let (Some(from), Some(before)) = (created_from, created_before)
+            && from >= before
+        {
+            check.violation("create_time_end", "must be after create_time_start");
+        }
+        if message.page_token.len() > 1024 {
+            check.violation("page_token", "is not a token returned by this service");
+        }
+        check.finish()?;
+        let query = ListQuery {
+            state,
+            user_type,
+            created_from,
+            created_before,
+        };
+        let page_token = Some(message.page_token.as_str()).filter(|token| !token.is_empty());
+        let page = self
+            .store
+            .list_requests(&scope(&caller), &query, page_size, page_token)
+            .await?;
+        Ok(Response::new(pb::ListAccessRequestsResponse {
+            access_requests: page.items.iter().map(convert::access_request).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn approve_access_request(
+        &self,
+        request: Request<pb::ApproveAccessRequestRequest>,
+    ) -> Result<Response<pb::ApproveAccessRequestResponse>, Status> {
+        let caller = principal(&request)?;
+        let message = request.into_inner();
+        let approved = self
+            .decide(
+                caller,
+                DecisionCall {
+                    permission: Permission::DecideRequest,
+                    name: &message.name,
+                    etag: &message.etag,
+                    text_field: "note",
+                    text: &message.note,
+                    text_required: false,
+                },
+                |note| Action::Approve { note },
+            )
+            .await?;
+        Ok(Response::new(pb::ApproveAccessRequestResponse {
+            access_request: Some(approved),
+        }))
+    }
+
+    async fn reject_access_request(
+        &self,
+        request: Request<pb::RejectAccessRequestRequest>,
+    ) -> Result<Response<pb::RejectAccessRequestResponse>, Status> {
+        let caller = principal(&request)?;
+        let message = request.into_inner();
+        let rejected = self
+            .decide(
+                caller,
+                DecisionCall {
+                    permission: Permission::DecideRequest,
+                    name: &message.name,
+                    etag: &message.etag,
+                    text_field: "reason",
+                    text: &message.reason,
+                    text_required: true,
+                },
+                |reason| Action::Reject {
+                    reason: reason.unwrap_or_default(),
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::RejectAccessRequestResponse {
+            access_request: Some(rejected),
+        }))
+    }
+
+    async fn cancel_access_request(
+        &self,
+        request: Request<pb::CancelAccessRequestRequest>,
+    ) -> Result<Response<pb::CancelAccessRequestResponse>, Status> {
+        let caller = principal(&request)?;
+        let message = request.into_inner();
+        let cancelled = self
+            .decide(
+                caller,
+                DecisionCall {
+                    permission: Permission::CancelRequest,
+                    name: &message.name,
+                    etag: &message.etag,
+                    text_field: "reason",
+                    text: &message.reason,
+                    text_required: false,
+                },
+                |reason| Action::Cancel { reason },
+            )
+            .await?;
+        Ok(Response::new(pb::CancelAccessRequestResponse {
+            access_request: Some(cancelled),
+        }))
+    }
+}

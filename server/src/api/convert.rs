@@ -1,0 +1,136 @@
+//! Conversions between protobuf messages and domain values. No rules live
+//! here: validation is the domain's.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+use sesame_proto::v1 as pb;
+
+use crate::domain::validation::{EnumInput, RawApplicant, RawConsent, RawSubmission, Validator};
+use crate::domain::{AccessRequest, State, UserType};
+
+/// A protobuf timestamp.
+pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A time from an optional protobuf timestamp; out-of-range values are
+/// recorded as violations of `field`.
+pub fn optional_time(
+    check: &mut Validator,
+    field: &str,
+    value: Option<&Timestamp>,
+) -> Option<DateTime<Utc>> {
+    let value = value?;
+    let nanos = u32::try_from(value.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000);
+    let time = nanos.and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos));
+    if time.is_none() {
+        check.violation(field, "is not a valid timestamp");
+    }
+    time
+}
+
+/// The wire enum of a state.
+pub fn state_to_proto(state: State) -> pb::AccessRequestState {
+    match state {
+        State::Pending => pb::AccessRequestState::Pending,
+        State::Approved => pb::AccessRequestState::Approved,
+        State::Rejected => pb::AccessRequestState::Rejected,
+        State::Cancelled => pb::AccessRequestState::Cancelled,
+        State::Expired => pb::AccessRequestState::Expired,
+    }
+}
+
+/// A state filter as received.
+pub fn state_input(raw: i32) -> EnumInput<State> {
+    match pb::AccessRequestState::try_from(raw) {
+        Ok(pb::AccessRequestState::Unspecified) => EnumInput::Unset,
+        Ok(pb::AccessRequestState::Pending) => EnumInput::Value(State::Pending),
+        Ok(pb::AccessRequestState::Approved) => EnumInput::Value(State::Approved),
+        Ok(pb::AccessRequestState::Rejected) => EnumInput::Value(State::Rejected),
+        Ok(pb::AccessRequestState::Cancelled) => EnumInput::Value(State::Cancelled),
+        Ok(pb::AccessRequestState::Expired) => EnumInput::Value(State::Expired),
+        Err(_) => EnumInput::Unknown(raw),
+    }
+}
+
+/// The wire enum of a user type.
+pub fn user_type_to_proto(user_type: UserType) -> pb::UserType {
+    match user_type {
+        UserType::Employee => pb::UserType::Employee,
+        UserType::Partner => pb::UserType::Partner,
+        UserType::Customer => pb::UserType::Customer,
+        UserType::Contractor => pb::UserType::Contractor,
+    }
+}
+
+/// A user type as received.
+pub fn user_type_input(raw: i32) -> EnumInput<UserType> {
+    match pb::UserType::try_from(raw) {
+        Ok(pb::UserType::Unspecified) => EnumInput::Unset,
+        Ok(pb::UserType::Employee) => EnumInput::Value(UserType::Employee),
+        Ok(pb::UserType::Partner) => EnumInput::Value(UserType::Partner),
+        Ok(pb::UserType::Customer) => EnumInput::Value(UserType::Customer),
+        Ok(pb::UserType::Contractor) => EnumInput::Value(UserType::Contractor),
+        Err(_) => EnumInput::Unknown(raw),
+    }
+}
+
+/// A submission message as raw domain input.
+pub fn raw_submission(message: pb::SubmitAccessRequestRequest) -> RawSubmission {
+    RawSubmission {
+        applicant: message.applicant.map(|applicant| RawApplicant {
+            email: applicant.email,
+            full_name: applicant.full_name,
+            organization: applicant.organization,
+            phone: applicant.phone,
+        }),
+        user_type: user_type_input(message.user_type),
+        locale: message.locale,
+        resource: message.resource,
+        justification: message.justification,
+        consent: message.consent.map(|consent| RawConsent {
+            version: consent.version,
+            purposes: consent.purposes,
+        }),
+        request_id: message.request_id,
+    }
+}
+
+/// The wire form of a request.
+pub fn access_request(request: &AccessRequest) -> pb::AccessRequest {
+    pb::AccessRequest {
+        name: request.id.name(),
+        applicant: Some(pb::Applicant {
+            email: request.applicant.email.clone(),
+            full_name: request.applicant.full_name.clone(),
+            organization: request.applicant.organization.clone(),
+            phone: request.applicant.phone.clone().unwrap_or_default(),
+        }),
+        user_type: user_type_to_proto(request.user_type).into(),
+        locale: request.locale.as_str().to_owned(),
+        resource: request.resource.clone(),
+        justification: request.justification.clone(),
+        consent: Some(pb::Consent {
+            version: request.consent.version.clone(),
+            purposes: request.consent.purposes.clone(),
+            grant_time: Some(timestamp(request.created_at)),
+        }),
+        state: state_to_proto(request.state).into(),
+        decision: request.decision.as_ref().map(|decision| pb::Decision {
+            actor: decision.actor.clone(),
+            decide_time: Some(timestamp(decision.decided_at)),
+            reason: decision.reason.clone().unwrap_or_default(),
+            automatic: decision.automatic,
+        }),
+        submitter: request.submitter.clone(),
+        request_id: request.request_id.clone().unwrap_or_default(),
+        create_time: Some(timestamp(request.created_at)),
+        update_time: Some(timestamp(request.updated_at)),
+        etag: request.etag(),
+    }
+}

@@ -1,0 +1,39 @@
+//! Thin tonic adapters: each RPC reads the caller, checks its role,
+//! converts and validates the message, calls the store, converts back.
+//! Errors become statuses in [`status`] only.
+
+mod access_requests;
+pub mod convert;
+pub mod status;
+
+pub use access_requests::AccessRequestApi;
+
+use tonic::{Code, Request, Status};
+
+use crate::auth::{Principal, Role};
+use crate::store::Scope;
+
+/// The caller resolved by the auth layer. Its absence is a wiring bug, not
+/// a caller error, so it is reported as INTERNAL.
+fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| {
+            status::with_reason(
+                Code::Internal,
+                "internal error",
+                "INTERNAL",
+                Default::default(),
+            )
+        })
+}
+
+/// What the caller may see: everything, or only its own requests.
+fn scope(principal: &Principal) -> Scope {
+    match principal.role {
+        Role::Admin | Role::Auditor => Scope::All,
+        Role::Submitter => Scope::OwnedBy(principal.name.clone()),
+    }
+}

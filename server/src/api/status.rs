@@ -1,0 +1,128 @@
+//! The one place where errors of every layer become `tonic::Status`, with
+//! an AIP-193 `ErrorInfo` (domain `sesame.dev`) and, for bad input, a
+//! `BadRequest` listing every invalid field. Database text never leaves:
+//! internal errors are logged here and answered with a bare message.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tracing::{error, warn};
+
+use crate::auth::{AuthError, Forbidden};
+use crate::domain::Violations;
+use crate::store::StoreError;
+
+/// The ErrorInfo domain of every Sesame error.
+pub const ERROR_DOMAIN: &str = "sesame.dev";
+
+/// A status with an ErrorInfo carrying `reason` and `metadata`.
+pub fn with_reason(
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    metadata: HashMap<String, String>,
+) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    Status::with_error_details(code, message, details)
+}
+
+fn plain(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    with_reason(code, message, reason, HashMap::new())
+}
+
+impl From<Violations> for Status {
+    fn from(violations: Violations) -> Self {
+        let field_violations: Vec<FieldViolation> = violations
+            .as_slice()
+            .iter()
+            .map(|violation| FieldViolation::new(&violation.field, &violation.description))
+            .collect();
+        let mut details = ErrorDetails::with_bad_request(field_violations);
+        details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
+        Status::with_error_details(Code::InvalidArgument, violations.to_string(), details)
+    }
+}
+
+impl From<Forbidden> for Status {
+    fn from(forbidden: Forbidden) -> Self {
+        let metadata = HashMap::from([("role".to_owned(), forbidden.role.as_str().to_owned())]);
+        with_reason(
+            Code::PermissionDenied,
+            format!("the {} role may not call this method", forbidden.role),
+            "ROLE_NOT_ALLOWED",
+            metadata,
+        )
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing => {
+                plain(Code::Unauthenticated, error.to_string(), "API_KEY_MISSING")
+            }
+            AuthError::Malformed => plain(
+                Code::Unauthenticated,
+                error.to_string(),
+                "API_KEY_MALFORMED",
+            ),
+            AuthError::Invalid => {
+                plain(Code::Unauthenticated, error.to_string(), "API_KEY_INVALID")
+            }
+            AuthError::Store(store_error) => Status::from(store_error),
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        let message = error.to_string();
+        match error {
+            StoreError::NotFound => plain(Code::NotFound, message, "REQUEST_NOT_FOUND"),
+            StoreError::NotOwner => plain(Code::PermissionDenied, message, "NOT_REQUEST_OWNER"),
+            StoreError::EtagMismatch => plain(
+                Code::Aborted,
+                format!("{message}: read it again and retry"),
+                "ETAG_MISMATCH",
+            ),
+            StoreError::Transition(transition) => {
+                let metadata =
+                    HashMap::from([("state".to_owned(), transition.from.as_str().to_uppercase())]);
+                with_reason(
+                    Code::FailedPrecondition,
+                    transition.to_string(),
+                    transition.reason(),
+                    metadata,
+                )
+            }
+            StoreError::RequestIdReused => plain(Code::AlreadyExists, message, "REQUEST_ID_REUSED"),
+            StoreError::InvalidPageToken(_) => {
+                let violation = FieldViolation::new("page_token", &message);
+                let mut details = ErrorDetails::with_bad_request(vec![violation]);
+                details.set_error_info("PAGE_TOKEN_INVALID", ERROR_DOMAIN, HashMap::new());
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            StoreError::ApiKeyNotFound(_) => plain(Code::NotFound, message, "API_KEY_NOT_FOUND"),
+            StoreError::ApiKeyNameTaken(_) => {
+                plain(Code::AlreadyExists, message, "API_KEY_NAME_TAKEN")
+            }
+            StoreError::Unavailable(source) => {
+                warn!(error = %source, "database unavailable");
+                plain(
+                    Code::Unavailable,
+                    "the database is unavailable, retry later",
+                    "DATABASE_UNAVAILABLE",
+                )
+            }
+            StoreError::Database(source) => {
+                error!(error = %source, "database error");
+                plain(Code::Internal, "internal error", "INTERNAL")
+            }
+            StoreError::Corrupt(what) => {
+                error!(what = %what, "inconsistent stored data");
+                plain(Code::Internal, "internal error", "INTERNAL")
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The tower layer that authenticates every `sesame.*` RPC from its
+//! `authorization: Bearer <key>` metadata. Health and reflection stay open.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tower::{Layer, Service};
+
+use super::{Principal, hash_key};
+use crate::store::{Store, StoreError};
+
+/// Why a call could not be authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing API key: send `authorization: Bearer <key>` metadata")]
+    Missing,
+    #[error("malformed authorization metadata: expected `Bearer <key>`")]
+    Malformed,
+    #[error("unknown or revoked API key")]
+    Invalid,
+    #[error("could not check the API key")]
+    Store(#[from] StoreError),
+}
+
+/// Adds [`AuthService`] around the gRPC router.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    store: Store,
+}
+
+impl AuthLayer {
+    /// Authenticates against the keys in `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+/// Resolves the bearer key to a [`Principal`] in the request extensions, or
+/// answers UNAUTHENTICATED without calling the service.
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    store: Store,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // The clone that was polled ready is the one that must be called.
+        let ready_clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready_clone);
+        let store = self.store.clone();
+        Box::pin(async move {
+            if !needs_authentication(request.uri().path()) {
+                return inner.call(request).await;
+            }
+            match authenticate(&store, request.headers()).await {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(error) => {
+                    let status = tonic::Status::from(error);
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}
+
+/// Sesame's own services need a key; health and reflection do not.
+fn needs_authentication(path: &str) -> bool {
+    path.starts_with("/sesame.")
+}
+
+async fn authenticate(store: &Store, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Err(AuthError::Missing);
+    };
+    let text = value.to_str().map_err(|_| AuthError::Malformed)?;
+    let (scheme, key) = text.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed);
+    }
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    let principal = store.find_active_key(&hash_key(key)).await?;
+    principal.ok_or(AuthError::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_authentication;
+
+    #[test]
+    fn only_sesame_services_need_a_key() {
+        assert!(needs_authentication(
+            "/sesame.v1.AccessRequestService/GetAccessRequest"
+        ));
+        assert!(!needs_authentication("/grpc.health.v1.Health/Check"));
+        assert!(!needs_authentication(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!needs_authentication(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        ));
+    }
+}

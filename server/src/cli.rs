@@ -1,0 +1,224 @@
+//! The `sesame` command line: `serve`, `migrate` and `keys`. Errors are
+//! reported once, with their causes, and a non-zero exit code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::auth::Role;
+use crate::config::{Config, LogFormat, Overrides, redact_url};
+use crate::store::{self, Store, keys_validate_name};
+
+/// Sesame: access requests, decisions and gateway codes over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "sesame", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Config file (TOML). Default: ./sesame.toml when it exists.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter directives, e.g. `debug` or `sesame_server=debug,info`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_filter: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply migrations and serve gRPC until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:50051).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// Only report how many migrations are pending.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret once on stdout.
+    Create {
+        /// Unique name, recorded as the actor of what the key does.
+        #[arg(long)]
+        name: String,
+        /// submitter, admin or auditor.
+        #[arg(long)]
+        role: Role,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by name; calls with it fail at once.
+    Revoke {
+        /// Name of the key.
+        name: String,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let listen_addr = match &cli.command {
+        Command::Serve { listen } => *listen,
+        _ => None,
+    };
+    let overrides = Overrides {
+        listen_addr,
+        database_url: cli.global.database_url.clone(),
+        log_format: cli.global.log_format,
+        log_filter: cli.global.log_filter.clone(),
+    };
+    let loaded = Config::load(cli.global.config.as_deref(), &overrides)?;
+    let config = loaded.config;
+    crate::telemetry::init(config.log_format, &config.log_filter);
+    for key in &loaded.unknown_keys {
+        warn!(key = %key, "unknown configuration key ignored");
+    }
+
+    match cli.command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate { status } => migrate(&config, status).await,
+        Command::Keys(command) => keys(&config, command).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    info!(
+        database = %redact_url(&config.database_url),
+        addr = %config.listen_addr,
+        "starting sesame"
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen_addr))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    crate::run(config, listener, shutdown).await
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(error) => {
+                    warn!(error = %error, "could not listen for SIGTERM");
+                    let _ = interrupt.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => info!("received SIGINT"),
+            _ = terminate.recv() => info!("received SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    shutdown.cancel();
+}
+
+async fn migrate(config: &Config, status_only: bool) -> anyhow::Result<()> {
+    let db = store::connect(&config.database())
+        .await
+        .context("could not connect to the database")?;
+    if status_only {
+        let pending = store::pending_migrations(&db).await?;
+        println!("{pending} pending migration(s)");
+        return Ok(());
+    }
+    let applied = store::run_migrations(&db)
+        .await
+        .context("migration failed")?;
+    println!("applied {applied} migration(s); the schema is up to date");
+    Ok(())
+}
+
+async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let store = Store::open(&config.database(), true)
+        .await
+        .context("could not open the database")?;
+    match command {
+        KeysCommand::Create { name, role } => {
+            if let Err(problem) = keys_validate_name(&name) {
+                bail!(problem);
+            }
+            let (info, key) = store.create_api_key(&name, role).await?;
+            eprintln!(
+                "created {} key {:?}; the secret below is shown only once:",
+                info.role, info.name
+            );
+            println!("{}", key.secret);
+        }
+        KeysCommand::List => {
+            let keys = store.list_api_keys().await?;
+            println!(
+                "{:<32} {:<10} {:<14} {:<20} STATUS",
+                "NAME", "ROLE", "PREFIX", "CREATED"
+            );
+            for key in keys {
+                let status = match key.revoked_at {
+                    Some(revoked) => format!("revoked {}", revoked.format("%Y-%m-%d %H:%M:%S")),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{:<32} {:<10} {:<14} {:<20} {status}",
+                    key.name,
+                    key.role,
+                    key.display_prefix,
+                    key.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            let info = store.revoke_api_key(&name).await?;
+            println!("revoked key {:?} ({})", info.name, info.role);
+        }
+    }
+    Ok(())
+}

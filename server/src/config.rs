@@ -1,0 +1,322 @@
+//! Layered configuration: embedded defaults < file (`sesame.toml`) <
+//! environment (`SESAME_*`) < command-line flags, validated at start.
+//!
+//! Unknown keys are warned about, not fatal, so a typo is visible without
+//! taking a replica down. Secrets (the password in `database_url`) are
+//! redacted from `Debug`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::store::DatabaseOptions;
+
+/// Default config file, read from the working directory when present.
+pub const DEFAULT_CONFIG_FILE: &str = "sesame.toml";
+/// Prefix of the environment variables read as configuration.
+pub const ENV_PREFIX: &str = "SESAME_";
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the server. Field names are the keys of `sesame.toml`;
+/// the environment variable is `SESAME_` + the key in upper case.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen_addr: SocketAddr,
+    /// `sqlite://PATH` (created if missing) or `postgres://USER:PASSWORD@HOST/DB`.
+    pub database_url: String,
+    /// Largest database connection pool.
+    pub database_max_connections: u32,
+    /// Seconds to wait for a database connection or a SQLite write lock.
+    pub database_timeout_secs: u64,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// tracing filter directives, e.g. `info` or `sesame_server=debug,info`.
+    pub log_filter: String,
+    /// Largest request message accepted, in bytes.
+    pub max_decoding_message_bytes: usize,
+    /// Largest response message sent, in bytes.
+    pub max_encoding_message_bytes: usize,
+    /// Deadline applied to calls that carry none, in seconds.
+    pub request_timeout_secs: u64,
+    /// On shutdown, how long in-flight calls may take to finish, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// How often the database is pinged for the health service, in seconds.
+    pub health_check_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: "sqlite://sesame.db".to_owned(),
+            database_max_connections: 10,
+            database_timeout_secs: 5,
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+            max_decoding_message_bytes: 64 * 1024,
+            max_encoding_message_bytes: 8 * 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+            health_check_interval_secs: 5,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("database_timeout_secs", &self.database_timeout_secs)
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .field(
+                "max_decoding_message_bytes",
+                &self.max_decoding_message_bytes,
+            )
+            .field(
+                "max_encoding_message_bytes",
+                &self.max_encoding_message_bytes,
+            )
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field(
+                "health_check_interval_secs",
+                &self.health_check_interval_secs,
+            )
+            .finish()
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_filter: Option<String>,
+}
+
+/// A configuration that could not be loaded or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Parse(#[from] Box<figment::Error>),
+}
+
+/// The result of loading: the configuration and the unknown keys seen.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Keys that no setting has; reported as warnings once logging is up.
+    pub unknown_keys: Vec<String>,
+}
+
+impl Config {
+    /// Loads the layers. `file` is an explicit `--config` path (must exist);
+    /// without it, `sesame.toml` is read if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE)),
+        }
+        figment = figment
+            .merge(Env::prefixed(ENV_PREFIX))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        let known = known_keys();
+        let seen: BTreeMap<String, figment::value::Value> = figment.extract().map_err(Box::new)?;
+        let unknown_keys = seen
+            .into_keys()
+            .filter(|key| !known.contains(key))
+            .collect();
+        Ok(Loaded {
+            config,
+            unknown_keys,
+        })
+    }
+
+    /// Checks ranges that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let scheme_ok = ["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|scheme| self.database_url.starts_with(scheme));
+        if !scheme_ok {
+            problems.push(format!(
+                "database_url must start with sqlite:, postgres: or postgresql:, got {:?}",
+                redact_url(&self.database_url)
+            ));
+        }
+        if !(1..=1000).contains(&self.database_max_connections) {
+            problems.push("database_max_connections must be between 1 and 1000".to_owned());
+        }
+        let message_range = 1024..=64 * 1024 * 1024;
+        if !message_range.contains(&self.max_decoding_message_bytes) {
+            problems.push("max_decoding_message_bytes must be between 1 KiB and 64 MiB".to_owned());
+        }
+        if !message_range.contains(&self.max_encoding_message_bytes) {
+            problems.push("max_encoding_message_bytes must be between 1 KiB and 64 MiB".to_owned());
+        }
+        for (key, value) in [
+            ("database_timeout_secs", self.database_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "health_check_interval_secs",
+                self.health_check_interval_secs,
+            ),
+        ] {
+            if !(1..=3600).contains(&value) {
+                problems.push(format!("{key} must be between 1 and 3600"));
+            }
+        }
+        if self.shutdown_grace_secs > 3600 {
+            problems.push("shutdown_grace_secs must be at most 3600".to_owned());
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
+            problems.push(format!(
+                "log_filter {:?} is invalid: {error}",
+                self.log_filter
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.join("; ")))
+        }
+    }
+
+    /// The database settings for the store.
+    pub fn database(&self) -> DatabaseOptions {
+        DatabaseOptions {
+            url: self.database_url.clone(),
+            max_connections: self.database_max_connections,
+            acquire_timeout: Duration::from_secs(self.database_timeout_secs),
+        }
+    }
+}
+
+fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().map(|(key, _)| key).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(index) => rest.split_at(index),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://sesame:s3cret@db:5432/sesame"),
+            "postgres://sesame:***@db:5432/sesame"
+        );
+        assert_eq!(redact_url("sqlite://sesame.db"), "sqlite://sesame.db");
+        assert_eq!(
+            redact_url("postgres://sesame@db/x"),
+            "postgres://sesame@db/x"
+        );
+        let config = Config {
+            database_url: "postgres://u:hunter2@h/d".into(),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_are_reported() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "sesame.toml",
+                "listen_addr = \"127.0.0.1:6000\"\nlog_filter = \"debug\"\ntypo_key = 1\n",
+            )?;
+            jail.set_env("SESAME_LOG_FILTER", "warn");
+            jail.set_env("SESAME_DATABASE_URL", "sqlite://from-env.db");
+            let overrides = Overrides {
+                database_url: Some("sqlite://from-flag.db".into()),
+                ..Overrides::default()
+            };
+            let loaded = Config::load(None, &overrides).expect("valid config");
+            assert_eq!(loaded.config.listen_addr.port(), 6000);
+            assert_eq!(loaded.config.log_filter, "warn");
+            assert_eq!(loaded.config.database_url, "sqlite://from-flag.db");
+            assert_eq!(loaded.unknown_keys, vec!["typo_key".to_owned()]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_all_reported() {
+        let config = Config {
+            database_url: "mysql://x".into(),
+            database_max_connections: 0,
+            request_timeout_secs: 0,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("database_url"), "{message}");
+        assert!(message.contains("database_max_connections"), "{message}");
+        assert!(message.contains("request_timeout_secs"), "{message}");
+    }
+
+    #[test]
+    fn an_explicit_missing_file_is_an_error() {
+        let error = Config::load(
+            Some(Path::new("/nonexistent/sesame.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::MissingFile(_)));
+    }
+}

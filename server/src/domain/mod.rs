@@ -1,0 +1,16 @@
+//! The rules of the business, free of I/O: typed ids, the access-request
+//! state machine, input validation and the events a change produces.
+//!
+//! Nothing here knows about SeaORM, tonic or the clock: callers pass the
+//! time in and persist what comes out.
+
+pub mod ids;
+pub mod request;
+pub mod validation;
+
+pub use ids::{AccessRequestId, NameError};
+pub use request::{
+    AccessRequest, Action, Applicant, Consent, Decision, EventKind, Locale, NewAccessRequest,
+    NewEvent, State, TransitionError, UserType,
+};
+pub use validation::{FieldViolation, Violations};

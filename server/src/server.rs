@@ -1,0 +1,157 @@
+//! Wires the gRPC server: store, auth layer, Sesame services, health and
+//! reflection, message limits, and graceful shutdown.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
+
+use crate::api::AccessRequestApi;
+use crate::auth::AuthLayer;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Name of the Sesame service in the health service.
+const ACCESS_REQUEST_SERVICE: &str = "sesame.v1.AccessRequestService";
+
+/// Opens the store (applying migrations), creates the bootstrap admin key
+/// on an empty database, and serves until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.database(), true)
+        .await
+        .context("could not open the database")?;
+    if let Some(key) = store
+        .bootstrap_admin_key()
+        .await
+        .context("could not create the bootstrap admin key")?
+    {
+        print_bootstrap_key(&key.secret);
+    }
+    serve(config, store, listener, shutdown).await
+}
+
+/// Serves an already opened store until `shutdown` is cancelled. On
+/// shutdown the health service turns NOT_SERVING first, then in-flight
+/// calls get `shutdown_grace_secs` to finish.
+pub async fn serve(
+    config: Config,
+    store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let local_addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&health_reporter, ServingStatus::Serving).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sesame_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("could not build the reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sesame_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("could not build the v1alpha reflection service")?;
+
+    let access_requests = AccessRequestServiceServer::new(AccessRequestApi::new(store.clone()))
+        .max_decoding_message_size(config.max_decoding_message_bytes)
+        .max_encoding_message_size(config.max_encoding_message_bytes);
+
+    let health_task = tokio::spawn(watch_database(
+        store.clone(),
+        health_reporter.clone(),
+        Duration::from_secs(config.health_check_interval_secs),
+        shutdown.clone(),
+    ));
+
+    let graceful = {
+        let shutdown = shutdown.clone();
+        let reporter = health_reporter.clone();
+        async move {
+            shutdown.cancelled().await;
+            info!("shutting down: health is NOT_SERVING, finishing in-flight calls");
+            set_health(&reporter, ServingStatus::NotServing).await;
+        }
+    };
+    let router = Server::builder()
+        .timeout(Duration::from_secs(config.request_timeout_secs))
+        .layer(AuthLayer::new(store))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(access_requests);
+    info!(addr = %local_addr, "sesame listening");
+    let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), graceful);
+
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = serving => result.context("the gRPC server failed")?,
+        () = deadline => warn!(grace_secs = grace.as_secs(), "in-flight calls did not finish in time; stopping anyway"),
+    }
+    health_task.abort();
+    info!("sesame stopped");
+    Ok(())
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(ACCESS_REQUEST_SERVICE, status)
+        .await;
+}
+
+/// Reports NOT_SERVING while the database does not answer.
+async fn watch_database(
+    store: Store,
+    reporter: HealthReporter,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let reachable = store.ping().await.is_ok();
+        if reachable != healthy && !shutdown.is_cancelled() {
+            healthy = reachable;
+            if healthy {
+                info!("database reachable again; serving");
+                set_health(&reporter, ServingStatus::Serving).await;
+            } else {
+                warn!("database unreachable; health is NOT_SERVING");
+                set_health(&reporter, ServingStatus::NotServing).await;
+            }
+        }
+    }
+}
+
+fn print_bootstrap_key(secret: &str) {
+    println!("================================================================");
+    println!("sesame: created the first admin API key (name: bootstrap-admin).");
+    println!("It is shown only this once; store it now:");
+    println!();
+    println!("    {secret}");
+    println!();
+    println!("Send it as `authorization: Bearer <key>` metadata.");
+    println!("================================================================");
+}

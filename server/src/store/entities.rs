@@ -1,0 +1,131 @@
+//! SeaORM entities, one module per table of `sesame-migrations`.
+//!
+//! Times are microseconds since the Unix epoch; ids are hyphenated UUIDs.
+
+/// `api_keys`: hashed API keys and their roles.
+pub mod api_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub role: String,
+        /// SHA-256 of the secret, hex. The secret itself is never stored.
+        pub key_hash: String,
+        /// First characters of the secret, to recognise a key in listings.
+        pub key_prefix: String,
+        pub created_at_us: i64,
+        pub revoked_at_us: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `access_requests`: one row per request, current state only.
+pub mod access_request {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "access_requests")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub submitter: String,
+        pub request_id: Option<String>,
+        pub applicant_email: String,
+        pub applicant_full_name: String,
+        pub applicant_organization: String,
+        pub applicant_phone: Option<String>,
+        pub user_type: String,
+        pub locale: String,
+        pub resource: String,
+        pub justification: String,
+        pub consent_version: String,
+        /// JSON array of purposes.
+        pub consent_purposes: String,
+        pub state: String,
+        pub decided_by: Option<String>,
+        pub decided_at_us: Option<i64>,
+        pub decision_reason: Option<String>,
+        pub decision_automatic: bool,
+        pub version: i64,
+        pub created_at_us: i64,
+        pub updated_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `idempotency_keys`: which request a (caller, request_id) pair created.
+pub mod idempotency_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub principal: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        /// Fingerprint of the first call's payload.
+        pub request_hash: String,
+        pub access_request_id: String,
+        pub created_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `events`: the append-only event log.
+pub mod event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub event_type: String,
+        pub access_request_id: String,
+        pub actor: String,
+        pub state: String,
+        /// JSON object with the event's facts.
+        pub data: String,
+        pub occurred_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `settings`: server-wide values shared by every replica.
+pub mod setting {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub value: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,148 @@
+//! API key rows: create (the secret is returned once, only its hash is
+//! kept), list, revoke, look up by hash, and the first-start bootstrap key.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
+use tracing::{info, instrument};
+use uuid::Uuid;
+
+use super::entities::api_key;
+use super::{Result, Store, StoreError, from_micros, now, to_micros};
+use crate::auth::{GeneratedKey, Principal, Role, generate_key};
+
+/// Name of the admin key created on first start.
+pub const BOOTSTRAP_KEY_NAME: &str = "bootstrap-admin";
+
+/// An API key as listed: never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub name: String,
+    pub role: Role,
+    /// First characters of the secret, to tell keys apart.
+    pub display_prefix: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ApiKeyInfo {
+    fn from_row(row: api_key::Model) -> Result<Self> {
+        let role = row
+            .role
+            .parse::<Role>()
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        Ok(ApiKeyInfo {
+            name: row.name,
+            role,
+            display_prefix: row.key_prefix,
+            created_at: from_micros(row.created_at_us)?,
+            revoked_at: row.revoked_at_us.map(from_micros).transpose()?,
+        })
+    }
+}
+
+/// Key names are 1 to 64 characters from `a-z`, `0-9`, `-`, `_` and `.`.
+pub fn validate_key_name(name: &str) -> std::result::Result<(), String> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || name.len() > 64 || !valid_chars {
+        return Err(format!(
+            "invalid key name {name:?}: use 1 to 64 characters from a-z, 0-9, -, _ and ."
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a key; the returned secret is the only copy there will ever be.
+    #[instrument(skip_all, fields(name = %name, role = %role), err)]
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> Result<(ApiKeyInfo, GeneratedKey)> {
+        let key = generate_key();
+        let row = api_key::ActiveModel {
+            id: Set(Uuid::now_v7().to_string()),
+            name: Set(name.to_owned()),
+            role: Set(role.as_str().to_owned()),
+            key_hash: Set(key.hash.clone()),
+            key_prefix: Set(key.display_prefix.clone()),
+            created_at_us: Set(to_micros(now())),
+            revoked_at_us: Set(None),
+        };
+        let inserted = match row.insert(&self.db).await {
+            Ok(inserted) => inserted,
+            Err(error) if error.sql_err().is_some() => {
+                return Err(StoreError::ApiKeyNameTaken(name.to_owned()));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        info!("api key created");
+        Ok((ApiKeyInfo::from_row(inserted)?, key))
+    }
+
+    /// Every key, revoked ones included, oldest first.
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        api_key::Entity::find()
+            .order_by_asc(api_key::Column::CreatedAtUs)
+            .order_by_asc(api_key::Column::Name)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(ApiKeyInfo::from_row)
+            .collect()
+    }
+
+    /// Revokes a key by name. Revoking a revoked key keeps the first time.
+    #[instrument(skip_all, fields(name = %name), err)]
+    pub async fn revoke_api_key(&self, name: &str) -> Result<ApiKeyInfo> {
+        let Some(row) = api_key::Entity::find()
+            .filter(api_key::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+        else {
+            return Err(StoreError::ApiKeyNotFound(name.to_owned()));
+        };
+        if row.revoked_at_us.is_some() {
+            return ApiKeyInfo::from_row(row);
+        }
+        let mut active: api_key::ActiveModel = row.into();
+        active.revoked_at_us = Set(Some(to_micros(now())));
+        let updated = active.update(&self.db).await?;
+        info!("api key revoked");
+        ApiKeyInfo::from_row(updated)
+    }
+
+    /// The caller owning the key with this hash, unless unknown or revoked.
+    pub async fn find_active_key(&self, key_hash: &str) -> Result<Option<Principal>> {
+        let row = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(key_hash))
+            .filter(api_key::Column::RevokedAtUs.is_null())
+            .one(&self.db)
+            .await?;
+        row.map(|row| {
+            let info = ApiKeyInfo::from_row(row)?;
+            Ok(Principal {
+                name: info.name,
+                role: info.role,
+            })
+        })
+        .transpose()
+    }
+
+    /// On an empty key table, creates the `bootstrap-admin` key and returns
+    /// its secret. When several replicas start at once only one creates it.
+    pub async fn bootstrap_admin_key(&self) -> Result<Option<GeneratedKey>> {
+        let existing = api_key::Entity::find().count(&self.db).await?;
+        if existing > 0 {
+            return Ok(None);
+        }
+        match self.create_api_key(BOOTSTRAP_KEY_NAME, Role::Admin).await {
+            Ok((_, key)) => Ok(Some(key)),
+            Err(StoreError::ApiKeyNameTaken(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}

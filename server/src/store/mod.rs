@@ -1,0 +1,242 @@
+//! Persistence: SeaORM entities and the transactions that store domain
+//! changes, on SQLite (embedded default) or PostgreSQL (production).
+//!
+//! Every change is committed together with its event-log rows in one
+//! transaction. Read functions take a [`Scope`], so a submitter's query can
+//! only ever see that submitter's rows.
+
+pub mod entities;
+mod keys;
+mod pagination;
+mod requests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::TryRngCore;
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sesame_migrations::{Migrator, MigratorTrait};
+use tracing::info;
+
+use crate::domain::TransitionError;
+pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
+pub use pagination::{ListQuery, Page};
+
+/// Errors of the persistence layer. Database details stay in the source
+/// chain for logs and never reach a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("access request not found")]
+    NotFound,
+    #[error("the access request belongs to another submitter")]
+    NotOwner,
+    #[error("the etag does not match the current version of the access request")]
+    EtagMismatch,
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("request_id was already used with a different payload")]
+    RequestIdReused,
+    #[error("page_token is invalid: {0}")]
+    InvalidPageToken(&'static str),
+    #[error("API key {0:?} not found")]
+    ApiKeyNotFound(String),
+    #[error("an API key named {0:?} already exists")]
+    ApiKeyNameTaken(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] DbErr),
+    #[error("database error")]
+    Database(#[source] DbErr),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(error: DbErr) -> Self {
+        match &error {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::Unavailable(error),
+            DbErr::Exec(RuntimeErr::SqlxError(inner))
+            | DbErr::Query(RuntimeErr::SqlxError(inner))
+                if matches!(
+                    inner.as_ref(),
+                    sea_orm::sqlx::Error::Io(_)
+                        | sea_orm::sqlx::Error::PoolTimedOut
+                        | sea_orm::sqlx::Error::PoolClosed
+                ) =>
+            {
+                StoreError::Unavailable(error)
+            }
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which requests a caller may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Admins and auditors: every request.
+    All,
+    /// A submitter: only the requests it created.
+    OwnedBy(String),
+}
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct DatabaseOptions {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    pub url: String,
+    /// Largest connection pool.
+    pub max_connections: u32,
+    /// How long to wait for a free connection, or for a SQLite lock.
+    pub acquire_timeout: Duration,
+}
+
+const PAGE_TOKEN_KEY_SETTING: &str = "page_token_key";
+
+/// The database, shared by the API and the background tasks. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// Signs page tokens, so a forged or altered token is refused. Shared by
+    /// every replica through the `settings` table.
+    page_token_key: Arc<[u8; 32]>,
+}
+
+impl Store {
+    /// Connects, applies pending migrations when `migrate` is true, and
+    /// loads the shared settings.
+    pub async fn open(options: &DatabaseOptions, migrate: bool) -> Result<Store> {
+        let db = connect(options).await?;
+        if migrate {
+            run_migrations(&db).await?;
+        }
+        let page_token_key = load_or_create_page_token_key(&db).await?;
+        Ok(Store {
+            db,
+            page_token_key: Arc::new(page_token_key),
+        })
+    }
+
+    /// The underlying connection, for tests and tools.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Answers when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(StoreError::Unavailable)
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (BEGIN IMMEDIATE), so two writers never deadlock upgrading read locks.
+    async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+}
+
+/// Opens the connection pool with the settings each backend needs.
+pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
+    let mut connect_options = ConnectOptions::new(options.url.clone());
+    let busy_timeout = options.acquire_timeout;
+    connect_options
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_timeout(options.acquire_timeout)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |sqlite: SqliteConnectOptions| {
+            sqlite
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(busy_timeout)
+        });
+    Database::connect(connect_options)
+        .await
+        .map_err(StoreError::Unavailable)
+}
+
+/// Applies every pending migration; returns how many ran.
+pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
+    let pending = Migrator::get_pending_migrations(db).await?.len();
+    if pending > 0 {
+        info!(pending, "applying database migrations");
+        Migrator::up(db, None).await?;
+    }
+    Ok(pending)
+}
+
+/// How many migrations are not applied yet.
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
+    Ok(Migrator::get_pending_migrations(db).await?.len())
+}
+
+async fn load_or_create_page_token_key(db: &DatabaseConnection) -> Result<[u8; 32]> {
+    use entities::setting;
+    if let Some(row) = setting::Entity::find_by_id(PAGE_TOKEN_KEY_SETTING)
+        .one(db)
+        .await?
+    {
+        return decode_key(&row.value);
+    }
+    let mut fresh = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut fresh)
+        .expect("the operating system's random number generator failed");
+    let row = setting::ActiveModel {
+        key: sea_orm::Set(PAGE_TOKEN_KEY_SETTING.to_owned()),
+        value: sea_orm::Set(hex::encode(fresh)),
+    };
+    match row.insert(db).await {
+        Ok(_) => Ok(fresh),
+        // Another replica created it first: use theirs.
+        Err(error) if error.sql_err().is_some() => {
+            let row = setting::Entity::find_by_id(PAGE_TOKEN_KEY_SETTING)
+                .one(db)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("page token key vanished".into()))?;
+            decode_key(&row.value)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn decode_key(raw: &str) -> Result<[u8; 32]> {
+    hex::decode(raw)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| StoreError::Corrupt("page token key is not 32 hex-encoded bytes".into()))
+}
+
+/// Microseconds since the Unix epoch, the stored form of every time.
+pub fn to_micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// The inverse of [`to_micros`].
+pub fn from_micros(micros: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {micros} out of range")))
+}
+
+/// The current time, truncated to what the database keeps, so a value read
+/// back equals the value written.
+pub fn now() -> DateTime<Utc> {
+    let current = Utc::now();
+    from_micros(current.timestamp_micros()).unwrap_or(current)
+}

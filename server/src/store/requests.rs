@@ -1,0 +1,353 @@
+//! Access-request transactions: submit (idempotent), get, list, and the
+//! decisions, each committed with its event in one transaction.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+};
+use tracing::{debug, info, instrument};
+
+use super::entities::{access_request, event, idempotency_key};
+use super::pagination::{self, ListQuery, Page, Position};
+use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros};
+use crate::domain::{
+    AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, Locale, NewAccessRequest,
+    NewEvent, State, UserType,
+};
+
+impl Store {
+    /// Stores a new PENDING request and its `request.submitted` event. With
+    /// an idempotency key already used by this submitter, returns the
+    /// request the first call created instead (`false` = not created now).
+    #[instrument(skip_all, fields(submitter = %submitter), err)]
+    pub async fn submit_request(
+        &self,
+        submitter: &str,
+        submission: NewAccessRequest,
+    ) -> Result<(AccessRequest, bool)> {
+        let fingerprint = submission.fingerprint();
+        let request_id = submission.request_id.clone();
+        if let Some(request_id) = &request_id
+            && let Some(original) = self
+                .idempotent_replay(submitter, request_id, &fingerprint)
+                .await?
+        {
+            return Ok((original, false));
+        }
+
+        let (request, event) =
+            AccessRequest::submit(AccessRequestId::generate(), submitter, submission, now());
+        let txn = self.begin_write().await?;
+        access_request_row(&request).insert(&txn).await?;
+        if let Some(request_id) = &request_id {
+            let key_row = idempotency_key::ActiveModel {
+                principal: Set(submitter.to_owned()),
+                request_id: Set(request_id.clone()),
+                request_hash: Set(fingerprint.clone()),
+                access_request_id: Set(request.id.to_string()),
+                created_at_us: Set(to_micros(request.created_at)),
+            };
+            if let Err(error) = key_row.insert(&txn).await {
+                if error.sql_err().is_none() {
+                    return Err(error.into());
+                }
+                // A concurrent retry committed first: ours must not exist.
+                txn.rollback().await?;
+                debug!("concurrent retry lost the race; returning the original request");
+                return self
+                    .idempotent_replay(submitter, request_id, &fingerprint)
+                    .await?
+                    .map(|original| (original, false))
+                    .ok_or_else(|| StoreError::Corrupt("idempotency key vanished".into()));
+            }
+        }
+        append_event(&txn, &event).await?;
+        txn.commit().await?;
+        info!(request = %request.id, "access request submitted");
+        Ok((request, true))
+    }
+
+    async fn idempotent_replay(
+        &self,
+        submitter: &str,
+        request_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<AccessRequest>> {
+        let Some(key_row) =
+            idempotency_key::Entity::find_by_id((submitter.to_owned(), request_id.to_owned()))
+                .one(&self.db)
+                .await?
+        else {
+            return Ok(None);
+        };
+        if key_row.request_hash != fingerprint {
+            return Err(StoreError::RequestIdReused);
+        }
+        let row = access_request::Entity::find_by_id(key_row.access_request_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("idempotency key points nowhere".into()))?;
+        Ok(Some(to_domain(row)?))
+    }
+
+    /// One request, if the scope may see it.
+    pub async fn get_request(&self, scope: &Scope, id: AccessRequestId) -> Result<AccessRequest> {
+        let row = access_request::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        check_scope(scope, &row)?;
+        to_domain(row)
+    }
+
+    /// A page of requests, newest first. `page_size` must be at least 1.
+    pub async fn list_requests(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page> {
+        let query_fingerprint = pagination::fingerprint(scope, query);
+        let after = page_token
+            .map(|token| pagination::decode(&self.page_token_key, token, &query_fingerprint))
+            .transpose()?;
+
+        let mut select = access_request::Entity::find();
+        if let Scope::OwnedBy(owner) = scope {
+            select = select.filter(access_request::Column::Submitter.eq(owner.as_str()));
+        }
+        if let Some(state) = query.state {
+            select = select.filter(access_request::Column::State.eq(state.as_str()));
+        }
+        if let Some(user_type) = query.user_type {
+            select = select.filter(access_request::Column::UserType.eq(user_type.as_str()));
+        }
+        if let Some(from) = query.created_from {
+            select = select.filter(access_request::Column::CreatedAtUs.gte(to_micros(from)));
+        }
+        if let Some(before) = query.created_before {
+            select = select.filter(access_request::Column::CreatedAtUs.lt(to_micros(before)));
+        }
+        if let Some(position) = &after {
+            select = select.filter(
+                Condition::any()
+                    .add(access_request::Column::CreatedAtUs.lt(position.created_at_us))
+                    .add(
+                        Condition::all()
+                            .add(access_request::Column::CreatedAtUs.eq(position.created_at_us))
+                            .add(access_request::Column::Id.lt(position.id.as_str())),
+                    ),
+            );
+        }
+        let mut rows = select
+            .order_by_desc(access_request::Column::CreatedAtUs)
+            .order_by_desc(access_request::Column::Id)
+            .limit(u64::from(page_size) + 1)
+            .all(&self.db)
+            .await?;
+
+        let has_more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if has_more => Some(pagination::encode(
+                &self.page_token_key,
+                &Position {
+                    created_at_us: last.created_at_us,
+                    id: last.id.clone(),
+                    query: query_fingerprint,
+                },
+            )),
+            _ => None,
+        };
+        let items = rows
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// Applies a decision (approve, reject, cancel, expire) by `actor`.
+    /// With `expected_etag`, fails with [`StoreError::EtagMismatch`] if the
+    /// request changed since the caller read it.
+    #[instrument(skip_all, fields(request = %id, action = action.verb(), actor = %actor), err)]
+    pub async fn decide_request(
+        &self,
+        scope: &Scope,
+        id: AccessRequestId,
+        expected_etag: Option<&str>,
+        action: Action,
+        actor: &str,
+    ) -> Result<AccessRequest> {
+        let txn = self.begin_write().await?;
+        let mut select = access_request::Entity::find_by_id(id.to_string());
+        if self.backend() == DbBackend::Postgres {
+            select = select.lock_exclusive();
+        }
+        let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
+        check_scope(scope, &row)?;
+        let current = to_domain(row)?;
+        if let Some(etag) = expected_etag
+            && etag != current.etag()
+        {
+            return Err(StoreError::EtagMismatch);
+        }
+        let (changed, event) = current.apply(action, actor, now())?;
+        let decision = changed.decision.as_ref();
+        let updated = access_request::Entity::update_many()
+            .col_expr(
+                access_request::Column::State,
+                Expr::value(changed.state.as_str()),
+            )
+            .col_expr(
+                access_request::Column::DecidedBy,
+                Expr::value(decision.map(|d| d.actor.clone())),
+            )
+            .col_expr(
+                access_request::Column::DecidedAtUs,
+                Expr::value(decision.map(|d| to_micros(d.decided_at))),
+            )
+            .col_expr(
+                access_request::Column::DecisionReason,
+                Expr::value(decision.and_then(|d| d.reason.clone())),
+            )
+            .col_expr(
+                access_request::Column::DecisionAutomatic,
+                Expr::value(decision.is_some_and(|d| d.automatic)),
+            )
+            .col_expr(
+                access_request::Column::Version,
+                Expr::value(changed.version),
+            )
+            .col_expr(
+                access_request::Column::UpdatedAtUs,
+                Expr::value(to_micros(changed.updated_at)),
+            )
+            .filter(access_request::Column::Id.eq(id.to_string()))
+            .filter(access_request::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(StoreError::EtagMismatch);
+        }
+        append_event(&txn, &event).await?;
+        txn.commit().await?;
+        info!(state = changed.state.as_str(), "access request decided");
+        Ok(changed)
+    }
+}
+
+/// Appends one event, taking the next sequence from the counter row. The
+/// counter row stays locked until the transaction ends, so sequences become
+/// visible in the order they were assigned, with no gap.
+async fn append_event(txn: &DatabaseTransaction, new_event: &NewEvent) -> Result<i64> {
+    let backend = txn.get_database_backend();
+    let statement = Statement::from_string(
+        backend,
+        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+    );
+    let row = txn
+        .query_one_raw(statement)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("event_counter row is missing".into()))?;
+    let seq: i64 = row.try_get("", "last_seq")?;
+    event::ActiveModel {
+        seq: Set(seq),
+        event_type: Set(new_event.kind.as_str().to_owned()),
+        access_request_id: Set(new_event.access_request.to_string()),
+        actor: Set(new_event.actor.clone()),
+        state: Set(new_event.state.as_str().to_owned()),
+        data: Set(new_event.data.to_string()),
+        occurred_at_us: Set(to_micros(new_event.occurred_at)),
+    }
+    .insert(txn)
+    .await?;
+    Ok(seq)
+}
+
+fn check_scope(scope: &Scope, row: &access_request::Model) -> Result<()> {
+    match scope {
+        Scope::All => Ok(()),
+        Scope::OwnedBy(owner) if *owner == row.submitter => Ok(()),
+        Scope::OwnedBy(_) => Err(StoreError::NotOwner),
+    }
+}
+
+fn access_request_row(request: &AccessRequest) -> access_request::ActiveModel {
+    let decision = request.decision.as_ref();
+    access_request::ActiveModel {
+        id: Set(request.id.to_string()),
+        submitter: Set(request.submitter.clone()),
+        request_id: Set(request.request_id.clone()),
+        applicant_email: Set(request.applicant.email.clone()),
+        applicant_full_name: Set(request.applicant.full_name.clone()),
+        applicant_organization: Set(request.applicant.organization.clone()),
+        applicant_phone: Set(request.applicant.phone.clone()),
+        user_type: Set(request.user_type.as_str().to_owned()),
+        locale: Set(request.locale.as_str().to_owned()),
+        resource: Set(request.resource.clone()),
+        justification: Set(request.justification.clone()),
+        consent_version: Set(request.consent.version.clone()),
+        consent_purposes: Set(
+            serde_json::to_string(&request.consent.purposes).expect("strings always serialize")
+        ),
+        state: Set(request.state.as_str().to_owned()),
+        decided_by: Set(decision.map(|d| d.actor.clone())),
+        decided_at_us: Set(decision.map(|d| to_micros(d.decided_at))),
+        decision_reason: Set(decision.and_then(|d| d.reason.clone())),
+        decision_automatic: Set(decision.is_some_and(|d| d.automatic)),
+        version: Set(request.version),
+        created_at_us: Set(to_micros(request.created_at)),
+        updated_at_us: Set(to_micros(request.updated_at)),
+    }
+}
+
+fn to_domain(row: access_request::Model) -> Result<AccessRequest> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("access request {}: {what}", row.id));
+    let id = row
+        .id
+        .parse::<AccessRequestId>()
+        .map_err(|_| corrupt("bad id"))?;
+    let state = State::parse(&row.state).ok_or_else(|| corrupt("unknown state"))?;
+    let user_type = UserType::parse(&row.user_type).ok_or_else(|| corrupt("unknown user type"))?;
+    let locale = Locale::parse(&row.locale).ok_or_else(|| corrupt("unknown locale"))?;
+    let purposes: Vec<String> =
+        serde_json::from_str(&row.consent_purposes).map_err(|_| corrupt("bad consent purposes"))?;
+    let decision = match (row.decided_by, row.decided_at_us) {
+        (Some(actor), Some(decided_at_us)) => Some(Decision {
+            actor,
+            decided_at: from_micros(decided_at_us)?,
+            reason: row.decision_reason,
+            automatic: row.decision_automatic,
+        }),
+        _ => None,
+    };
+    Ok(AccessRequest {
+        id,
+        submitter: row.submitter,
+        request_id: row.request_id,
+        applicant: Applicant {
+            email: row.applicant_email,
+            full_name: row.applicant_full_name,
+            organization: row.applicant_organization,
+            phone: row.applicant_phone,
+        },
+        user_type,
+        locale,
+        resource: row.resource,
+        justification: row.justification,
+        consent: Consent {
+            version: row.consent_version,
+            purposes,
+        },
+        state,
+        decision,
+        version: row.version,
+        created_at: from_micros(row.created_at_us)?,
+        updated_at: from_micros(row.updated_at_us)?,
+    })
+}
