@@ -148,7 +148,7 @@ impl Config {
                 return Err(ConfigError::MissingFile(path.display().to_string()));
             }
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None => figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE)),
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
         figment = figment
             .merge(Env::prefixed(ENV_PREFIX))

@@ -1,0 +1,245 @@
+//! The real `sesame` binary: first start prints one admin key, serves,
+//! stops cleanly on SIGTERM; `keys` and `migrate` work and fail clearly.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use sesame_proto::v1 as pb;
+use sesame_proto::v1::access_request_service_client::AccessRequestServiceClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SESAME: &str = env!("CARGO_BIN_EXE_sesame");
+
+/// The binary, run in `dir` with no inherited Sesame configuration.
+fn sesame(dir: &Path) -> Command {
+    let mut command = Command::new(SESAME);
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SESAME_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let output = command.output().expect("run sesame");
+    assert!(
+        output.status.success(),
+        "sesame failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+fn run_err(command: &mut Command) -> Output {
+    let output = command.output().expect("run sesame");
+    assert!(!output.status.success(), "sesame should have failed");
+    output
+}
+
+#[test]
+fn keys_create_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = run_ok(sesame(dir.path()).args([
+        "keys",
+        "create",
+        "--name",
+        "ci-bot",
+        "--role",
+        "submitter",
+    ]));
+    let secret = secret.trim();
+    assert!(secret.starts_with("sesame_"), "{secret}");
+    assert!(
+        dir.path().join("sesame.db").exists(),
+        "the default database is ./sesame.db"
+    );
+
+    let listing = run_ok(sesame(dir.path()).args(["keys", "list"]));
+    let line = listing
+        .lines()
+        .find(|line| line.starts_with("ci-bot"))
+        .expect("listed");
+    assert!(
+        line.contains("submitter") && line.contains("active"),
+        "{line}"
+    );
+    assert!(!listing.contains(secret), "secrets are never listed");
+
+    let duplicate =
+        run_err(sesame(dir.path()).args(["keys", "create", "--name", "ci-bot", "--role", "admin"]));
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+    let bad_role =
+        run_err(sesame(dir.path()).args(["keys", "create", "--name", "x", "--role", "root"]));
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role"));
+    let bad_name = run_err(
+        sesame(dir.path()).args(["keys", "create", "--name", "Bad Name", "--role", "admin"]),
+    );
+    assert!(String::from_utf8_lossy(&bad_name.stderr).contains("invalid key name"));
+
+    run_ok(sesame(dir.path()).args(["keys", "revoke", "ci-bot"]));
+    let listing = run_ok(sesame(dir.path()).args(["keys", "list"]));
+    let line = listing
+        .lines()
+        .find(|line| line.starts_with("ci-bot"))
+        .expect("listed");
+    assert!(line.contains("revoked"), "{line}");
+    let missing = run_err(sesame(dir.path()).args(["keys", "revoke", "nobody"]));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_err(
+        sesame(dir.path())
+            .args(["migrate"])
+            .env("SESAME_DATABASE_MAX_CONNECTIONS", "0")
+            .env("SESAME_DATABASE_URL", "mysql://nope"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("database_max_connections"), "{stderr}");
+    assert!(stderr.contains("database_url"), "{stderr}");
+
+    let output = run_err(sesame(dir.path()).args(["--config", "missing.toml", "migrate"]));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml"));
+
+    std::fs::write(dir.path().join("sesame.toml"), "listen_addr = 12\n").unwrap();
+    let output = run_err(sesame(dir.path()).args(["migrate"]));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("listen_addr"));
+}
+
+#[tokio::test]
+async fn migrate_applies_then_reports_nothing_pending_on_postgres() {
+    let url = crate::postgres::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let status = run_ok(sesame(dir.path()).args(["migrate", "--status", "--database-url", &url]));
+    assert_eq!(status.trim(), "1 pending migration(s)");
+    let applied = run_ok(sesame(dir.path()).args(["migrate", "--database-url", &url]));
+    assert!(applied.starts_with("applied 1 migration(s)"), "{applied}");
+    let status = run_ok(sesame(dir.path()).args(["migrate", "--status", "--database-url", &url]));
+    assert_eq!(status.trim(), "0 pending migration(s)");
+}
+
+/// A running `sesame serve` with its stdout and stderr readers.
+struct Served {
+    child: tokio::process::Child,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    addr: String,
+    stdout_before_listening: Vec<String>,
+}
+
+async fn serve(dir: &Path) -> Served {
+    let mut command = tokio::process::Command::from(sesame(dir));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("spawn sesame serve");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stderr.next_line().await.expect("read stderr") {
+            let parsed: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("log lines are JSON: {line}"));
+            if parsed["fields"]["message"] == "sesame listening" {
+                return parsed["fields"]["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("sesame exited before listening");
+    })
+    .await
+    .expect("sesame starts listening within 30 s");
+    // Keep draining stderr so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    let mut served = Served {
+        child,
+        stdout,
+        addr,
+        stdout_before_listening: Vec::new(),
+    };
+    // Everything printed before listening is already in the pipe.
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_millis(300), served.stdout.next_line()).await
+    {
+        served.stdout_before_listening.push(line);
+    }
+    served
+}
+
+async fn terminate(mut served: Served) {
+    let pid = served.child.id().expect("running").to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), served.child.wait())
+        .await
+        .expect("sesame stops within 20 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+}
+
+#[tokio::test]
+async fn first_start_prints_one_admin_key_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(dir.path()).await;
+    let key = first
+        .stdout_before_listening
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("sesame_"))
+        .expect("the bootstrap key is printed")
+        .to_owned();
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", first.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AccessRequestServiceClient::new(channel);
+    let mut submit = tonic::Request::new(crate::harness::valid_submission());
+    submit
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let created = client
+        .submit_access_request(submit)
+        .await
+        .expect("the key works");
+    let name = created.into_inner().access_request.unwrap().name;
+    let mut approve = tonic::Request::new(pb::ApproveAccessRequestRequest {
+        name,
+        ..Default::default()
+    });
+    approve
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let approved = client
+        .approve_access_request(approve)
+        .await
+        .expect("admin approves");
+    assert_eq!(
+        approved
+            .into_inner()
+            .access_request
+            .unwrap()
+            .decision
+            .unwrap()
+            .actor,
+        "bootstrap-admin"
+    );
+    terminate(first).await;
+
+    // A second start on the same database prints no new key.
+    let second = serve(dir.path()).await;
+    assert!(
+        !second
+            .stdout_before_listening
+            .iter()
+            .any(|line| line.contains("sesame_")),
+        "{:?}",
+        second.stdout_before_listening
+    );
+    terminate(second).await;
+}

@@ -1,0 +1,249 @@
+//! Starts a real Sesame server in-process on 127.0.0.1:0 over SQLite or a
+//! fresh PostgreSQL database, with one API key per role, and connects
+//! generated tonic clients to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+use sesame_proto::v1 as pb;
+use sesame_proto::v1::access_request_service_client::AccessRequestServiceClient;
+use sesame_server::auth::Role;
+use sesame_server::store::Store;
+use sesame_server::{Config, server};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+/// Runs a test function once per database backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use both_backends;
+
+/// Which database the server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Secrets of the keys created for every test server.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    pub admin: String,
+    pub auditor: String,
+    /// Submitter `alice`.
+    pub alice: String,
+    /// Submitter `bob`.
+    pub bob: String,
+}
+
+/// A running server and what tests need to talk to it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub keys: Keys,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The generated client with a bearer key on every call.
+pub type Client = AccessRequestServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <key>` when a key is set.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+impl TestServer {
+    /// Starts a server over a fresh database of `backend`.
+    pub async fn start(backend: Backend) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("sesame.db").display()),
+            Backend::Postgres => crate::postgres::fresh_database().await,
+        };
+        let config = Config {
+            database_url,
+            shutdown_grace_secs: 5,
+            ..Config::default()
+        };
+        let store = Store::open(&config.database(), true)
+            .await
+            .expect("open store");
+        let create = async |name: &str, role: Role| {
+            store
+                .create_api_key(name, role)
+                .await
+                .expect("create key")
+                .1
+                .secret
+        };
+        let keys = Keys {
+            admin: create("admin", Role::Admin).await,
+            auditor: create("auditor", Role::Auditor).await,
+            alice: create("alice", Role::Submitter).await,
+            bob: create("bob", Role::Submitter).await,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::run(config, listener, shutdown.clone()));
+        TestServer {
+            addr,
+            store,
+            keys,
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("valid uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connect to the test server")
+    }
+
+    /// A client calling with `key`.
+    pub async fn client(&self, key: &str) -> Client {
+        let value = format!("Bearer {key}").parse().expect("ascii key");
+        AccessRequestServiceClient::with_interceptor(self.channel().await, Bearer(Some(value)))
+    }
+
+    /// A client that sends no key.
+    pub async fn anonymous(&self) -> Client {
+        AccessRequestServiceClient::with_interceptor(self.channel().await, Bearer(None))
+    }
+
+    /// Rows in `table`, read straight from the database.
+    pub async fn count(&self, table: &str) -> i64 {
+        let db = self.store.connection();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .expect("count query")
+            .expect("one row");
+        row.try_get("", "n").expect("count column")
+    }
+
+    /// Asks the server to shut down without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("server task panicked")
+            .expect("server failed");
+    }
+}
+
+/// The ErrorInfo reason of a status (empty when there is none).
+pub fn reason(status: &Status) -> String {
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .expect("every Sesame error has an ErrorInfo");
+    assert_eq!(info.domain, "sesame.dev");
+    info.reason.clone()
+}
+
+/// The fields listed in the BadRequest of a status.
+pub fn bad_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|v| v.field.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts the code and ErrorInfo reason of a failed call.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    expected_reason: &str,
+) -> Status {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    assert_eq!(
+        reason(&status),
+        expected_reason,
+        "unexpected reason: {status:?}"
+    );
+    status
+}
+
+/// A submission that passes validation.
+pub fn valid_submission() -> pb::SubmitAccessRequestRequest {
+    pb::SubmitAccessRequestRequest {
+        applicant: Some(pb::Applicant {
+            email: "ada@example.com".into(),
+            full_name: "Ada Lovelace".into(),
+            organization: "Analytical Engines".into(),
+            phone: "+44 20 7946 0000".into(),
+        }),
+        user_type: pb::UserType::Partner.into(),
+        locale: "fr".into(),
+        resource: "vpn-paris".into(),
+        justification: "Maintenance of the difference engine.".into(),
+        consent: Some(pb::Consent {
+            version: "2026-01".into(),
+            purposes: vec!["access_management".into()],
+            grant_time: None,
+        }),
+        request_id: String::new(),
+    }
+}

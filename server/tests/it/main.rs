@@ -1,0 +1,9 @@
+//! The integration test binary: a real Sesame server on 127.0.0.1:0, called
+//! through the generated tonic client, on SQLite and on PostgreSQL.
+
+mod harness;
+mod postgres;
+
+mod access_requests;
+mod cli;
+mod service;

@@ -1,0 +1,126 @@
+//! Server-wide behaviour: health and reflection stay open, message size
+//! limits hold, and shutdown turns health NOT_SERVING.
+
+use sesame_proto::v1 as pb;
+use tonic::Code;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+use crate::harness::{Backend, TestServer, both_backends, valid_submission};
+
+both_backends!(
+    health_and_reflection_need_no_key,
+    oversized_messages_are_refused,
+    shutdown_turns_health_not_serving_first,
+);
+
+async fn health_and_reflection_need_no_key(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in ["", "sesame.v1.AccessRequestService"] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let mut client = ServerReflectionClient::new(server.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection v1")
+            .into_inner();
+        let response = responses.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer {response:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"sesame.v1.AccessRequestService".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_owned()),
+            "{names:?}"
+        );
+    }
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut client = ServerReflectionClient::new(server.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "sesame.v1.AccessRequestService".into(),
+            )),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection v1alpha")
+            .into_inner();
+        let response = responses.message().await.unwrap().unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+            panic!("unexpected reflection answer {response:?}");
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
+
+    server.stop().await;
+}
+
+async fn shutdown_turns_health_not_serving_first(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "sesame.v1.AccessRequestService".into(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    server.begin_shutdown();
+    let next = watch.message().await.unwrap().unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    // The open watch was an in-flight call; once it ends the server stops.
+    drop(watch);
+    drop(health);
+    server.stop().await;
+}
+
+async fn oversized_messages_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let mut huge = valid_submission();
+    huge.justification = "x".repeat(100 * 1024);
+    let status = alice
+        .submit_access_request(huge)
+        .await
+        .expect_err("a 100 KiB message exceeds the 64 KiB limit");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(server.count("access_requests").await, 0);
+    let listed = alice
+        .list_access_requests(pb::ListAccessRequestsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.access_requests.is_empty());
+    server.stop().await;
+}
