@@ -275,6 +275,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
     fn layers_apply_in_order_and_unknown_keys_are_reported() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -67,6 +67,13 @@ impl fmt::Display for Violations {
 
 impl std::error::Error for Violations {}
 
+impl Violations {
+    /// The violations, in the order the fields were checked.
+    pub fn as_slice(&self) -> &[FieldViolation] {
+        &self.0
+    }
+}
+
 /// A protobuf enum field as received: unset, a value this server does not
 /// know, or a known value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -657,12 +664,5 @@ mod tests {
         check.violation("b", "is bad");
         let message = check.finish().unwrap_err().to_string();
         assert_eq!(message, "2 invalid fields: a: is required; b: is bad");
-    }
-}
-
-impl Violations {
-    /// The violations, in the order the fields were checked.
-    pub fn as_slice(&self) -> &[FieldViolation] {
-        &self.0
     }
 }

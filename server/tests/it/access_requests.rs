@@ -427,7 +427,8 @@ async fn auth_matrix(backend: Backend) {
     // Columns: submit, get, list, approve, reject, cancel. Each decision
     // runs on a fresh pending request of alice's.
     let rpcs = ["submit", "get", "list", "approve", "reject", "cancel"];
-    let matrix: Vec<(&str, Option<String>, [Result<(), Code>; 6])> = vec![
+    type Row = (&'static str, Option<String>, [Result<(), Code>; 6]);
+    let matrix: Vec<Row> = vec![
         (
             "admin",
             Some(server.keys.admin.clone()),
@@ -863,7 +864,7 @@ async fn list_filters_and_bad_list_arguments(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(approved, [first.name.clone()]);
+    assert_eq!(approved, [first.name.as_str()]);
     let customers = names(
         &mut admin,
         pb::ListAccessRequestsRequest {
@@ -872,7 +873,7 @@ async fn list_filters_and_bad_list_arguments(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(customers, [second.name.clone()]);
+    assert_eq!(customers, [second.name.as_str()]);
     let second_time = second.create_time.unwrap();
     let from_second = names(
         &mut admin,
@@ -882,7 +883,7 @@ async fn list_filters_and_bad_list_arguments(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(from_second, [second.name.clone()]);
+    assert_eq!(from_second, [second.name.as_str()]);
     let before_second = names(
         &mut admin,
         pb::ListAccessRequestsRequest {
@@ -891,7 +892,7 @@ async fn list_filters_and_bad_list_arguments(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(before_second, [first.name.clone()]);
+    assert_eq!(before_second, [first.name.as_str()]);
 
     let status = assert_error(
         admin

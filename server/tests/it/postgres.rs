@@ -156,7 +156,9 @@ fn start_cluster() -> String {
         data = data.display(),
         root = root.display(),
     );
-    Command::new("sh")
+    // Deliberately not waited for: it outlives this process to clean up.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = Command::new("sh")
         .args(["-c", &watchdog])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
