@@ -9,6 +9,9 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// `prev_hash` of the first event: 32 zero bytes, hex.
+const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 #[derive(DeriveIden)]
 enum ApiKeys {
     Table,
@@ -67,6 +70,8 @@ enum Events {
     State,
     Data,
     OccurredAtUs,
+    PrevHash,
+    Hash,
 }
 
 #[derive(DeriveIden)]
@@ -74,6 +79,7 @@ enum EventCounter {
     Table,
     Id,
     LastSeq,
+    LastHash,
 }
 
 #[derive(DeriveIden)]
@@ -271,7 +277,9 @@ impl MigrationTrait for Migration {
             .await?;
 
         // The append-only event log. `seq` is assigned from `event_counter`
-        // inside the writing transaction, so sequences commit in order.
+        // inside the writing transaction, so sequences commit in order; each
+        // row's `hash` chains it to the previous one (tamper evidence), and
+        // the counter keeps the last hash so the tail is covered too.
         manager
             .create_table(
                 Table::create()
@@ -292,6 +300,8 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .not_null(),
                     )
+                    .col(ColumnDef::new(Events::PrevHash).string().not_null())
+                    .col(ColumnDef::new(Events::Hash).string().not_null())
                     .foreign_key(
                         ForeignKey::create()
                             .from(Events::Table, Events::AccessRequestId)
@@ -332,8 +342,12 @@ impl MigrationTrait for Migration {
             .exec_stmt(
                 Query::insert()
                     .into_table(EventCounter::Table)
-                    .columns([EventCounter::Id, EventCounter::LastSeq])
-                    .values_panic([1.into(), 0i64.into()])
+                    .columns([
+                        EventCounter::Id,
+                        EventCounter::LastSeq,
+                        EventCounter::LastHash,
+                    ])
+                    .values_panic([1.into(), 0i64.into(), GENESIS_HASH.into()])
                     .to_owned(),
             )
             .await?;

@@ -15,6 +15,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::events::{HubOptions, WatchOptions};
 use crate::store::DatabaseOptions;
 
 /// Default config file, read from the working directory when present.
@@ -59,6 +60,17 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// How often the database is pinged for the health service, in seconds.
     pub health_check_interval_secs: u64,
+    /// Idle seconds after which a WatchEvents stream gets a heartbeat.
+    pub watch_heartbeat_secs: u64,
+    /// Events the hub keeps for watchers that fall behind before they read
+    /// the log instead.
+    pub watch_buffer_events: usize,
+    /// Events a watcher may fall behind before its stream ends with
+    /// RESOURCE_EXHAUSTED and its resume cursor.
+    pub watch_max_lag_events: i64,
+    /// How often the event log is polled when no commit was heard of, in
+    /// milliseconds (a safety net behind commit and LISTEN/NOTIFY wake-ups).
+    pub event_poll_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -75,6 +87,10 @@ impl Default for Config {
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
             health_check_interval_secs: 5,
+            watch_heartbeat_secs: 15,
+            watch_buffer_events: 1024,
+            watch_max_lag_events: 10_000,
+            event_poll_interval_ms: 1000,
         }
     }
 }
@@ -201,6 +217,15 @@ impl Config {
                 problems.push(format!("{key} must be between 1 and 3600"));
             }
         }
+        if !(1..=1_000_000).contains(&self.watch_buffer_events) {
+            problems.push("watch_buffer_events must be between 1 and 1000000".to_owned());
+        }
+        if self.watch_max_lag_events < 1 {
+            problems.push("watch_max_lag_events must be at least 1".to_owned());
+        }
+        if !(10..=60_000).contains(&self.event_poll_interval_ms) {
+            problems.push("event_poll_interval_ms must be between 10 and 60000".to_owned());
+        }
         if self.shutdown_grace_secs > 3600 {
             problems.push("shutdown_grace_secs must be at most 3600".to_owned());
         }
@@ -223,6 +248,26 @@ impl Config {
             url: self.database_url.clone(),
             max_connections: self.database_max_connections,
             acquire_timeout: Duration::from_secs(self.database_timeout_secs),
+        }
+    }
+}
+
+impl Config {
+    /// Tuning of the event hub; it LISTENs on PostgreSQL for other replicas.
+    pub fn hub(&self) -> HubOptions {
+        let postgres = self.database_url.starts_with("postgres");
+        HubOptions {
+            buffer: self.watch_buffer_events,
+            poll_interval: Duration::from_millis(self.event_poll_interval_ms),
+            listen_url: postgres.then(|| self.database_url.clone()),
+        }
+    }
+
+    /// Tuning of every WatchEvents stream.
+    pub fn watch(&self) -> WatchOptions {
+        WatchOptions {
+            heartbeat: Duration::from_secs(self.watch_heartbeat_secs),
+            max_lag: self.watch_max_lag_events,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
+use sesame_proto::v1::event_service_server::EventServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -13,13 +14,14 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::api::AccessRequestApi;
+use crate::api::{AccessRequestApi, EventApi};
 use crate::auth::AuthLayer;
 use crate::config::Config;
+use crate::events::Hub;
 use crate::store::Store;
 
-/// Name of the Sesame service in the health service.
-const ACCESS_REQUEST_SERVICE: &str = "sesame.v1.AccessRequestService";
+/// Names of the Sesame services in the health service.
+const SERVICES: [&str; 2] = ["sesame.v1.AccessRequestService", "sesame.v1.EventService"];
 
 /// Opens the store (applying migrations), creates the bootstrap admin key
 /// on an empty database, and serves until `shutdown` is cancelled.
@@ -70,6 +72,19 @@ pub async fn serve(
     let access_requests = AccessRequestServiceServer::new(AccessRequestApi::new(store.clone()))
         .max_decoding_message_size(config.max_decoding_message_bytes)
         .max_encoding_message_size(config.max_encoding_message_bytes);
+    // Background tasks stop with this token, after the listener closed.
+    let tasks = CancellationToken::new();
+    let hub = Hub::start(store.clone(), config.hub(), tasks.clone())
+        .await
+        .context("could not start the event hub")?;
+    let events = EventServiceServer::new(EventApi::new(
+        store.clone(),
+        hub,
+        config.watch(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(config.max_decoding_message_bytes)
+    .max_encoding_message_size(config.max_encoding_message_bytes);
 
     let health_task = tokio::spawn(watch_database(
         store.clone(),
@@ -93,7 +108,8 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(access_requests);
+        .add_service(access_requests)
+        .add_service(events);
     info!(addr = %local_addr, "sesame listening");
     let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), graceful);
 
@@ -107,15 +123,16 @@ pub async fn serve(
         () = deadline => warn!(grace_secs = grace.as_secs(), "in-flight calls did not finish in time; stopping anyway"),
     }
     health_task.abort();
+    tasks.cancel();
     info!("sesame stopped");
     Ok(())
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
-    reporter
-        .set_service_status(ACCESS_REQUEST_SERVICE, status)
-        .await;
+    for service in SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
 }
 
 /// Reports NOT_SERVING while the database does not answer.

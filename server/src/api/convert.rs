@@ -6,7 +6,7 @@ use prost_types::Timestamp;
 use sesame_proto::v1 as pb;
 
 use crate::domain::validation::{EnumInput, RawApplicant, RawConsent, RawSubmission, Validator};
-use crate::domain::{AccessRequest, State, UserType};
+use crate::domain::{AccessRequest, EventKind, RecordedEvent, State, UserType, encode_cursor};
 
 /// A protobuf timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
@@ -132,5 +132,57 @@ pub fn access_request(request: &AccessRequest) -> pb::AccessRequest {
         create_time: Some(timestamp(request.created_at)),
         update_time: Some(timestamp(request.updated_at)),
         etag: request.etag(),
+    }
+}
+
+/// The wire enum of an event kind.
+pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
+    match kind {
+        EventKind::Submitted => pb::EventType::RequestSubmitted,
+        EventKind::Approved => pb::EventType::RequestApproved,
+        EventKind::Rejected => pb::EventType::RequestRejected,
+        EventKind::Cancelled => pb::EventType::RequestCancelled,
+        EventKind::Expired => pb::EventType::RequestExpired,
+    }
+}
+
+/// Event type filters as received: every value must be a known type.
+pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec<EventKind> {
+    let mut kinds = Vec::with_capacity(raw.len());
+    for (index, value) in raw.iter().enumerate() {
+        let kind = match pb::EventType::try_from(*value) {
+            Ok(pb::EventType::RequestSubmitted) => Some(EventKind::Submitted),
+            Ok(pb::EventType::RequestApproved) => Some(EventKind::Approved),
+            Ok(pb::EventType::RequestRejected) => Some(EventKind::Rejected),
+            Ok(pb::EventType::RequestCancelled) => Some(EventKind::Cancelled),
+            Ok(pb::EventType::RequestExpired) => Some(EventKind::Expired),
+            Ok(pb::EventType::Unspecified) | Err(_) => None,
+        };
+        match kind {
+            Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+            Some(_) => {}
+            None => check.violation(
+                format!("{field}[{index}]"),
+                format!("unknown event type {value}"),
+            ),
+        }
+    }
+    kinds
+}
+
+/// The wire form of an event.
+pub fn event(record: &RecordedEvent) -> pb::Event {
+    let data: serde_json::Value = serde_json::from_str(&record.data).unwrap_or_default();
+    pb::Event {
+        sequence: record.seq,
+        cursor: encode_cursor(record.seq),
+        r#type: event_type_to_proto(record.kind).into(),
+        occur_time: Some(timestamp(record.occurred_at)),
+        actor: record.actor.clone(),
+        access_request: record.access_request.name(),
+        state: state_to_proto(record.state).into(),
+        reason: data["reason"].as_str().unwrap_or_default().to_owned(),
+        automatic: data["automatic"].as_bool().unwrap_or(false),
+        hash: record.hash.clone(),
     }
 }

@@ -4,9 +4,11 @@
 
 mod access_requests;
 pub mod convert;
+mod events;
 pub mod status;
 
 pub use access_requests::AccessRequestApi;
+pub use events::EventApi;
 
 use tonic::{Code, Request, Status};
 

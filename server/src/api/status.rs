@@ -10,7 +10,8 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 use tracing::{error, warn};
 
 use crate::auth::{AuthError, Forbidden};
-use crate::domain::Violations;
+use crate::domain::{Violations, encode_cursor};
+use crate::events::{WatchEnd, WatchError};
 use crate::store::StoreError;
 
 /// The ErrorInfo domain of every Sesame error.
@@ -122,6 +123,70 @@ impl From<StoreError> for Status {
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
                 plain(Code::Internal, "internal error", "INTERNAL")
+            }
+        }
+    }
+}
+
+/// A WatchEvents `after` that is not a cursor this service issued.
+pub fn cursor_invalid() -> Status {
+    let violation = FieldViolation::new("after", "is not a cursor returned by this service");
+    let mut details = ErrorDetails::with_bad_request(vec![violation]);
+    details.set_error_info("CURSOR_INVALID", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        "after is not a cursor returned by this service",
+        details,
+    )
+}
+
+impl From<WatchError> for Status {
+    fn from(error: WatchError) -> Self {
+        let message = error.to_string();
+        match error {
+            WatchError::CursorAhead { head } => {
+                let metadata = HashMap::from([("head".to_owned(), encode_cursor(head))]);
+                with_reason(Code::InvalidArgument, message, "CURSOR_INVALID", metadata)
+            }
+            WatchError::CursorExpired { .. } => plain(Code::OutOfRange, message, "CURSOR_EXPIRED"),
+            WatchError::Store(store_error) => Status::from(store_error),
+        }
+    }
+}
+
+impl From<WatchEnd> for Status {
+    fn from(end: WatchEnd) -> Self {
+        match end {
+            WatchEnd::TooSlow { cursor, lag } => {
+                let metadata = HashMap::from([
+                    ("cursor".to_owned(), encode_cursor(cursor)),
+                    ("lag".to_owned(), lag.to_string()),
+                ]);
+                with_reason(
+                    Code::ResourceExhausted,
+                    format!("the watcher fell {lag} events behind; resume from the cursor"),
+                    "WATCHER_TOO_SLOW",
+                    metadata,
+                )
+            }
+            WatchEnd::ShuttingDown { cursor } => {
+                let metadata = HashMap::from([("cursor".to_owned(), encode_cursor(cursor))]);
+                with_reason(
+                    Code::Unavailable,
+                    "the server is shutting down; resume from the cursor on another server",
+                    "SERVER_SHUTTING_DOWN",
+                    metadata,
+                )
+            }
+            WatchEnd::Failed { cursor, error } => {
+                let status = Status::from(error);
+                let metadata = HashMap::from([("cursor".to_owned(), encode_cursor(cursor))]);
+                let reason = status
+                    .get_error_details()
+                    .error_info()
+                    .map(|info| info.reason.clone())
+                    .unwrap_or_else(|| "INTERNAL".to_owned());
+                with_reason(status.code(), status.message(), &reason, metadata)
             }
         }
     }

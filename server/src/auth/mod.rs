@@ -84,6 +84,8 @@ pub enum Permission {
     DecideRequest,
     /// Cancel: any request for an admin, its own for a submitter.
     CancelRequest,
+    /// Watch, list and verify the event log.
+    ReadEvents,
 }
 
 /// The caller's role does not allow the permission.
@@ -100,7 +102,7 @@ pub fn authorize(principal: &Principal, permission: Permission) -> Result<(), Fo
     use Permission::*;
     let allowed = match principal.role {
         Role::Admin => true,
-        Role::Auditor => matches!(permission, ReadRequests),
+        Role::Auditor => matches!(permission, ReadRequests | ReadEvents),
         Role::Submitter => matches!(permission, SubmitRequest | ReadRequests | CancelRequest),
     };
     if allowed {
@@ -171,19 +173,24 @@ mod tests {
     fn role_matrix() {
         use Permission::*;
         let expectations = [
-            (Role::Admin, [true, true, true, true]),
-            (Role::Auditor, [false, true, false, false]),
-            (Role::Submitter, [true, true, false, true]),
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Auditor, [false, true, false, false, true]),
+            (Role::Submitter, [true, true, false, true, false]),
         ];
         for (role, allowed) in expectations {
             let principal = Principal {
                 name: "k".into(),
                 role,
             };
-            for (permission, expected) in
-                [SubmitRequest, ReadRequests, DecideRequest, CancelRequest]
-                    .into_iter()
-                    .zip(allowed)
+            for (permission, expected) in [
+                SubmitRequest,
+                ReadRequests,
+                DecideRequest,
+                CancelRequest,
+                ReadEvents,
+            ]
+            .into_iter()
+            .zip(allowed)
             {
                 assert_eq!(
                     authorize(&principal, permission).is_ok(),

@@ -4,10 +4,12 @@
 //! Nothing here knows about SeaORM, tonic or the clock: callers pass the
 //! time in and persist what comes out.
 
+pub mod event;
 pub mod ids;
 pub mod request;
 pub mod validation;
 
+pub use event::{ChainedFields, GENESIS_HASH, RecordedEvent, decode_cursor, encode_cursor};
 pub use ids::{AccessRequestId, NameError};
 pub use request::{
     AccessRequest, Action, Applicant, Consent, Decision, EventKind, Locale, NewAccessRequest,

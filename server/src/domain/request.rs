@@ -255,6 +255,20 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every event kind.
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Submitted,
+        EventKind::Approved,
+        EventKind::Rejected,
+        EventKind::Cancelled,
+        EventKind::Expired,
+    ];
+
+    /// Parses a name produced by [`EventKind::as_str`].
+    pub fn parse(raw: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == raw)
+    }
+
     /// The stable event type stored in the log.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -104,6 +104,10 @@ pub mod event {
         /// JSON object with the event's facts.
         pub data: String,
         pub occurred_at_us: i64,
+        /// `hash` of the previous event (genesis: 64 zeros).
+        pub prev_hash: String,
+        /// SHA-256 of `prev_hash` and this row's canonical encoding, hex.
+        pub hash: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -122,6 +126,26 @@ pub mod setting {
         #[sea_orm(primary_key, auto_increment = false)]
         pub key: String,
         pub value: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `event_counter`: the single row that hands out event sequences and
+/// remembers the head of the hash chain.
+pub mod event_counter {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "event_counter")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub last_seq: i64,
+        pub last_hash: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

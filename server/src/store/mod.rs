@@ -6,6 +6,7 @@
 //! only ever see that submitter's rows.
 
 pub mod entities;
+mod events;
 mod keys;
 mod pagination;
 mod requests;
@@ -24,6 +25,7 @@ use sesame_migrations::{Migrator, MigratorTrait};
 use tracing::info;
 
 use crate::domain::TransitionError;
+pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};
 
@@ -107,6 +109,8 @@ pub struct Store {
     /// Signs page tokens, so a forged or altered token is refused. Shared by
     /// every replica through the `settings` table.
     page_token_key: Arc<[u8; 32]>,
+    /// Signalled after every commit that appended events.
+    commits: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -121,6 +125,7 @@ impl Store {
         Ok(Store {
             db,
             page_token_key: Arc::new(page_token_key),
+            commits: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -47,6 +48,38 @@ pub(super) struct Position {
     pub query: String,
 }
 
+/// A position carried by a page token, bound to one query.
+pub(super) trait PagePosition: Serialize + DeserializeOwned {
+    /// Fingerprint of the query the position belongs to.
+    fn query(&self) -> &str;
+}
+
+impl PagePosition for Position {
+    fn query(&self) -> &str {
+        &self.query
+    }
+}
+
+/// Where the next page of events starts: after this sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct EventPosition {
+    #[serde(rename = "s")]
+    pub after_seq: i64,
+    #[serde(rename = "q")]
+    pub query: String,
+}
+
+impl PagePosition for EventPosition {
+    fn query(&self) -> &str {
+        &self.query
+    }
+}
+
+/// Fingerprint of any query description.
+pub(super) fn fingerprint_text(text: &str) -> String {
+    hex::encode(&Sha256::digest(text)[..12])
+}
+
 /// Fingerprint of a query and the scope it runs in.
 pub(super) fn fingerprint(scope: &Scope, query: &ListQuery) -> String {
     let scope_text = match scope {
@@ -66,7 +99,7 @@ pub(super) fn fingerprint(scope: &Scope, query: &ListQuery) -> String {
             .map(|t| t.timestamp_micros().to_string())
             .unwrap_or_default(),
     );
-    hex::encode(&Sha256::digest(text)[..12])
+    fingerprint_text(&text)
 }
 
 fn signature(key: &[u8; 32], payload: &str) -> Hmac<Sha256> {
@@ -76,7 +109,7 @@ fn signature(key: &[u8; 32], payload: &str) -> Hmac<Sha256> {
 }
 
 /// Encodes and signs a position.
-pub(super) fn encode(key: &[u8; 32], position: &Position) -> String {
+pub(super) fn encode<T: PagePosition>(key: &[u8; 32], position: &T) -> String {
     let json = serde_json::to_vec(position).expect("plain data always serializes");
     let payload = URL_SAFE_NO_PAD.encode(json);
     let tag = signature(key, &payload).finalize().into_bytes();
@@ -84,7 +117,11 @@ pub(super) fn encode(key: &[u8; 32], position: &Position) -> String {
 }
 
 /// Verifies and decodes a token produced by [`encode`] for this query.
-pub(super) fn decode(key: &[u8; 32], token: &str, expected_query: &str) -> Result<Position> {
+pub(super) fn decode<T: PagePosition>(
+    key: &[u8; 32],
+    token: &str,
+    expected_query: &str,
+) -> Result<T> {
     let (payload, tag) = token
         .split_once('.')
         .ok_or(StoreError::InvalidPageToken("malformed token"))?;
@@ -100,9 +137,9 @@ pub(super) fn decode(key: &[u8; 32], token: &str, expected_query: &str) -> Resul
     let json = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| StoreError::InvalidPageToken("malformed token"))?;
-    let position: Position = serde_json::from_slice(&json)
+    let position: T = serde_json::from_slice(&json)
         .map_err(|_| StoreError::InvalidPageToken("malformed token"))?;
-    if position.query != expected_query {
+    if position.query() != expected_query {
         return Err(StoreError::InvalidPageToken(
             "token belongs to a list call with other filters or another caller",
         ));
@@ -128,7 +165,10 @@ mod tests {
     fn tokens_round_trip() {
         let query = fingerprint(&Scope::All, &ListQuery::default());
         let token = encode(&KEY, &position(&query));
-        assert_eq!(decode(&KEY, &token, &query).unwrap(), position(&query));
+        assert_eq!(
+            decode::<Position>(&KEY, &token, &query).unwrap(),
+            position(&query)
+        );
     }
 
     #[test]
@@ -136,15 +176,15 @@ mod tests {
         let query = fingerprint(&Scope::All, &ListQuery::default());
         let token = encode(&KEY, &position(&query));
         let other_key = [8; 32];
-        assert!(decode(&other_key, &token, &query).is_err());
+        assert!(decode::<Position>(&other_key, &token, &query).is_err());
         let (payload, tag) = token.split_once('.').unwrap();
         let mut altered = position(&query);
         altered.created_at_us += 1;
         let altered_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&altered).unwrap());
-        assert!(decode(&KEY, &format!("{altered_payload}.{tag}"), &query).is_err());
-        assert!(decode(&KEY, payload, &query).is_err());
-        assert!(decode(&KEY, "garbage", &query).is_err());
-        assert!(decode(&KEY, &format!("{payload}."), &query).is_err());
+        assert!(decode::<Position>(&KEY, &format!("{altered_payload}.{tag}"), &query).is_err());
+        assert!(decode::<Position>(&KEY, payload, &query).is_err());
+        assert!(decode::<Position>(&KEY, "garbage", &query).is_err());
+        assert!(decode::<Position>(&KEY, &format!("{payload}."), &query).is_err());
     }
 
     #[test]
@@ -162,9 +202,9 @@ mod tests {
         assert_ne!(all, pending);
         let token = encode(&KEY, &position(&all));
         assert!(matches!(
-            decode(&KEY, &token, &mine),
+            decode::<Position>(&KEY, &token, &mine),
             Err(StoreError::InvalidPageToken(_))
         ));
-        assert!(decode(&KEY, &token, &pending).is_err());
+        assert!(decode::<Position>(&KEY, &token, &pending).is_err());
     }
 }

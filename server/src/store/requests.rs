@@ -3,17 +3,18 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ActiveModelTrait, ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use tracing::{debug, info, instrument};
 
-use super::entities::{access_request, event, idempotency_key};
+use super::entities::{access_request, idempotency_key};
+use super::events::append_event;
 use super::pagination::{self, ListQuery, Page, Position};
 use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros};
 use crate::domain::{
     AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, Locale, NewAccessRequest,
-    NewEvent, State, UserType,
+    State, UserType,
 };
 
 impl Store {
@@ -64,6 +65,7 @@ impl Store {
         }
         append_event(&txn, &event).await?;
         txn.commit().await?;
+        self.event_committed();
         info!(request = %request.id, "access request submitted");
         Ok((request, true))
     }
@@ -111,7 +113,9 @@ impl Store {
     ) -> Result<Page> {
         let query_fingerprint = pagination::fingerprint(scope, query);
         let after = page_token
-            .map(|token| pagination::decode(&self.page_token_key, token, &query_fingerprint))
+            .map(|token| {
+                pagination::decode::<Position>(&self.page_token_key, token, &query_fingerprint)
+            })
             .transpose()?;
 
         let mut select = access_request::Entity::find();
@@ -236,37 +240,10 @@ impl Store {
         }
         append_event(&txn, &event).await?;
         txn.commit().await?;
+        self.event_committed();
         info!(state = changed.state.as_str(), "access request decided");
         Ok(changed)
     }
-}
-
-/// Appends one event, taking the next sequence from the counter row. The
-/// counter row stays locked until the transaction ends, so sequences become
-/// visible in the order they were assigned, with no gap.
-async fn append_event(txn: &DatabaseTransaction, new_event: &NewEvent) -> Result<i64> {
-    let backend = txn.get_database_backend();
-    let statement = Statement::from_string(
-        backend,
-        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
-    );
-    let row = txn
-        .query_one_raw(statement)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("event_counter row is missing".into()))?;
-    let seq: i64 = row.try_get("", "last_seq")?;
-    event::ActiveModel {
-        seq: Set(seq),
-        event_type: Set(new_event.kind.as_str().to_owned()),
-        access_request_id: Set(new_event.access_request.to_string()),
-        actor: Set(new_event.actor.clone()),
-        state: Set(new_event.state.as_str().to_owned()),
-        data: Set(new_event.data.to_string()),
-        occurred_at_us: Set(to_micros(new_event.occurred_at)),
-    }
-    .insert(txn)
-    .await?;
-    Ok(seq)
 }
 
 fn check_scope(scope: &Scope, row: &access_request::Model) -> Result<()> {

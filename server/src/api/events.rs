@@ -1,0 +1,196 @@
+//! `sesame.v1.EventService`: watch, list and verify the event log.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use sesame_proto::v1 as pb;
+use sesame_proto::v1::event_service_server::EventService;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::access_requests::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::{convert, principal};
+use crate::auth::{Permission, authorize};
+use crate::domain::decode_cursor;
+use crate::domain::validation::{TextRule, Validator};
+use crate::events::{self, Hub, WatchItem, WatchOptions, WatchRequest};
+use crate::store::{EventFilter, Store};
+
+/// Serves the event RPCs.
+#[derive(Clone, Debug)]
+pub struct EventApi {
+    store: Store,
+    hub: Hub,
+    options: WatchOptions,
+    shutdown: CancellationToken,
+}
+
+impl EventApi {
+    /// The service over `store` and `hub`; streams end when `shutdown` is
+    /// cancelled.
+    pub fn new(store: Store, hub: Hub, options: WatchOptions, shutdown: CancellationToken) -> Self {
+        Self {
+            store,
+            hub,
+            options,
+            shutdown,
+        }
+    }
+}
+
+/// The response stream of WatchEvents.
+pub type WatchEventsStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send + 'static>>;
+
+fn watch_message(item: WatchItem) -> pb::WatchEventsResponse {
+    use pb::watch_events_response::Kind;
+    let kind = match item {
+        WatchItem::Ready { cursor } => Kind::Ready(pb::WatchReady {
+            cursor: crate::domain::encode_cursor(cursor),
+        }),
+        WatchItem::Event(shared) => Kind::Event(shared.wire.clone()),
+        WatchItem::Heartbeat { cursor } => Kind::Heartbeat(pb::WatchHeartbeat {
+            cursor: crate::domain::encode_cursor(cursor),
+            time: Some(convert::timestamp(chrono::Utc::now())),
+        }),
+    };
+    pb::WatchEventsResponse { kind: Some(kind) }
+}
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    type WatchEventsStream = WatchEventsStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ReadEvents)?;
+        let message = request.into_inner();
+        let mut check = Validator::new();
+        let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
+        let access_request = (!message.access_request.is_empty())
+            .then(|| check.name("access_request", &message.access_request))
+            .flatten();
+        check.finish()?;
+        let after = if message.after.is_empty() {
+            None
+        } else {
+            Some(decode_cursor(&message.after).ok_or_else(super::status::cursor_invalid)?)
+        };
+        let watch_request = WatchRequest {
+            after,
+            filter: EventFilter {
+                kinds,
+                access_request,
+                ..EventFilter::default()
+            },
+        };
+        let opened = events::open(
+            &self.hub,
+            &self.store,
+            watch_request,
+            self.options.clone(),
+            self.shutdown.clone(),
+        )
+        .await?;
+        let items = ReceiverStream::new(opened.items).map(|item| Ok(watch_message(item)));
+        let end = futures::stream::once(opened.end)
+            .filter_map(|ended| std::future::ready(ended.ok().map(|end| Err(Status::from(end)))));
+        Ok(Response::new(Box::pin(items.chain(end))))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ReadEvents)?;
+        let message = request.into_inner();
+        let mut check = Validator::new();
+        let page_size = match message.page_size {
+            size if size < 0 => {
+                check.violation("page_size", "must not be negative");
+                DEFAULT_PAGE_SIZE
+            }
+            0 => DEFAULT_PAGE_SIZE,
+            size => u32::try_from(size)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
+        let access_request = (!message.access_request.is_empty())
+            .then(|| check.name("access_request", &message.access_request))
+            .flatten();
+        let actor = check.text("actor", &message.actor, TextRule::optional(64));
+        let from = convert::optional_time(
+            &mut check,
+            "occur_time_start",
+            message.occur_time_start.as_ref(),
+        );
+        let before = convert::optional_time(
+            &mut check,
+            "occur_time_end",
+            message.occur_time_end.as_ref(),
+        );
+        if let (Some(from), Some(before)) = (from, before)
+            && from >= before
+        {
+            check.violation("occur_time_end", "must be after occur_time_start");
+        }
+        if message.page_token.len() > 1024 {
+            check.violation("page_token", "is not a token returned by this service");
+        }
+        check.finish()?;
+        let filter = EventFilter {
+            kinds,
+            access_request,
+            actor,
+            from,
+            before,
+        };
+        let page_token = Some(message.page_token.as_str()).filter(|token| !token.is_empty());
+        let page = self
+            .store
+            .list_events(&filter, page_size, page_token)
+            .await?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: page.events.iter().map(convert::event).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn verify_audit_chain(
+        &self,
+        request: Request<pb::VerifyAuditChainRequest>,
+    ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ReadEvents)?;
+        let message = request.into_inner();
+        let mut check = Validator::new();
+        if message.start_sequence < 0 {
+            check.violation("start_sequence", "must not be negative");
+        }
+        if message.end_sequence < 0 {
+            check.violation("end_sequence", "must not be negative");
+        }
+        if message.end_sequence > 0 && message.end_sequence < message.start_sequence {
+            check.violation("end_sequence", "must not be before start_sequence");
+        }
+        check.finish()?;
+        let end = (message.end_sequence > 0).then_some(message.end_sequence);
+        let report = self.store.verify_chain(message.start_sequence, end).await?;
+        let (broken_sequence, problem) = report.broken.clone().unwrap_or_default();
+        Ok(Response::new(pb::VerifyAuditChainResponse {
+            intact: report.broken.is_none(),
+            first_sequence: report.first_seq,
+            last_verified_sequence: report.last_verified_seq,
+            verified_events: report.verified,
+            broken_sequence,
+            problem,
+            next_start_sequence: report.next_start_seq.unwrap_or_default(),
+        }))
+    }
+}

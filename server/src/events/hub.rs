@@ -1,0 +1,181 @@
+//! The hub: one publisher task per server reads newly committed events from
+//! the log, in sequence order, and broadcasts each one, converted to its
+//! wire form once, to every watcher. Writers never wait for watchers: the
+//! broadcast channel drops the oldest entries for a receiver that lags, and
+//! that receiver catches up from the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::PgListener;
+use sesame_proto::v1 as pb;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::domain::RecordedEvent;
+use crate::store::{EventFilter, NOTIFY_CHANNEL, Store, StoreError};
+
+/// An event as fanned out: the record (for filtering) and its wire form,
+/// built once and shared by every watcher.
+#[derive(Debug)]
+pub struct SharedEvent {
+    pub record: RecordedEvent,
+    pub wire: pb::Event,
+}
+
+impl SharedEvent {
+    /// Wraps a record read from the log.
+    pub fn new(record: RecordedEvent) -> Arc<SharedEvent> {
+        let wire = crate::api::convert::event(&record);
+        Arc::new(SharedEvent { record, wire })
+    }
+}
+
+/// Tuning of the hub.
+#[derive(Clone, Debug)]
+pub struct HubOptions {
+    /// Events kept for receivers that fall behind before they must read the
+    /// log instead.
+    pub buffer: usize,
+    /// Safety net: how often the log is polled when no commit was heard of.
+    pub poll_interval: Duration,
+    /// PostgreSQL URL to LISTEN on, for commits of other replicas.
+    pub listen_url: Option<String>,
+}
+
+/// Hands out subscriptions to the live event stream. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    sender: broadcast::Sender<Arc<SharedEvent>>,
+    head: watch::Receiver<i64>,
+}
+
+const PUBLISH_BATCH: u64 = 1000;
+
+impl Hub {
+    /// Starts the publisher (and, on PostgreSQL, the listener) until
+    /// `shutdown` is cancelled.
+    pub async fn start(
+        store: Store,
+        options: HubOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Hub, StoreError> {
+        let start_head = store.event_head().await?;
+        let (sender, _) = broadcast::channel(options.buffer.max(1));
+        let (head_sender, head) = watch::channel(start_head);
+        let wake = Arc::new(Notify::new());
+        if let Some(url) = options.listen_url.clone() {
+            tokio::spawn(listen(url, wake.clone(), shutdown.clone()));
+        }
+        tokio::spawn(publish(
+            store,
+            sender.clone(),
+            head_sender,
+            wake,
+            options.poll_interval,
+            shutdown,
+        ));
+        Ok(Hub { sender, head })
+    }
+
+    /// A receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<SharedEvent>> {
+        self.sender.subscribe()
+    }
+
+    /// The highest sequence published so far.
+    pub fn head(&self) -> i64 {
+        *self.head.borrow()
+    }
+
+    /// Follows the published head.
+    pub fn head_watch(&self) -> watch::Receiver<i64> {
+        self.head.clone()
+    }
+
+    /// How many watchers are subscribed.
+    pub fn watchers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+}
+
+async fn publish(
+    store: Store,
+    sender: broadcast::Sender<Arc<SharedEvent>>,
+    head: watch::Sender<i64>,
+    wake: Arc<Notify>,
+    poll_interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut published = *head.borrow();
+    loop {
+        loop {
+            let batch = match store
+                .read_events(published, None, &EventFilter::default(), PUBLISH_BATCH)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    warn!(error = %error, "could not read new events; will retry");
+                    break;
+                }
+            };
+            let full = batch.len() as u64 == PUBLISH_BATCH;
+            for record in batch {
+                published = record.seq;
+                // No receiver is fine: nobody is watching.
+                let _ = sender.send(SharedEvent::new(record));
+            }
+            head.send_replace(published);
+            if !full {
+                break;
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = store.event_commits() => {}
+            () = wake.notified() => {}
+            () = tokio::time::sleep(poll_interval) => {}
+        }
+    }
+}
+
+/// Wakes the publisher whenever another replica commits events.
+async fn listen(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                warn!(error = %error, "could not connect the event listener; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
+            warn!(error = %error, "could not LISTEN for events; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        info!("listening for other replicas' events");
+        // Commits made while we were not listening are caught by this wake.
+        wake.notify_one();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = listener.recv() => match received {
+                    Ok(notification) => {
+                        debug!(seq = notification.payload(), "event notification");
+                        wake.notify_one();
+                    }
+                    Err(error) => {
+                        warn!(error = %error, "event listener failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

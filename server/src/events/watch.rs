@@ -1,0 +1,296 @@
+//! One watcher's stream: `ready`, then a replay from the log when resuming,
+//! then live events from the hub, with heartbeats when idle.
+//!
+//! The watcher subscribes to the hub BEFORE it reads the head of the log, so
+//! every event after its starting position reaches it either from the log
+//! or from the hub; events at or below its position are dropped, so the
+//! seam between replay and live has no gap and no duplicate. When the hub
+//! drops events for a watcher that lags, the watcher reads them from the
+//! log. A watcher whose client does not keep up ends, past `max_lag` events
+//! behind, with its cursor so the client can resume.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hub, SharedEvent};
+use crate::store::{EventFilter, Store, StoreError};
+
+/// Tuning of every watcher.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    /// Idle time after which a heartbeat is sent.
+    pub heartbeat: Duration,
+    /// How many events a watcher may fall behind the head before its stream
+    /// ends with [`WatchEnd::TooSlow`].
+    pub max_lag: i64,
+}
+
+/// What a watcher asks for.
+#[derive(Clone, Debug, Default)]
+pub struct WatchRequest {
+    /// Resume after this sequence; `None` starts at the head.
+    pub after: Option<i64>,
+    pub filter: EventFilter,
+}
+
+/// Why a watch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("the cursor is ahead of the event log (head is {head})")]
+    CursorAhead { head: i64 },
+    #[error(
+        "the cursor is older than the retained event log (oldest event is {oldest}): list the current state again and watch without a cursor"
+    )]
+    CursorExpired { oldest: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One message for the watcher.
+#[derive(Clone, Debug)]
+pub enum WatchItem {
+    /// The subscription is live; the stream starts after `cursor`.
+    Ready {
+        cursor: i64,
+    },
+    Event(Arc<SharedEvent>),
+    /// Nothing to send for a while; the stream is at `cursor`.
+    Heartbeat {
+        cursor: i64,
+    },
+}
+
+/// Why a stream ended early. Each carries the resume cursor.
+#[derive(Debug)]
+pub enum WatchEnd {
+    TooSlow { cursor: i64, lag: i64 },
+    ShuttingDown { cursor: i64 },
+    Failed { cursor: i64, error: StoreError },
+}
+
+/// The two halves of a running watch: items in order, then, if the stream
+/// ended early, why.
+#[derive(Debug)]
+pub struct WatchStream {
+    pub items: mpsc::Receiver<WatchItem>,
+    pub end: oneshot::Receiver<WatchEnd>,
+}
+
+/// Items buffered between the watcher task and the gRPC stream.
+const OUTPUT_BUFFER: usize = 16;
+/// Events read from the log per query while catching up.
+const CATCH_UP_BATCH: u64 = 500;
+
+/// Validates the cursor and starts the watcher task.
+pub async fn open(
+    hub: &Hub,
+    store: &Store,
+    request: WatchRequest,
+    options: WatchOptions,
+    shutdown: CancellationToken,
+) -> Result<WatchStream, WatchError> {
+    // Subscribe first: anything committed after the head read below is
+    // then certain to arrive through the hub.
+    let receiver = hub.subscribe();
+    let head = store.event_head().await?;
+    if let Some(after) = request.after {
+        if after > head {
+            return Err(WatchError::CursorAhead { head });
+        }
+        if after < head {
+            let oldest = store.first_event_seq().await?.unwrap_or(head + 1);
+            if after < oldest - 1 {
+                return Err(WatchError::CursorExpired { oldest });
+            }
+        }
+    }
+    let (items, items_out) = mpsc::channel(OUTPUT_BUFFER);
+    let (end, end_out) = oneshot::channel();
+    let watcher = Watcher {
+        position: request.after.unwrap_or(head),
+        filter: request.filter,
+        receiver,
+        head: hub.head_watch(),
+        store: store.clone(),
+        items,
+        options,
+        shutdown,
+    };
+    tokio::spawn(async move {
+        if let Some(reason) = watcher.run().await {
+            let _ = end.send(reason);
+        }
+    });
+    Ok(WatchStream {
+        items: items_out,
+        end: end_out,
+    })
+}
+
+/// Why the watcher loop stopped.
+enum Stop {
+    /// The client went away: nothing to report.
+    ClientGone,
+    /// Report this to the client.
+    End(WatchEnd),
+}
+
+struct Watcher {
+    /// Sequence of the last event delivered or filtered out.
+    position: i64,
+    filter: EventFilter,
+    receiver: broadcast::Receiver<Arc<SharedEvent>>,
+    head: watch::Receiver<i64>,
+    store: Store,
+    items: mpsc::Sender<WatchItem>,
+    options: WatchOptions,
+    shutdown: CancellationToken,
+}
+
+impl Watcher {
+    async fn run(mut self) -> Option<WatchEnd> {
+        let cursor = self.position;
+        let result = async {
+            self.send(WatchItem::Ready { cursor }).await?;
+            self.catch_up(None).await?;
+            self.follow().await
+        }
+        .await;
+        match result {
+            Ok(()) | Err(Stop::ClientGone) => None,
+            Err(Stop::End(reason)) => Some(reason),
+        }
+    }
+
+    async fn follow(&mut self) -> Result<(), Stop> {
+        let heartbeat = self.options.heartbeat;
+        let mut idle_until = Instant::now() + heartbeat;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    return Err(Stop::End(WatchEnd::ShuttingDown { cursor: self.position }));
+                }
+                () = self.items.closed() => return Err(Stop::ClientGone),
+                received = self.receiver.recv() => match received {
+                    Ok(event) => {
+                        let seq = event.record.seq;
+                        if seq <= self.position {
+                            continue;
+                        }
+                        if seq > self.position + 1 {
+                            self.catch_up(Some(seq - 1)).await?;
+                        }
+                        self.offer(event).await?;
+                        idle_until = Instant::now() + heartbeat;
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        self.check_lag()?;
+                        self.catch_up(None).await?;
+                        idle_until = Instant::now() + heartbeat;
+                    }
+                    Err(RecvError::Closed) => {
+                        return Err(Stop::End(WatchEnd::ShuttingDown { cursor: self.position }));
+                    }
+                },
+                () = tokio::time::sleep_until(idle_until) => {
+                    let cursor = self.position;
+                    self.send(WatchItem::Heartbeat { cursor }).await?;
+                    idle_until = Instant::now() + heartbeat;
+                }
+            }
+        }
+    }
+
+    /// Delivers every event after the position up to `until` (the head of
+    /// the log when `None`) from the log.
+    async fn catch_up(&mut self, until: Option<i64>) -> Result<(), Stop> {
+        let target = match until {
+            Some(until) => until,
+            None => self
+                .store
+                .event_head()
+                .await
+                .map_err(|error| self.failed(error))?,
+        };
+        while self.position < target {
+            let batch = self
+                .store
+                .read_events(self.position, Some(target), &self.filter, CATCH_UP_BATCH)
+                .await
+                .map_err(|error| self.failed(error))?;
+            let complete = (batch.len() as u64) < CATCH_UP_BATCH;
+            for record in batch {
+                let seq = record.seq;
+                self.send(WatchItem::Event(SharedEvent::new(record)))
+                    .await?;
+                self.position = seq;
+            }
+            if complete {
+                // The rest up to the target did not pass the filter.
+                self.position = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers a live event if it passes the filter; advances either way.
+    async fn offer(&mut self, event: Arc<SharedEvent>) -> Result<(), Stop> {
+        let seq = event.record.seq;
+        if self.filter.matches(&event.record) {
+            self.send(WatchItem::Event(event)).await?;
+        }
+        self.position = seq;
+        Ok(())
+    }
+
+    fn check_lag(&self) -> Result<(), Stop> {
+        let lag = *self.head.borrow() - self.position;
+        if lag > self.options.max_lag {
+            return Err(Stop::End(WatchEnd::TooSlow {
+                cursor: self.position,
+                lag,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Sends one item, giving up when the client falls more than `max_lag`
+    /// events behind the head while we wait for it, or on shutdown.
+    async fn send(&mut self, item: WatchItem) -> Result<(), Stop> {
+        let position = self.position;
+        let max_lag = self.options.max_lag;
+        let mut head = self.head.clone();
+        let too_far_behind = async move {
+            let reached = head
+                .wait_for(|head| head - position > max_lag)
+                .await
+                .map(|head| *head - position);
+            match reached {
+                Ok(lag) => lag,
+                // The hub stopped: only shutdown or the client can end this.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            sent = self.items.send(item) => sent.map_err(|_| Stop::ClientGone),
+            lag = too_far_behind => {
+                Err(Stop::End(WatchEnd::TooSlow { cursor: position, lag }))
+            }
+            () = self.shutdown.cancelled() => {
+                Err(Stop::End(WatchEnd::ShuttingDown { cursor: position }))
+            }
+        }
+    }
+
+    fn failed(&self, error: StoreError) -> Stop {
+        Stop::End(WatchEnd::Failed {
+            cursor: self.position,
+            error,
+        })
+    }
+}
