@@ -335,6 +335,7 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .not_null(),
                     )
+                    .col(ColumnDef::new(EventCounter::LastHash).string().not_null())
                     .to_owned(),
             )
             .await?;

@@ -65,8 +65,8 @@ pub struct Config {
     /// Events the hub keeps for watchers that fall behind before they read
     /// the log instead.
     pub watch_buffer_events: usize,
-    /// Events a watcher may fall behind before its stream ends with
-    /// RESOURCE_EXHAUSTED and its resume cursor.
+    /// Events that may be committed while a watcher's client reads nothing
+    /// before its stream ends with RESOURCE_EXHAUSTED and its resume cursor.
     pub watch_max_lag_events: i64,
     /// How often the event log is polled when no commit was heard of, in
     /// milliseconds (a safety net behind commit and LISTEN/NOTIFY wake-ups).

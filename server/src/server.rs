@@ -7,9 +7,9 @@ use anyhow::Context;
 use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
 use sesame_proto::v1::event_service_server::EventServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
@@ -111,7 +111,12 @@ pub async fn serve(
         .add_service(access_requests)
         .add_service(events);
     info!(addr = %local_addr, "sesame listening");
-    let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), graceful);
+    // Request/response traffic must not wait on Nagle's algorithm; keepalive
+    // notices dead peers (and their watch streams) at the TCP level.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let serving = router.serve_with_incoming_shutdown(incoming, graceful);
 
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let deadline = async {

@@ -6,8 +6,9 @@
 //! or from the hub; events at or below its position are dropped, so the
 //! seam between replay and live has no gap and no duplicate. When the hub
 //! drops events for a watcher that lags, the watcher reads them from the
-//! log. A watcher whose client does not keep up ends, past `max_lag` events
-//! behind, with its cursor so the client can resume.
+//! log. A watcher whose client stops reading ends, once `max_lag` events
+//! were committed while it was stuck, with its cursor so the client can
+//! resume.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +26,8 @@ use crate::store::{EventFilter, Store, StoreError};
 pub struct WatchOptions {
     /// Idle time after which a heartbeat is sent.
     pub heartbeat: Duration,
-    /// How many events a watcher may fall behind the head before its stream
-    /// ends with [`WatchEnd::TooSlow`].
+    /// How many events may be committed while a watcher's client reads
+    /// nothing before its stream ends with [`WatchEnd::TooSlow`].
     pub max_lag: i64,
 }
 
@@ -189,7 +190,6 @@ impl Watcher {
                         idle_until = Instant::now() + heartbeat;
                     }
                     Err(RecvError::Lagged(_)) => {
-                        self.check_lag()?;
                         self.catch_up(None).await?;
                         idle_until = Instant::now() + heartbeat;
                     }
@@ -248,26 +248,18 @@ impl Watcher {
         Ok(())
     }
 
-    fn check_lag(&self) -> Result<(), Stop> {
-        let lag = *self.head.borrow() - self.position;
-        if lag > self.options.max_lag {
-            return Err(Stop::End(WatchEnd::TooSlow {
-                cursor: self.position,
-                lag,
-            }));
-        }
-        Ok(())
-    }
-
-    /// Sends one item, giving up when the client falls more than `max_lag`
-    /// events behind the head while we wait for it, or on shutdown.
+    /// Sends one item. A client that reads, however slowly, is never cut
+    /// off: what it misses from the hub it reads from the log. A client that
+    /// reads nothing while more than `max_lag` events are committed ends
+    /// with its cursor; so does every stream on shutdown.
     async fn send(&mut self, item: WatchItem) -> Result<(), Stop> {
         let position = self.position;
         let max_lag = self.options.max_lag;
         let mut head = self.head.clone();
-        let too_far_behind = async move {
+        let head_before = *head.borrow_and_update();
+        let stalled = async move {
             let reached = head
-                .wait_for(|head| head - position > max_lag)
+                .wait_for(|head| head - head_before > max_lag)
                 .await
                 .map(|head| *head - position);
             match reached {
@@ -278,7 +270,7 @@ impl Watcher {
         };
         tokio::select! {
             sent = self.items.send(item) => sent.map_err(|_| Stop::ClientGone),
-            lag = too_far_behind => {
+            lag = stalled => {
                 Err(Stop::End(WatchEnd::TooSlow { cursor: position, lag }))
             }
             () = self.shutdown.cancelled() => {

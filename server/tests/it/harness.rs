@@ -8,6 +8,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, Statement};
 use sesame_proto::v1 as pb;
 use sesame_proto::v1::access_request_service_client::AccessRequestServiceClient;
+use sesame_proto::v1::event_service_client::EventServiceClient;
 use sesame_server::auth::Role;
 use sesame_server::store::Store;
 use sesame_server::{Config, server};
@@ -66,6 +67,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Store,
     pub keys: Keys,
+    /// The configuration the server runs with.
+    pub config: Config,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -73,6 +76,8 @@ pub struct TestServer {
 
 /// The generated client with a bearer key on every call.
 pub type Client = AccessRequestServiceClient<InterceptedService<Channel, Bearer>>;
+/// The generated event client with a bearer key on every call.
+pub type EventClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer <key>` when a key is set.
 #[derive(Clone)]
@@ -92,16 +97,23 @@ impl Interceptor for Bearer {
 impl TestServer {
     /// Starts a server over a fresh database of `backend`.
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server over a fresh database, with `tweak` applied to its
+    /// configuration.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("sesame.db").display()),
             Backend::Postgres => crate::postgres::fresh_database().await,
         };
-        let config = Config {
+        let mut config = Config {
             database_url,
             shutdown_grace_secs: 5,
             ..Config::default()
         };
+        tweak(&mut config);
         let store = Store::open(&config.database(), true)
             .await
             .expect("open store");
@@ -119,20 +131,59 @@ impl TestServer {
             alice: create("alice", Role::Submitter).await,
             bob: create("bob", Role::Submitter).await,
         };
+        Self::launch(config, store, keys, dir).await
+    }
+
+    async fn launch(
+        config: Config,
+        store: Store,
+        keys: Keys,
+        dir: tempfile::TempDir,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::run(config, listener, shutdown.clone()));
+        let task = tokio::spawn(server::run(config.clone(), listener, shutdown.clone()));
         TestServer {
             addr,
             store,
             keys,
+            config,
             shutdown,
             task,
             _dir: dir,
         }
+    }
+
+    /// A second server on the same database, as another replica would be.
+    pub async fn replica(&self) -> TestServer {
+        let store = Store::open(&self.config.database(), true)
+            .await
+            .expect("open store");
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(self.config.clone(), store, self.keys.clone(), dir).await
+    }
+
+    /// An event client whose HTTP/2 windows are small (64 KiB), so that a
+    /// client that stops reading soon pushes back on the server.
+    pub async fn events_small_window(&self, key: &str) -> EventClient {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("valid uri")
+            .initial_stream_window_size(Some(65_535))
+            .initial_connection_window_size(Some(65_535))
+            .connect()
+            .await
+            .expect("connect to the test server");
+        let value = format!("Bearer {key}").parse().expect("ascii key");
+        EventServiceClient::with_interceptor(channel, Bearer(Some(value)))
+    }
+
+    /// An event client calling with `key`.
+    pub async fn events(&self, key: &str) -> EventClient {
+        let value = format!("Bearer {key}").parse().expect("ascii key");
+        EventServiceClient::with_interceptor(self.channel().await, Bearer(Some(value)))
     }
 
     /// A channel to the server.
@@ -173,6 +224,13 @@ impl TestServer {
     /// Asks the server to shut down without waiting.
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    /// Drops open streams (in-flight calls that would hold up a graceful
+    /// shutdown), then stops the server.
+    pub async fn stop_after_dropping<T>(self, streams: Vec<T>) {
+        drop(streams);
+        self.stop().await;
     }
 
     /// Stops the server and waits for it to finish.

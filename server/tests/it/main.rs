@@ -6,4 +6,5 @@ mod postgres;
 
 mod access_requests;
 mod cli;
+mod events;
 mod service;
