@@ -26,6 +26,14 @@ call() { # call METHOD JSON
     -H "authorization: Bearer $SESAME_KEY" -d "$2" "$URL/sesame.v1.AccessRequestService/$1"
 }
 
+echo "walkthrough: watch events in the background"
+timeout 20 $BUF curl --protocol grpc --http2-prior-knowledge \
+  -H "authorization: Bearer $SESAME_KEY" -d '{}' \
+  "$URL/sesame.v1.EventService/WatchEvents" >watch.json 2>watch.err &
+WATCH_PID=$!
+for _ in $(seq 1 100); do grep -q '"ready"' watch.json 2>/dev/null && break; sleep 0.1; done
+grep -q '"ready"' watch.json || { cat watch.err; echo "walkthrough: WatchEvents sent no ready" >&2; exit 1; }
+
 echo "walkthrough: submit"
 call SubmitAccessRequest '{
   "applicant": {"email": "ada@example.com", "full_name": "Ada Lovelace", "organization": "Analytical Engines"},
@@ -45,6 +53,18 @@ grep -q "$NAME" list.json
 echo "walkthrough: approve"
 call ApproveAccessRequest "{\"name\": \"$NAME\", \"note\": \"welcome\"}" | tee approve.json
 grep -q '"state": *"ACCESS_REQUEST_STATE_APPROVED"' approve.json
+
+echo "walkthrough: the watcher saw both events"
+for _ in $(seq 1 50); do grep -q 'EVENT_TYPE_REQUEST_APPROVED' watch.json && break; sleep 0.1; done
+kill "$WATCH_PID" 2>/dev/null || true
+cat watch.json
+grep -q 'EVENT_TYPE_REQUEST_SUBMITTED' watch.json
+grep -q 'EVENT_TYPE_REQUEST_APPROVED' watch.json
+
+echo "walkthrough: audit chain"
+$BUF curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $SESAME_KEY" -d '{}' \
+  "$URL/sesame.v1.EventService/VerifyAuditChain" | tee verify.json
+grep -q '"intact": *true' verify.json
 
 echo "walkthrough: health without a key"
 $BUF curl --protocol grpc --http2-prior-knowledge "$URL/grpc.health.v1.Health/Check" | tee health.json
