@@ -1,0 +1,60 @@
+//! Channels to the target and the bearer-key interceptor.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone, Debug)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    /// An interceptor sending `key`.
+    pub fn new(key: &str) -> anyhow::Result<Self> {
+        let value = format!("Bearer {key}")
+            .parse()
+            .context("the API key is not valid metadata")?;
+        Ok(Self(value))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// `count` separate HTTP/2 connections to `target`.
+pub async fn channels(target: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
+    let endpoint = Endpoint::from_shared(target.to_owned())
+        .with_context(|| format!("invalid target {target:?}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let mut channels = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("could not connect to {target}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Resident memory of a process in KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read the memory of process {pid}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}

@@ -1,0 +1,141 @@
+//! The `sesame-loadtest` command line.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sesame_loadtest::watch::{WatchArgs, run_idle, run_watch};
+
+/// Load and latency measurements against a running Sesame server
+/// (loopback only; every run is bounded and stops by itself).
+#[derive(Debug, Parser)]
+#[command(name = "sesame-loadtest", version)]
+struct Cli {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051", global = true)]
+    target: String,
+    /// Admin API key (watches and submits).
+    #[arg(
+        long,
+        env = "SESAME_LOADTEST_API_KEY",
+        global = true,
+        default_value = ""
+    )]
+    api_key: String,
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Watchers receive events while submits arrive at a fixed rate.
+    Watch {
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        /// Submits per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// Seconds of load (at most 300).
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Server pid, to report its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Idle watchers: the server's memory per watcher.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Server pid (required: memory is read from /proc).
+        #[arg(long)]
+        server_pid: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.api_key.is_empty() {
+        eprintln!("error: --api-key (or SESAME_LOADTEST_API_KEY) is required");
+        return ExitCode::FAILURE;
+    }
+    let outcome = match cli.scenario {
+        Scenario::Watch {
+            watchers,
+            connections,
+            rate,
+            duration_secs,
+            server_pid,
+        } => {
+            let args = WatchArgs {
+                target: cli.target.clone(),
+                api_key: cli.api_key.clone(),
+                watchers,
+                connections,
+                rate,
+                duration: Duration::from_secs(duration_secs.clamp(1, 300)),
+                server_pid,
+            };
+            run_watch(&args).await.map(|report| {
+                if cli.json {
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                } else {
+                    format!(
+                        "watchers={} rate={}/s submitted={} errors={:?} delivered={}/{} ({:.0}/s)\n\
+                         change-to-receipt: {}\nbaseline health rtt: {}\n\
+                         p50 x{:.1} p99 x{:.1} of baseline; server rss {:?} -> {:?} KiB",
+                        report.watchers,
+                        report.target_rate_per_s,
+                        report.submitted,
+                        report.submit_errors,
+                        report.delivered,
+                        report.expected_deliveries,
+                        report.delivered_per_s,
+                        report.latency,
+                        report.baseline_health_rtt,
+                        report.p50_vs_baseline,
+                        report.p99_vs_baseline,
+                        report.server_rss_kib_before,
+                        report.server_rss_kib_after,
+                    )
+                }
+            })
+        }
+        Scenario::Idle {
+            watchers,
+            connections,
+            server_pid,
+        } => run_idle(&cli.target, &cli.api_key, watchers, connections, server_pid)
+            .await
+            .map(|report| {
+                if cli.json {
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                } else {
+                    format!(
+                        "idle watchers={} server rss {} -> {} KiB: {:.1} KiB per watcher",
+                        report.watchers,
+                        report.server_rss_kib_before,
+                        report.server_rss_kib_after,
+                        report.kib_per_watcher
+                    )
+                }
+            }),
+    };
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
