@@ -4,16 +4,11 @@ use sesame_proto::v1 as pb;
 use sesame_proto::v1::access_request_service_server::AccessRequestService;
 use tonic::{Request, Response, Status};
 
-use super::{convert, principal, scope};
+use super::{convert, paging, principal, scope};
 use crate::auth::{Permission, Principal, authorize};
 use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, validate_submission};
 use crate::domain::{AccessRequestId, Action};
 use crate::store::{ListQuery, Store};
-
-/// Page size when the caller sends 0.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-/// Largest page served; larger requests are coerced (AIP-158).
-pub const MAX_PAGE_SIZE: u32 = 500;
 
 /// The parts of a decision call that differ between approve, reject and
 /// cancel.
@@ -112,37 +107,15 @@ impl AccessRequestService for AccessRequestApi {
         authorize(&caller, Permission::ReadRequests)?;
         let message = request.into_inner();
         let mut check = Validator::new();
-        let page_size = match message.page_size {
-            size if size < 0 => {
-                check.violation("page_size", "must not be negative");
-                DEFAULT_PAGE_SIZE
-            }
-            0 => DEFAULT_PAGE_SIZE,
-            size => u32::try_from(size)
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(MAX_PAGE_SIZE),
-        };
+        let paging = paging::paging(&mut check, message.page_size, &message.page_token);
         let state = check.optional_enum("state", convert::state_input(message.state));
         let user_type =
             check.optional_enum("user_type", convert::user_type_input(message.user_type));
-        let created_from = convert::optional_time(
+        let (created_from, created_before) = paging::time_range(
             &mut check,
-            "create_time_start",
-            message.create_time_start.as_ref(),
+            ("create_time_start", message.create_time_start.as_ref()),
+            ("create_time_end", message.create_time_end.as_ref()),
         );
-        let created_before = convert::optional_time(
-            &mut check,
-            "create_time_end",
-            message.create_time_end.as_ref(),
-        );
-        if let (Some(from), Some(before)) = (created_from, created_before)
-            && from >= before
-        {
-            check.violation("create_time_end", "must be after create_time_start");
-        }
-        if message.page_token.len() > 1024 {
-            check.violation("page_token", "is not a token returned by this service");
-        }
         check.finish()?;
         let query = ListQuery {
             state,
@@ -150,10 +123,9 @@ impl AccessRequestService for AccessRequestApi {
             created_from,
             created_before,
         };
-        let page_token = Some(message.page_token.as_str()).filter(|token| !token.is_empty());
         let page = self
             .store
-            .list_requests(&scope(&caller), &query, page_size, page_token)
+            .list_requests(&scope(&caller), &query, paging.page_size, paging.page_token)
             .await?;
         Ok(Response::new(pb::ListAccessRequestsResponse {
             access_requests: page.items.iter().map(convert::access_request).collect(),

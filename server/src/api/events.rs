@@ -9,8 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::access_requests::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use super::{convert, principal};
+use super::{convert, paging, principal};
 use crate::auth::{Permission, authorize};
 use crate::domain::decode_cursor;
 use crate::domain::validation::{TextRule, Validator};
@@ -110,39 +109,17 @@ impl EventService for EventApi {
         authorize(&caller, Permission::ReadEvents)?;
         let message = request.into_inner();
         let mut check = Validator::new();
-        let page_size = match message.page_size {
-            size if size < 0 => {
-                check.violation("page_size", "must not be negative");
-                DEFAULT_PAGE_SIZE
-            }
-            0 => DEFAULT_PAGE_SIZE,
-            size => u32::try_from(size)
-                .unwrap_or(MAX_PAGE_SIZE)
-                .min(MAX_PAGE_SIZE),
-        };
+        let paging = paging::paging(&mut check, message.page_size, &message.page_token);
         let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
         let access_request = (!message.access_request.is_empty())
             .then(|| check.name("access_request", &message.access_request))
             .flatten();
         let actor = check.text("actor", &message.actor, TextRule::optional(64));
-        let from = convert::optional_time(
+        let (from, before) = paging::time_range(
             &mut check,
-            "occur_time_start",
-            message.occur_time_start.as_ref(),
+            ("occur_time_start", message.occur_time_start.as_ref()),
+            ("occur_time_end", message.occur_time_end.as_ref()),
         );
-        let before = convert::optional_time(
-            &mut check,
-            "occur_time_end",
-            message.occur_time_end.as_ref(),
-        );
-        if let (Some(from), Some(before)) = (from, before)
-            && from >= before
-        {
-            check.violation("occur_time_end", "must be after occur_time_start");
-        }
-        if message.page_token.len() > 1024 {
-            check.violation("page_token", "is not a token returned by this service");
-        }
         check.finish()?;
         let filter = EventFilter {
             kinds,
@@ -151,10 +128,9 @@ impl EventService for EventApi {
             from,
             before,
         };
-        let page_token = Some(message.page_token.as_str()).filter(|token| !token.is_empty());
         let page = self
             .store
-            .list_events(&filter, page_size, page_token)
+            .list_events(&filter, paging.page_size, paging.page_token)
             .await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: page.events.iter().map(convert::event).collect(),

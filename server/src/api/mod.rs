@@ -5,6 +5,7 @@
 mod access_requests;
 pub mod convert;
 mod events;
+mod paging;
 pub mod status;
 
 pub use access_requests::AccessRequestApi;
