@@ -3,6 +3,8 @@
 //! The code is produced at build time from `proto/sesame/v1/*.proto` by
 //! protox and tonic-prost-build; nothing here is edited by hand.
 
+pub mod codec;
+
 /// The `sesame.v1` package: messages, `*_client` and `*_server` modules.
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
