@@ -58,3 +58,21 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS line")
 }
+
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// `/proc/PID/stat` (clock ticks of 1/100 s, as on every Linux this runs on).
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read the CPU time of process {pid}"))?;
+    // Fields after the command name, which is in parentheses.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<f64>().ok())
+            .context("malformed /proc stat line")
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}

@@ -26,7 +26,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::connect::{Bearer, channels, rss_kib};
+use crate::connect::{Bearer, channels, cpu_seconds, rss_kib};
 use crate::stats::{LatencySummary, histogram, summarize};
 
 /// What to run.
@@ -61,6 +61,11 @@ pub struct WatchReport {
     pub p99_vs_baseline: f64,
     pub server_rss_kib_before: Option<u64>,
     pub server_rss_kib_after: Option<u64>,
+    /// Server CPU time over the load, as a share of one core.
+    pub server_cpu_cores: Option<f64>,
+    /// This load generator's CPU time over the load, as a share of one core
+    /// (it runs on the same machine).
+    pub loadtest_cpu_cores: f64,
 }
 
 /// The result of the `idle` scenario.
@@ -237,6 +242,8 @@ pub async fn run_watch(args: &WatchArgs) -> anyhow::Result<WatchReport> {
     )
     .await?;
     let rss_before = args.server_pid.map(rss_kib).transpose()?;
+    let server_cpu_before = args.server_pid.map(cpu_seconds).transpose()?;
+    let own_cpu_before = cpu_seconds(std::process::id())?;
 
     let submitters = channels(&args.target, 4).await?;
     let bearer = Bearer::new(&args.api_key)?;
@@ -298,6 +305,12 @@ pub async fn run_watch(args: &WatchArgs) -> anyhow::Result<WatchReport> {
     let elapsed = started.elapsed();
     eprintln!();
     let rss_after = args.server_pid.map(rss_kib).transpose()?;
+    let server_cpu_cores = match (args.server_pid, server_cpu_before) {
+        (Some(pid), Some(before)) => Some((cpu_seconds(pid)? - before) / elapsed.as_secs_f64()),
+        _ => None,
+    };
+    let loadtest_cpu_cores =
+        (cpu_seconds(std::process::id())? - own_cpu_before) / elapsed.as_secs_f64();
     stop.fire();
     let mut latencies = histogram();
     for watcher in watchers {
@@ -324,6 +337,8 @@ pub async fn run_watch(args: &WatchArgs) -> anyhow::Result<WatchReport> {
         baseline_health_rtt,
         server_rss_kib_before: rss_before,
         server_rss_kib_after: rss_after,
+        server_cpu_cores,
+        loadtest_cpu_cores,
     })
 }
 

@@ -132,7 +132,13 @@ struct Served {
 }
 
 async fn serve(dir: &Path) -> Served {
+    serve_with(dir, &[]).await
+}
+
+/// `sesame serve` in `dir` with extra `SESAME_*` environment variables.
+async fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Served {
     let mut command = tokio::process::Command::from(sesame(dir));
+    command.envs(env.iter().copied());
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .stdout(Stdio::piped())
@@ -242,4 +248,67 @@ async fn first_start_prints_one_admin_key_that_works() {
         second.stdout_before_listening
     );
     terminate(second).await;
+}
+
+/// Two `sesame serve` processes on one PostgreSQL: a watcher on one sees
+/// what is submitted through the other. Polling is slowed to a minute, so
+/// only LISTEN/NOTIFY can deliver in time.
+#[tokio::test]
+async fn two_server_processes_on_one_postgres_share_live_events() {
+    use sesame_proto::v1::event_service_client::EventServiceClient;
+    use sesame_proto::v1::watch_events_response::Kind;
+
+    let url = crate::postgres::fresh_database().await;
+    let env = [("SESAME_DATABASE_URL", url.as_str()), ("SESAME_EVENT_POLL_INTERVAL_MS", "60000")];
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = serve_with(dir_a.path(), &env).await;
+    let key = a
+        .stdout_before_listening
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("sesame_"))
+        .expect("the first process prints the bootstrap key")
+        .to_owned();
+    let b = serve_with(dir_b.path(), &env).await;
+    assert!(
+        !b.stdout_before_listening.iter().any(|line| line.contains("sesame_")),
+        "the second process finds the key and prints none"
+    );
+    let bearer = format!("Bearer {key}");
+    let connect = async |addr: &str| {
+        tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+
+    let mut events = EventServiceClient::new(connect(&a.addr).await);
+    let mut watch = tonic::Request::new(pb::WatchEventsRequest::default());
+    watch.metadata_mut().insert("authorization", bearer.parse().unwrap());
+    let mut stream = events.watch_events(watch).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(first.kind, Some(Kind::Ready(_))));
+
+    let mut requests = AccessRequestServiceClient::new(connect(&b.addr).await);
+    let mut submit = tonic::Request::new(crate::harness::valid_submission());
+    submit.metadata_mut().insert("authorization", bearer.parse().unwrap());
+    let created = requests.submit_access_request(submit).await.unwrap().into_inner();
+    let name = created.access_request.unwrap().name;
+
+    let received = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Kind::Event(event)) = stream.message().await.unwrap().unwrap().kind {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the event reaches the other process within 10 s");
+    assert_eq!(received.access_request, name);
+    assert_eq!(received.sequence, 1);
+    drop(stream);
+    terminate(a).await;
+    terminate(b).await;
 }
