@@ -96,29 +96,11 @@ impl Default for Config {
 }
 
 impl fmt::Debug for Config {
+    /// Every setting, with the database password redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("listen_addr", &self.listen_addr)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("database_max_connections", &self.database_max_connections)
-            .field("database_timeout_secs", &self.database_timeout_secs)
-            .field("log_format", &self.log_format)
-            .field("log_filter", &self.log_filter)
-            .field(
-                "max_decoding_message_bytes",
-                &self.max_decoding_message_bytes,
-            )
-            .field(
-                "max_encoding_message_bytes",
-                &self.max_encoding_message_bytes,
-            )
-            .field("request_timeout_secs", &self.request_timeout_secs)
-            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
-            .field(
-                "health_check_interval_secs",
-                &self.health_check_interval_secs,
-            )
-            .finish()
+        let mut shown = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+        shown["database_url"] = redact_url(&self.database_url).into();
+        write!(f, "Config {shown}")
     }
 }
 
@@ -212,6 +194,7 @@ impl Config {
                 "health_check_interval_secs",
                 self.health_check_interval_secs,
             ),
+            ("watch_heartbeat_secs", self.watch_heartbeat_secs),
         ] {
             if !(1..=3600).contains(&value) {
                 problems.push(format!("{key} must be between 1 and 3600"));
@@ -260,6 +243,7 @@ impl Config {
             buffer: self.watch_buffer_events,
             poll_interval: Duration::from_millis(self.event_poll_interval_ms),
             listen_url: postgres.then(|| self.database_url.clone()),
+            catch_up_readers: (self.database_max_connections as usize / 2).max(1),
         }
     }
 
@@ -316,7 +300,10 @@ mod tests {
             database_url: "postgres://u:hunter2@h/d".into(),
             ..Config::default()
         };
-        assert!(!format!("{config:?}").contains("hunter2"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
+        assert!(shown.contains("watch_heartbeat_secs"), "{shown}");
     }
 
     #[test]
@@ -348,12 +335,14 @@ mod tests {
             database_url: "mysql://x".into(),
             database_max_connections: 0,
             request_timeout_secs: 0,
+            watch_heartbeat_secs: 0,
             ..Config::default()
         };
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("database_url"), "{message}");
         assert!(message.contains("database_max_connections"), "{message}");
         assert!(message.contains("request_timeout_secs"), "{message}");
+        assert!(message.contains("watch_heartbeat_secs"), "{message}");
     }
 
     #[test]

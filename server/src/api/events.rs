@@ -80,6 +80,7 @@ impl EventService for EventApi {
             Some(decode_cursor(&message.after).ok_or_else(super::status::cursor_invalid)?)
         };
         let watch_request = WatchRequest {
+            caller: Some(caller.name.clone()),
             after,
             filter: EventFilter {
                 kinds,
@@ -130,7 +131,7 @@ impl EventService for EventApi {
         };
         let page = self
             .store
-            .list_events(&filter, paging.page_size, paging.page_token)
+            .list_events(&caller.name, &filter, paging.page_size, paging.page_token)
             .await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: page.events.iter().map(convert::event).collect(),

@@ -169,6 +169,15 @@ impl From<WatchEnd> for Status {
                     metadata,
                 )
             }
+            WatchEnd::KeyRevoked { cursor } => {
+                let metadata = HashMap::from([("cursor".to_owned(), encode_cursor(cursor))]);
+                with_reason(
+                    Code::Unauthenticated,
+                    "the API key of this stream was revoked",
+                    "API_KEY_INVALID",
+                    metadata,
+                )
+            }
             WatchEnd::ShuttingDown { cursor } => {
                 let metadata = HashMap::from([("cursor".to_owned(), encode_cursor(cursor))]);
                 with_reason(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgListener;
 use sesame_proto::v1 as pb;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -42,6 +42,10 @@ pub struct HubOptions {
     pub poll_interval: Duration,
     /// PostgreSQL URL to LISTEN on, for commits of other replicas.
     pub listen_url: Option<String>,
+    /// Most log reads that catching-up watchers may run at once, so that a
+    /// burst of lagging watchers cannot take every pooled connection from
+    /// the writers.
+    pub catch_up_readers: usize,
 }
 
 /// Hands out subscriptions to the live event stream. Cheap to clone.
@@ -49,6 +53,7 @@ pub struct HubOptions {
 pub struct Hub {
     sender: broadcast::Sender<Arc<SharedEvent>>,
     head: watch::Receiver<i64>,
+    catch_up: Arc<Semaphore>,
 }
 
 const PUBLISH_BATCH: u64 = 1000;
@@ -76,7 +81,11 @@ impl Hub {
             options.poll_interval,
             shutdown,
         ));
-        Ok(Hub { sender, head })
+        Ok(Hub {
+            sender,
+            head,
+            catch_up: Arc::new(Semaphore::new(options.catch_up_readers.max(1))),
+        })
     }
 
     /// A receiver of every event published from now on.
@@ -92,6 +101,11 @@ impl Hub {
     /// Follows the published head.
     pub fn head_watch(&self) -> watch::Receiver<i64> {
         self.head.clone()
+    }
+
+    /// Permits for watchers' catch-up reads of the log.
+    pub fn catch_up_permits(&self) -> Arc<Semaphore> {
+        self.catch_up.clone()
     }
 
     /// How many watchers are subscribed.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,9 @@ pub struct WatchOptions {
 /// What a watcher asks for.
 #[derive(Clone, Debug, Default)]
 pub struct WatchRequest {
+    /// The API key name of the caller: checked again every heartbeat
+    /// interval, so revoking the key ends the stream.
+    pub caller: Option<String>,
     /// Resume after this sequence; `None` starts at the head.
     pub after: Option<i64>,
     pub filter: EventFilter,
@@ -69,9 +72,21 @@ pub enum WatchItem {
 /// Why a stream ended early. Each carries the resume cursor.
 #[derive(Debug)]
 pub enum WatchEnd {
-    TooSlow { cursor: i64, lag: i64 },
-    ShuttingDown { cursor: i64 },
-    Failed { cursor: i64, error: StoreError },
+    TooSlow {
+        cursor: i64,
+        lag: i64,
+    },
+    /// The caller's API key was revoked.
+    KeyRevoked {
+        cursor: i64,
+    },
+    ShuttingDown {
+        cursor: i64,
+    },
+    Failed {
+        cursor: i64,
+        error: StoreError,
+    },
 }
 
 /// The two halves of a running watch: items in order, then, if the stream
@@ -114,6 +129,9 @@ pub async fn open(
     let (end, end_out) = oneshot::channel();
     let watcher = Watcher {
         position: request.after.unwrap_or(head),
+        caller: request.caller,
+        idle_since: Instant::now(),
+        catch_up: hub.catch_up_permits(),
         filter: request.filter,
         receiver,
         head: hub.head_watch(),
@@ -144,6 +162,10 @@ enum Stop {
 struct Watcher {
     /// Sequence of the last event delivered or filtered out.
     position: i64,
+    caller: Option<String>,
+    /// When the last item was sent; a heartbeat follows after `heartbeat`.
+    idle_since: Instant,
+    catch_up: Arc<Semaphore>,
     filter: EventFilter,
     receiver: broadcast::Receiver<Arc<SharedEvent>>,
     head: watch::Receiver<i64>,
@@ -170,7 +192,7 @@ impl Watcher {
 
     async fn follow(&mut self) -> Result<(), Stop> {
         let heartbeat = self.options.heartbeat;
-        let mut idle_until = Instant::now() + heartbeat;
+        let mut recheck = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => {
@@ -187,22 +209,32 @@ impl Watcher {
                             self.catch_up(Some(seq - 1)).await?;
                         }
                         self.offer(event).await?;
-                        idle_until = Instant::now() + heartbeat;
                     }
-                    Err(RecvError::Lagged(_)) => {
-                        self.catch_up(None).await?;
-                        idle_until = Instant::now() + heartbeat;
-                    }
+                    Err(RecvError::Lagged(_)) => self.catch_up(None).await?,
                     Err(RecvError::Closed) => {
                         return Err(Stop::End(WatchEnd::ShuttingDown { cursor: self.position }));
                     }
                 },
-                () = tokio::time::sleep_until(idle_until) => {
+                () = tokio::time::sleep_until(self.idle_since + heartbeat) => {
                     let cursor = self.position;
                     self.send(WatchItem::Heartbeat { cursor }).await?;
-                    idle_until = Instant::now() + heartbeat;
                 }
+                _ = recheck.tick() => self.check_caller().await?,
             }
+        }
+    }
+
+    /// Ends the stream once the caller's key is revoked.
+    async fn check_caller(&self) -> Result<(), Stop> {
+        let Some(caller) = &self.caller else {
+            return Ok(());
+        };
+        match self.store.api_key_active(caller).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Stop::End(WatchEnd::KeyRevoked {
+                cursor: self.position,
+            })),
+            Err(error) => Err(self.failed(error)),
         }
     }
 
@@ -211,18 +243,22 @@ impl Watcher {
     async fn catch_up(&mut self, until: Option<i64>) -> Result<(), Stop> {
         let target = match until {
             Some(until) => until,
-            None => self
-                .store
-                .event_head()
-                .await
-                .map_err(|error| self.failed(error))?,
+            None => {
+                let _permit = self.catch_up.acquire().await.map_err(|_| self.closing())?;
+                self.store
+                    .event_head()
+                    .await
+                    .map_err(|error| self.failed(error))?
+            }
         };
         while self.position < target {
+            let permit = self.catch_up.acquire().await.map_err(|_| self.closing())?;
             let batch = self
                 .store
                 .read_events(self.position, Some(target), &self.filter, CATCH_UP_BATCH)
                 .await
                 .map_err(|error| self.failed(error))?;
+            drop(permit);
             let complete = (batch.len() as u64) < CATCH_UP_BATCH;
             for record in batch {
                 let seq = record.seq;
@@ -269,7 +305,11 @@ impl Watcher {
             }
         };
         tokio::select! {
-            sent = self.items.send(item) => sent.map_err(|_| Stop::ClientGone),
+            sent = self.items.send(item) => {
+                sent.map_err(|_| Stop::ClientGone)?;
+                self.idle_since = Instant::now();
+                Ok(())
+            }
             lag = stalled => {
                 Err(Stop::End(WatchEnd::TooSlow { cursor: position, lag }))
             }
@@ -277,6 +317,12 @@ impl Watcher {
                 Err(Stop::End(WatchEnd::ShuttingDown { cursor: position }))
             }
         }
+    }
+
+    fn closing(&self) -> Stop {
+        Stop::End(WatchEnd::ShuttingDown {
+            cursor: self.position,
+        })
     }
 
     fn failed(&self, error: StoreError) -> Stop {

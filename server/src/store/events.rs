@@ -47,10 +47,11 @@ impl EventFilter {
             && self.before.is_none_or(|before| event.occurred_at < before)
     }
 
-    fn fingerprint(&self) -> String {
-        let kinds: Vec<&str> = self.kinds.iter().map(|kind| kind.as_str()).collect();
+    fn fingerprint(&self, caller: &str) -> String {
+        let mut kinds: Vec<&str> = self.kinds.iter().map(|kind| kind.as_str()).collect();
+        kinds.sort_unstable();
         pagination::fingerprint_text(&format!(
-            "events|{}|{}|{}|{}|{}",
+            "events|{caller}|{}|{}|{}|{}|{}",
             kinds.join(","),
             self.access_request
                 .map(|id| id.to_string())
@@ -239,14 +240,16 @@ impl Store {
             .collect()
     }
 
-    /// A page of the audit trail, oldest first.
+    /// A page of the audit trail, oldest first. Page tokens are bound to
+    /// the filter and to `caller`.
     pub async fn list_events(
         &self,
+        caller: &str,
         filter: &EventFilter,
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<EventPage> {
-        let query = filter.fingerprint();
+        let query = filter.fingerprint(caller);
         let after_seq = match page_token {
             Some(token) => {
                 pagination::decode::<EventPosition>(&self.page_token_key, token, &query)?.after_seq
@@ -294,6 +297,10 @@ impl Store {
             broken: None,
             next_start_seq: None,
         };
+        if start_seq > last_wanted {
+            // Nothing to check: the range starts after the end of the log.
+            return Ok(report);
+        }
         let mut prev_hash = if start_seq == 1 {
             GENESIS_HASH.to_owned()
         } else {

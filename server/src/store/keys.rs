@@ -11,6 +11,9 @@ use super::entities::api_key;
 use super::{Result, Store, StoreError, from_micros, now, to_micros};
 use crate::auth::{GeneratedKey, Principal, Role, generate_key};
 
+/// The actor recorded for automatic decisions; no key may take this name.
+pub const SYSTEM_ACTOR: &str = "system";
+
 /// Name of the admin key created on first start.
 pub const BOOTSTRAP_KEY_NAME: &str = "bootstrap-admin";
 
@@ -49,6 +52,11 @@ pub fn validate_key_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() || name.len() > 64 || !valid_chars {
         return Err(format!(
             "invalid key name {name:?}: use 1 to 64 characters from a-z, 0-9, -, _ and ."
+        ));
+    }
+    if name == SYSTEM_ACTOR {
+        return Err(format!(
+            "invalid key name {name:?}: it is reserved for automatic decisions"
         ));
     }
     Ok(())
@@ -113,6 +121,16 @@ impl Store {
         let updated = active.update(&self.db).await?;
         info!("api key revoked");
         ApiKeyInfo::from_row(updated)
+    }
+
+    /// Whether the key named `name` exists and is not revoked.
+    pub async fn api_key_active(&self, name: &str) -> Result<bool> {
+        let found = api_key::Entity::find()
+            .filter(api_key::Column::Name.eq(name))
+            .filter(api_key::Column::RevokedAtUs.is_null())
+            .one(&self.db)
+            .await?;
+        Ok(found.is_some())
     }
 
     /// The caller owning the key with this hash, unless unknown or revoked.

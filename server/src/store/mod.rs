@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use rand::TryRngCore;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, RuntimeErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use sesame_migrations::{Migrator, MigratorTrait};
 use tracing::info;
@@ -59,21 +60,38 @@ pub enum StoreError {
 
 impl From<DbErr> for StoreError {
     fn from(error: DbErr) -> Self {
-        match &error {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::Unavailable(error),
+        let transient = match &error {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
             DbErr::Exec(RuntimeErr::SqlxError(inner))
-            | DbErr::Query(RuntimeErr::SqlxError(inner))
-                if matches!(
-                    inner.as_ref(),
-                    sea_orm::sqlx::Error::Io(_)
-                        | sea_orm::sqlx::Error::PoolTimedOut
-                        | sea_orm::sqlx::Error::PoolClosed
-                ) =>
-            {
-                StoreError::Unavailable(error)
-            }
-            _ => StoreError::Database(error),
+            | DbErr::Query(RuntimeErr::SqlxError(inner)) => is_transient(inner),
+            _ => false,
+        };
+        if transient {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Database(error)
         }
+    }
+}
+
+/// Errors worth retrying: the connection, or contention that outlasted the
+/// lock timeout (SQLite busy or locked; PostgreSQL serialization failure,
+/// deadlock, lock not available, statement timeout).
+fn is_transient(error: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match error {
+        Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed => true,
+        Error::Database(database) => {
+            let code = database.code().unwrap_or_default();
+            // SQLite reports (extended) result codes of up to 4 digits;
+            // PostgreSQL SQLSTATEs always have 5 characters.
+            let sqlite_busy_or_locked = code.len() < 5
+                && code
+                    .parse::<i32>()
+                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6));
+            sqlite_busy_or_locked || matches!(code.as_ref(), "40001" | "40P01" | "55P03" | "57014")
+        }
+        _ => false,
     }
 }
 
@@ -176,8 +194,31 @@ pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
         .map_err(StoreError::Unavailable)
 }
 
-/// Applies every pending migration; returns how many ran.
+/// Applies every pending migration; returns how many ran. On PostgreSQL the
+/// migrations run in one transaction holding an advisory lock, so replicas
+/// starting together take turns and the later ones find nothing to do.
 pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return apply_pending(db).await;
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!(
+        "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+    ))
+    .await?;
+    let applied = apply_pending(&txn).await?;
+    txn.commit().await?;
+    Ok(applied)
+}
+
+/// Advisory lock key that serialises migrations between replicas.
+const MIGRATION_LOCK_KEY: i64 = 0x5e5a_4d00;
+
+async fn apply_pending<'c, C>(db: &'c C) -> Result<usize>
+where
+    &'c C: sea_orm::IntoDatabaseExecutor<'c>,
+    C: ConnectionTrait + Sync,
+{
     let pending = Migrator::get_pending_migrations(db).await?.len();
     if pending > 0 {
         info!(pending, "applying database migrations");

@@ -78,6 +78,9 @@ fn keys_create_list_and_revoke() {
         sesame(dir.path()).args(["keys", "create", "--name", "Bad Name", "--role", "admin"]),
     );
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("invalid key name"));
+    let reserved =
+        run_err(sesame(dir.path()).args(["keys", "create", "--name", "system", "--role", "admin"]));
+    assert!(String::from_utf8_lossy(&reserved.stderr).contains("reserved"));
 
     run_ok(sesame(dir.path()).args(["keys", "revoke", "ci-bot"]));
     let listing = run_ok(sesame(dir.path()).args(["keys", "list"]));
@@ -259,7 +262,10 @@ async fn two_server_processes_on_one_postgres_share_live_events() {
     use sesame_proto::v1::watch_events_response::Kind;
 
     let url = crate::postgres::fresh_database().await;
-    let env = [("SESAME_DATABASE_URL", url.as_str()), ("SESAME_EVENT_POLL_INTERVAL_MS", "60000")];
+    let env = [
+        ("SESAME_DATABASE_URL", url.as_str()),
+        ("SESAME_EVENT_POLL_INTERVAL_MS", "60000"),
+    ];
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
     let a = serve_with(dir_a.path(), &env).await;
@@ -272,7 +278,9 @@ async fn two_server_processes_on_one_postgres_share_live_events() {
         .to_owned();
     let b = serve_with(dir_b.path(), &env).await;
     assert!(
-        !b.stdout_before_listening.iter().any(|line| line.contains("sesame_")),
+        !b.stdout_before_listening
+            .iter()
+            .any(|line| line.contains("sesame_")),
         "the second process finds the key and prints none"
     );
     let bearer = format!("Bearer {key}");
@@ -286,15 +294,23 @@ async fn two_server_processes_on_one_postgres_share_live_events() {
 
     let mut events = EventServiceClient::new(connect(&a.addr).await);
     let mut watch = tonic::Request::new(pb::WatchEventsRequest::default());
-    watch.metadata_mut().insert("authorization", bearer.parse().unwrap());
+    watch
+        .metadata_mut()
+        .insert("authorization", bearer.parse().unwrap());
     let mut stream = events.watch_events(watch).await.unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap();
     assert!(matches!(first.kind, Some(Kind::Ready(_))));
 
     let mut requests = AccessRequestServiceClient::new(connect(&b.addr).await);
     let mut submit = tonic::Request::new(crate::harness::valid_submission());
-    submit.metadata_mut().insert("authorization", bearer.parse().unwrap());
-    let created = requests.submit_access_request(submit).await.unwrap().into_inner();
+    submit
+        .metadata_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let created = requests
+        .submit_access_request(submit)
+        .await
+        .unwrap()
+        .into_inner();
     let name = created.access_request.unwrap().name;
 
     let received = tokio::time::timeout(Duration::from_secs(10), async {

@@ -20,6 +20,7 @@ both_backends!(
     watcher_too_far_behind_ends_with_its_cursor,
     bad_and_expired_cursors_are_refused,
     idle_watchers_get_heartbeats,
+    revoking_the_key_ends_its_streams,
     filters_roles_and_the_paged_audit_trail,
     replicas_see_each_others_events,
     verify_detects_edits_deletions_and_reordering,
@@ -380,6 +381,60 @@ async fn idle_watchers_get_heartbeats(backend: Backend) {
         other => panic!("expected a heartbeat, got {other:?}"),
     }
     assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A watcher whose filter drops all the traffic is idle too: its
+    // heartbeats carry the advancing cursor.
+    let mut approvals = watch(
+        &mut events,
+        pb::WatchEventsRequest {
+            event_types: vec![pb::EventType::RequestApproved.into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    ready(&mut approvals).await;
+    let busy_until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < busy_until {
+        submit(&mut admin).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let head = server.store.event_head().await.unwrap();
+    let mut last_cursor = None;
+    while let Ok(Ok(Kind::Heartbeat(heartbeat))) =
+        tokio::time::timeout(Duration::from_millis(1500), next(&mut approvals)).await
+    {
+        last_cursor = Some(heartbeat.cursor);
+        if sesame_server::domain::decode_cursor(last_cursor.as_ref().unwrap()) == Some(head) {
+            break;
+        }
+    }
+    let cursor = last_cursor.expect("heartbeats while the filter drops every event");
+    assert_eq!(sesame_server::domain::decode_cursor(&cursor), Some(head));
+    server.stop_after_dropping(vec![stream, approvals]).await;
+}
+
+async fn revoking_the_key_ends_its_streams(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| config.watch_heartbeat_secs = 1).await;
+    let secret = server
+        .store
+        .create_api_key("short-lived", sesame_server::auth::Role::Auditor)
+        .await
+        .unwrap()
+        .1
+        .secret;
+    let mut events = server.events(&secret).await;
+    let mut stream = watch(&mut events, pb::WatchEventsRequest::default()).await;
+    ready(&mut stream).await;
+    server.store.revoke_api_key("short-lived").await.unwrap();
+    let status = loop {
+        match next(&mut stream).await {
+            Ok(Kind::Heartbeat(_)) => continue,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(reason(&status), "API_KEY_INVALID");
     server.stop_after_dropping(vec![stream]).await;
 }
 
@@ -529,6 +584,40 @@ async fn filters_roles_and_the_paged_audit_trail(backend: Backend) {
         .into_inner();
     assert!(verified.intact);
     assert_eq!(verified.verified_events, 4);
+    let beyond = auditor
+        .verify_audit_chain(pb::VerifyAuditChainRequest {
+            start_sequence: 10,
+            end_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        beyond.intact,
+        "nothing to check is not tampering: {beyond:?}"
+    );
+    assert_eq!(beyond.verified_events, 0);
+
+    // A page token belongs to the caller that received it.
+    let first_page = events
+        .list_events(pb::ListEventsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_error(
+        auditor
+            .list_events(pb::ListEventsRequest {
+                page_size: 1,
+                page_token: first_page.next_page_token,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "PAGE_TOKEN_INVALID",
+    );
     server
         .stop_after_dropping(vec![approvals, one_request])
         .await;
