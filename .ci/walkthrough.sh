@@ -66,6 +66,12 @@ $BUF curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $SES
   "$URL/sesame.v1.EventService/VerifyAuditChain" | tee verify.json
 grep -q '"intact": *true' verify.json
 
+echo "walkthrough: the applicant's emails are in ./mail-out"
+for _ in $(seq 1 50); do [ "$(ls mail-out/*.eml 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.1; done
+ls mail-out
+[ "$(ls mail-out/*.eml | wc -l)" -ge 2 ] || { echo "walkthrough: expected 2 emails in mail-out" >&2; exit 1; }
+grep -l "Subject: Your access to vpn-paris is approved" mail-out/*.eml
+
 echo "walkthrough: health without a key"
 $BUF curl --protocol grpc --http2-prior-knowledge "$URL/grpc.health.v1.Health/Check" | tee health.json
 grep -q '"SERVING"' health.json

@@ -10,8 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use std::sync::Arc;
+
 use crate::auth::Role;
 use crate::config::{Config, LogFormat, Overrides, redact_url};
+use crate::mail::{Templates, run_worker};
 use crate::store::{self, Store, keys_validate_name};
 
 /// Sesame: access requests, decisions and gateway codes over gRPC.
@@ -48,6 +51,9 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Run only the mail worker (for deployments with `mail_worker = false`
+    /// on the API servers) until SIGINT or SIGTERM.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate {
         /// Only report how many migrations are pending.
@@ -118,6 +124,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
     match cli.command {
         Command::Serve { .. } => serve(config).await,
+        Command::Worker => worker(config).await,
         Command::Migrate { status } => migrate(&config, status).await,
         Command::Keys(command) => keys(&config, command).await,
     }
@@ -135,6 +142,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     crate::run(config, listener, shutdown).await
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.database(), true)
+        .await
+        .context("could not open the database")?;
+    let templates = Templates::builtin().context("could not load the email templates")?;
+    let transport = config.transport()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    run_worker(
+        store,
+        Arc::new(templates),
+        Arc::new(transport),
+        config.worker(),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

@@ -15,7 +15,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use lettre::message::Mailbox;
+
 use crate::events::{HubOptions, WatchOptions};
+use crate::mail::{Transport, WorkerOptions};
 use crate::store::DatabaseOptions;
 
 /// Default config file, read from the working directory when present.
@@ -71,6 +74,29 @@ pub struct Config {
     /// How often the event log is polled when no commit was heard of, in
     /// milliseconds (a safety net behind commit and LISTEN/NOTIFY wake-ups).
     pub event_poll_interval_ms: u64,
+    /// Where emails go: `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]`
+    /// or `smtps://...`.
+    pub mail_transport: String,
+    /// The From of every email.
+    pub mail_from: String,
+    /// Who receives the administrators' emails (new requests).
+    pub admin_emails: Vec<String>,
+    /// Run the mail worker inside `sesame serve` (else run `sesame worker`).
+    pub mail_worker: bool,
+    /// Seconds before retry 1, 2, ...; the last delay repeats. Each delay
+    /// varies by +-20 % so retries of many emails spread out.
+    pub mail_retry_schedule_secs: Vec<u64>,
+    /// Seconds after which a failing email gives up and goes dead.
+    pub mail_lifetime_secs: u64,
+    /// Seconds a worker's claim on an email lasts (a dead worker's claims
+    /// expire after this).
+    pub mail_lease_secs: u64,
+    /// Milliseconds between outbox polls when nothing is due.
+    pub mail_poll_interval_ms: u64,
+    /// Emails claimed per round.
+    pub mail_batch: u64,
+    /// Seconds an SMTP conversation may take.
+    pub mail_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -91,6 +117,16 @@ impl Default for Config {
             watch_buffer_events: 1024,
             watch_max_lag_events: 10_000,
             event_poll_interval_ms: 1000,
+            mail_transport: "file://mail-out".to_owned(),
+            mail_from: "Sesame <sesame@localhost>".to_owned(),
+            admin_emails: Vec::new(),
+            mail_worker: true,
+            mail_retry_schedule_secs: vec![30, 120, 600, 1800, 3600, 7200],
+            mail_lifetime_secs: 2 * 24 * 3600,
+            mail_lease_secs: 60,
+            mail_poll_interval_ms: 1000,
+            mail_batch: 32,
+            mail_timeout_secs: 30,
         }
     }
 }
@@ -209,6 +245,36 @@ impl Config {
         if !(10..=60_000).contains(&self.event_poll_interval_ms) {
             problems.push("event_poll_interval_ms must be between 10 and 60000".to_owned());
         }
+        if let Err(error) = self.mail_from.parse::<Mailbox>() {
+            problems.push(format!(
+                "mail_from {:?} is not a mailbox: {error}",
+                self.mail_from
+            ));
+        }
+        for admin in &self.admin_emails {
+            if admin.parse::<Mailbox>().is_err() {
+                problems.push(format!("admin_emails: {admin:?} is not an email address"));
+            }
+        }
+        if let Err(error) = Transport::check_url(&self.mail_transport) {
+            problems.push(error.to_string());
+        }
+        if self.mail_retry_schedule_secs.is_empty() || self.mail_retry_schedule_secs.contains(&0) {
+            problems.push(
+                "mail_retry_schedule_secs must list at least one delay, each at least 1".to_owned(),
+            );
+        }
+        for (key, value) in [
+            ("mail_lifetime_secs", self.mail_lifetime_secs),
+            ("mail_lease_secs", self.mail_lease_secs),
+            ("mail_timeout_secs", self.mail_timeout_secs),
+            ("mail_batch", self.mail_batch),
+            ("mail_poll_interval_ms", self.mail_poll_interval_ms),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key} must be at least 1"));
+            }
+        }
         if self.shutdown_grace_secs > 3600 {
             problems.push("shutdown_grace_secs must be at most 3600".to_owned());
         }
@@ -244,6 +310,30 @@ impl Config {
             poll_interval: Duration::from_millis(self.event_poll_interval_ms),
             listen_url: postgres.then(|| self.database_url.clone()),
             catch_up_readers: (self.database_max_connections as usize / 2).max(1),
+        }
+    }
+
+    /// The mail transport.
+    pub fn transport(&self) -> Result<Transport, crate::mail::transport::TransportError> {
+        Transport::from_url(
+            &self.mail_transport,
+            Duration::from_secs(self.mail_timeout_secs),
+        )
+    }
+
+    /// Tuning of the mail worker. Call after [`Config::validate`].
+    pub fn worker(&self) -> WorkerOptions {
+        WorkerOptions {
+            from: self.mail_from.parse().expect("validated mail_from"),
+            batch: self.mail_batch,
+            lease: Duration::from_secs(self.mail_lease_secs),
+            poll_interval: Duration::from_millis(self.mail_poll_interval_ms),
+            retry_schedule: self
+                .mail_retry_schedule_secs
+                .iter()
+                .map(|secs| Duration::from_secs(*secs))
+                .collect(),
+            lifetime: Duration::from_secs(self.mail_lifetime_secs),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod mail;
 pub mod server;
 pub mod store;
 pub mod telemetry;

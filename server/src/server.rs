@@ -1,6 +1,7 @@
 //! Wires the gRPC server: store, auth layer, Sesame services, health and
 //! reflection, message limits, and graceful shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +19,7 @@ use crate::api::{AccessRequestApi, EventApi};
 use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::events::Hub;
+use crate::mail::{Templates, run_worker};
 use crate::store::Store;
 
 /// Names of the Sesame services in the health service.
@@ -52,6 +54,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let store = store.with_admin_emails(config.admin_emails.clone());
     let local_addr = listener
         .local_addr()
         .context("listener has no local address")?;
@@ -77,6 +80,20 @@ pub async fn serve(
     let hub = Hub::start(store.clone(), config.hub(), tasks.clone())
         .await
         .context("could not start the event hub")?;
+    let worker = if config.mail_worker {
+        let templates =
+            Arc::new(Templates::builtin().context("could not load the email templates")?);
+        let transport = Arc::new(config.transport()?);
+        Some(tokio::spawn(run_worker(
+            store.clone(),
+            templates,
+            transport,
+            config.worker(),
+            tasks.clone(),
+        )))
+    } else {
+        None
+    };
     let events = EventServiceServer::new(EventApi::new(
         store.clone(),
         hub,
@@ -129,6 +146,10 @@ pub async fn serve(
     }
     health_task.abort();
     tasks.cancel();
+    if let Some(worker) = worker {
+        // The worker finishes the email in hand, so its outcome is recorded.
+        let _ = worker.await;
+    }
     info!("sesame stopped");
     Ok(())
 }

@@ -143,6 +143,9 @@ pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
         EventKind::Rejected => pb::EventType::RequestRejected,
         EventKind::Cancelled => pb::EventType::RequestCancelled,
         EventKind::Expired => pb::EventType::RequestExpired,
+        EventKind::EmailSent => pb::EventType::EmailSent,
+        EventKind::EmailFailed => pb::EventType::EmailFailed,
+        EventKind::EmailDead => pb::EventType::EmailDead,
     }
 }
 
@@ -156,6 +159,9 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
             Ok(pb::EventType::RequestRejected) => Some(EventKind::Rejected),
             Ok(pb::EventType::RequestCancelled) => Some(EventKind::Cancelled),
             Ok(pb::EventType::RequestExpired) => Some(EventKind::Expired),
+            Ok(pb::EventType::EmailSent) => Some(EventKind::EmailSent),
+            Ok(pb::EventType::EmailFailed) => Some(EventKind::EmailFailed),
+            Ok(pb::EventType::EmailDead) => Some(EventKind::EmailDead),
             Ok(pb::EventType::Unspecified) | Err(_) => None,
         };
         match kind {
@@ -181,7 +187,11 @@ pub fn event(record: &RecordedEvent) -> pb::Event {
         actor: record.actor.clone(),
         access_request: record.access_request.name(),
         state: state_to_proto(record.state).into(),
-        reason: data["reason"].as_str().unwrap_or_default().to_owned(),
+        reason: data["reason"]
+            .as_str()
+            .or_else(|| data["error"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
         automatic: data["automatic"].as_bool().unwrap_or(false),
         hash: record.hash.clone(),
     }

@@ -120,6 +120,7 @@ impl From<StoreError> for Status {
                 error!(error = %source, "database error");
                 plain(Code::Internal, "internal error", "INTERNAL")
             }
+            StoreError::LeaseLost => plain(Code::Aborted, message, "LEASE_LOST"),
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
                 plain(Code::Internal, "internal error", "INTERNAL")

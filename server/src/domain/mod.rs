@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod ids;
+pub mod mail;
 pub mod request;
 pub mod validation;
 

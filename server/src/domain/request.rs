@@ -252,16 +252,25 @@ pub enum EventKind {
     Rejected,
     Cancelled,
     Expired,
+    /// An email about the request was accepted by the mail server.
+    EmailSent,
+    /// An attempt to send an email failed; it will be tried again.
+    EmailFailed,
+    /// An email will not be sent: permanent failure or lifetime exhausted.
+    EmailDead,
 }
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
         EventKind::Cancelled,
         EventKind::Expired,
+        EventKind::EmailSent,
+        EventKind::EmailFailed,
+        EventKind::EmailDead,
     ];
 
     /// Parses a name produced by [`EventKind::as_str`].
@@ -277,6 +286,9 @@ impl EventKind {
             EventKind::Rejected => "request.rejected",
             EventKind::Cancelled => "request.cancelled",
             EventKind::Expired => "request.expired",
+            EventKind::EmailSent => "email.sent",
+            EventKind::EmailFailed => "email.failed",
+            EventKind::EmailDead => "email.dead",
         }
     }
 }

@@ -153,3 +153,43 @@ pub mod event_counter {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `outbox`: emails to send and the record of those sent.
+pub mod outbox {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// request + event + template + recipient: enqueuing twice fails.
+        pub idempotency_key: String,
+        /// Stable across retries, so a resend is recognisable as the same.
+        pub message_id: String,
+        pub access_request_id: String,
+        pub event_seq: i64,
+        pub template: String,
+        pub locale: String,
+        pub user_type: String,
+        pub recipient: String,
+        /// JSON template variables.
+        pub data: String,
+        /// `pending`, `sent` or `dead`.
+        pub state: String,
+        pub attempts: i32,
+        pub next_attempt_at_us: i64,
+        /// Set while a worker holds the row; completing checks it.
+        pub lease_token: Option<String>,
+        pub lease_expires_at_us: Option<i64>,
+        pub last_error: Option<String>,
+        pub created_at_us: i64,
+        pub updated_at_us: i64,
+        pub sent_at_us: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,6 +8,7 @@
 pub mod entities;
 mod events;
 mod keys;
+pub mod outbox;
 mod pagination;
 mod requests;
 
@@ -56,6 +57,8 @@ pub enum StoreError {
     Database(#[source] DbErr),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the email's lease expired: another worker may have claimed it")]
+    LeaseLost,
 }
 
 impl From<DbErr> for StoreError {
@@ -129,6 +132,8 @@ pub struct Store {
     page_token_key: Arc<[u8; 32]>,
     /// Signalled after every commit that appended events.
     commits: Arc<tokio::sync::Notify>,
+    /// Who receives the administrators' emails.
+    admin_emails: Arc<Vec<String>>,
 }
 
 impl Store {
@@ -144,7 +149,14 @@ impl Store {
             db,
             page_token_key: Arc::new(page_token_key),
             commits: Arc::new(tokio::sync::Notify::new()),
+            admin_emails: Arc::new(Vec::new()),
         })
+    }
+
+    /// The same store, mailing administrators at `admin_emails`.
+    pub fn with_admin_emails(mut self, admin_emails: Vec<String>) -> Store {
+        self.admin_emails = Arc::new(admin_emails);
+        self
     }
 
     /// The underlying connection, for tests and tools.

@@ -10,8 +10,10 @@ use tracing::{debug, info, instrument};
 
 use super::entities::{access_request, idempotency_key};
 use super::events::append_event;
+use super::outbox::enqueue;
 use super::pagination::{self, ListQuery, Page, Position};
 use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros};
+use crate::domain::mail::emails_for;
 use crate::domain::{
     AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, Locale, NewAccessRequest,
     State, UserType,
@@ -63,7 +65,9 @@ impl Store {
                     .ok_or_else(|| StoreError::Corrupt("idempotency key vanished".into()));
             }
         }
-        append_event(&txn, &event).await?;
+        let seq = append_event(&txn, &event).await?;
+        let emails = emails_for(event.kind, &request, &self.admin_emails);
+        enqueue(&txn, request.id, seq, emails, event.occurred_at).await?;
         txn.commit().await?;
         self.event_committed();
         info!(request = %request.id, "access request submitted");
@@ -238,7 +242,9 @@ impl Store {
         if updated.rows_affected != 1 {
             return Err(StoreError::EtagMismatch);
         }
-        append_event(&txn, &event).await?;
+        let seq = append_event(&txn, &event).await?;
+        let emails = emails_for(event.kind, &changed, &self.admin_emails);
+        enqueue(&txn, changed.id, seq, emails, event.occurred_at).await?;
         txn.commit().await?;
         self.event_committed();
         info!(state = changed.state.as_str(), "access request decided");

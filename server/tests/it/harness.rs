@@ -111,6 +111,10 @@ impl TestServer {
         let mut config = Config {
             database_url,
             shutdown_grace_secs: 5,
+            // Mail tests turn the worker on; elsewhere its events would
+            // interleave with the ones a test counts.
+            mail_worker: false,
+            mail_transport: format!("file://{}", dir.path().join("mail-out").display()),
             ..Config::default()
         };
         tweak(&mut config);

@@ -7,4 +7,5 @@ mod postgres;
 mod access_requests;
 mod cli;
 mod events;
+mod mail;
 mod service;

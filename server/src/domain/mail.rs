@@ -1,0 +1,226 @@
+//! Which emails a change causes, and when a failed send is tried again.
+//!
+//! Pure: the store enqueues what [`emails_for`] returns in the same
+//! transaction as the change; the worker asks [`retry_at`] after a
+//! transient failure.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{AccessRequest, EventKind, Locale, UserType};
+
+/// Every kind of email, each with a template per locale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MailTemplate {
+    /// To the applicant: the request was received.
+    ApplicantReceived,
+    /// To the applicant: access approved.
+    ApplicantApproved,
+    /// To the applicant: access rejected, with the reason.
+    ApplicantRejected,
+    /// To the applicant: the request was cancelled.
+    ApplicantCancelled,
+    /// To every configured administrator: a new request waits.
+    AdminNewRequest,
+}
+
+impl MailTemplate {
+    /// Every template.
+    pub const ALL: [MailTemplate; 5] = [
+        MailTemplate::ApplicantReceived,
+        MailTemplate::ApplicantApproved,
+        MailTemplate::ApplicantRejected,
+        MailTemplate::ApplicantCancelled,
+        MailTemplate::AdminNewRequest,
+    ];
+
+    /// The stable name, also the template file stem.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailTemplate::ApplicantReceived => "applicant_received",
+            MailTemplate::ApplicantApproved => "applicant_approved",
+            MailTemplate::ApplicantRejected => "applicant_rejected",
+            MailTemplate::ApplicantCancelled => "applicant_cancelled",
+            MailTemplate::AdminNewRequest => "admin_new_request",
+        }
+    }
+
+    /// Parses a name produced by [`MailTemplate::as_str`].
+    pub fn parse(raw: &str) -> Option<MailTemplate> {
+        MailTemplate::ALL
+            .into_iter()
+            .find(|template| template.as_str() == raw)
+    }
+}
+
+/// One email to enqueue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEmail {
+    pub template: MailTemplate,
+    pub recipient: String,
+    pub locale: Locale,
+    pub user_type: UserType,
+    /// Template variables.
+    pub data: serde_json::Value,
+}
+
+/// The emails that event `kind` on `request` causes. Administrators get
+/// their emails in English.
+pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -> Vec<NewEmail> {
+    let reason = request.decision.as_ref().and_then(|d| d.reason.clone());
+    let data = json!({
+        "full_name": request.applicant.full_name,
+        "organization": request.applicant.organization,
+        "applicant_email": request.applicant.email,
+        "resource": request.resource,
+        "request": request.id.name(),
+        "user_type": request.user_type.as_str(),
+        "reason": reason,
+    });
+    let to_applicant = |template| NewEmail {
+        template,
+        recipient: request.applicant.email.clone(),
+        locale: request.locale,
+        user_type: request.user_type,
+        data: data.clone(),
+    };
+    match kind {
+        EventKind::Submitted => {
+            let mut emails = vec![to_applicant(MailTemplate::ApplicantReceived)];
+            emails.extend(admins.iter().map(|admin| NewEmail {
+                template: MailTemplate::AdminNewRequest,
+                recipient: admin.clone(),
+                locale: Locale::En,
+                user_type: request.user_type,
+                data: data.clone(),
+            }));
+            emails
+        }
+        EventKind::Approved => vec![to_applicant(MailTemplate::ApplicantApproved)],
+        EventKind::Rejected => vec![to_applicant(MailTemplate::ApplicantRejected)],
+        EventKind::Cancelled => vec![to_applicant(MailTemplate::ApplicantCancelled)],
+        EventKind::Expired
+        | EventKind::EmailSent
+        | EventKind::EmailFailed
+        | EventKind::EmailDead => Vec::new(),
+    }
+}
+
+/// When to try again after failed attempt number `attempt` (1-based), or
+/// `None` when the email is past its lifetime and goes dead. `jitter` in
+/// [0, 1) spreads retries of many emails over +-20 % of the delay.
+pub fn retry_at(
+    attempt: u32,
+    schedule: &[Duration],
+    lifetime: Duration,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    jitter: f64,
+) -> Option<DateTime<Utc>> {
+    let index = (attempt.max(1) as usize - 1).min(schedule.len().saturating_sub(1));
+    let base = schedule
+        .get(index)
+        .copied()
+        .unwrap_or(Duration::from_secs(60));
+    let factor = 0.8 + 0.4 * jitter.clamp(0.0, 1.0);
+    let delay = chrono::Duration::from_std(base.mul_f64(factor)).ok()?;
+    let next = now + delay;
+    let deadline = created_at + chrono::Duration::from_std(lifetime).ok()?;
+    (next <= deadline).then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AccessRequestId, Action, Applicant, Consent, NewAccessRequest};
+
+    fn request() -> AccessRequest {
+        let submission = NewAccessRequest {
+            applicant: Applicant {
+                email: "ada@example.com".into(),
+                full_name: "Ada".into(),
+                organization: "AE".into(),
+                phone: None,
+            },
+            user_type: UserType::Partner,
+            locale: Locale::Fr,
+            resource: "vpn".into(),
+            justification: "j".into(),
+            consent: Consent {
+                version: "1".into(),
+                purposes: vec!["p".into()],
+            },
+            request_id: None,
+        };
+        AccessRequest::submit(AccessRequestId::generate(), "svc", submission, Utc::now()).0
+    }
+
+    #[test]
+    fn a_submission_mails_the_applicant_and_every_admin() {
+        let admins = vec!["ops@example.com".to_owned(), "sec@example.com".to_owned()];
+        let emails = emails_for(EventKind::Submitted, &request(), &admins);
+        let summary: Vec<(MailTemplate, &str, Locale)> = emails
+            .iter()
+            .map(|email| (email.template, email.recipient.as_str(), email.locale))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    MailTemplate::ApplicantReceived,
+                    "ada@example.com",
+                    Locale::Fr
+                ),
+                (MailTemplate::AdminNewRequest, "ops@example.com", Locale::En),
+                (MailTemplate::AdminNewRequest, "sec@example.com", Locale::En),
+            ]
+        );
+    }
+
+    #[test]
+    fn decisions_mail_the_applicant_with_the_reason() {
+        let rejected = request()
+            .apply(
+                Action::Reject {
+                    reason: "no".into(),
+                },
+                "ops",
+                Utc::now(),
+            )
+            .unwrap()
+            .0;
+        let emails = emails_for(EventKind::Rejected, &rejected, &[]);
+        assert_eq!(emails.len(), 1);
+        assert_eq!(emails[0].template, MailTemplate::ApplicantRejected);
+        assert_eq!(emails[0].data["reason"], "no");
+        assert!(emails_for(EventKind::EmailSent, &rejected, &[]).is_empty());
+    }
+
+    #[test]
+    fn retries_follow_the_schedule_with_jitter_until_the_lifetime() {
+        let schedule = [Duration::from_secs(30), Duration::from_secs(120)];
+        let created = Utc::now();
+        let lifetime = Duration::from_secs(600);
+        let first = retry_at(1, &schedule, lifetime, created, created, 0.5).unwrap();
+        assert_eq!((first - created).num_seconds(), 30);
+        let low = retry_at(2, &schedule, lifetime, created, created, 0.0).unwrap();
+        let high = retry_at(2, &schedule, lifetime, created, created, 0.999).unwrap();
+        assert_eq!((low - created).num_seconds(), 96);
+        assert_eq!((high - created).num_seconds(), 143);
+        // Past the schedule, the last delay repeats.
+        let later = retry_at(9, &schedule, lifetime, created, created, 0.5).unwrap();
+        assert_eq!((later - created).num_seconds(), 120);
+        // Beyond the lifetime: dead.
+        let late = created + chrono::Duration::seconds(550);
+        assert_eq!(retry_at(3, &schedule, lifetime, created, late, 0.5), None);
+    }
+
+    #[test]
+    fn template_names_round_trip() {
+        for template in MailTemplate::ALL {
+            assert_eq!(MailTemplate::parse(template.as_str()), Some(template));
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Email: templates, transports (file, log, SMTP) and the outbox worker
+//! that sends what the store enqueued, with leases, retries and dead
+//! letters.
+
+pub mod templates;
+pub mod transport;
+pub mod worker;
+
+pub use templates::{Rendered, Templates};
+pub use transport::{SendError, Transport};
+pub use worker::{WorkerOptions, run_worker};

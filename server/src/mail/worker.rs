@@ -1,0 +1,136 @@
+//! The outbox worker: claims due emails under a lease, renders and sends
+//! them, and records each outcome. Transient failures are retried on the
+//! configured schedule until the email's lifetime runs out; permanent ones
+//! go dead at once. A worker that dies leaves its leases to expire, and the
+//! rows are claimed again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::Message;
+use lettre::message::{Mailbox, MultiPart};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{SendError, Templates, Transport};
+use crate::domain::mail::retry_at;
+use crate::store::outbox::{ClaimedEmail, Outcome};
+use crate::store::{Store, StoreError, now};
+
+/// Tuning of the worker.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub from: Mailbox,
+    /// Emails claimed per round.
+    pub batch: u64,
+    /// How long a claim lasts before another worker may take the email.
+    pub lease: Duration,
+    /// Pause when nothing is due.
+    pub poll_interval: Duration,
+    /// Delay before retry N (the last one repeats).
+    pub retry_schedule: Vec<Duration>,
+    /// After this long since it was enqueued, a failing email goes dead.
+    pub lifetime: Duration,
+}
+
+/// Sends emails until `shutdown` is cancelled; a round in progress ends
+/// first, so no email is left half-recorded.
+pub async fn run_worker(
+    store: Store,
+    templates: Arc<Templates>,
+    transport: Arc<Transport>,
+    options: WorkerOptions,
+    shutdown: CancellationToken,
+) {
+    info!("mail worker started");
+    while !shutdown.is_cancelled() {
+        let claimed = match store.claim_emails(options.batch, options.lease).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                warn!(error = %error, "could not claim emails; will retry");
+                Vec::new()
+            }
+        };
+        let idle = claimed.is_empty();
+        for email in claimed {
+            let outcome = attempt(&templates, &transport, &options, &email).await;
+            match store.complete_email(&email, outcome).await {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost) => {
+                    warn!(email = %email.id, "lease expired before the outcome was recorded; another worker owns the email");
+                }
+                Err(error) => {
+                    warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried")
+                }
+            }
+        }
+        if idle {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(options.poll_interval) => {}
+            }
+        }
+    }
+    info!("mail worker stopped");
+}
+
+async fn attempt(
+    templates: &Templates,
+    transport: &Transport,
+    options: &WorkerOptions,
+    email: &ClaimedEmail,
+) -> Outcome {
+    let message = match build(templates, options, email) {
+        Ok(message) => message,
+        Err(error) => return Outcome::Dead { error },
+    };
+    match transport.send(&email.id, &message).await {
+        Ok(()) => Outcome::Sent,
+        Err(SendError::Permanent(error)) => Outcome::Dead { error },
+        Err(SendError::Transient(error)) => {
+            let jitter = rand::rng().random::<f64>();
+            match retry_at(
+                email.attempt,
+                &options.retry_schedule,
+                options.lifetime,
+                email.created_at,
+                now(),
+                jitter,
+            ) {
+                Some(at) => {
+                    debug!(email = %email.id, attempt = email.attempt, "will retry");
+                    Outcome::RetryAt { error, at }
+                }
+                None => Outcome::Dead {
+                    error: format!("gave up after {} attempts: {error}", email.attempt),
+                },
+            }
+        }
+    }
+}
+
+/// The email as sent: rendered parts, stable Message-ID, both parts.
+fn build(
+    templates: &Templates,
+    options: &WorkerOptions,
+    email: &ClaimedEmail,
+) -> Result<Message, String> {
+    let rendered = templates
+        .render(email.template, email.locale, &email.data)
+        .map_err(|error| error.to_string())?;
+    let to: Mailbox = email
+        .recipient
+        .parse()
+        .map_err(|error| format!("invalid recipient address: {error}"))?;
+    Message::builder()
+        .from(options.from.clone())
+        .to(to)
+        .subject(rendered.subject)
+        .message_id(Some(email.message_id.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text,
+            rendered.html,
+        ))
+        .map_err(|error| format!("could not build the message: {error}"))
+}

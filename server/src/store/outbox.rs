@@ -1,0 +1,287 @@
+//! The email outbox: enqueue in the caller's transaction, claim due rows
+//! under a lease, and record each outcome (with its event) only while the
+//! lease is still ours.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, Set, Statement, Value,
+};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use super::entities::{access_request, outbox};
+use super::events::append_event;
+use super::{Result, Store, StoreError, from_micros, now, to_micros};
+use crate::domain::mail::{MailTemplate, NewEmail};
+use crate::domain::{AccessRequestId, EventKind, Locale, NewEvent, State, UserType};
+
+/// Outbox states.
+pub const PENDING: &str = "pending";
+/// Accepted by the mail server.
+pub const SENT: &str = "sent";
+/// Will not be sent.
+pub const DEAD: &str = "dead";
+
+/// An email claimed by a worker.
+#[derive(Clone, Debug)]
+pub struct ClaimedEmail {
+    pub id: String,
+    pub message_id: String,
+    pub access_request: AccessRequestId,
+    pub template: MailTemplate,
+    pub locale: Locale,
+    pub user_type: UserType,
+    pub recipient: String,
+    pub data: serde_json::Value,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    pub created_at: DateTime<Utc>,
+    /// Proves the claim when the outcome is recorded.
+    pub lease_token: String,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Failed; try again at this time.
+    RetryAt {
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// Failed for good, or out of time.
+    Dead {
+        error: String,
+    },
+}
+
+/// Inserts `emails` caused by event `event_seq` in the caller's transaction.
+/// A second enqueue of the same email fails on the idempotency key.
+pub(super) async fn enqueue(
+    txn: &DatabaseTransaction,
+    request: AccessRequestId,
+    event_seq: i64,
+    emails: Vec<NewEmail>,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    for email in emails {
+        let id = Uuid::now_v7();
+        let key = format!(
+            "{request}:{event_seq}:{}:{}",
+            email.template.as_str(),
+            email.recipient
+        );
+        outbox::ActiveModel {
+            id: Set(id.to_string()),
+            idempotency_key: Set(key),
+            message_id: Set(format!("<{id}@sesame>")),
+            access_request_id: Set(request.to_string()),
+            event_seq: Set(event_seq),
+            template: Set(email.template.as_str().to_owned()),
+            locale: Set(email.locale.as_str().to_owned()),
+            user_type: Set(email.user_type.as_str().to_owned()),
+            recipient: Set(email.recipient),
+            data: Set(email.data.to_string()),
+            state: Set(PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at_us: Set(to_micros(at)),
+            lease_token: Set(None),
+            lease_expires_at_us: Set(None),
+            last_error: Set(None),
+            created_at_us: Set(to_micros(at)),
+            updated_at_us: Set(to_micros(at)),
+            sent_at_us: Set(None),
+        }
+        .insert(txn)
+        .await?;
+    }
+    Ok(())
+}
+
+fn claimed(row: outbox::Model) -> Result<ClaimedEmail> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("outbox {}: {what}", row.id));
+    Ok(ClaimedEmail {
+        access_request: row
+            .access_request_id
+            .parse()
+            .map_err(|_| corrupt("bad access request id"))?,
+        template: MailTemplate::parse(&row.template).ok_or_else(|| corrupt("unknown template"))?,
+        locale: Locale::parse(&row.locale).ok_or_else(|| corrupt("unknown locale"))?,
+        user_type: UserType::parse(&row.user_type).ok_or_else(|| corrupt("unknown user type"))?,
+        data: serde_json::from_str(&row.data).map_err(|_| corrupt("bad data"))?,
+        attempt: u32::try_from(row.attempts).unwrap_or(1),
+        created_at: from_micros(row.created_at_us)?,
+        lease_token: row
+            .lease_token
+            .clone()
+            .ok_or_else(|| corrupt("claimed without lease"))?,
+        id: row.id,
+        message_id: row.message_id,
+        recipient: row.recipient,
+    })
+}
+
+impl Store {
+    /// Claims up to `limit` due emails for `lease`: rows never claimed,
+    /// waiting for a retry, or whose previous lease expired (a worker died).
+    /// PostgreSQL skips rows other workers are claiming; SQLite serialises
+    /// claims in an immediate transaction.
+    #[instrument(skip_all, fields(limit), err)]
+    pub async fn claim_emails(&self, limit: u64, lease: Duration) -> Result<Vec<ClaimedEmail>> {
+        let now = to_micros(now());
+        let expires = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+        let token = Uuid::new_v4().to_string();
+        let backend = self.backend();
+        let skip_locked = if backend == DbBackend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE outbox SET lease_token = $1, lease_expires_at_us = $2, attempts = attempts + 1, \
+             updated_at_us = $3 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' \
+             AND next_attempt_at_us <= $3 AND (lease_expires_at_us IS NULL OR lease_expires_at_us < $3) \
+             ORDER BY next_attempt_at_us LIMIT $4{skip_locked}) RETURNING *"
+        );
+        let sql = if backend == DbBackend::Sqlite {
+            sql.replace("$1", "?1")
+                .replace("$2", "?2")
+                .replace("$3", "?3")
+                .replace("$4", "?4")
+        } else {
+            sql
+        };
+        let values: Vec<Value> = vec![
+            token.into(),
+            expires.into(),
+            now.into(),
+            i64::try_from(limit).unwrap_or(100).into(),
+        ];
+        let txn = self.begin_write().await?;
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        txn.commit().await?;
+        rows.into_iter()
+            .map(|row| -> Result<ClaimedEmail> {
+                let model = outbox::Model {
+                    id: row.try_get("", "id")?,
+                    idempotency_key: row.try_get("", "idempotency_key")?,
+                    message_id: row.try_get("", "message_id")?,
+                    access_request_id: row.try_get("", "access_request_id")?,
+                    event_seq: row.try_get("", "event_seq")?,
+                    template: row.try_get("", "template")?,
+                    locale: row.try_get("", "locale")?,
+                    user_type: row.try_get("", "user_type")?,
+                    recipient: row.try_get("", "recipient")?,
+                    data: row.try_get("", "data")?,
+                    state: row.try_get("", "state")?,
+                    attempts: row.try_get("", "attempts")?,
+                    next_attempt_at_us: row.try_get("", "next_attempt_at_us")?,
+                    lease_token: row.try_get("", "lease_token")?,
+                    lease_expires_at_us: row.try_get("", "lease_expires_at_us")?,
+                    last_error: row.try_get("", "last_error")?,
+                    created_at_us: row.try_get("", "created_at_us")?,
+                    updated_at_us: row.try_get("", "updated_at_us")?,
+                    sent_at_us: row.try_get("", "sent_at_us")?,
+                };
+                claimed(model)
+            })
+            .collect()
+    }
+
+    /// Records the outcome of an attempt and its event, if `email`'s lease
+    /// is still ours; a worker whose lease expired (and whose row another
+    /// worker may have claimed) gets [`StoreError::LeaseLost`] and changes
+    /// nothing.
+    #[instrument(skip_all, fields(email = %email.id, attempt = email.attempt), err)]
+    pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
+        let at = now();
+        let txn = self.begin_write().await?;
+        let Some(row) = outbox::Entity::find_by_id(email.id.clone())
+            .one(&txn)
+            .await?
+        else {
+            return Err(StoreError::LeaseLost);
+        };
+        let ours = row.lease_token.as_deref() == Some(email.lease_token.as_str())
+            && row
+                .lease_expires_at_us
+                .is_some_and(|expires| expires >= to_micros(at))
+            && row.state == PENDING;
+        if !ours {
+            return Err(StoreError::LeaseLost);
+        }
+        let (state, kind, error, next_attempt) = match &outcome {
+            Outcome::Sent => (SENT, EventKind::EmailSent, None, row.next_attempt_at_us),
+            Outcome::RetryAt { error, at: retry } => (
+                PENDING,
+                EventKind::EmailFailed,
+                Some(error.clone()),
+                to_micros(*retry),
+            ),
+            Outcome::Dead { error } => (
+                DEAD,
+                EventKind::EmailDead,
+                Some(error.clone()),
+                row.next_attempt_at_us,
+            ),
+        };
+        let request_state = access_request::Entity::find_by_id(row.access_request_id.clone())
+            .one(&txn)
+            .await?
+            .and_then(|request| State::parse(&request.state))
+            .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))?;
+        let mut active: outbox::ActiveModel = row.into();
+        active.state = Set(state.to_owned());
+        active.lease_token = Set(None);
+        active.lease_expires_at_us = Set(None);
+        active.next_attempt_at_us = Set(next_attempt);
+        active.updated_at_us = Set(to_micros(at));
+        if let Some(error) = &error {
+            active.last_error = Set(Some(error.clone()));
+        }
+        if outcome == Outcome::Sent {
+            active.sent_at_us = Set(Some(to_micros(at)));
+        }
+        active.update(&txn).await?;
+        let event = NewEvent {
+            kind,
+            access_request: email.access_request,
+            actor: "system".to_owned(),
+            state: request_state,
+            occurred_at: at,
+            data: json!({
+                "template": email.template.as_str(),
+                "message_id": email.message_id,
+                "attempt": email.attempt,
+                "error": error,
+            }),
+        };
+        append_event(&txn, &event).await?;
+        txn.commit().await?;
+        self.event_committed();
+        match outcome {
+            Outcome::Sent => info!(template = email.template.as_str(), "email sent"),
+            Outcome::RetryAt { .. } => warn!(
+                template = email.template.as_str(),
+                "email attempt failed; will retry"
+            ),
+            Outcome::Dead { .. } => warn!(template = email.template.as_str(), "email is dead"),
+        }
+        Ok(())
+    }
+
+    /// Counts outbox rows in `state`.
+    pub async fn count_emails(&self, state: &str) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::State.eq(state))
+            .count(&self.db)
+            .await?)
+    }
+}
