@@ -95,6 +95,8 @@ pub struct Config {
     pub mail_poll_interval_ms: u64,
     /// Emails claimed per round.
     pub mail_batch: u64,
+    /// Emails sent at the same time by one worker.
+    pub mail_concurrency: u64,
     /// Seconds an SMTP conversation may take.
     pub mail_timeout_secs: u64,
 }
@@ -126,6 +128,7 @@ impl Default for Config {
             mail_lease_secs: 60,
             mail_poll_interval_ms: 1000,
             mail_batch: 32,
+            mail_concurrency: 8,
             mail_timeout_secs: 30,
         }
     }
@@ -269,6 +272,7 @@ impl Config {
             ("mail_lease_secs", self.mail_lease_secs),
             ("mail_timeout_secs", self.mail_timeout_secs),
             ("mail_batch", self.mail_batch),
+            ("mail_concurrency", self.mail_concurrency),
             ("mail_poll_interval_ms", self.mail_poll_interval_ms),
         ] {
             if value == 0 {
@@ -326,6 +330,7 @@ impl Config {
         WorkerOptions {
             from: self.mail_from.parse().expect("validated mail_from"),
             batch: self.mail_batch,
+            concurrency: usize::try_from(self.mail_concurrency).unwrap_or(8),
             lease: Duration::from_secs(self.mail_lease_secs),
             poll_interval: Duration::from_millis(self.mail_poll_interval_ms),
             retry_schedule: self

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use rand::Rng;
@@ -24,6 +25,8 @@ pub struct WorkerOptions {
     pub from: Mailbox,
     /// Emails claimed per round.
     pub batch: u64,
+    /// Emails of a round sent at the same time.
+    pub concurrency: usize,
     /// How long a claim lasts before another worker may take the email.
     pub lease: Duration,
     /// Pause when nothing is due.
@@ -53,18 +56,25 @@ pub async fn run_worker(
             }
         };
         let idle = claimed.is_empty();
-        for email in claimed {
-            let outcome = attempt(&templates, &transport, &options, &email).await;
-            match store.complete_email(&email, outcome).await {
-                Ok(()) => {}
-                Err(StoreError::LeaseLost) => {
-                    warn!(email = %email.id, "lease expired before the outcome was recorded; another worker owns the email");
+        // The emails of a round are sent side by side (lettre pools SMTP
+        // connections); each outcome is recorded as soon as it is known.
+        futures::stream::iter(claimed)
+            .for_each_concurrent(options.concurrency.max(1), |email| {
+                let (store, templates, transport, options) = (&store, &templates, &transport, &options);
+                async move {
+                    let outcome = attempt(templates, transport, options, &email).await;
+                    match store.complete_email(&email, outcome).await {
+                        Ok(()) => {}
+                        Err(StoreError::LeaseLost) => {
+                            warn!(email = %email.id, "lease expired before the outcome was recorded; another worker owns the email");
+                        }
+                        Err(error) => {
+                            warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried")
+                        }
+                    }
                 }
-                Err(error) => {
-                    warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried")
-                }
-            }
-        }
+            })
+            .await;
         if idle {
             tokio::select! {
                 () = shutdown.cancelled() => {}
