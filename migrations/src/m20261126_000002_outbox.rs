@@ -29,6 +29,7 @@ enum Outbox {
     CreatedAtUs,
     UpdatedAtUs,
     SentAtUs,
+    RequeuedAtUs,
 }
 
 #[async_trait::async_trait]
@@ -70,6 +71,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Outbox::CreatedAtUs).big_integer().not_null())
                     .col(ColumnDef::new(Outbox::UpdatedAtUs).big_integer().not_null())
                     .col(ColumnDef::new(Outbox::SentAtUs).big_integer().null())
+                    .col(ColumnDef::new(Outbox::RequeuedAtUs).big_integer().null())
                     .to_owned(),
             )
             .await?;

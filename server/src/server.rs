@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
+use sesame_proto::v1::email_service_server::EmailServiceServer;
 use sesame_proto::v1::event_service_server::EventServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::api::{AccessRequestApi, EventApi};
+use crate::api::{AccessRequestApi, EmailApi, EventApi};
 use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::events::Hub;
@@ -23,7 +24,11 @@ use crate::mail::{Templates, run_worker};
 use crate::store::Store;
 
 /// Names of the Sesame services in the health service.
-const SERVICES: [&str; 2] = ["sesame.v1.AccessRequestService", "sesame.v1.EventService"];
+const SERVICES: [&str; 3] = [
+    "sesame.v1.AccessRequestService",
+    "sesame.v1.EventService",
+    "sesame.v1.EmailService",
+];
 
 /// Opens the store (applying migrations), creates the bootstrap admin key
 /// on an empty database, and serves until `shutdown` is cancelled.
@@ -80,13 +85,14 @@ pub async fn serve(
     let hub = Hub::start(store.clone(), config.hub(), tasks.clone())
         .await
         .context("could not start the event hub")?;
+    // A template that does not compile stops the server here, with its
+    // file and line.
+    let templates = Arc::new(Templates::builtin().context("could not load the email templates")?);
     let worker = if config.mail_worker {
-        let templates =
-            Arc::new(Templates::builtin().context("could not load the email templates")?);
         let transport = Arc::new(config.transport()?);
         Some(tokio::spawn(run_worker(
             store.clone(),
-            templates,
+            templates.clone(),
             transport,
             config.worker(),
             tasks.clone(),
@@ -94,6 +100,9 @@ pub async fn serve(
     } else {
         None
     };
+    let emails = EmailServiceServer::new(EmailApi::new(store.clone(), templates))
+        .max_decoding_message_size(config.max_decoding_message_bytes)
+        .max_encoding_message_size(config.max_encoding_message_bytes);
     let events = EventServiceServer::new(EventApi::new(
         store.clone(),
         hub,
@@ -126,7 +135,8 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(access_requests)
-        .add_service(events);
+        .add_service(events)
+        .add_service(emails);
     info!(addr = %local_addr, "sesame listening");
     // Request/response traffic must not wait on Nagle's algorithm; keepalive
     // notices dead peers (and their watch streams) at the TCP level.

@@ -4,11 +4,13 @@
 
 mod access_requests;
 pub mod convert;
+mod emails;
 mod events;
 mod paging;
 pub mod status;
 
 pub use access_requests::AccessRequestApi;
+pub use emails::EmailApi;
 pub use events::EventApi;
 
 use tonic::{Code, Request, Status};

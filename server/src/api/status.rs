@@ -121,6 +121,10 @@ impl From<StoreError> for Status {
                 plain(Code::Internal, "internal error", "INTERNAL")
             }
             StoreError::LeaseLost => plain(Code::Aborted, message, "LEASE_LOST"),
+            StoreError::EmailNotFound => plain(Code::NotFound, message, "EMAIL_NOT_FOUND"),
+            StoreError::EmailNotDead(_) => {
+                plain(Code::FailedPrecondition, message, "EMAIL_NOT_DEAD")
+            }
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
                 plain(Code::Internal, "internal error", "INTERNAL")

@@ -86,6 +86,8 @@ pub enum Permission {
     CancelRequest,
     /// Watch, list and verify the event log.
     ReadEvents,
+    /// List, retry and preview emails (recipients are personal data).
+    ManageEmails,
 }
 
 /// The caller's role does not allow the permission.
@@ -173,9 +175,9 @@ mod tests {
     fn role_matrix() {
         use Permission::*;
         let expectations = [
-            (Role::Admin, [true, true, true, true, true]),
-            (Role::Auditor, [false, true, false, false, true]),
-            (Role::Submitter, [true, true, false, true, false]),
+            (Role::Admin, [true, true, true, true, true, true]),
+            (Role::Auditor, [false, true, false, false, true, false]),
+            (Role::Submitter, [true, true, false, true, false, false]),
         ];
         for (role, allowed) in expectations {
             let principal = Principal {

@@ -186,6 +186,9 @@ pub mod outbox {
         pub created_at_us: i64,
         pub updated_at_us: i64,
         pub sent_at_us: Option<i64>,
+        /// When RetryEmail last queued the dead email again; its lifetime
+        /// counts from here.
+        pub requeued_at_us: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -59,6 +59,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the email's lease expired: another worker may have claimed it")]
     LeaseLost,
+    #[error("email not found")]
+    EmailNotFound,
+    #[error("only a dead email can be retried; this one is {0}")]
+    EmailNotDead(String),
 }
 
 impl From<DbErr> for StoreError {

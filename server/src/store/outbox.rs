@@ -39,6 +39,7 @@ pub struct ClaimedEmail {
     pub data: serde_json::Value,
     /// This attempt's number, from 1.
     pub attempt: u32,
+    /// Where the email's lifetime starts: when it was queued, or requeued.
     pub created_at: DateTime<Utc>,
     /// Proves the claim when the outcome is recorded.
     pub lease_token: String,
@@ -95,6 +96,7 @@ pub(super) async fn enqueue(
             created_at_us: Set(to_micros(at)),
             updated_at_us: Set(to_micros(at)),
             sent_at_us: Set(None),
+            requeued_at_us: Set(None),
         }
         .insert(txn)
         .await?;
@@ -114,7 +116,7 @@ fn claimed(row: outbox::Model) -> Result<ClaimedEmail> {
         user_type: UserType::parse(&row.user_type).ok_or_else(|| corrupt("unknown user type"))?,
         data: serde_json::from_str(&row.data).map_err(|_| corrupt("bad data"))?,
         attempt: u32::try_from(row.attempts).unwrap_or(1),
-        created_at: from_micros(row.created_at_us)?,
+        created_at: from_micros(row.requeued_at_us.unwrap_or(row.created_at_us))?,
         lease_token: row
             .lease_token
             .clone()
@@ -188,6 +190,7 @@ impl Store {
                     created_at_us: row.try_get("", "created_at_us")?,
                     updated_at_us: row.try_get("", "updated_at_us")?,
                     sent_at_us: row.try_get("", "sent_at_us")?,
+                    requeued_at_us: row.try_get("", "requeued_at_us")?,
                 };
                 claimed(model)
             })
@@ -283,5 +286,156 @@ impl Store {
             .filter(outbox::Column::State.eq(state))
             .count(&self.db)
             .await?)
+    }
+}
+
+/// An email as listed to administrators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailRecord {
+    pub id: String,
+    pub access_request: AccessRequestId,
+    pub template: MailTemplate,
+    pub locale: Locale,
+    pub recipient: String,
+    /// `pending`, `sent` or `dead`.
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub message_id: String,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl EmailRecord {
+    fn from_row(row: outbox::Model) -> Result<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("outbox {}: {what}", row.id));
+        Ok(EmailRecord {
+            access_request: row
+                .access_request_id
+                .parse()
+                .map_err(|_| corrupt("bad access request id"))?,
+            template: MailTemplate::parse(&row.template)
+                .ok_or_else(|| corrupt("unknown template"))?,
+            locale: Locale::parse(&row.locale).ok_or_else(|| corrupt("unknown locale"))?,
+            created_at: from_micros(row.created_at_us)?,
+            next_attempt_at: from_micros(row.next_attempt_at_us)?,
+            sent_at: row.sent_at_us.map(from_micros).transpose()?,
+            id: row.id,
+            recipient: row.recipient,
+            state: row.state,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            message_id: row.message_id,
+        })
+    }
+}
+
+/// Filters of ListEmails.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmailFilter {
+    /// `pending`, `sent` or `dead`.
+    pub state: Option<&'static str>,
+    pub access_request: Option<AccessRequestId>,
+}
+
+/// A page of emails.
+#[derive(Clone, Debug)]
+pub struct EmailPage {
+    pub emails: Vec<EmailRecord>,
+    pub next_page_token: Option<String>,
+}
+
+impl Store {
+    /// A page of emails, newest first; tokens are bound to the filter and
+    /// `caller`.
+    pub async fn list_emails(
+        &self,
+        caller: &str,
+        filter: &EmailFilter,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<EmailPage> {
+        use sea_orm::{Condition, QueryOrder, QuerySelect};
+
+        use super::pagination::{self, Position};
+        let query = pagination::fingerprint_text(&format!(
+            "emails|{caller}|{}|{}",
+            filter.state.unwrap_or(""),
+            filter
+                .access_request
+                .map(|id| id.to_string())
+                .unwrap_or_default()
+        ));
+        let after = page_token
+            .map(|token| pagination::decode::<Position>(&self.page_token_key, token, &query))
+            .transpose()?;
+        let mut select = outbox::Entity::find();
+        if let Some(state) = filter.state {
+            select = select.filter(outbox::Column::State.eq(state));
+        }
+        if let Some(id) = filter.access_request {
+            select = select.filter(outbox::Column::AccessRequestId.eq(id.to_string()));
+        }
+        if let Some(position) = &after {
+            select = select.filter(
+                Condition::any()
+                    .add(outbox::Column::CreatedAtUs.lt(position.created_at_us))
+                    .add(
+                        Condition::all()
+                            .add(outbox::Column::CreatedAtUs.eq(position.created_at_us))
+                            .add(outbox::Column::Id.lt(position.id.as_str())),
+                    ),
+            );
+        }
+        let mut rows = select
+            .order_by_desc(outbox::Column::CreatedAtUs)
+            .order_by_desc(outbox::Column::Id)
+            .limit(u64::from(page_size) + 1)
+            .all(&self.db)
+            .await?;
+        let has_more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if has_more => Some(pagination::encode(
+                &self.page_token_key,
+                &Position {
+                    created_at_us: last.created_at_us,
+                    id: last.id.clone(),
+                    query,
+                },
+            )),
+            _ => None,
+        };
+        Ok(EmailPage {
+            emails: rows
+                .into_iter()
+                .map(EmailRecord::from_row)
+                .collect::<Result<_>>()?,
+            next_page_token,
+        })
+    }
+
+    /// Queues a dead email again, due now, with a fresh lifetime.
+    #[instrument(skip_all, fields(email = %id), err)]
+    pub async fn retry_email(&self, id: Uuid) -> Result<EmailRecord> {
+        let at = to_micros(now());
+        let txn = self.begin_write().await?;
+        let row = outbox::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::EmailNotFound)?;
+        if row.state != DEAD {
+            return Err(StoreError::EmailNotDead(row.state));
+        }
+        let mut active: outbox::ActiveModel = row.into();
+        active.state = Set(PENDING.to_owned());
+        active.next_attempt_at_us = Set(at);
+        active.requeued_at_us = Set(Some(at));
+        active.updated_at_us = Set(at);
+        let updated = active.update(&txn).await?;
+        txn.commit().await?;
+        info!("dead email queued again");
+        EmailRecord::from_row(updated)
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, Statement};
 use sesame_proto::v1 as pb;
 use sesame_proto::v1::access_request_service_client::AccessRequestServiceClient;
+use sesame_proto::v1::email_service_client::EmailServiceClient;
 use sesame_proto::v1::event_service_client::EventServiceClient;
 use sesame_server::auth::Role;
 use sesame_server::store::Store;
@@ -76,6 +77,8 @@ pub struct TestServer {
 
 /// The generated client with a bearer key on every call.
 pub type Client = AccessRequestServiceClient<InterceptedService<Channel, Bearer>>;
+/// The generated email client with a bearer key on every call.
+pub type EmailClient = EmailServiceClient<InterceptedService<Channel, Bearer>>;
 /// The generated event client with a bearer key on every call.
 pub type EventClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -182,6 +185,12 @@ impl TestServer {
             .expect("connect to the test server");
         let value = format!("Bearer {key}").parse().expect("ascii key");
         EventServiceClient::with_interceptor(channel, Bearer(Some(value)))
+    }
+
+    /// An email client calling with `key`.
+    pub async fn emails(&self, key: &str) -> EmailClient {
+        let value = format!("Bearer {key}").parse().expect("ascii key");
+        EmailServiceClient::with_interceptor(self.channel().await, Bearer(Some(value)))
     }
 
     /// An event client calling with `key`.

@@ -21,6 +21,7 @@ both_backends!(
     an_expired_lease_cannot_record_an_outcome,
     a_worker_crash_after_acceptance_resends_with_the_same_message_id,
     two_workers_never_send_the_same_email_twice,
+    admins_list_retry_and_preview_emails,
 );
 
 /// A real SMTP server process (tests/support/smtp_server.py, aiosmtpd)
@@ -472,6 +473,7 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
                 created_at_us: Set(now),
                 updated_at_us: Set(now),
                 sent_at_us: Set(None),
+                requeued_at_us: Set(None),
             }
         })
         .collect();
@@ -544,5 +546,161 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
             .all(|row| row.state == "sent" && row.attempts == 1)
     );
     assert_eq!(email_events(&server).await.len(), total);
+    server.stop().await;
+}
+
+async fn admins_list_retry_and_preview_emails(backend: Backend) {
+    use tonic::Code;
+
+    use crate::harness::assert_error;
+    let smtp = SmtpServer::start();
+    smtp.plan("550");
+    let url = smtp.url();
+    let server = TestServer::start_with(backend, |config| {
+        config.mail_worker = true;
+        config.mail_poll_interval_ms = 50;
+        config.mail_transport = url;
+        config.admin_emails = vec!["ops@example.com".into()];
+    })
+    .await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let created = submit(&mut alice).await;
+    // One of the two emails is refused for good, the other goes through.
+    wait_for("both outcomes", async || {
+        email_events(&server).await.len() == 2
+    })
+    .await;
+
+    let mut emails = server.emails(&server.keys.admin).await;
+    let dead = emails
+        .list_emails(pb::ListEmailsRequest {
+            state: pb::EmailState::Dead.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .emails;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let dead = &dead[0];
+    assert!(dead.name.starts_with("emails/"));
+    assert_eq!(dead.access_request, created.name);
+    assert!(["ada@example.com", "ops@example.com"].contains(&dead.recipient.as_str()));
+    assert_eq!(dead.attempts, 1);
+    assert!(dead.last_error.contains("550"));
+    assert!(dead.next_attempt_time.is_none());
+
+    // Paging through all emails of the request, one per page.
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = emails
+            .list_emails(pb::ListEmailsRequest {
+                page_size: 1,
+                page_token: token.clone(),
+                access_request: created.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        names.extend(page.emails.into_iter().map(|email| email.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(names.len(), 2);
+
+    // Retry the dead one: the server now accepts it.
+    let retried = emails
+        .retry_email(pb::RetryEmailRequest {
+            name: dead.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .email
+        .unwrap();
+    assert_eq!(retried.state(), pb::EmailState::Pending);
+    wait_for("the retried email", async || smtp.received().len() == 2).await;
+    wait_for("the sent row", async || {
+        outbox_rows(&server)
+            .await
+            .iter()
+            .all(|row| row.state == "sent")
+    })
+    .await;
+    assert_error(
+        emails
+            .retry_email(pb::RetryEmailRequest {
+                name: dead.name.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "EMAIL_NOT_DEAD",
+    );
+    assert_error(
+        emails
+            .retry_email(pb::RetryEmailRequest {
+                name: "emails/0190a5f0-0000-7000-8000-000000000000".into(),
+            })
+            .await,
+        Code::NotFound,
+        "EMAIL_NOT_FOUND",
+    );
+    assert_error(
+        emails
+            .retry_email(pb::RetryEmailRequest {
+                name: "nope".into(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+
+    // Preview: French, with given values escaped in HTML.
+    let preview = emails
+        .preview_email(pb::PreviewEmailRequest {
+            template: pb::EmailTemplate::ApplicantApproved.into(),
+            locale: "fr".into(),
+            user_type: pb::UserType::Partner.into(),
+            data_json: r#"{"full_name": "<b>Zoé</b>"}"#.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        preview.subject.starts_with("Votre accès"),
+        "{}",
+        preview.subject
+    );
+    assert!(preview.text.contains("<b>Zoé</b>"));
+    assert!(preview.html.contains("&lt;b&gt;Zoé"), "{}", preview.html);
+    assert!(!preview.html.contains("<b>Zoé"));
+    let status = assert_error(
+        emails
+            .preview_email(pb::PreviewEmailRequest {
+                template: 0,
+                locale: "de".into(),
+                data_json: "[1]".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(
+        crate::harness::bad_fields(&status),
+        ["template", "locale", "data_json"]
+    );
+
+    // Recipients are personal data: admins only.
+    let mut auditor = server.emails(&server.keys.auditor).await;
+    assert_error(
+        auditor.list_emails(pb::ListEmailsRequest::default()).await,
+        Code::PermissionDenied,
+        "ROLE_NOT_ALLOWED",
+    );
     server.stop().await;
 }

@@ -1,0 +1,219 @@
+//! `sesame.v1.EmailService`: list, retry and preview emails (admin only).
+
+use std::sync::Arc;
+
+use sesame_proto::v1 as pb;
+use sesame_proto::v1::email_service_server::EmailService;
+use tonic::{Request, Response, Status};
+
+use super::{convert, paging, principal};
+use crate::auth::{Permission, authorize};
+use crate::domain::Locale;
+use crate::domain::mail::MailTemplate;
+use crate::domain::validation::{EnumInput, Validator};
+use crate::mail::Templates;
+use crate::store::Store;
+use crate::store::outbox::{DEAD, EmailFilter, EmailRecord, PENDING, SENT};
+
+/// Largest `data_json` accepted by PreviewEmail.
+const MAX_PREVIEW_DATA_BYTES: usize = 16 * 1024;
+/// Resource collection of emails.
+const EMAILS: &str = "emails/";
+
+/// Serves the email RPCs.
+#[derive(Clone, Debug)]
+pub struct EmailApi {
+    store: Store,
+    templates: Arc<Templates>,
+}
+
+impl EmailApi {
+    /// The service over `store`, rendering with `templates`.
+    pub fn new(store: Store, templates: Arc<Templates>) -> Self {
+        Self { store, templates }
+    }
+}
+
+fn template_to_proto(template: MailTemplate) -> pb::EmailTemplate {
+    match template {
+        MailTemplate::ApplicantReceived => pb::EmailTemplate::ApplicantReceived,
+        MailTemplate::ApplicantApproved => pb::EmailTemplate::ApplicantApproved,
+        MailTemplate::ApplicantRejected => pb::EmailTemplate::ApplicantRejected,
+        MailTemplate::ApplicantCancelled => pb::EmailTemplate::ApplicantCancelled,
+        MailTemplate::AdminNewRequest => pb::EmailTemplate::AdminNewRequest,
+    }
+}
+
+fn template_input(raw: i32) -> EnumInput<MailTemplate> {
+    match pb::EmailTemplate::try_from(raw) {
+        Ok(pb::EmailTemplate::Unspecified) => EnumInput::Unset,
+        Ok(pb::EmailTemplate::ApplicantReceived) => {
+            EnumInput::Value(MailTemplate::ApplicantReceived)
+        }
+        Ok(pb::EmailTemplate::ApplicantApproved) => {
+            EnumInput::Value(MailTemplate::ApplicantApproved)
+        }
+        Ok(pb::EmailTemplate::ApplicantRejected) => {
+            EnumInput::Value(MailTemplate::ApplicantRejected)
+        }
+        Ok(pb::EmailTemplate::ApplicantCancelled) => {
+            EnumInput::Value(MailTemplate::ApplicantCancelled)
+        }
+        Ok(pb::EmailTemplate::AdminNewRequest) => EnumInput::Value(MailTemplate::AdminNewRequest),
+        Err(_) => EnumInput::Unknown(raw),
+    }
+}
+
+fn state_input(raw: i32) -> EnumInput<&'static str> {
+    match pb::EmailState::try_from(raw) {
+        Ok(pb::EmailState::Unspecified) => EnumInput::Unset,
+        Ok(pb::EmailState::Pending) => EnumInput::Value(PENDING),
+        Ok(pb::EmailState::Sent) => EnumInput::Value(SENT),
+        Ok(pb::EmailState::Dead) => EnumInput::Value(DEAD),
+        Err(_) => EnumInput::Unknown(raw),
+    }
+}
+
+fn email(record: &EmailRecord) -> pb::Email {
+    let state = match record.state.as_str() {
+        PENDING => pb::EmailState::Pending,
+        SENT => pb::EmailState::Sent,
+        DEAD => pb::EmailState::Dead,
+        _ => pb::EmailState::Unspecified,
+    };
+    pb::Email {
+        name: format!("{EMAILS}{}", record.id),
+        access_request: record.access_request.name(),
+        template: template_to_proto(record.template).into(),
+        locale: record.locale.as_str().to_owned(),
+        recipient: record.recipient.clone(),
+        state: state.into(),
+        attempts: record.attempts,
+        last_error: record.last_error.clone().unwrap_or_default(),
+        message_id: record.message_id.clone(),
+        create_time: Some(convert::timestamp(record.created_at)),
+        next_attempt_time: (record.state == PENDING)
+            .then(|| convert::timestamp(record.next_attempt_at)),
+        send_time: record.sent_at.map(convert::timestamp),
+    }
+}
+
+/// Values shown by PreviewEmail when the caller gives none.
+fn sample_data(user_type: &str) -> serde_json::Value {
+    serde_json::json!({
+        "full_name": "Ada Lovelace",
+        "organization": "Analytical Engines Ltd",
+        "applicant_email": "ada@example.com",
+        "resource": "vpn-paris",
+        "request": "accessRequests/0190a5f0-0000-7000-8000-000000000000",
+        "user_type": user_type,
+        "reason": "Access granted for the maintenance window.",
+    })
+}
+
+#[tonic::async_trait]
+impl EmailService for EmailApi {
+    async fn list_emails(
+        &self,
+        request: Request<pb::ListEmailsRequest>,
+    ) -> Result<Response<pb::ListEmailsResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ManageEmails)?;
+        let message = request.into_inner();
+        let mut check = Validator::new();
+        let paging = paging::paging(&mut check, message.page_size, &message.page_token);
+        let state = check.optional_enum("state", state_input(message.state));
+        let access_request = (!message.access_request.is_empty())
+            .then(|| check.name("access_request", &message.access_request))
+            .flatten();
+        check.finish()?;
+        let filter = EmailFilter {
+            state,
+            access_request,
+        };
+        let page = self
+            .store
+            .list_emails(&caller.name, &filter, paging.page_size, paging.page_token)
+            .await?;
+        Ok(Response::new(pb::ListEmailsResponse {
+            emails: page.emails.iter().map(email).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn retry_email(
+        &self,
+        request: Request<pb::RetryEmailRequest>,
+    ) -> Result<Response<pb::RetryEmailResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ManageEmails)?;
+        let name = &request.get_ref().name;
+        let id = name
+            .strip_prefix(EMAILS)
+            .and_then(|raw| uuid::Uuid::try_parse(raw).ok());
+        let Some(id) = id else {
+            let mut check = Validator::new();
+            check.violation("name", "must be a resource name of the form emails/{uuid}");
+            return Err(check.finish().unwrap_err().into());
+        };
+        let retried = self.store.retry_email(id).await?;
+        Ok(Response::new(pb::RetryEmailResponse {
+            email: Some(email(&retried)),
+        }))
+    }
+
+    async fn preview_email(
+        &self,
+        request: Request<pb::PreviewEmailRequest>,
+    ) -> Result<Response<pb::PreviewEmailResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ManageEmails)?;
+        let message = request.into_inner();
+        let mut check = Validator::new();
+        let template = check.required_enum("template", template_input(message.template));
+        let locale = match message.locale.trim().to_ascii_lowercase().as_str() {
+            "" => Some(Locale::En),
+            raw => {
+                let parsed = Locale::parse(raw);
+                if parsed.is_none() {
+                    check.violation("locale", "must be one of: en, fr");
+                }
+                parsed
+            }
+        };
+        let user_type = check
+            .optional_enum("user_type", convert::user_type_input(message.user_type))
+            .map_or("employee", |kind| kind.as_str());
+        let mut data = sample_data(user_type);
+        if message.data_json.len() > MAX_PREVIEW_DATA_BYTES {
+            check.violation("data_json", "must be at most 16 KiB");
+        } else if !message.data_json.trim().is_empty() {
+            match serde_json::from_str::<serde_json::Value>(&message.data_json) {
+                Ok(serde_json::Value::Object(given)) => {
+                    for (key, value) in given {
+                        data[key] = value;
+                    }
+                }
+                Ok(_) => check.violation("data_json", "must be a JSON object"),
+                Err(error) => check.violation("data_json", format!("is not valid JSON: {error}")),
+            }
+        }
+        check.finish()?;
+        let (Some(template), Some(locale)) = (template, locale) else {
+            unreachable!("validated above");
+        };
+        let rendered = self
+            .templates
+            .render(template, locale, &data)
+            .map_err(|error| {
+                let mut check = Validator::new();
+                check.violation("data_json", error.to_string());
+                Status::from(check.finish().unwrap_err())
+            })?;
+        Ok(Response::new(pb::PreviewEmailResponse {
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+        }))
+    }
+}
