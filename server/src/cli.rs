@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use crate::auth::Role;
 use crate::config::{Config, LogFormat, Overrides, redact_url};
-use crate::mail::{Templates, run_worker};
+use crate::domain::mail::MailTemplate;
+use crate::domain::{Locale, UserType};
+use crate::mail::run_worker;
 use crate::store::{self, Store, keys_validate_name};
 
 /// Sesame: access requests, decisions and gateway codes over gRPC.
@@ -63,6 +65,41 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Work with the email templates.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TemplatesCommand {
+    /// Render one email with sample (or given) values and print it, so it
+    /// can be checked in a browser or a terminal.
+    Render {
+        /// applicant_received, applicant_approved, applicant_rejected,
+        /// applicant_cancelled or admin_new_request.
+        kind: String,
+        /// en or fr.
+        #[arg(long, default_value = "en")]
+        locale: String,
+        /// employee, partner, customer or contractor.
+        #[arg(long, default_value = "employee")]
+        user_type: String,
+        /// A JSON object of values merged over the sample values.
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Part::All)]
+        part: Part,
+    },
+}
+
+/// Parts of a rendered email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    All,
+    Subject,
+    Text,
+    Html,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +164,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => worker(config).await,
         Command::Migrate { status } => migrate(&config, status).await,
         Command::Keys(command) => keys(&config, command).await,
+        Command::Templates(command) => templates(&config, command),
     }
 }
 
@@ -148,7 +186,9 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database(), true)
         .await
         .context("could not open the database")?;
-    let templates = Templates::builtin().context("could not load the email templates")?;
+    let templates = config
+        .templates()
+        .context("could not load the email templates")?;
     let transport = config.transport()?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -187,6 +227,56 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         let _ = interrupt.await;
     }
     shutdown.cancel();
+}
+
+fn templates(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
+    let TemplatesCommand::Render {
+        kind,
+        locale,
+        user_type,
+        data,
+        part,
+    } = command;
+    let Some(template) = MailTemplate::parse(&kind) else {
+        let known: Vec<&str> = MailTemplate::ALL.iter().map(|t| t.as_str()).collect();
+        bail!(
+            "unknown email kind {kind:?}: expected one of {}",
+            known.join(", ")
+        );
+    };
+    let Some(locale) = Locale::parse(&locale) else {
+        bail!("unknown locale {locale:?}: expected en or fr");
+    };
+    let Some(user_type) = UserType::parse(&user_type) else {
+        bail!(
+            "unknown user type {user_type:?}: expected employee, partner, customer or contractor"
+        );
+    };
+    let mut values = crate::api::sample_email_data(user_type.as_str());
+    if let Some(path) = data {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let given: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let Some(given) = given.as_object() else {
+            bail!("{} must hold a JSON object", path.display());
+        };
+        for (key, value) in given {
+            values[key] = value.clone();
+        }
+    }
+    let templates = config.templates()?;
+    let rendered = templates.render(template, locale, user_type, &values)?;
+    match part {
+        Part::Subject => println!("{}", rendered.subject),
+        Part::Text => println!("{}", rendered.text),
+        Part::Html => println!("{}", rendered.html),
+        Part::All => println!(
+            "Subject: {}\n\n{}\n----- HTML -----\n{}",
+            rendered.subject, rendered.text, rendered.html
+        ),
+    }
+    Ok(())
 }
 
 async fn migrate(config: &Config, status_only: bool) -> anyhow::Result<()> {

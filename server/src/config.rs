@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use lettre::message::Mailbox;
 
 use crate::events::{HubOptions, WatchOptions};
-use crate::mail::{Transport, WorkerOptions};
+use crate::mail::templates::TemplateError;
+use crate::mail::{Templates, Transport, WorkerOptions};
 use crate::store::DatabaseOptions;
 
 /// Default config file, read from the working directory when present.
@@ -99,6 +100,9 @@ pub struct Config {
     pub mail_concurrency: u64,
     /// Seconds an SMTP conversation may take.
     pub mail_timeout_secs: u64,
+    /// A directory of `.txt` / `.html` email templates that override the
+    /// built-in ones by file name.
+    pub mail_templates_dir: Option<String>,
 }
 
 impl Default for Config {
@@ -130,6 +134,7 @@ impl Default for Config {
             mail_batch: 32,
             mail_concurrency: 8,
             mail_timeout_secs: 30,
+            mail_templates_dir: None,
         }
     }
 }
@@ -323,6 +328,11 @@ impl Config {
             &self.mail_transport,
             Duration::from_secs(self.mail_timeout_secs),
         )
+    }
+
+    /// The email templates: built-in, overridden by `mail_templates_dir`.
+    pub fn templates(&self) -> Result<Templates, TemplateError> {
+        Templates::load(self.mail_templates_dir.as_deref().map(std::path::Path::new))
     }
 
     /// Tuning of the mail worker. Call after [`Config::validate`].

@@ -20,7 +20,7 @@ use crate::api::{AccessRequestApi, EmailApi, EventApi};
 use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::events::Hub;
-use crate::mail::{Templates, run_worker};
+use crate::mail::run_worker;
 use crate::store::Store;
 
 /// Names of the Sesame services in the health service.
@@ -87,7 +87,11 @@ pub async fn serve(
         .context("could not start the event hub")?;
     // A template that does not compile stops the server here, with its
     // file and line.
-    let templates = Arc::new(Templates::builtin().context("could not load the email templates")?);
+    let templates = Arc::new(
+        config
+            .templates()
+            .context("could not load the email templates")?,
+    );
     let worker = if config.mail_worker {
         let transport = Arc::new(config.transport()?);
         Some(tokio::spawn(run_worker(

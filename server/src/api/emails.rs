@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, paging, principal};
 use crate::auth::{Permission, authorize};
-use crate::domain::Locale;
 use crate::domain::mail::MailTemplate;
 use crate::domain::validation::{EnumInput, Validator};
+use crate::domain::{Locale, UserType};
 use crate::mail::Templates;
 use crate::store::Store;
 use crate::store::outbox::{DEAD, EmailFilter, EmailRecord, PENDING, SENT};
@@ -98,8 +98,9 @@ fn email(record: &EmailRecord) -> pb::Email {
     }
 }
 
-/// Values shown by PreviewEmail when the caller gives none.
-fn sample_data(user_type: &str) -> serde_json::Value {
+/// Values shown by PreviewEmail and `sesame templates render` when the
+/// caller gives none.
+pub fn sample_data(user_type: &str) -> serde_json::Value {
     serde_json::json!({
         "full_name": "Ada Lovelace",
         "organization": "Analytical Engines Ltd",
@@ -183,8 +184,8 @@ impl EmailService for EmailApi {
         };
         let user_type = check
             .optional_enum("user_type", convert::user_type_input(message.user_type))
-            .map_or("employee", |kind| kind.as_str());
-        let mut data = sample_data(user_type);
+            .unwrap_or(UserType::Employee);
+        let mut data = sample_data(user_type.as_str());
         if message.data_json.len() > MAX_PREVIEW_DATA_BYTES {
             check.violation("data_json", "must be at most 16 KiB");
         } else if !message.data_json.trim().is_empty() {
@@ -204,7 +205,7 @@ impl EmailService for EmailApi {
         };
         let rendered = self
             .templates
-            .render(template, locale, &data)
+            .render(template, locale, user_type, &data)
             .map_err(|error| {
                 let mut check = Validator::new();
                 check.violation("data_json", error.to_string());

@@ -127,7 +127,7 @@ fn build(
     email: &ClaimedEmail,
 ) -> Result<Message, String> {
     let rendered = templates
-        .render(email.template, email.locale, &email.data)
+        .render(email.template, email.locale, email.user_type, &email.data)
         .map_err(|error| error.to_string())?;
     let to: Mailbox = email
         .recipient

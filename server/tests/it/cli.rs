@@ -328,3 +328,36 @@ async fn two_server_processes_on_one_postgres_share_live_events() {
     terminate(a).await;
     terminate(b).await;
 }
+
+#[test]
+fn templates_render_prints_an_email_and_refuses_unknown_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("values.json");
+    std::fs::write(&data, r#"{"full_name": "Zoé <Z>"}"#).unwrap();
+    let html = run_ok(sesame(dir.path()).args([
+        "templates",
+        "render",
+        "applicant_rejected",
+        "--locale",
+        "fr",
+        "--part",
+        "html",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
+    assert!(html.contains("lang=\"fr\""), "{html}");
+    assert!(html.contains("Zoé &lt;Z&gt;"), "{html}");
+    let subject = run_ok(sesame(dir.path()).args([
+        "templates",
+        "render",
+        "admin_new_request",
+        "--part",
+        "subject",
+    ]));
+    assert!(
+        subject.starts_with("New access request: Ada Lovelace"),
+        "{subject}"
+    );
+    let unknown = run_err(sesame(dir.path()).args(["templates", "render", "nope"]));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown email kind"));
+}

@@ -374,7 +374,12 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         sesame_server::mail::Transport::from_url(&smtp.url(), Duration::from_secs(5)).unwrap();
     let templates = sesame_server::mail::Templates::builtin().unwrap();
     let rendered = templates
-        .render(claimed[0].template, claimed[0].locale, &claimed[0].data)
+        .render(
+            claimed[0].template,
+            claimed[0].locale,
+            claimed[0].user_type,
+            &claimed[0].data,
+        )
         .unwrap();
     let message = lettre::Message::builder()
         .from("Sesame <sesame@localhost>".parse().unwrap())
