@@ -222,9 +222,11 @@ async fn emails_reach_the_mail_folder_in_the_applicants_language(backend: Backen
     server.stop().await;
 }
 
+/// 451, then a connection dropped mid-conversation, then 250: delivered
+/// once, after three attempts.
 async fn smtp_transient_failures_are_retried_and_delivered_once(backend: Backend) {
     let smtp = SmtpServer::start();
-    smtp.plan("451,421,250");
+    smtp.plan("451,drop,250");
     let url = smtp.url();
     let server = TestServer::start_with(backend, |config| {
         config.mail_worker = true;
@@ -244,13 +246,8 @@ async fn smtp_transient_failures_are_retried_and_delivered_once(backend: Backend
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].state, "sent");
     assert_eq!(rows[0].attempts, 3);
-    assert!(
-        rows[0]
-            .last_error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("421")
-    );
+    // The last failure was the dropped connection.
+    assert!(rows[0].last_error.is_some());
     assert_eq!(
         email_events(&server).await,
         ["email.failed", "email.failed", "email.sent"]

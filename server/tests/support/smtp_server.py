@@ -37,7 +37,7 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         reply = self.next_reply()
         if reply == "drop":
-            session.transport.close()
+            server.transport.close()
             return "421 closing"
         if reply != "250":
             return f"{reply} planned failure"
