@@ -356,8 +356,6 @@ impl Store {
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<EmailPage> {
-        use sea_orm::{Condition, QueryOrder, QuerySelect};
-
         use super::pagination::{self, Position};
         let query = pagination::fingerprint_text(&format!(
             "emails|{caller}|{}|{}",
@@ -377,36 +375,17 @@ impl Store {
         if let Some(id) = filter.access_request {
             select = select.filter(outbox::Column::AccessRequestId.eq(id.to_string()));
         }
-        if let Some(position) = &after {
-            select = select.filter(
-                Condition::any()
-                    .add(outbox::Column::CreatedAtUs.lt(position.created_at_us))
-                    .add(
-                        Condition::all()
-                            .add(outbox::Column::CreatedAtUs.eq(position.created_at_us))
-                            .add(outbox::Column::Id.lt(position.id.as_str())),
-                    ),
-            );
-        }
-        let mut rows = select
-            .order_by_desc(outbox::Column::CreatedAtUs)
-            .order_by_desc(outbox::Column::Id)
-            .limit(u64::from(page_size) + 1)
-            .all(&self.db)
-            .await?;
-        let has_more = rows.len() > page_size as usize;
-        rows.truncate(page_size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if has_more => Some(pagination::encode(
-                &self.page_token_key,
-                &Position {
-                    created_at_us: last.created_at_us,
-                    id: last.id.clone(),
-                    query,
-                },
-            )),
-            _ => None,
-        };
+        let (rows, next_page_token) = pagination::newest_first_page(
+            &self.db,
+            &self.page_token_key,
+            select,
+            (outbox::Column::CreatedAtUs, outbox::Column::Id),
+            after.as_ref(),
+            page_size,
+            query,
+            |row| (row.created_at_us, row.id.clone()),
+        )
+        .await?;
         Ok(EmailPage {
             emails: rows
                 .into_iter()

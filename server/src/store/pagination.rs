@@ -9,6 +9,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,6 +77,61 @@ impl PagePosition for EventPosition {
     fn query(&self) -> &str {
         &self.query
     }
+}
+
+/// Fetches one newest-first page of `select`, ordered by `(created, id)`
+/// descending and starting after `after`, with the token for the next page
+/// (`None` on the last page).
+#[allow(clippy::too_many_arguments)] // the two columns and the key are all needed
+pub(super) async fn newest_first_page<E, C>(
+    db: &C,
+    key: &[u8; 32],
+    select: Select<E>,
+    (created, id): (E::Column, E::Column),
+    after: Option<&Position>,
+    page_size: u32,
+    query: String,
+    position_of: impl Fn(&E::Model) -> (i64, String),
+) -> Result<(Vec<E::Model>, Option<String>)>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let mut select = select;
+    if let Some(position) = after {
+        select = select.filter(
+            Condition::any()
+                .add(created.lt(position.created_at_us))
+                .add(
+                    Condition::all()
+                        .add(created.eq(position.created_at_us))
+                        .add(id.lt(position.id.as_str())),
+                ),
+        );
+    }
+    let mut rows = select
+        .order_by_desc(created)
+        .order_by_desc(id)
+        .limit(u64::from(page_size) + 1)
+        .all(db)
+        .await?;
+    let has_more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next_page_token = match rows.last() {
+        Some(last) if has_more => {
+            let (created_at_us, id) = position_of(last);
+            Some(encode(
+                key,
+                &Position {
+                    created_at_us,
+                    id,
+                    query,
+                },
+            ))
+        }
+        _ => None,
+    };
+    Ok((rows, next_page_token))
 }
 
 /// Fingerprint of any query description.

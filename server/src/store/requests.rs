@@ -3,8 +3,7 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
 };
 use tracing::{debug, info, instrument};
 
@@ -138,37 +137,20 @@ impl Store {
         if let Some(before) = query.created_before {
             select = select.filter(access_request::Column::CreatedAtUs.lt(to_micros(before)));
         }
-        if let Some(position) = &after {
-            select = select.filter(
-                Condition::any()
-                    .add(access_request::Column::CreatedAtUs.lt(position.created_at_us))
-                    .add(
-                        Condition::all()
-                            .add(access_request::Column::CreatedAtUs.eq(position.created_at_us))
-                            .add(access_request::Column::Id.lt(position.id.as_str())),
-                    ),
-            );
-        }
-        let mut rows = select
-            .order_by_desc(access_request::Column::CreatedAtUs)
-            .order_by_desc(access_request::Column::Id)
-            .limit(u64::from(page_size) + 1)
-            .all(&self.db)
-            .await?;
-
-        let has_more = rows.len() > page_size as usize;
-        rows.truncate(page_size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if has_more => Some(pagination::encode(
-                &self.page_token_key,
-                &Position {
-                    created_at_us: last.created_at_us,
-                    id: last.id.clone(),
-                    query: query_fingerprint,
-                },
-            )),
-            _ => None,
-        };
+        let (rows, next_page_token) = pagination::newest_first_page(
+            &self.db,
+            &self.page_token_key,
+            select,
+            (
+                access_request::Column::CreatedAtUs,
+                access_request::Column::Id,
+            ),
+            after.as_ref(),
+            page_size,
+            query_fingerprint,
+            |row| (row.created_at_us, row.id.clone()),
+        )
+        .await?;
         let items = rows
             .into_iter()
             .map(to_domain)
