@@ -3,5 +3,6 @@
 //! time and count and stops by itself.
 
 pub mod connect;
+pub mod mail;
 pub mod stats;
 pub mod watch;

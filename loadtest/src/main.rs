@@ -47,6 +47,22 @@ enum Scenario {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Submit requests (one applicant email each) for a later drain.
+    MailEnqueue {
+        #[arg(long, default_value_t = 1000)]
+        requests: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Wait until a worker has sent every pending email; report emails/s.
+    MailDrain {
+        /// How many emails the drain covers (for the rate).
+        #[arg(long)]
+        emails: u64,
+        /// Give up after this many seconds (at most 600).
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
     /// Idle watchers: the server's memory per watcher.
     Idle {
         #[arg(long, default_value_t = 10_000)]
@@ -108,6 +124,23 @@ async fn main() -> ExitCode {
                 }
             })
         }
+        Scenario::MailEnqueue {
+            requests,
+            concurrency,
+        } => sesame_loadtest::mail::enqueue(&cli.target, &cli.api_key, requests, concurrency)
+            .await
+            .map(|report| serde_json::to_string_pretty(&report).expect("report serializes")),
+        Scenario::MailDrain {
+            emails,
+            timeout_secs,
+        } => sesame_loadtest::mail::drain(
+            &cli.target,
+            &cli.api_key,
+            emails,
+            Duration::from_secs(timeout_secs.clamp(1, 600)),
+        )
+        .await
+        .map(|report| serde_json::to_string_pretty(&report).expect("report serializes")),
         Scenario::Idle {
             watchers,
             connections,
