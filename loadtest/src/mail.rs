@@ -40,7 +40,7 @@ fn submission(index: u64) -> pb::SubmitAccessRequestRequest {
             phone: String::new(),
         }),
         user_type: pb::UserType::Customer.into(),
-        locale: if index % 2 == 0 { "en" } else { "fr" }.into(),
+        locale: if index.is_multiple_of(2) { "en" } else { "fr" }.into(),
         resource: "loadtest".into(),
         justification: "mail load test".into(),
         consent: Some(pb::Consent {
