@@ -131,8 +131,8 @@ impl Default for Config {
             mail_lifetime_secs: 2 * 24 * 3600,
             mail_lease_secs: 60,
             mail_poll_interval_ms: 1000,
-            mail_batch: 32,
-            mail_concurrency: 8,
+            mail_batch: 128,
+            mail_concurrency: 32,
             mail_timeout_secs: 30,
             mail_templates_dir: None,
         }
@@ -327,6 +327,7 @@ impl Config {
         Transport::from_url(
             &self.mail_transport,
             Duration::from_secs(self.mail_timeout_secs),
+            usize::try_from(self.mail_concurrency).unwrap_or(32),
         )
     }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncTransport, Message, Tokio1Executor};
 use tracing::info;
 
@@ -39,7 +40,11 @@ pub enum Transport {
 impl Transport {
     /// Parses `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]` or
     /// `smtps://...` (see lettre's URL format for `?tls=required`).
-    pub fn from_url(url: &str, timeout: Duration) -> Result<Transport, TransportError> {
+    pub fn from_url(
+        url: &str,
+        timeout: Duration,
+        connections: usize,
+    ) -> Result<Transport, TransportError> {
         Self::check_url(url)?;
         if url == "log" {
             return Ok(Transport::Log);
@@ -53,7 +58,13 @@ impl Transport {
                 reason: error.to_string(),
             }
         })?;
-        Ok(Transport::Smtp(builder.timeout(Some(timeout)).build()))
+        // One pooled connection per email in flight. lettre does not set
+        // TCP_NODELAY, so each message can wait on a delayed ACK; parallel
+        // connections hide that latency.
+        let pool = PoolConfig::new().max_size(u32::try_from(connections.max(1)).unwrap_or(32));
+        Ok(Transport::Smtp(
+            builder.timeout(Some(timeout)).pool_config(pool).build(),
+        ))
     }
 
     /// Checks `url` as [`Transport::from_url`] would, without opening
@@ -127,20 +138,20 @@ mod tests {
     async fn transport_urls() {
         let timeout = Duration::from_secs(5);
         assert!(matches!(
-            Transport::from_url("log", timeout),
+            Transport::from_url("log", timeout, 4),
             Ok(Transport::Log)
         ));
         assert!(matches!(
-            Transport::from_url("file://mail-out", timeout),
+            Transport::from_url("file://mail-out", timeout, 4),
             Ok(Transport::File(dir)) if dir == Path::new("mail-out")
         ));
         assert!(matches!(
-            Transport::from_url("smtp://user:secret@localhost:2525", timeout),
+            Transport::from_url("smtp://user:secret@localhost:2525", timeout, 4),
             Ok(Transport::Smtp(_))
         ));
         assert!(Transport::check_url("smtps://mail.example.com:465").is_ok());
-        let error = Transport::from_url("ftp://x:hunter2@host", timeout).unwrap_err();
+        let error = Transport::from_url("ftp://x:hunter2@host", timeout, 4).unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
-        assert!(Transport::from_url("file://", timeout).is_err());
+        assert!(Transport::from_url("file://", timeout, 4).is_err());
     }
 }

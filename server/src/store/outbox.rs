@@ -203,80 +203,33 @@ impl Store {
     /// nothing.
     #[instrument(skip_all, fields(email = %email.id, attempt = email.attempt), err)]
     pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
-        let at = now();
         let txn = self.begin_write().await?;
-        let Some(row) = outbox::Entity::find_by_id(email.id.clone())
-            .one(&txn)
-            .await?
-        else {
-            return Err(StoreError::LeaseLost);
-        };
-        let ours = row.lease_token.as_deref() == Some(email.lease_token.as_str())
-            && row
-                .lease_expires_at_us
-                .is_some_and(|expires| expires >= to_micros(at))
-            && row.state == PENDING;
-        if !ours {
+        let recorded = record_outcome(&txn, email, &outcome, now()).await?;
+        if !recorded {
             return Err(StoreError::LeaseLost);
         }
-        let (state, kind, error, next_attempt) = match &outcome {
-            Outcome::Sent => (SENT, EventKind::EmailSent, None, row.next_attempt_at_us),
-            Outcome::RetryAt { error, at: retry } => (
-                PENDING,
-                EventKind::EmailFailed,
-                Some(error.clone()),
-                to_micros(*retry),
-            ),
-            Outcome::Dead { error } => (
-                DEAD,
-                EventKind::EmailDead,
-                Some(error.clone()),
-                row.next_attempt_at_us,
-            ),
-        };
-        let request_state = access_request::Entity::find_by_id(row.access_request_id.clone())
-            .one(&txn)
-            .await?
-            .and_then(|request| State::parse(&request.state))
-            .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))?;
-        let mut active: outbox::ActiveModel = row.into();
-        active.state = Set(state.to_owned());
-        active.lease_token = Set(None);
-        active.lease_expires_at_us = Set(None);
-        active.next_attempt_at_us = Set(next_attempt);
-        active.updated_at_us = Set(to_micros(at));
-        if let Some(error) = &error {
-            active.last_error = Set(Some(error.clone()));
-        }
-        if outcome == Outcome::Sent {
-            active.sent_at_us = Set(Some(to_micros(at)));
-        }
-        active.update(&txn).await?;
-        let event = NewEvent {
-            kind,
-            access_request: email.access_request,
-            actor: "system".to_owned(),
-            state: request_state,
-            occurred_at: at,
-            data: json!({
-                "template": email.template.as_str(),
-                "message_id": email.message_id,
-                "attempt": email.attempt,
-                "error": error,
-            }),
-        };
-        append_event(&txn, &event).await?;
         txn.commit().await?;
         self.event_committed();
-        match outcome {
-            Outcome::Sent => info!(template = email.template.as_str(), "email sent"),
-            Outcome::RetryAt { .. } => warn!(
-                template = email.template.as_str(),
-                "email attempt failed; will retry"
-            ),
-            Outcome::Dead { .. } => warn!(template = email.template.as_str(), "email is dead"),
-        }
         Ok(())
+    }
+
+    /// Records the outcomes of a round in one transaction: outcomes whose
+    /// lease expired are skipped (another worker owns those emails).
+    /// Returns how many were skipped.
+    #[instrument(skip_all, fields(emails = outcomes.len()), err)]
+    pub async fn complete_emails(&self, outcomes: &[(ClaimedEmail, Outcome)]) -> Result<usize> {
+        let at = now();
+        let txn = self.begin_write().await?;
+        let mut skipped = 0;
+        for (email, outcome) in outcomes {
+            if !record_outcome(&txn, email, outcome, at).await? {
+                warn!(email = %email.id, "lease expired before the outcome was recorded; another worker owns the email");
+                skipped += 1;
+            }
+        }
+        txn.commit().await?;
+        self.event_committed();
+        Ok(skipped)
     }
 
     /// Counts outbox rows in `state`.
@@ -417,4 +370,85 @@ impl Store {
         info!("dead email queued again");
         EmailRecord::from_row(updated)
     }
+}
+
+/// Records one outcome and its event in `txn`; `false` (and no change)
+/// when the lease is no longer ours.
+async fn record_outcome(
+    txn: &DatabaseTransaction,
+    email: &ClaimedEmail,
+    outcome: &Outcome,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(row) = outbox::Entity::find_by_id(email.id.clone())
+        .one(txn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let ours = row.lease_token.as_deref() == Some(email.lease_token.as_str())
+        && row
+            .lease_expires_at_us
+            .is_some_and(|expires| expires >= to_micros(at))
+        && row.state == PENDING;
+    if !ours {
+        return Ok(false);
+    }
+    let (state, kind, error, next_attempt) = match outcome {
+        Outcome::Sent => (SENT, EventKind::EmailSent, None, row.next_attempt_at_us),
+        Outcome::RetryAt { error, at: retry } => (
+            PENDING,
+            EventKind::EmailFailed,
+            Some(error.clone()),
+            to_micros(*retry),
+        ),
+        Outcome::Dead { error } => (
+            DEAD,
+            EventKind::EmailDead,
+            Some(error.clone()),
+            row.next_attempt_at_us,
+        ),
+    };
+    let request_state = access_request::Entity::find_by_id(row.access_request_id.clone())
+        .one(txn)
+        .await?
+        .and_then(|request| State::parse(&request.state))
+        .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))?;
+    let mut active: outbox::ActiveModel = row.into();
+    active.state = Set(state.to_owned());
+    active.lease_token = Set(None);
+    active.lease_expires_at_us = Set(None);
+    active.next_attempt_at_us = Set(next_attempt);
+    active.updated_at_us = Set(to_micros(at));
+    if let Some(error) = &error {
+        active.last_error = Set(Some(error.clone()));
+    }
+    if *outcome == Outcome::Sent {
+        active.sent_at_us = Set(Some(to_micros(at)));
+    }
+    active.update(txn).await?;
+    let event = NewEvent {
+        kind,
+        access_request: email.access_request,
+        actor: "system".to_owned(),
+        state: request_state,
+        occurred_at: at,
+        data: json!({
+            "template": email.template.as_str(),
+            "message_id": email.message_id,
+            "attempt": email.attempt,
+            "error": error,
+        }),
+    };
+    append_event(txn, &event).await?;
+    match outcome {
+        Outcome::Sent => info!(email = %email.id, template = email.template.as_str(), "email sent"),
+        Outcome::RetryAt { .. } => {
+            warn!(email = %email.id, template = email.template.as_str(), "email attempt failed; will retry")
+        }
+        Outcome::Dead { .. } => {
+            warn!(email = %email.id, template = email.template.as_str(), "email is dead")
+        }
+    }
+    Ok(true)
 }

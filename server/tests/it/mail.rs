@@ -368,7 +368,7 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         .unwrap();
     assert_eq!(claimed.len(), 1);
     let transport =
-        sesame_server::mail::Transport::from_url(&smtp.url(), Duration::from_secs(5)).unwrap();
+        sesame_server::mail::Transport::from_url(&smtp.url(), Duration::from_secs(5), 4).unwrap();
     let templates = sesame_server::mail::Templates::builtin().unwrap();
     let rendered = templates
         .render(
@@ -507,7 +507,7 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
             store,
             std::sync::Arc::new(sesame_server::mail::Templates::builtin().unwrap()),
             std::sync::Arc::new(
-                sesame_server::mail::Transport::from_url(&smtp.url(), Duration::from_secs(10))
+                sesame_server::mail::Transport::from_url(&smtp.url(), Duration::from_secs(10), 8)
                     .unwrap(),
             ),
             options,
