@@ -259,9 +259,13 @@ impl Config {
                 self.mail_from
             ));
         }
+        let mut seen_admins = std::collections::HashSet::new();
         for admin in &self.admin_emails {
             if admin.parse::<Mailbox>().is_err() {
                 problems.push(format!("admin_emails: {admin:?} is not an email address"));
+            }
+            if !seen_admins.insert(admin.to_lowercase()) {
+                problems.push(format!("admin_emails: {admin:?} is listed twice"));
             }
         }
         if let Err(error) = Transport::check_url(&self.mail_transport) {

@@ -146,6 +146,7 @@ pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
         EventKind::EmailSent => pb::EventType::EmailSent,
         EventKind::EmailFailed => pb::EventType::EmailFailed,
         EventKind::EmailDead => pb::EventType::EmailDead,
+        EventKind::EmailRequeued => pb::EventType::EmailRequeued,
     }
 }
 
@@ -162,6 +163,7 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
             Ok(pb::EventType::EmailSent) => Some(EventKind::EmailSent),
             Ok(pb::EventType::EmailFailed) => Some(EventKind::EmailFailed),
             Ok(pb::EventType::EmailDead) => Some(EventKind::EmailDead),
+            Ok(pb::EventType::EmailRequeued) => Some(EventKind::EmailRequeued),
             Ok(pb::EventType::Unspecified) | Err(_) => None,
         };
         match kind {

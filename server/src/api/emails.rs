@@ -157,7 +157,7 @@ impl EmailService for EmailApi {
             check.violation("name", "must be a resource name of the form emails/{uuid}");
             return Err(check.finish().unwrap_err().into());
         };
-        let retried = self.store.retry_email(id).await?;
+        let retried = self.store.retry_email(id, &caller.name).await?;
         Ok(Response::new(pb::RetryEmailResponse {
             email: Some(email(&retried)),
         }))

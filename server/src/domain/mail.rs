@@ -102,6 +102,7 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         EventKind::Rejected => vec![to_applicant(MailTemplate::ApplicantRejected)],
         EventKind::Cancelled => vec![to_applicant(MailTemplate::ApplicantCancelled)],
         EventKind::Expired
+        | EventKind::EmailRequeued
         | EventKind::EmailSent
         | EventKind::EmailFailed
         | EventKind::EmailDead => Vec::new(),
@@ -129,6 +130,22 @@ pub fn retry_at(
     let next = now + delay;
     let deadline = created_at + chrono::Duration::from_std(lifetime).ok()?;
     (next <= deadline).then_some(next)
+}
+
+/// `text` with every email address replaced by `<address>`: SMTP replies
+/// often repeat the recipient, which must not reach events or logs.
+pub fn redact_addresses(text: &str) -> String {
+    text.split_inclusive(|c: char| c.is_whitespace())
+        .map(|word| {
+            let core = word.trim_end();
+            let trailing = &word[core.len()..];
+            if core.contains('@') {
+                format!("<address>{trailing}")
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -215,6 +232,15 @@ mod tests {
         // Beyond the lifetime: dead.
         let late = created + chrono::Duration::seconds(550);
         assert_eq!(retry_at(3, &schedule, lifetime, created, late, 0.5), None);
+    }
+
+    #[test]
+    fn addresses_are_redacted_from_replies() {
+        assert_eq!(
+            redact_addresses("550 5.1.1 <ada@example.com>: Recipient address rejected"),
+            "550 5.1.1 <address> Recipient address rejected"
+        );
+        assert_eq!(redact_addresses("451 try later"), "451 try later");
     }
 
     #[test]

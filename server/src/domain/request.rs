@@ -258,11 +258,13 @@ pub enum EventKind {
     EmailFailed,
     /// An email will not be sent: permanent failure or lifetime exhausted.
     EmailDead,
+    /// An administrator queued a dead email again.
+    EmailRequeued,
 }
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -271,6 +273,7 @@ impl EventKind {
         EventKind::EmailSent,
         EventKind::EmailFailed,
         EventKind::EmailDead,
+        EventKind::EmailRequeued,
     ];
 
     /// Parses a name produced by [`EventKind::as_str`].
@@ -289,6 +292,7 @@ impl EventKind {
             EventKind::EmailSent => "email.sent",
             EventKind::EmailFailed => "email.failed",
             EventKind::EmailDead => "email.dead",
+            EventKind::EmailRequeued => "email.requeued",
         }
     }
 }

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::{SendError, Templates, Transport};
 use crate::domain::mail::retry_at;
 use crate::store::outbox::{ClaimedEmail, Outcome};
-use crate::store::{Store, now};
+use crate::store::{Store, StoreError, now};
 
 /// Tuning of the worker.
 #[derive(Clone, Debug)]
@@ -57,25 +57,27 @@ pub async fn run_worker(
         };
         let idle = claimed.is_empty();
         // The emails of a round are sent side by side (lettre pools SMTP
-        // connections), then all their outcomes are recorded in one
-        // transaction. A crash in between leaves the leases to expire: the
-        // emails are sent again, with the same Message-IDs.
-        let outcomes: Vec<(ClaimedEmail, Outcome)> = futures::stream::iter(claimed)
-            .map(|email| {
-                let (templates, transport, options) = (&templates, &transport, &options);
+        // connections); each outcome is recorded, in its own transaction, as
+        // soon as it is known. A crash in between leaves the lease to
+        // expire: the email is sent again, with the same Message-ID.
+        futures::stream::iter(claimed)
+            .for_each_concurrent(options.concurrency.max(1), |email| {
+                let (store, templates, transport, options) =
+                    (&store, &templates, &transport, &options);
                 async move {
                     let outcome = attempt(templates, transport, options, &email).await;
-                    (email, outcome)
+                    match store.complete_email(&email, outcome).await {
+                        Ok(()) => {}
+                        Err(StoreError::LeaseLost) => {
+                            warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
+                        }
+                        Err(error) => {
+                            warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried");
+                        }
+                    }
                 }
             })
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
             .await;
-        if !outcomes.is_empty()
-            && let Err(error) = store.complete_emails(&outcomes).await
-        {
-            warn!(error = %error, emails = outcomes.len(), "could not record the outcomes of a round; the leases will expire and the emails be retried");
-        }
         if idle {
             tokio::select! {
                 () = shutdown.cancelled() => {}

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, Set, Statement, Value,
@@ -16,7 +17,7 @@ use uuid::Uuid;
 use super::entities::{access_request, outbox};
 use super::events::append_event;
 use super::{Result, Store, StoreError, from_micros, now, to_micros};
-use crate::domain::mail::{MailTemplate, NewEmail};
+use crate::domain::mail::{MailTemplate, NewEmail, redact_addresses};
 use crate::domain::{AccessRequestId, EventKind, Locale, NewEvent, State, UserType};
 
 /// Outbox states.
@@ -213,25 +214,6 @@ impl Store {
         Ok(())
     }
 
-    /// Records the outcomes of a round in one transaction: outcomes whose
-    /// lease expired are skipped (another worker owns those emails).
-    /// Returns how many were skipped.
-    #[instrument(skip_all, fields(emails = outcomes.len()), err)]
-    pub async fn complete_emails(&self, outcomes: &[(ClaimedEmail, Outcome)]) -> Result<usize> {
-        let at = now();
-        let txn = self.begin_write().await?;
-        let mut skipped = 0;
-        for (email, outcome) in outcomes {
-            if !record_outcome(&txn, email, outcome, at).await? {
-                warn!(email = %email.id, "lease expired before the outcome was recorded; another worker owns the email");
-                skipped += 1;
-            }
-        }
-        txn.commit().await?;
-        self.event_committed();
-        Ok(skipped)
-    }
-
     /// Counts outbox rows in `state`.
     pub async fn count_emails(&self, state: &str) -> Result<u64> {
         use sea_orm::PaginatorTrait;
@@ -350,25 +332,60 @@ impl Store {
 
     /// Queues a dead email again, due now, with a fresh lifetime.
     #[instrument(skip_all, fields(email = %id), err)]
-    pub async fn retry_email(&self, id: Uuid) -> Result<EmailRecord> {
-        let at = to_micros(now());
+    pub async fn retry_email(&self, id: Uuid, actor: &str) -> Result<EmailRecord> {
+        let at = now();
         let txn = self.begin_write().await?;
         let row = outbox::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?
             .ok_or(StoreError::EmailNotFound)?;
-        if row.state != DEAD {
+        // Conditional on the state, so two admins retrying at once requeue
+        // the email once.
+        let updated = outbox::Entity::update_many()
+            .col_expr(outbox::Column::State, Expr::value(PENDING))
+            .col_expr(outbox::Column::Attempts, Expr::value(0))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(outbox::Column::NextAttemptAtUs, Expr::value(to_micros(at)))
+            .col_expr(
+                outbox::Column::RequeuedAtUs,
+                Expr::value(Some(to_micros(at))),
+            )
+            .col_expr(outbox::Column::UpdatedAtUs, Expr::value(to_micros(at)))
+            .filter(outbox::Column::Id.eq(id.to_string()))
+            .filter(outbox::Column::State.eq(DEAD))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
             return Err(StoreError::EmailNotDead(row.state));
         }
-        let mut active: outbox::ActiveModel = row.into();
-        active.state = Set(PENDING.to_owned());
-        active.next_attempt_at_us = Set(at);
-        active.requeued_at_us = Set(Some(at));
-        active.updated_at_us = Set(at);
-        let updated = active.update(&txn).await?;
+        let request_state = access_request::Entity::find_by_id(row.access_request_id.clone())
+            .one(&txn)
+            .await?
+            .and_then(|request| State::parse(&request.state))
+            .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))?;
+        let event = NewEvent {
+            kind: EventKind::EmailRequeued,
+            access_request: row
+                .access_request_id
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("outbox {}: bad request id", row.id)))?,
+            actor: actor.to_owned(),
+            state: request_state,
+            occurred_at: at,
+            data: json!({ "template": row.template, "message_id": row.message_id }),
+        };
+        append_event(&txn, &event).await?;
+        let fresh = outbox::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::EmailNotFound)?;
         txn.commit().await?;
+        self.event_committed();
         info!("dead email queued again");
-        EmailRecord::from_row(updated)
+        EmailRecord::from_row(fresh)
     }
 }
 
@@ -386,11 +403,11 @@ async fn record_outcome(
     else {
         return Ok(false);
     };
-    let ours = row.lease_token.as_deref() == Some(email.lease_token.as_str())
-        && row
-            .lease_expires_at_us
-            .is_some_and(|expires| expires >= to_micros(at))
-        && row.state == PENDING;
+    // Every claim sets a new token, so a matching token proves no other
+    // worker has claimed the email since, even if the lease ran out: the
+    // outcome is real and is kept (dropping it would send the email again).
+    let ours =
+        row.lease_token.as_deref() == Some(email.lease_token.as_str()) && row.state == PENDING;
     if !ours {
         return Ok(false);
     }
@@ -437,7 +454,9 @@ async fn record_outcome(
             "template": email.template.as_str(),
             "message_id": email.message_id,
             "attempt": email.attempt,
-            "error": error,
+            // The server's reply without addresses: events carry no
+            // personal data (the full reply stays in the admin-only row).
+            "error": error.as_deref().map(redact_addresses),
         }),
     };
     append_event(txn, &event).await?;

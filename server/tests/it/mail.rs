@@ -300,6 +300,11 @@ async fn smtp_permanent_failures_go_dead_at_once(backend: Backend) {
         .events;
     assert_eq!(listed.len(), 1);
     assert!(listed[0].reason.contains("550"), "{:?}", listed[0]);
+    assert!(
+        !listed[0].reason.contains("@"),
+        "no address in events: {:?}",
+        listed[0]
+    );
     assert_eq!(listed[0].actor, "system");
     server.stop().await;
 }
@@ -625,6 +630,7 @@ async fn admins_list_retry_and_preview_emails(backend: Backend) {
         .email
         .unwrap();
     assert_eq!(retried.state(), pb::EmailState::Pending);
+    assert_eq!((retried.attempts, retried.last_error.as_str()), (0, ""));
     wait_for("the retried email", async || smtp.received().len() == 2).await;
     wait_for("the sent row", async || {
         outbox_rows(&server)

@@ -40,7 +40,9 @@ class Handler:
             server.transport.close()
             return "421 closing"
         if reply != "250":
-            return f"{reply} planned failure"
+            # Like real servers, repeat the recipient: it must not leak into
+            # Sesame's events.
+            return f"{reply} planned failure for <{envelope.rcpt_tos[0]}>"
         self.count += 1
         path = os.path.join(self.mail_dir, f"{self.count}.eml")
         with open(path + ".tmp", "wb") as out:
