@@ -124,9 +124,7 @@ impl EmailService for EmailApi {
         let mut check = Validator::new();
         let paging = paging::paging(&mut check, message.page_size, &message.page_token);
         let state = check.optional_enum("state", state_input(message.state));
-        let access_request = (!message.access_request.is_empty())
-            .then(|| check.name("access_request", &message.access_request))
-            .flatten();
+        let access_request = check.optional_name("access_request", &message.access_request);
         check.finish()?;
         let filter = EmailFilter {
             state,

@@ -70,9 +70,7 @@ impl EventService for EventApi {
         let message = request.into_inner();
         let mut check = Validator::new();
         let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
-        let access_request = (!message.access_request.is_empty())
-            .then(|| check.name("access_request", &message.access_request))
-            .flatten();
+        let access_request = check.optional_name("access_request", &message.access_request);
         check.finish()?;
         let after = if message.after.is_empty() {
             None
@@ -112,9 +110,7 @@ impl EventService for EventApi {
         let mut check = Validator::new();
         let paging = paging::paging(&mut check, message.page_size, &message.page_token);
         let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
-        let access_request = (!message.access_request.is_empty())
-            .then(|| check.name("access_request", &message.access_request))
-            .flatten();
+        let access_request = check.optional_name("access_request", &message.access_request);
         let actor = check.text("actor", &message.actor, TextRule::optional(64));
         let (from, before) = paging::time_range(
             &mut check,

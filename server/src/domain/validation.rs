@@ -209,6 +209,14 @@ impl Validator {
         }
     }
 
+    /// Checks a resource name used as a filter: empty means "any".
+    pub fn optional_name(&mut self, field: &str, raw: &str) -> Option<AccessRequestId> {
+        if raw.is_empty() {
+            return None;
+        }
+        self.name(field, raw)
+    }
+
     /// Checks a protobuf enum that must be set to a known value.
     pub fn required_enum<T: Copy>(&mut self, field: &str, input: EnumInput<T>) -> Option<T> {
         match input {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
     QueryFilter, Set, Statement, Value,
 };
 use serde_json::json;
@@ -165,43 +165,19 @@ impl Store {
             i64::try_from(limit).unwrap_or(100).into(),
         ];
         let txn = self.begin_write().await?;
-        let rows = txn
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        // RETURNING * yields whole rows: the entity reads them as it reads
+        // any query result.
+        let rows =
+            outbox::Model::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+                .all(&txn)
+                .await?;
         txn.commit().await?;
-        rows.into_iter()
-            .map(|row| -> Result<ClaimedEmail> {
-                let model = outbox::Model {
-                    id: row.try_get("", "id")?,
-                    idempotency_key: row.try_get("", "idempotency_key")?,
-                    message_id: row.try_get("", "message_id")?,
-                    access_request_id: row.try_get("", "access_request_id")?,
-                    event_seq: row.try_get("", "event_seq")?,
-                    template: row.try_get("", "template")?,
-                    locale: row.try_get("", "locale")?,
-                    user_type: row.try_get("", "user_type")?,
-                    recipient: row.try_get("", "recipient")?,
-                    data: row.try_get("", "data")?,
-                    state: row.try_get("", "state")?,
-                    attempts: row.try_get("", "attempts")?,
-                    next_attempt_at_us: row.try_get("", "next_attempt_at_us")?,
-                    lease_token: row.try_get("", "lease_token")?,
-                    lease_expires_at_us: row.try_get("", "lease_expires_at_us")?,
-                    last_error: row.try_get("", "last_error")?,
-                    created_at_us: row.try_get("", "created_at_us")?,
-                    updated_at_us: row.try_get("", "updated_at_us")?,
-                    sent_at_us: row.try_get("", "sent_at_us")?,
-                    requeued_at_us: row.try_get("", "requeued_at_us")?,
-                };
-                claimed(model)
-            })
-            .collect()
+        rows.into_iter().map(claimed).collect()
     }
 
-    /// Records the outcome of an attempt and its event, if `email`'s lease
-    /// is still ours; a worker whose lease expired (and whose row another
-    /// worker may have claimed) gets [`StoreError::LeaseLost`] and changes
-    /// nothing.
+    /// Records the outcome of an attempt and its event, if `email` was not
+    /// claimed again since (by another worker, after its lease expired);
+    /// otherwise it returns [`StoreError::LeaseLost`] and changes nothing.
     #[instrument(skip_all, fields(email = %email.id, attempt = email.attempt), err)]
     pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
         let txn = self.begin_write().await?;
@@ -361,11 +337,7 @@ impl Store {
         if updated.rows_affected != 1 {
             return Err(StoreError::EmailNotDead(row.state));
         }
-        let request_state = access_request::Entity::find_by_id(row.access_request_id.clone())
-            .one(&txn)
-            .await?
-            .and_then(|request| State::parse(&request.state))
-            .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))?;
+        let request_state = request_state(&txn, &row).await?;
         let event = NewEvent {
             kind: EventKind::EmailRequeued,
             access_request: row
@@ -387,6 +359,16 @@ impl Store {
         info!("dead email queued again");
         EmailRecord::from_row(fresh)
     }
+}
+
+/// The current state of the request an email is about: email events record
+/// it as the request's state.
+async fn request_state(txn: &DatabaseTransaction, row: &outbox::Model) -> Result<State> {
+    access_request::Entity::find_by_id(row.access_request_id.clone())
+        .one(txn)
+        .await?
+        .and_then(|request| State::parse(&request.state))
+        .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))
 }
 
 /// Records one outcome and its event in `txn`; `false` (and no change)
@@ -426,11 +408,7 @@ async fn record_outcome(
             row.next_attempt_at_us,
         ),
     };
-    let request_state = access_request::Entity::find_by_id(row.access_request_id.clone())
-        .one(txn)
-        .await?
-        .and_then(|request| State::parse(&request.state))
-        .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))?;
+    let request_state = request_state(txn, &row).await?;
     let mut active: outbox::ActiveModel = row.into();
     active.state = Set(state.to_owned());
     active.lease_token = Set(None);
