@@ -21,7 +21,7 @@ use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::events::Hub;
 use crate::mail::run_worker;
-use crate::store::Store;
+use crate::store::{BOOTSTRAP_KEY_NAME, Store};
 
 /// Names of the Sesame services in the health service.
 const SERVICES: [&str; 3] = [
@@ -204,7 +204,7 @@ async fn watch_database(
 
 fn print_bootstrap_key(secret: &str) {
     println!("================================================================");
-    println!("sesame: created the first admin API key (name: bootstrap-admin).");
+    println!("sesame: created the first admin API key (name: {BOOTSTRAP_KEY_NAME}).");
     println!("It is shown only this once; store it now:");
     println!();
     println!("    {secret}");

@@ -93,11 +93,6 @@ impl Hub {
         self.sender.subscribe()
     }
 
-    /// The highest sequence published so far.
-    pub fn head(&self) -> i64 {
-        *self.head.borrow()
-    }
-
     /// Follows the published head.
     pub fn head_watch(&self) -> watch::Receiver<i64> {
         self.head.clone()
@@ -106,11 +101,6 @@ impl Hub {
     /// Permits for watchers' catch-up reads of the log.
     pub fn catch_up_permits(&self) -> Arc<Semaphore> {
         self.catch_up.clone()
-    }
-
-    /// How many watchers are subscribed.
-    pub fn watchers(&self) -> usize {
-        self.sender.receiver_count()
     }
 }
 
