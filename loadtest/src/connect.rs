@@ -1,34 +1,15 @@
-//! Channels to the target and the bearer-key interceptor.
+//! Channels to the target, the bearer key, and process measurements.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
+use sesame_client::Bearer;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
 
-/// Adds `authorization: Bearer <key>` to every call.
-#[derive(Clone, Debug)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl Bearer {
-    /// An interceptor sending `key`.
-    pub fn new(key: &str) -> anyhow::Result<Self> {
-        let value = format!("Bearer {key}")
-            .parse()
-            .context("the API key is not valid metadata")?;
-        Ok(Self(value))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
+/// The bearer-key interceptor of the Rust client, for a key given on the
+/// command line.
+pub fn bearer(key: &str) -> anyhow::Result<Bearer> {
+    Bearer::new(key).context("the API key is not valid metadata (printable ASCII only)")
 }
 
 /// `count` separate HTTP/2 connections to `target`.

@@ -13,7 +13,7 @@ use sesame_proto::v1::access_request_service_client::AccessRequestServiceClient;
 use sesame_proto::v1::email_service_client::EmailServiceClient;
 use tokio::sync::Semaphore;
 
-use crate::connect::{Bearer, channels};
+use crate::connect::{bearer, channels};
 
 /// Result of `mail-enqueue`.
 #[derive(Clone, Debug, Serialize)]
@@ -60,7 +60,7 @@ pub async fn enqueue(
     concurrency: usize,
 ) -> anyhow::Result<EnqueueReport> {
     let channels = channels(target, 4).await?;
-    let bearer = Bearer::new(key)?;
+    let bearer = bearer(key)?;
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -107,7 +107,7 @@ pub async fn drain(
     timeout: Duration,
 ) -> anyhow::Result<DrainReport> {
     let channel = channels(target, 1).await?.remove(0);
-    let mut client = EmailServiceClient::with_interceptor(channel, Bearer::new(key)?);
+    let mut client = EmailServiceClient::with_interceptor(channel, bearer(key)?);
     let started = Instant::now();
     loop {
         let pending = client

@@ -22,12 +22,12 @@ use sesame_proto::v1::access_request_service_client::AccessRequestServiceClient;
 use sesame_proto::v1::event_service_client::EventServiceClient;
 use sesame_proto::v1::watch_events_response::Kind;
 use tokio::sync::{Semaphore, mpsc};
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::connect::{Bearer, channels, cpu_seconds, rss_kib};
+use crate::connect::{bearer, channels, cpu_seconds, rss_kib};
 use crate::stats::{LatencySummary, histogram, summarize};
+use sesame_client::EventClient as Events;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -78,8 +78,6 @@ pub struct IdleReport {
     pub kib_per_watcher: f64,
 }
 
-type Events = EventServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
-
 fn progress(line: &str) {
     eprint!("\r{line:<100}");
 }
@@ -96,7 +94,7 @@ async fn open_watchers(
     stop: tokio_util_lite::Stop,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<Histogram<u64>>>>> {
     let channels = channels(args_target, connections).await?;
-    let bearer = Bearer::new(key)?;
+    let bearer = bearer(key)?;
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(count.max(1));
     let mut tasks = Vec::with_capacity(count);
     for index in 0..count {
@@ -246,7 +244,7 @@ pub async fn run_watch(args: &WatchArgs) -> anyhow::Result<WatchReport> {
     let own_cpu_before = cpu_seconds(std::process::id())?;
 
     let submitters = channels(&args.target, 4).await?;
-    let bearer = Bearer::new(&args.api_key)?;
+    let bearer = bearer(&args.api_key)?;
     let in_flight = Arc::new(Semaphore::new(256));
     let submitted = Arc::new(AtomicU64::new(0));
     let errors: Arc<std::sync::Mutex<BTreeMap<String, u64>>> = Arc::default();

@@ -127,11 +127,14 @@ async fn migrate_applies_then_reports_nothing_pending_on_postgres() {
 }
 
 /// A running `sesame serve` with its stdout and stderr readers.
-struct Served {
-    child: tokio::process::Child,
+/// A running `sesame serve` process.
+pub struct Served {
+    pub child: tokio::process::Child,
     stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    addr: String,
-    stdout_before_listening: Vec<String>,
+    /// The address it listens on, `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Lines printed on stdout before it listened (the bootstrap key).
+    pub stdout_before_listening: Vec<String>,
 }
 
 async fn serve(dir: &Path) -> Served {
@@ -140,10 +143,15 @@ async fn serve(dir: &Path) -> Served {
 
 /// `sesame serve` in `dir` with extra `SESAME_*` environment variables.
 async fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Served {
+    serve_at(dir, "127.0.0.1:0", env).await
+}
+
+/// `sesame serve --listen LISTEN` in `dir`, with extra environment variables.
+pub async fn serve_at(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Served {
     let mut command = tokio::process::Command::from(sesame(dir));
     command.envs(env.iter().copied());
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["serve", "--listen", listen, "--log-format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -179,7 +187,8 @@ async fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Served {
     served
 }
 
-async fn terminate(mut served: Served) {
+/// SIGTERM, then a clean exit within 20 s.
+pub async fn terminate(mut served: Served) {
     let pid = served.child.id().expect("running").to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());

@@ -15,11 +15,8 @@ use sesame_server::store::Store;
 use sesame_server::{Config, server};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 /// Runs a test function once per database backend.
@@ -75,27 +72,8 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-/// The generated client with a bearer key on every call.
-pub type Client = AccessRequestServiceClient<InterceptedService<Channel, Bearer>>;
-/// The generated email client with a bearer key on every call.
-pub type EmailClient = EmailServiceClient<InterceptedService<Channel, Bearer>>;
-/// The generated event client with a bearer key on every call.
-pub type EventClient = EventServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// Adds `authorization: Bearer <key>` when a key is set.
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
+/// The generated clients with a bearer key on every call.
+pub use sesame_client::{AccessRequestClient as Client, Bearer, EmailClient, EventClient};
 
 impl TestServer {
     /// Starts a server over a fresh database of `backend`.
@@ -183,20 +161,20 @@ impl TestServer {
             .connect()
             .await
             .expect("connect to the test server");
-        let value = format!("Bearer {key}").parse().expect("ascii key");
-        EventServiceClient::with_interceptor(channel, Bearer(Some(value)))
+        let bearer = Bearer::new(key).expect("ascii key");
+        EventServiceClient::with_interceptor(channel, bearer)
     }
 
     /// An email client calling with `key`.
     pub async fn emails(&self, key: &str) -> EmailClient {
-        let value = format!("Bearer {key}").parse().expect("ascii key");
-        EmailServiceClient::with_interceptor(self.channel().await, Bearer(Some(value)))
+        let bearer = Bearer::new(key).expect("ascii key");
+        EmailServiceClient::with_interceptor(self.channel().await, bearer)
     }
 
     /// An event client calling with `key`.
     pub async fn events(&self, key: &str) -> EventClient {
-        let value = format!("Bearer {key}").parse().expect("ascii key");
-        EventServiceClient::with_interceptor(self.channel().await, Bearer(Some(value)))
+        let bearer = Bearer::new(key).expect("ascii key");
+        EventServiceClient::with_interceptor(self.channel().await, bearer)
     }
 
     /// A channel to the server.
@@ -211,13 +189,13 @@ impl TestServer {
 
     /// A client calling with `key`.
     pub async fn client(&self, key: &str) -> Client {
-        let value = format!("Bearer {key}").parse().expect("ascii key");
-        AccessRequestServiceClient::with_interceptor(self.channel().await, Bearer(Some(value)))
+        let bearer = Bearer::new(key).expect("ascii key");
+        AccessRequestServiceClient::with_interceptor(self.channel().await, bearer)
     }
 
     /// A client that sends no key.
     pub async fn anonymous(&self) -> Client {
-        AccessRequestServiceClient::with_interceptor(self.channel().await, Bearer(None))
+        AccessRequestServiceClient::with_interceptor(self.channel().await, Bearer::none())
     }
 
     /// Rows in `table`, read straight from the database.

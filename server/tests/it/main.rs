@@ -6,6 +6,7 @@ mod postgres;
 
 mod access_requests;
 mod cli;
+mod client;
 mod events;
 mod mail;
 mod service;

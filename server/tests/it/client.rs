@@ -1,0 +1,209 @@
+//! The Rust client crate (`clients/rust`) against the real `sesame` binary:
+//! the ergonomic calls, error details, retry of UNAVAILABLE across a server
+//! restart, and a watch that resumes from its cursor without gaps or
+//! duplicates.
+
+use std::time::Duration;
+
+use sesame_client::{Options, RetryPolicy, SesameClient, error_reason, field_violations, v1 as pb};
+use tonic::Code;
+
+use crate::cli::{Served, serve_at, terminate};
+use crate::harness::valid_submission;
+
+fn bootstrap_key(served: &Served) -> String {
+    served
+        .stdout_before_listening
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("sesame_"))
+        .expect("the bootstrap key is printed")
+        .to_owned()
+}
+
+/// The next event of `watch`, within 20 s.
+async fn next_event(watch: &mut sesame_client::Watch) -> pb::Event {
+    tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("an event within 20 s")
+        .expect("the watch never ends by itself")
+        .expect("no error")
+}
+
+fn submission(email: &str) -> pb::SubmitAccessRequestRequest {
+    let mut request = valid_submission();
+    request.applicant.as_mut().unwrap().email = email.to_owned();
+    request
+}
+
+#[tokio::test]
+async fn the_rust_client_submits_decides_reads_and_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_at(
+        dir.path(),
+        "127.0.0.1:0",
+        &[
+            ("SESAME_MAIL_TRANSPORT", "log"),
+            ("SESAME_MAIL_WORKER", "false"),
+        ],
+    )
+    .await;
+    let key = bootstrap_key(&served);
+    let client = SesameClient::connect(&format!("http://{}", served.addr), &key)
+        .await
+        .unwrap();
+    let mut watch = client
+        .watch(pb::WatchEventsRequest::default())
+        .await
+        .unwrap();
+    // `watch` returned once live: the submit made next is seen.
+    let first = client
+        .submit(submission("first@example.com"))
+        .await
+        .unwrap();
+    let seen = next_event(&mut watch).await;
+    assert_eq!(seen.access_request, first.name);
+    assert!(!watch.cursor().is_empty());
+
+    // No request_id given: the client generated one, so a retry is safe.
+    let second = client
+        .submit(submission("second@example.com"))
+        .await
+        .unwrap();
+    assert_ne!(first.name, second.name);
+    let approved = client
+        .approve(pb::ApproveAccessRequestRequest {
+            name: second.name.clone(),
+            note: "welcome".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(approved.state(), pb::AccessRequestState::Approved);
+    let rejected = client
+        .reject(pb::RejectAccessRequestRequest {
+            name: first.name.clone(),
+            reason: "no longer needed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rejected.state(), pb::AccessRequestState::Rejected);
+    assert_eq!(client.get(&second.name).await.unwrap(), approved);
+    let listed = client
+        .list(pb::ListAccessRequestsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.access_requests.len(), 2);
+
+    let types: Vec<_> = [
+        next_event(&mut watch).await,
+        next_event(&mut watch).await,
+        next_event(&mut watch).await,
+    ]
+    .iter()
+    .map(|event| (event.access_request.clone(), event.r#type()))
+    .collect();
+    assert_eq!(
+        types,
+        [
+            (second.name.clone(), pb::EventType::RequestSubmitted),
+            (second.name.clone(), pb::EventType::RequestApproved),
+            (first.name.clone(), pb::EventType::RequestRejected),
+        ]
+    );
+
+    // Errors carry Sesame's reason and every invalid field.
+    let mut bad = submission("not an email");
+    bad.resource.clear();
+    let status = client.submit(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(error_reason(&status).as_deref(), Some("INVALID_ARGUMENT"));
+    let fields: Vec<String> = field_violations(&status)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert!(fields.contains(&"applicant.email".to_owned()), "{fields:?}");
+    assert!(fields.contains(&"resource".to_owned()), "{fields:?}");
+    let missing = client
+        .get("accessRequests/01935e2e-0000-7000-8000-000000000000")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(error_reason(&missing).as_deref(), Some("REQUEST_NOT_FOUND"));
+
+    // A key that is not metadata is refused before anything is sent.
+    let refused = SesameClient::connect(&format!("http://{}", served.addr), "bad\nkey").await;
+    assert!(matches!(
+        refused,
+        Err(sesame_client::ConnectError::InvalidKey)
+    ));
+    terminate(served).await;
+}
+
+#[tokio::test]
+async fn calls_are_retried_and_the_watch_resumes_across_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SESAME_MAIL_TRANSPORT", "log")];
+    let served = serve_at(dir.path(), "127.0.0.1:0", &env).await;
+    let addr = served.addr.clone();
+    let key = bootstrap_key(&served);
+    let options = Options {
+        timeout: Duration::from_secs(60),
+        retry: RetryPolicy {
+            max_attempts: 200,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+        },
+        ..Options::default()
+    };
+    let client = SesameClient::connect_with(&format!("http://{addr}"), &key, options)
+        .await
+        .unwrap();
+    // The mail worker runs: email events are filtered out server-side.
+    let only_submits = pb::WatchEventsRequest {
+        event_types: vec![pb::EventType::RequestSubmitted.into()],
+        ..Default::default()
+    };
+    let mut watch = client.watch(only_submits).await.unwrap();
+    let before = client
+        .submit(submission("before@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut watch).await.access_request, before.name);
+    let cursor_before = watch.cursor().to_owned();
+
+    // Down: a submit made now waits (retrying UNAVAILABLE) for the restart.
+    terminate(served).await;
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.submit(submission("during@example.com")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "the submit waits for the server");
+    let served = serve_at(dir.path(), &addr, &env).await;
+    let during = pending
+        .await
+        .unwrap()
+        .expect("retried until the server came back");
+
+    let after = client
+        .submit(submission("after@example.com"))
+        .await
+        .unwrap();
+    let resumed = [next_event(&mut watch).await, next_event(&mut watch).await];
+    assert_eq!(
+        resumed[0].access_request, during.name,
+        "nothing missed, nothing twice"
+    );
+    assert_eq!(resumed[1].access_request, after.name);
+    assert!(watch.reconnects() >= 1);
+    assert_ne!(watch.cursor(), cursor_before);
+
+    // Not retried: a refusal comes back at once, on the first attempt.
+    let started = std::time::Instant::now();
+    let status = client.submit(submission("nope")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    terminate(served).await;
+}
