@@ -252,7 +252,7 @@ fn templates(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
             "unknown user type {user_type:?}: expected employee, partner, customer or contractor"
         );
     };
-    let mut values = crate::api::sample_email_data(user_type.as_str());
+    let mut values = crate::mail::sample_data(user_type.as_str());
     if let Some(path) = data {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;

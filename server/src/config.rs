@@ -100,8 +100,8 @@ pub struct Config {
     pub mail_concurrency: u64,
     /// Seconds an SMTP conversation may take.
     pub mail_timeout_secs: u64,
-    /// A directory of `.txt` / `.html` email templates that override the
-    /// built-in ones by file name.
+    /// A directory of `.txt` / `.mjml` (or finished `.html`) email templates
+    /// that override the built-in ones by file name.
     pub mail_templates_dir: Option<String>,
 }
 

@@ -98,20 +98,6 @@ fn email(record: &EmailRecord) -> pb::Email {
     }
 }
 
-/// Values shown by PreviewEmail and `sesame templates render` when the
-/// caller gives none.
-pub fn sample_data(user_type: &str) -> serde_json::Value {
-    serde_json::json!({
-        "full_name": "Ada Lovelace",
-        "organization": "Analytical Engines Ltd",
-        "applicant_email": "ada@example.com",
-        "resource": "vpn-paris",
-        "request": "accessRequests/0190a5f0-0000-7000-8000-000000000000",
-        "user_type": user_type,
-        "reason": "Access granted for the maintenance window.",
-    })
-}
-
 #[tonic::async_trait]
 impl EmailService for EmailApi {
     async fn list_emails(
@@ -183,7 +169,7 @@ impl EmailService for EmailApi {
         let user_type = check
             .optional_enum("user_type", convert::user_type_input(message.user_type))
             .unwrap_or(UserType::Employee);
-        let mut data = sample_data(user_type.as_str());
+        let mut data = crate::mail::sample_data(user_type.as_str());
         if message.data_json.len() > MAX_PREVIEW_DATA_BYTES {
             check.violation("data_json", "must be at most 16 KiB");
         } else if !message.data_json.trim().is_empty() {

@@ -10,7 +10,7 @@ mod paging;
 pub mod status;
 
 pub use access_requests::AccessRequestApi;
-pub use emails::{EmailApi, sample_data as sample_email_data};
+pub use emails::EmailApi;
 pub use events::EventApi;
 
 use tonic::{Code, Request, Status};

@@ -6,6 +6,6 @@ pub mod templates;
 pub mod transport;
 pub mod worker;
 
-pub use templates::{Rendered, Templates};
+pub use templates::{Rendered, Templates, sample_data};
 pub use transport::{SendError, Transport};
 pub use worker::{WorkerOptions, run_worker};
