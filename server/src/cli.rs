@@ -196,7 +196,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         store,
         Arc::new(templates),
         Arc::new(transport),
-        config.worker(),
+        config.worker()?,
         shutdown,
     )
     .await;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
@@ -16,6 +17,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use lettre::message::Mailbox;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::HeaderName;
 
 use crate::events::{HubOptions, WatchOptions};
 use crate::mail::templates::TemplateError;
@@ -103,6 +109,15 @@ pub struct Config {
     /// A directory of `.txt` / `.mjml` (or finished `.html`) email templates
     /// that override the built-in ones by file name.
     pub mail_templates_dir: Option<String>,
+    /// DKIM signing domain (`d=`); set with the selector and key file, or
+    /// none of the three.
+    pub mail_dkim_domain: Option<String>,
+    /// DKIM selector (`s=`): the key is published at
+    /// `SELECTOR._domainkey.DOMAIN`.
+    pub mail_dkim_selector: Option<String>,
+    /// DKIM private key: an RSA key in PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`)
+    /// or an Ed25519 seed as one line of base64.
+    pub mail_dkim_key_file: Option<String>,
 }
 
 impl Default for Config {
@@ -135,6 +150,9 @@ impl Default for Config {
             mail_concurrency: 32,
             mail_timeout_secs: 30,
             mail_templates_dir: None,
+            mail_dkim_domain: None,
+            mail_dkim_selector: None,
+            mail_dkim_key_file: None,
         }
     }
 }
@@ -268,6 +286,9 @@ impl Config {
                 problems.push(format!("admin_emails: {admin:?} is listed twice"));
             }
         }
+        if let Err(error) = self.dkim() {
+            problems.push(error);
+        }
         if let Err(error) = Transport::check_url(&self.mail_transport) {
             problems.push(error.to_string());
         }
@@ -340,9 +361,82 @@ impl Config {
         Templates::load(self.mail_templates_dir.as_deref().map(std::path::Path::new))
     }
 
-    /// Tuning of the mail worker. Call after [`Config::validate`].
-    pub fn worker(&self) -> WorkerOptions {
-        WorkerOptions {
+    /// The DKIM signing settings, when configured: all three of
+    /// `mail_dkim_domain`, `mail_dkim_selector` and `mail_dkim_key_file`,
+    /// with a key that parses.
+    pub fn dkim(&self) -> Result<Option<DkimConfig>, String> {
+        let (domain, selector, key_file) = match (
+            &self.mail_dkim_domain,
+            &self.mail_dkim_selector,
+            &self.mail_dkim_key_file,
+        ) {
+            (None, None, None) => return Ok(None),
+            (Some(domain), Some(selector), Some(key_file)) => (domain, selector, key_file),
+            _ => {
+                return Err(
+                    "mail_dkim_domain, mail_dkim_selector and mail_dkim_key_file \
+                            go together: set all three or none"
+                        .to_owned(),
+                );
+            }
+        };
+        let label_ok = |value: &str| {
+            !value.is_empty()
+                && value.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        };
+        if !label_ok(domain) || !label_ok(selector) {
+            return Err(format!(
+                "mail_dkim_domain {domain:?} and mail_dkim_selector {selector:?} must be DNS names"
+            ));
+        }
+        let key = std::fs::read_to_string(key_file)
+            .map_err(|error| format!("mail_dkim_key_file {key_file:?}: {error}"))?;
+        let key = if key.contains("BEGIN RSA PRIVATE KEY") {
+            DkimSigningKey::new(&key, DkimSigningAlgorithm::Rsa)
+        } else if key.contains("BEGIN") {
+            return Err(format!(
+                "mail_dkim_key_file {key_file:?}: expected an RSA key in PKCS#1 PEM \
+                 (BEGIN RSA PRIVATE KEY); convert with `openssl rsa -in KEY -traditional`, \
+                 or give an Ed25519 seed in base64"
+            ));
+        } else {
+            DkimSigningKey::new(key.trim(), DkimSigningAlgorithm::Ed25519)
+        }
+        .map_err(|error| format!("mail_dkim_key_file {key_file:?}: invalid key: {error}"))?;
+        // Relaxed canonicalization survives relays that rewrap headers.
+        let relaxed = DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        };
+        // Not Content-Type: lettre writes a multipart's Content-Type with the
+        // body, after signing, so a signature listing it would not verify.
+        let headers = [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "MIME-Version",
+        ]
+        .into_iter()
+        .map(HeaderName::new_from_ascii_str)
+        .collect();
+        Ok(Some(DkimConfig::new(
+            selector.clone(),
+            domain.clone(),
+            key,
+            headers,
+            relaxed,
+        )))
+    }
+
+    /// Tuning of the mail worker, DKIM key included.
+    pub fn worker(&self) -> Result<WorkerOptions, ConfigError> {
+        let dkim = self.dkim().map_err(ConfigError::Invalid)?.map(Arc::new);
+        Ok(WorkerOptions {
             from: self.mail_from.parse().expect("validated mail_from"),
             batch: self.mail_batch,
             concurrency: usize::try_from(self.mail_concurrency).unwrap_or(8),
@@ -354,7 +448,8 @@ impl Config {
                 .map(|secs| Duration::from_secs(*secs))
                 .collect(),
             lifetime: Duration::from_secs(self.mail_lifetime_secs),
-        }
+            dkim,
+        })
     }
 
     /// Tuning of every WatchEvents stream.
@@ -414,6 +509,38 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
         assert!(shown.contains("watch_heartbeat_secs"), "{shown}");
+    }
+
+    #[test]
+    fn dkim_settings_go_together_and_bad_keys_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            mail_dkim_domain: Some("example.com".into()),
+            ..Config::default()
+        };
+        assert!(config.dkim().unwrap_err().contains("set all three or none"));
+
+        let pkcs8 = dir.path().join("pkcs8.pem");
+        std::fs::write(
+            &pkcs8,
+            "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        config.mail_dkim_selector = Some("mail2026".into());
+        config.mail_dkim_key_file = Some(pkcs8.display().to_string());
+        let error = config.dkim().unwrap_err();
+        assert!(error.contains("-traditional"), "{error}");
+        assert!(config.validate().is_err());
+
+        let ed25519 = dir.path().join("ed25519.key");
+        std::fs::write(&ed25519, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
+        config.mail_dkim_key_file = Some(ed25519.display().to_string());
+        assert!(config.dkim().unwrap().is_some());
+        config.mail_dkim_selector = Some("bad selector".into());
+        assert!(config.dkim().unwrap_err().contains("DNS names"));
+        config.mail_dkim_selector = Some("mail2026".into());
+        config.mail_dkim_key_file = Some(dir.path().join("missing").display().to_string());
+        assert!(config.dkim().unwrap_err().contains("mail_dkim_key_file"));
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub async fn serve(
             store.clone(),
             templates.clone(),
             transport,
-            config.worker(),
+            config.worker()?,
             tasks.clone(),
         )))
     } else {

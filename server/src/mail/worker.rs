@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lettre::Message;
+use lettre::message::dkim::DkimConfig;
 use lettre::message::{Mailbox, MultiPart};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,8 @@ pub struct WorkerOptions {
     pub retry_schedule: Vec<Duration>,
     /// After this long since it was enqueued, a failing email goes dead.
     pub lifetime: Duration,
+    /// DKIM signing of every email, when configured.
+    pub dkim: Option<Arc<DkimConfig>>,
 }
 
 /// Sends emails until `shutdown` is cancelled; a round in progress ends
@@ -136,7 +139,7 @@ fn build(
         .recipient
         .parse()
         .map_err(|error| format!("invalid recipient address: {error}"))?;
-    Message::builder()
+    let mut message = Message::builder()
         .from(options.from.clone())
         .to(to)
         .subject(rendered.subject)
@@ -145,5 +148,9 @@ fn build(
             rendered.text,
             rendered.html,
         ))
-        .map_err(|error| format!("could not build the message: {error}"))
+        .map_err(|error| format!("could not build the message: {error}"))?;
+    if let Some(dkim) = &options.dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
 }

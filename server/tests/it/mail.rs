@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sesame_proto::v1 as pb;
 use sesame_server::mail::{WorkerOptions, run_worker};
@@ -23,6 +24,88 @@ both_backends!(
     two_workers_never_send_the_same_email_twice,
     admins_list_retry_and_preview_emails,
 );
+
+/// Runs tests/support/dkim_verify.py (dkimpy) on a received email.
+fn dkim_verifies(eml: &Path, public_key: &str) -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/dkim_verify.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(eml)
+        .args(["mail2026", "example.com", public_key])
+        .output()
+        .expect("python3 runs dkim_verify.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("dkim: "),
+        "dkim_verify.py did not run (pip install dkimpy): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.status.success()
+}
+
+/// An RSA key pair from the openssl command: (PKCS#1 PEM file, public key
+/// as the base64 DER of a DKIM DNS record).
+fn rsa_key_pair(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("dkim.pem");
+    let status = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status()
+        .expect("the openssl command generates the test key");
+    assert!(status.success());
+    let public = Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl rsa -pubout");
+    assert!(public.status.success());
+    (
+        key,
+        base64::engine::general_purpose::STANDARD.encode(public.stdout),
+    )
+}
+
+#[tokio::test]
+async fn emails_are_dkim_signed_when_a_key_is_configured() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key_file, public_key) = rsa_key_pair(keys.path());
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.mail_worker = true;
+        config.mail_poll_interval_ms = 50;
+        config.mail_transport = url;
+        config.mail_dkim_domain = Some("example.com".into());
+        config.mail_dkim_selector = Some("mail2026".into());
+        config.mail_dkim_key_file = Some(key_file.display().to_string());
+    })
+    .await;
+    let mut alice = server.client(&server.keys.alice).await;
+    submit(&mut alice).await;
+    wait_for("delivery", async || smtp.received().len() == 1).await;
+    let eml = std::fs::read_dir(&smtp.mail_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "eml"))
+        .unwrap();
+    let received = std::fs::read_to_string(&eml).unwrap();
+    assert!(received.contains("DKIM-Signature:"), "{received}");
+    assert!(received.contains("d=example.com"), "{received}");
+    assert!(dkim_verifies(&eml, &public_key), "{received}");
+
+    // The check is real: a changed subject no longer verifies.
+    let tampered = keys.path().join("tampered.eml");
+    std::fs::write(
+        &tampered,
+        received.replacen("Subject: ", "Subject: Re: ", 1),
+    )
+    .unwrap();
+    assert!(!dkim_verifies(&tampered, &public_key));
+    server.stop().await;
+}
 
 /// A real SMTP server process (tests/support/smtp_server.py, aiosmtpd)
 /// whose replies follow a plan file. It exits when dropped.
@@ -402,6 +485,7 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         poll_interval: Duration::from_millis(50),
         retry_schedule: vec![Duration::from_secs(1)],
         lifetime: Duration::from_secs(3600),
+        dkim: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(run_worker(
@@ -507,6 +591,7 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
             poll_interval: Duration::from_millis(50),
             retry_schedule: vec![Duration::from_secs(1)],
             lifetime: Duration::from_secs(3600),
+            dkim: None,
         };
         workers.push(tokio::spawn(run_worker(
             store,
