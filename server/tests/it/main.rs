@@ -7,6 +7,7 @@ mod postgres;
 mod access_requests;
 mod cli;
 mod client;
+mod clients;
 mod events;
 mod mail;
 mod service;
