@@ -8,6 +8,7 @@ pub mod event;
 pub mod ids;
 pub mod mail;
 pub mod request;
+pub mod gateway_code;
 pub mod validation;
 
 pub use event::{ChainedFields, GENESIS_HASH, RecordedEvent, decode_cursor, encode_cursor};
@@ -16,4 +17,5 @@ pub use request::{
     AccessRequest, Action, Applicant, Consent, Decision, EventKind, Locale, NewAccessRequest,
     NewEvent, State, TransitionError, UserType,
 };
+pub use gateway_code::{CodeFormatError, GatewayCode};
 pub use validation::{FieldViolation, Violations};
