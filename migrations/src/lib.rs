@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_init;
 mod m20261126_000002_outbox;
+mod m20261126_000003_gateway_codes;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_init::Migration),
             Box::new(m20261126_000002_outbox::Migration),
+            Box::new(m20261126_000003_gateway_codes::Migration),
         ]
     }
 }

@@ -26,7 +26,8 @@ use lettre::message::header::HeaderName;
 use crate::events::{HubOptions, WatchOptions};
 use crate::mail::templates::TemplateError;
 use crate::mail::{Templates, Transport, WorkerOptions};
-use crate::store::DatabaseOptions;
+use crate::secrets::SecretKey;
+use crate::store::{CodeOptions, DatabaseOptions};
 
 /// Default config file, read from the working directory when present.
 pub const DEFAULT_CONFIG_FILE: &str = "sesame.toml";
@@ -118,6 +119,19 @@ pub struct Config {
     /// DKIM private key: an RSA key in PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`)
     /// or an Ed25519 seed as one line of base64.
     pub mail_dkim_key_file: Option<String>,
+    /// The server's secret key (32 bytes, base64): seals gateway codes until
+    /// their email is sent. Default with SQLite: `DATABASE_PATH.key`, created
+    /// on first start; required with PostgreSQL (every replica and worker
+    /// needs the same file).
+    pub secret_key_file: Option<String>,
+    /// Seconds a gateway code stays redeemable.
+    pub gateway_code_validity_secs: u64,
+    /// Validity per resource (gateway), overriding the default:
+    /// `{ "vpn-paris" = 3600 }`.
+    pub gateway_code_validity_by_resource: BTreeMap<String, u64>,
+    /// Failed redemptions a gateway key may make per minute before its calls
+    /// are refused with RESOURCE_EXHAUSTED (per server process).
+    pub gateway_failures_per_minute: u32,
 }
 
 impl Default for Config {
@@ -153,6 +167,10 @@ impl Default for Config {
             mail_dkim_domain: None,
             mail_dkim_selector: None,
             mail_dkim_key_file: None,
+            secret_key_file: None,
+            gateway_code_validity_secs: 72 * 3600,
+            gateway_code_validity_by_resource: BTreeMap::new(),
+            gateway_failures_per_minute: 20,
         }
     }
 }
@@ -286,6 +304,18 @@ impl Config {
                 problems.push(format!("admin_emails: {admin:?} is listed twice"));
             }
         }
+        if !(60..=90 * 86_400).contains(&self.gateway_code_validity_secs)
+            || self
+                .gateway_code_validity_by_resource
+                .values()
+                .any(|secs| !(60..=90 * 86_400).contains(secs))
+        {
+            problems
+                .push("gateway code validities must be between 60 seconds and 90 days".to_owned());
+        }
+        if self.gateway_failures_per_minute == 0 {
+            problems.push("gateway_failures_per_minute must be at least 1".to_owned());
+        }
         if let Err(error) = self.dkim() {
             problems.push(error);
         }
@@ -323,6 +353,48 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(problems.join("; ")))
         }
+    }
+
+    /// The secret key file in use: `secret_key_file`, or next to the SQLite
+    /// database. `None` with PostgreSQL and no file set.
+    pub fn secret_key_path(&self) -> Option<std::path::PathBuf> {
+        if let Some(path) = &self.secret_key_file {
+            return Some(path.into());
+        }
+        let path = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        (!path.is_empty() && !path.contains(":memory:")).then(|| format!("{path}.key").into())
+    }
+
+    /// Loads the secret key: the default SQLite-side file is created when
+    /// missing; a configured file must exist (replicas must share it).
+    pub fn secret_key(&self) -> Result<SecretKey, ConfigError> {
+        let path = self.secret_key_path().ok_or_else(|| {
+            ConfigError::Invalid(
+                "secret_key_file is required with PostgreSQL: every replica and worker needs \
+                 the same key; create one with `openssl rand -base64 32 > sesame.key`"
+                    .to_owned(),
+            )
+        })?;
+        let create = self.secret_key_file.is_none();
+        SecretKey::load(&path, create).map_err(|error| ConfigError::Invalid(error.to_string()))
+    }
+
+    /// How gateway codes are issued, with the secret key.
+    pub fn codes(&self) -> Result<CodeOptions, ConfigError> {
+        Ok(CodeOptions {
+            secret: self.secret_key()?,
+            validity: Duration::from_secs(self.gateway_code_validity_secs),
+            validity_by_resource: self
+                .gateway_code_validity_by_resource
+                .iter()
+                .map(|(resource, secs)| (resource.clone(), Duration::from_secs(*secs)))
+                .collect(),
+            max_failed_attempts: 5,
+        })
     }
 
     /// The database settings for the store.
@@ -449,6 +521,7 @@ impl Config {
                 .collect(),
             lifetime: Duration::from_secs(self.mail_lifetime_secs),
             dkim,
+            secret: Some(self.secret_key()?),
         })
     }
 
@@ -553,6 +626,10 @@ mod tests {
             )?;
             jail.set_env("SESAME_LOG_FILTER", "warn");
             jail.set_env("SESAME_DATABASE_URL", "sqlite://from-env.db");
+            jail.set_env(
+                "SESAME_GATEWAY_CODE_VALIDITY_BY_RESOURCE",
+                "{vpn-paris=3600, \"door 2\"=600}",
+            );
             let overrides = Overrides {
                 database_url: Some("sqlite://from-flag.db".into()),
                 ..Overrides::default()
@@ -562,6 +639,9 @@ mod tests {
             assert_eq!(loaded.config.log_filter, "warn");
             assert_eq!(loaded.config.database_url, "sqlite://from-flag.db");
             assert_eq!(loaded.unknown_keys, vec!["typo_key".to_owned()]);
+            let by_resource = &loaded.config.gateway_code_validity_by_resource;
+            assert_eq!(by_resource.get("vpn-paris"), Some(&3600));
+            assert_eq!(by_resource.get("door 2"), Some(&600));
             Ok(())
         });
     }

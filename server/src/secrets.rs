@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
@@ -63,8 +63,12 @@ impl SecretKey {
         };
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                // URL-safe (as written here) or standard base64, as from
+                // `openssl rand -base64 32`.
+                let text = text.trim().trim_end_matches('=');
                 let bytes = URL_SAFE_NO_PAD
-                    .decode(text.trim().trim_end_matches('='))
+                    .decode(text)
+                    .or_else(|_| STANDARD_NO_PAD.decode(text))
                     .ok()
                     .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
                     .ok_or(SecretKeyError::Malformed {
@@ -141,7 +145,11 @@ mod tests {
         let key = SecretKey::from_bytes(&[7; 32]);
         let sealed = key.seal("gateway_code", "K7Q2-9MZX");
         assert!(!sealed.contains("K7Q2"));
-        assert_ne!(sealed, key.seal("gateway_code", "K7Q2-9MZX"), "random nonce");
+        assert_ne!(
+            sealed,
+            key.seal("gateway_code", "K7Q2-9MZX"),
+            "random nonce"
+        );
         assert_eq!(key.open("gateway_code", &sealed).unwrap(), "K7Q2-9MZX");
         assert_eq!(key.open("other", &sealed), Err(OpenError));
         assert_eq!(
@@ -170,6 +178,9 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // `openssl rand -base64 32` output is accepted too.
+        std::fs::write(&path, "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\n").unwrap();
+        assert!(SecretKey::load(&path, false).is_ok());
         std::fs::write(&path, "not a key\n").unwrap();
         assert!(matches!(
             SecretKey::load(&path, true),

@@ -8,6 +8,7 @@ use anyhow::Context;
 use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
 use sesame_proto::v1::email_service_server::EmailServiceServer;
 use sesame_proto::v1::event_service_server::EventServiceServer;
+use sesame_proto::v1::gateway_service_server::GatewayServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -16,7 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::api::{AccessRequestApi, EmailApi, EventApi};
+use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi};
 use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::events::Hub;
@@ -24,10 +25,11 @@ use crate::mail::run_worker;
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
 
 /// Names of the Sesame services in the health service.
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "sesame.v1.AccessRequestService",
     "sesame.v1.EventService",
     "sesame.v1.EmailService",
+    "sesame.v1.GatewayService",
 ];
 
 /// Opens the store (applying migrations), creates the bootstrap admin key
@@ -59,7 +61,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = store.with_admin_emails(config.admin_emails.clone());
+    let codes = config
+        .codes()
+        .context("could not load the secret key for gateway codes")?;
+    let store = store
+        .with_admin_emails(config.admin_emails.clone())
+        .with_codes(codes);
     let local_addr = listener
         .local_addr()
         .context("listener has no local address")?;
@@ -107,6 +114,12 @@ pub async fn serve(
     let emails = EmailServiceServer::new(EmailApi::new(store.clone(), templates))
         .max_decoding_message_size(config.max_decoding_message_bytes)
         .max_encoding_message_size(config.max_encoding_message_bytes);
+    let gateway = GatewayServiceServer::new(GatewayApi::new(
+        store.clone(),
+        config.gateway_failures_per_minute,
+    ))
+    .max_decoding_message_size(config.max_decoding_message_bytes)
+    .max_encoding_message_size(config.max_encoding_message_bytes);
     let events = EventServiceServer::new(EventApi::new(
         store.clone(),
         hub,
@@ -140,7 +153,8 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(access_requests)
         .add_service(events)
-        .add_service(emails);
+        .add_service(emails)
+        .add_service(gateway);
     info!(addr = %local_addr, "sesame listening");
     // Request/response traffic must not wait on Nagle's algorithm; keepalive
     // notices dead peers (and their watch streams) at the TCP level.

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{convert, paging, principal, scope};
 use crate::auth::{Permission, Principal, authorize};
 use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, validate_submission};
-use crate::domain::{AccessRequestId, Action};
+use crate::domain::{AccessRequest, AccessRequestId, Action, GatewayCode, State};
 use crate::store::{ListQuery, Store};
 
 /// The parts of a decision call that differ between approve, reject and
@@ -34,6 +34,26 @@ impl AccessRequestApi {
         Self { store }
     }
 
+    /// The wire form of `requests`, each with its latest gateway code's
+    /// status (looked up for approved requests only).
+    async fn to_wire(&self, requests: &[AccessRequest]) -> Result<Vec<pb::AccessRequest>, Status> {
+        let approved: Vec<AccessRequestId> = requests
+            .iter()
+            .filter(|request| request.state == State::Approved)
+            .map(|request| request.id)
+            .collect();
+        let codes = self.store.code_statuses(&approved).await?;
+        Ok(requests
+            .iter()
+            .map(|request| convert::access_request(request, codes.get(&request.id)))
+            .collect())
+    }
+
+    async fn one_to_wire(&self, request: &AccessRequest) -> Result<pb::AccessRequest, Status> {
+        let mut wire = self.to_wire(std::slice::from_ref(request)).await?;
+        Ok(wire.remove(0))
+    }
+
     /// Validates a decision's name, etag and text, applies it, and returns
     /// the changed request.
     async fn decide(
@@ -41,7 +61,7 @@ impl AccessRequestApi {
         request_principal: Principal,
         call: DecisionCall<'_>,
         make_action: impl FnOnce(Option<String>) -> Action,
-    ) -> Result<pb::AccessRequest, Status> {
+    ) -> Result<(pb::AccessRequest, Option<GatewayCode>), Status> {
         authorize(&request_principal, call.permission)?;
         let mut check = Validator::new();
         let id = check.name("name", call.name);
@@ -54,7 +74,7 @@ impl AccessRequestApi {
         let etag = check.text("etag", call.etag, TextRule::optional(64));
         check.finish()?;
         let id: AccessRequestId = id.expect("validated above");
-        let changed = self
+        let (changed, code) = self
             .store
             .decide_request(
                 &scope(&request_principal),
@@ -64,7 +84,7 @@ impl AccessRequestApi {
                 &request_principal.name,
             )
             .await?;
-        Ok(convert::access_request(&changed))
+        Ok((self.one_to_wire(&changed).await?, code))
     }
 }
 
@@ -79,7 +99,7 @@ impl AccessRequestService for AccessRequestApi {
         let submission = validate_submission(&convert::raw_submission(request.into_inner()))?;
         let (stored, _created) = self.store.submit_request(&caller.name, submission).await?;
         Ok(Response::new(pb::SubmitAccessRequestResponse {
-            access_request: Some(convert::access_request(&stored)),
+            access_request: Some(convert::access_request(&stored, None)),
         }))
     }
 
@@ -95,7 +115,7 @@ impl AccessRequestService for AccessRequestApi {
         let id = id.expect("validated above");
         let found = self.store.get_request(&scope(&caller), id).await?;
         Ok(Response::new(pb::GetAccessRequestResponse {
-            access_request: Some(convert::access_request(&found)),
+            access_request: Some(self.one_to_wire(&found).await?),
         }))
     }
 
@@ -128,7 +148,7 @@ impl AccessRequestService for AccessRequestApi {
             .list_requests(&scope(&caller), &query, paging.page_size, paging.page_token)
             .await?;
         Ok(Response::new(pb::ListAccessRequestsResponse {
-            access_requests: page.items.iter().map(convert::access_request).collect(),
+            access_requests: self.to_wire(&page.items).await?,
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
@@ -139,7 +159,8 @@ impl AccessRequestService for AccessRequestApi {
     ) -> Result<Response<pb::ApproveAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
         let message = request.into_inner();
-        let approved = self
+        let message_return_code = message.return_code;
+        let (approved, code) = self
             .decide(
                 caller,
                 DecisionCall {
@@ -153,8 +174,14 @@ impl AccessRequestService for AccessRequestApi {
                 |note| Action::Approve { note },
             )
             .await?;
+        // The code is shown here only when asked for; it is always emailed.
+        let gateway_code = match code {
+            Some(code) if message_return_code => code.to_string(),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::ApproveAccessRequestResponse {
             access_request: Some(approved),
+            gateway_code,
         }))
     }
 
@@ -164,7 +191,7 @@ impl AccessRequestService for AccessRequestApi {
     ) -> Result<Response<pb::RejectAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
         let message = request.into_inner();
-        let rejected = self
+        let (rejected, _) = self
             .decide(
                 caller,
                 DecisionCall {
@@ -191,7 +218,7 @@ impl AccessRequestService for AccessRequestApi {
     ) -> Result<Response<pb::CancelAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
         let message = request.into_inner();
-        let cancelled = self
+        let (cancelled, _) = self
             .decide(
                 caller,
                 DecisionCall {

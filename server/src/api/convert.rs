@@ -7,6 +7,7 @@ use sesame_proto::v1 as pb;
 
 use crate::domain::validation::{EnumInput, RawApplicant, RawConsent, RawSubmission, Validator};
 use crate::domain::{AccessRequest, EventKind, RecordedEvent, State, UserType, encode_cursor};
+use crate::store::{CodeState, CodeStatus};
 
 /// A protobuf timestamp.
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
@@ -101,8 +102,26 @@ pub fn raw_submission(message: pb::SubmitAccessRequestRequest) -> RawSubmission 
     }
 }
 
-/// The wire form of a request.
-pub fn access_request(request: &AccessRequest) -> pb::AccessRequest {
+/// The wire form of a gateway code's status.
+pub fn code_status(status: &CodeStatus) -> pb::GatewayCodeStatus {
+    let state = match status.state {
+        CodeState::Active => pb::GatewayCodeState::Active,
+        CodeState::Redeemed => pb::GatewayCodeState::Redeemed,
+        CodeState::Revoked => pb::GatewayCodeState::Revoked,
+        CodeState::Expired => pb::GatewayCodeState::Expired,
+    };
+    pb::GatewayCodeStatus {
+        state: state.into(),
+        issue_time: Some(timestamp(status.issued_at)),
+        expire_time: Some(timestamp(status.expires_at)),
+        redeem_time: status.redeemed_at.map(timestamp),
+        redeemed_by: status.redeemed_by.clone().unwrap_or_default(),
+        failed_attempts: status.failed_attempts,
+    }
+}
+
+/// The wire form of a request, with its latest gateway code's status.
+pub fn access_request(request: &AccessRequest, code: Option<&CodeStatus>) -> pb::AccessRequest {
     pb::AccessRequest {
         name: request.id.name(),
         applicant: Some(pb::Applicant {
@@ -132,6 +151,7 @@ pub fn access_request(request: &AccessRequest) -> pb::AccessRequest {
         create_time: Some(timestamp(request.created_at)),
         update_time: Some(timestamp(request.updated_at)),
         etag: request.etag(),
+        gateway_code: code.map(code_status),
     }
 }
 
@@ -147,6 +167,10 @@ pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
         EventKind::EmailFailed => pb::EventType::EmailFailed,
         EventKind::EmailDead => pb::EventType::EmailDead,
         EventKind::EmailRequeued => pb::EventType::EmailRequeued,
+        EventKind::CodeIssued => pb::EventType::CodeIssued,
+        EventKind::CodeRedeemed => pb::EventType::CodeRedeemed,
+        EventKind::CodeRevoked => pb::EventType::CodeRevoked,
+        EventKind::CodeRedemptionFailed => pb::EventType::CodeRedemptionFailed,
     }
 }
 
@@ -164,6 +188,10 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
             Ok(pb::EventType::EmailFailed) => Some(EventKind::EmailFailed),
             Ok(pb::EventType::EmailDead) => Some(EventKind::EmailDead),
             Ok(pb::EventType::EmailRequeued) => Some(EventKind::EmailRequeued),
+            Ok(pb::EventType::CodeIssued) => Some(EventKind::CodeIssued),
+            Ok(pb::EventType::CodeRedeemed) => Some(EventKind::CodeRedeemed),
+            Ok(pb::EventType::CodeRevoked) => Some(EventKind::CodeRevoked),
+            Ok(pb::EventType::CodeRedemptionFailed) => Some(EventKind::CodeRedemptionFailed),
             Ok(pb::EventType::Unspecified) | Err(_) => None,
         };
         match kind {

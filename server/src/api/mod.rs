@@ -6,12 +6,14 @@ mod access_requests;
 pub mod convert;
 mod emails;
 mod events;
+mod gateway;
 mod paging;
 pub mod status;
 
 pub use access_requests::AccessRequestApi;
 pub use emails::EmailApi;
 pub use events::EventApi;
+pub use gateway::GatewayApi;
 
 use tonic::{Code, Request, Status};
 
@@ -39,6 +41,8 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 fn scope(principal: &Principal) -> Scope {
     match principal.role {
         Role::Admin | Role::Auditor => Scope::All,
-        Role::Submitter => Scope::OwnedBy(principal.name.clone()),
+        // A gateway is never authorized to read requests; if it were, it
+        // would see only its own (none).
+        Role::Submitter | Role::Gateway => Scope::OwnedBy(principal.name.clone()),
     }
 }

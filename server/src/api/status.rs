@@ -10,9 +10,9 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 use tracing::{error, warn};
 
 use crate::auth::{AuthError, Forbidden};
-use crate::domain::{Violations, encode_cursor};
+use crate::domain::{CodeFormatError, Violations, encode_cursor};
 use crate::events::{WatchEnd, WatchError};
-use crate::store::StoreError;
+use crate::store::{RedeemError, StoreError};
 
 /// The ErrorInfo domain of every Sesame error.
 pub const ERROR_DOMAIN: &str = "sesame.dev";
@@ -125,9 +125,55 @@ impl From<StoreError> for Status {
             StoreError::EmailNotDead(_) => {
                 plain(Code::FailedPrecondition, message, "EMAIL_NOT_DEAD")
             }
+            StoreError::CodeNotActive => {
+                plain(Code::FailedPrecondition, message, "GATEWAY_CODE_NOT_ACTIVE")
+            }
+            StoreError::CodeUsed => plain(Code::FailedPrecondition, message, "GATEWAY_CODE_USED"),
+            StoreError::RequestNotApproved => {
+                plain(Code::FailedPrecondition, message, "REQUEST_NOT_APPROVED")
+            }
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
                 plain(Code::Internal, "internal error", "INTERNAL")
+            }
+        }
+    }
+}
+
+/// A redemption whose `code` is not a gateway code at all.
+pub fn code_malformed(error: &CodeFormatError) -> Status {
+    let violation = FieldViolation::new("code", error.to_string());
+    let mut details = ErrorDetails::with_bad_request(vec![violation]);
+    details.set_error_info("GATEWAY_CODE_MALFORMED", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::InvalidArgument, format!("code: {error}"), details)
+}
+
+/// A gateway that failed too many redemptions lately, with how long to wait
+/// (AIP-193 RetryInfo).
+pub fn too_many_failed_redemptions(retry_after: std::time::Duration) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+    details.set_error_info("TOO_MANY_FAILED_REDEMPTIONS", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "too many failed redemptions from this key; retry in {} s",
+            retry_after.as_secs().max(1)
+        ),
+        details,
+    )
+}
+
+impl From<RedeemError> for Status {
+    fn from(error: RedeemError) -> Self {
+        let message = error.to_string();
+        match error {
+            RedeemError::NotFound => plain(Code::NotFound, message, "GATEWAY_CODE_NOT_FOUND"),
+            RedeemError::Used => plain(Code::FailedPrecondition, message, "GATEWAY_CODE_USED"),
+            RedeemError::Revoked => {
+                plain(Code::FailedPrecondition, message, "GATEWAY_CODE_REVOKED")
+            }
+            RedeemError::Expired => {
+                plain(Code::FailedPrecondition, message, "GATEWAY_CODE_EXPIRED")
             }
         }
     }

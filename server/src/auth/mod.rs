@@ -28,11 +28,13 @@ pub enum Role {
     Admin,
     /// Reads everything, changes nothing.
     Auditor,
+    /// A gateway: redeems gateway codes, nothing else.
+    Gateway,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 3] = [Role::Submitter, Role::Admin, Role::Auditor];
+    pub const ALL: [Role; 4] = [Role::Submitter, Role::Admin, Role::Auditor, Role::Gateway];
 
     /// The stable name used in the CLI and the database.
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Role {
             Role::Submitter => "submitter",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
+            Role::Gateway => "gateway",
         }
     }
 }
@@ -52,7 +55,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of [`Role::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}: expected submitter, admin or auditor")]
+#[error("unknown role {0:?}: expected submitter, admin, auditor or gateway")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -88,6 +91,10 @@ pub enum Permission {
     ReadEvents,
     /// List, retry and preview emails (recipients are personal data).
     ManageEmails,
+    /// Redeem a gateway code: gateways only.
+    RedeemCode,
+    /// Revoke and reissue gateway codes.
+    ManageCodes,
 }
 
 /// The caller's role does not allow the permission.
@@ -103,7 +110,8 @@ pub struct Forbidden {
 pub fn authorize(principal: &Principal, permission: Permission) -> Result<(), Forbidden> {
     use Permission::*;
     let allowed = match principal.role {
-        Role::Admin => true,
+        Role::Admin => permission != RedeemCode,
+        Role::Gateway => permission == RedeemCode,
         Role::Auditor => matches!(permission, ReadRequests | ReadEvents),
         Role::Submitter => matches!(permission, SubmitRequest | ReadRequests | CancelRequest),
     };

@@ -130,7 +130,8 @@ mod tests {
             assert_eq!(text.len(), 29, "{text}");
             assert!(text.split('-').all(|group| group.len() == 4), "{text}");
             assert!(
-                text.chars().all(|c| c == '-' || ALPHABET.contains(&(c as u8))),
+                text.chars()
+                    .all(|c| c == '-' || ALPHABET.contains(&(c as u8))),
                 "{text}"
             );
             assert_eq!(GatewayCode::parse(&text).unwrap(), *code);
@@ -143,7 +144,10 @@ mod tests {
     #[test]
     fn typing_is_forgiving_but_not_lax() {
         let code = GatewayCode::parse("K7Q2-9MZX-ABCD-EFGH-JKMN-PQRS").unwrap();
-        assert_eq!(GatewayCode::parse("k7q2 9mzx abcd efgh jkmn pqrs").unwrap(), code);
+        assert_eq!(
+            GatewayCode::parse("k7q2 9mzx abcd efgh jkmn pqrs").unwrap(),
+            code
+        );
         assert_eq!(
             GatewayCode::parse("1O00-0000-0000-0000-0000-0000").unwrap(),
             GatewayCode::parse("l000-0000-0000-0000-0000-000o").unwrap()

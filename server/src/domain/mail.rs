@@ -102,6 +102,10 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         EventKind::Rejected => vec![to_applicant(MailTemplate::ApplicantRejected)],
         EventKind::Cancelled => vec![to_applicant(MailTemplate::ApplicantCancelled)],
         EventKind::Expired
+        | EventKind::CodeIssued
+        | EventKind::CodeRedeemed
+        | EventKind::CodeRevoked
+        | EventKind::CodeRedemptionFailed
         | EventKind::EmailRequeued
         | EventKind::EmailSent
         | EventKind::EmailFailed

@@ -5,17 +5,17 @@
 //! time in and persist what comes out.
 
 pub mod event;
+pub mod gateway_code;
 pub mod ids;
 pub mod mail;
 pub mod request;
-pub mod gateway_code;
 pub mod validation;
 
 pub use event::{ChainedFields, GENESIS_HASH, RecordedEvent, decode_cursor, encode_cursor};
+pub use gateway_code::{CodeFormatError, GatewayCode};
 pub use ids::{AccessRequestId, NameError};
 pub use request::{
     AccessRequest, Action, Applicant, Consent, Decision, EventKind, Locale, NewAccessRequest,
     NewEvent, State, TransitionError, UserType,
 };
-pub use gateway_code::{CodeFormatError, GatewayCode};
 pub use validation::{FieldViolation, Violations};

@@ -260,11 +260,19 @@ pub enum EventKind {
     EmailDead,
     /// An administrator queued a dead email again.
     EmailRequeued,
+    /// A gateway code was issued (never the code itself).
+    CodeIssued,
+    /// A gateway redeemed the code.
+    CodeRedeemed,
+    /// The code was revoked.
+    CodeRevoked,
+    /// A wrong code whose selector matched this request's live code.
+    CodeRedemptionFailed,
 }
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -274,6 +282,10 @@ impl EventKind {
         EventKind::EmailFailed,
         EventKind::EmailDead,
         EventKind::EmailRequeued,
+        EventKind::CodeIssued,
+        EventKind::CodeRedeemed,
+        EventKind::CodeRevoked,
+        EventKind::CodeRedemptionFailed,
     ];
 
     /// Parses a name produced by [`EventKind::as_str`].
@@ -293,6 +305,10 @@ impl EventKind {
             EventKind::EmailFailed => "email.failed",
             EventKind::EmailDead => "email.dead",
             EventKind::EmailRequeued => "email.requeued",
+            EventKind::CodeIssued => "code.issued",
+            EventKind::CodeRedeemed => "code.redeemed",
+            EventKind::CodeRevoked => "code.revoked",
+            EventKind::CodeRedemptionFailed => "code.redemption_failed",
         }
     }
 }

@@ -231,6 +231,8 @@ pub fn sample_data(user_type: &str) -> serde_json::Value {
         "request": "accessRequests/0190a5f0-0000-7000-8000-000000000000",
         "user_type": user_type,
         "reason": "Access granted for the maintenance window.",
+        "gateway_code": "K7Q2-9MZX-ABCD-EFGH-JKMN-PQRS",
+        "code_expires": "2026-12-01 09:00 UTC",
     })
 }
 

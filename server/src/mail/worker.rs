@@ -17,7 +17,9 @@ use tracing::{debug, info, warn};
 
 use super::{SendError, Templates, Transport};
 use crate::domain::mail::retry_at;
+use crate::secrets::SecretKey;
 use crate::store::outbox::{ClaimedEmail, Outcome};
+use crate::store::{SEALED_CODE_FIELD, seal_purpose};
 use crate::store::{Store, StoreError, now};
 
 /// Tuning of the worker.
@@ -38,6 +40,8 @@ pub struct WorkerOptions {
     pub lifetime: Duration,
     /// DKIM signing of every email, when configured.
     pub dkim: Option<Arc<DkimConfig>>,
+    /// Opens the gateway codes sealed in approval emails.
+    pub secret: Option<SecretKey>,
 }
 
 /// Sends emails until `shutdown` is cancelled; a round in progress ends
@@ -126,14 +130,41 @@ async fn attempt(
     }
 }
 
+/// The email's template values with its sealed gateway code, if any,
+/// opened into `gateway_code`.
+fn unseal_code(options: &WorkerOptions, email: &ClaimedEmail) -> Result<serde_json::Value, String> {
+    let mut data = email.data.clone();
+    let Some(sealed) = data
+        .as_object_mut()
+        .and_then(|fields| fields.remove(SEALED_CODE_FIELD))
+    else {
+        return Ok(data);
+    };
+    let secret = options
+        .secret
+        .as_ref()
+        .ok_or("the email carries a gateway code but no secret key is configured")?;
+    let code = sealed
+        .as_str()
+        .and_then(|sealed| {
+            secret
+                .open(&seal_purpose(email.access_request), sealed)
+                .ok()
+        })
+        .ok_or("the gateway code does not open with this server's secret key")?;
+    data["gateway_code"] = serde_json::Value::String(code);
+    Ok(data)
+}
+
 /// The email as sent: rendered parts, stable Message-ID, both parts.
 fn build(
     templates: &Templates,
     options: &WorkerOptions,
     email: &ClaimedEmail,
 ) -> Result<Message, String> {
+    let data = unseal_code(options, email)?;
     let rendered = templates
-        .render(email.template, email.locale, email.user_type, &email.data)
+        .render(email.template, email.locale, email.user_type, &data)
         .map_err(|error| error.to_string())?;
     let to: Mailbox = email
         .recipient

@@ -196,3 +196,33 @@ pub mod outbox {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod gateway_code {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "gateway_codes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub access_request_id: String,
+        /// The code's public first group; finds the row.
+        pub selector: String,
+        /// SHA-256 of the whole normalized code, hex. Never the code.
+        pub digest: String,
+        /// `active`, `redeemed` or `revoked` (expiry is read from the time).
+        pub state: String,
+        pub failed_attempts: i32,
+        pub issued_by: String,
+        pub issued_at_us: i64,
+        pub expires_at_us: i64,
+        pub redeemed_at_us: Option<i64>,
+        pub redeemed_by: Option<String>,
+        pub updated_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -5,6 +5,7 @@
 //! transaction. Read functions take a [`Scope`], so a submitter's query can
 //! only ever see that submitter's rows.
 
+mod codes;
 pub mod entities;
 mod events;
 mod keys;
@@ -27,6 +28,9 @@ use sesame_migrations::{Migrator, MigratorTrait};
 use tracing::info;
 
 use crate::domain::TransitionError;
+pub use codes::{
+    CodeOptions, CodeState, CodeStatus, RedeemError, Redeemed, SEALED_CODE_FIELD, seal_purpose,
+};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};
@@ -63,6 +67,12 @@ pub enum StoreError {
     EmailNotFound,
     #[error("only a dead email can be retried; this one is {0}")]
     EmailNotDead(String),
+    #[error("the request has no active gateway code")]
+    CodeNotActive,
+    #[error("the request's gateway code was already redeemed")]
+    CodeUsed,
+    #[error("the access request is not approved")]
+    RequestNotApproved,
 }
 
 impl From<DbErr> for StoreError {
@@ -138,6 +148,8 @@ pub struct Store {
     commits: Arc<tokio::sync::Notify>,
     /// Who receives the administrators' emails.
     admin_emails: Arc<Vec<String>>,
+    /// How gateway codes are issued; approvals need it.
+    codes: Option<Arc<CodeOptions>>,
 }
 
 impl Store {
@@ -154,7 +166,14 @@ impl Store {
             page_token_key: Arc::new(page_token_key),
             commits: Arc::new(tokio::sync::Notify::new()),
             admin_emails: Arc::new(Vec::new()),
+            codes: None,
         })
+    }
+
+    /// The same store, issuing gateway codes with `options`.
+    pub fn with_codes(mut self, options: CodeOptions) -> Store {
+        self.codes = Some(Arc::new(options));
+        self
     }
 
     /// The same store, mailing administrators at `admin_emails`.

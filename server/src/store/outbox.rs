@@ -371,6 +371,13 @@ async fn request_state(txn: &DatabaseTransaction, row: &outbox::Model) -> Result
         .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))
 }
 
+/// `data` without its sealed gateway code; `None` when it has none.
+fn without_sealed_code(data: &str) -> Option<String> {
+    let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
+    value.as_object_mut()?.remove(super::SEALED_CODE_FIELD)?;
+    Some(value.to_string())
+}
+
 /// Records one outcome and its event in `txn`; `false` (and no change)
 /// when the lease is no longer ours.
 async fn record_outcome(
@@ -409,7 +416,15 @@ async fn record_outcome(
         ),
     };
     let request_state = request_state(txn, &row).await?;
+    // Once sent, the sealed gateway code has done its job: drop it. A dead
+    // email keeps it, so that RetryEmail can still deliver the code.
+    let purged = (state == SENT)
+        .then(|| without_sealed_code(&row.data))
+        .flatten();
     let mut active: outbox::ActiveModel = row.into();
+    if let Some(data) = purged {
+        active.data = Set(data);
+    }
     active.state = Set(state.to_owned());
     active.lease_token = Set(None);
     active.lease_expires_at_us = Set(None);

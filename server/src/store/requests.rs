@@ -7,6 +7,7 @@ use sea_orm::{
 };
 use tracing::{debug, info, instrument};
 
+use super::codes::issue_code;
 use super::entities::{access_request, idempotency_key};
 use super::events::append_event;
 use super::outbox::enqueue;
@@ -14,8 +15,8 @@ use super::pagination::{self, ListQuery, Page, Position};
 use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros};
 use crate::domain::mail::emails_for;
 use crate::domain::{
-    AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, Locale, NewAccessRequest,
-    State, UserType,
+    AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, GatewayCode, Locale,
+    NewAccessRequest, State, UserType,
 };
 
 impl Store {
@@ -172,7 +173,7 @@ impl Store {
         expected_etag: Option<&str>,
         action: Action,
         actor: &str,
-    ) -> Result<AccessRequest> {
+    ) -> Result<(AccessRequest, Option<GatewayCode>)> {
         let txn = self.begin_write().await?;
         let mut select = access_request::Entity::find_by_id(id.to_string());
         if self.backend() == DbBackend::Postgres {
@@ -225,12 +226,22 @@ impl Store {
             return Err(StoreError::EtagMismatch);
         }
         let seq = append_event(&txn, &event).await?;
-        let emails = emails_for(event.kind, &changed, &self.admin_emails);
-        enqueue(&txn, changed.id, seq, emails, event.occurred_at).await?;
+        // An approval issues the gateway code; its event carries the
+        // applicant's email, code included. Other decisions email at once.
+        let code = if changed.state == State::Approved {
+            let options = self.code_options()?.clone();
+            let code =
+                issue_code(&txn, &options, &changed, actor, false, event.occurred_at).await?;
+            Some(code)
+        } else {
+            let emails = emails_for(event.kind, &changed, &self.admin_emails);
+            enqueue(&txn, changed.id, seq, emails, event.occurred_at).await?;
+            None
+        };
         txn.commit().await?;
         self.event_committed();
         info!(state = changed.state.as_str(), "access request decided");
-        Ok(changed)
+        Ok((changed, code))
     }
 }
 
@@ -271,7 +282,7 @@ fn access_request_row(request: &AccessRequest) -> access_request::ActiveModel {
     }
 }
 
-fn to_domain(row: access_request::Model) -> Result<AccessRequest> {
+pub(super) fn to_domain(row: access_request::Model) -> Result<AccessRequest> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("access request {}: {what}", row.id));
     let id = row
         .id

@@ -93,6 +93,7 @@ async fn submit_get_list_approve(backend: Backend) {
             name: created.name.clone(),
             etag: created.etag.clone(),
             note: "welcome aboard".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -110,10 +111,17 @@ async fn submit_get_list_approve(backend: Backend) {
 
     let events = events_of(&server, &created.name).await;
     let kinds: Vec<&str> = events.iter().map(|(_, kind, _)| kind.as_str()).collect();
-    assert_eq!(kinds, ["request.submitted", "request.approved"]);
+    // The approval issues the gateway code in the same transaction.
+    assert_eq!(
+        kinds,
+        ["request.submitted", "request.approved", "code.issued"]
+    );
     assert_eq!(events[0].2, "alice");
     assert_eq!(events[1].2, "admin");
     assert_eq!(events[1].0, events[0].0 + 1, "sequences are contiguous");
+    assert_eq!(events[2].0, events[1].0 + 1);
+    let code = approved.gateway_code.unwrap();
+    assert_eq!(code.state(), pb::GatewayCodeState::Active);
     server.stop().await;
 }
 
@@ -953,6 +961,7 @@ async fn decision_arguments_are_validated(backend: Backend) {
                 name: pending.name.clone(),
                 etag: String::new(),
                 note: "n".repeat(1001),
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,

@@ -119,9 +119,9 @@ async fn migrate_applies_then_reports_nothing_pending_on_postgres() {
     let url = crate::postgres::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let status = run_ok(sesame(dir.path()).args(["migrate", "--status", "--database-url", &url]));
-    assert_eq!(status.trim(), "2 pending migration(s)");
+    assert_eq!(status.trim(), "3 pending migration(s)");
     let applied = run_ok(sesame(dir.path()).args(["migrate", "--database-url", &url]));
-    assert!(applied.starts_with("applied 2 migration(s)"), "{applied}");
+    assert!(applied.starts_with("applied 3 migration(s)"), "{applied}");
     let status = run_ok(sesame(dir.path()).args(["migrate", "--status", "--database-url", &url]));
     assert_eq!(status.trim(), "0 pending migration(s)");
 }
@@ -271,9 +271,12 @@ async fn two_server_processes_on_one_postgres_share_live_events() {
     use sesame_proto::v1::watch_events_response::Kind;
 
     let url = crate::postgres::fresh_database().await;
+    let keys = tempfile::tempdir().unwrap();
+    let secret_key = crate::harness::test_secret_key(keys.path());
     let env = [
         ("SESAME_DATABASE_URL", url.as_str()),
         ("SESAME_EVENT_POLL_INTERVAL_MS", "60000"),
+        ("SESAME_SECRET_KEY_FILE", secret_key.as_str()),
     ];
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();

@@ -52,10 +52,16 @@ async fn the_rust_client_submits_decides_reads_and_watches() {
     let client = SesameClient::connect(&format!("http://{}", served.addr), &key)
         .await
         .unwrap();
-    let mut watch = client
-        .watch(pb::WatchEventsRequest::default())
-        .await
-        .unwrap();
+    // Decisions only: an approval also appends code.issued.
+    let decisions = pb::WatchEventsRequest {
+        event_types: vec![
+            pb::EventType::RequestSubmitted.into(),
+            pb::EventType::RequestApproved.into(),
+            pb::EventType::RequestRejected.into(),
+        ],
+        ..Default::default()
+    };
+    let mut watch = client.watch(decisions).await.unwrap();
     // `watch` returned once live: the submit made next is seen.
     let first = client
         .submit(submission("first@example.com"))

@@ -124,9 +124,13 @@ async fn watch_live_then_resume_from_a_cursor(backend: Backend) {
     .await;
     assert_eq!(ready(&mut resumed).await, submitted.cursor);
     assert_eq!(next_event(&mut resumed).await.unwrap(), approved);
+    let issued = next_event(&mut resumed).await.unwrap();
+    assert_eq!(issued.r#type(), pb::EventType::CodeIssued);
+    assert_eq!(issued.sequence, 3);
+    assert_eq!(next_event(&mut live).await.unwrap(), issued);
     let another = submit(&mut admin).await;
     let live_event = next_event(&mut resumed).await.unwrap();
-    assert_eq!(live_event.sequence, 3);
+    assert_eq!(live_event.sequence, 4);
     assert_eq!(live_event.access_request, another.name);
     assert_eq!(next_event(&mut live).await.unwrap(), live_event);
     server.stop_after_dropping(vec![live, resumed]).await;
@@ -472,7 +476,8 @@ async fn filters_roles_and_the_paged_audit_trail(backend: Backend) {
         (approval.sequence, approval.access_request.as_str()),
         (3, first.name.as_str())
     );
-    assert_eq!(next_event(&mut approvals).await.unwrap().sequence, 4);
+    // 4 is the first request's code.issued.
+    assert_eq!(next_event(&mut approvals).await.unwrap().sequence, 5);
     let replayed = next_event(&mut one_request).await.unwrap();
     assert_eq!(
         (replayed.sequence, replayed.r#type()),
@@ -481,7 +486,7 @@ async fn filters_roles_and_the_paged_audit_trail(backend: Backend) {
     let live = next_event(&mut one_request).await.unwrap();
     assert_eq!(
         (live.sequence, live.r#type()),
-        (4, pb::EventType::RequestApproved)
+        (5, pb::EventType::RequestApproved)
     );
 
     // The audit trail, paged and filtered.
@@ -505,7 +510,7 @@ async fn filters_roles_and_the_paged_audit_trail(backend: Backend) {
     }
     assert_eq!(
         all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
+        [1, 2, 3, 4, 5, 6]
     );
     let by_admin = events
         .list_events(pb::ListEventsRequest {
@@ -518,7 +523,8 @@ async fn filters_roles_and_the_paged_audit_trail(backend: Backend) {
         .events;
     assert_eq!(
         by_admin.iter().map(|e| e.sequence).collect::<Vec<_>>(),
-        [3, 4]
+        [3, 4, 5, 6],
+        "the approvals and the codes they issued"
     );
     let of_first = events
         .list_events(pb::ListEventsRequest {
@@ -583,7 +589,7 @@ async fn filters_roles_and_the_paged_audit_trail(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(verified.intact);
-    assert_eq!(verified.verified_events, 4);
+    assert_eq!(verified.verified_events, 6);
     let beyond = auditor
         .verify_audit_chain(pb::VerifyAuditChainRequest {
             start_sequence: 10,
@@ -718,8 +724,9 @@ async fn verify_detects_edits_deletions_and_reordering(backend: Backend) {
         let mut events = server.events(&server.keys.auditor).await;
         let intact = verify(&mut events).await;
         assert!(intact.intact, "{intact:?}");
-        assert_eq!(intact.verified_events, 6);
-        assert_eq!(intact.last_verified_sequence, 6);
+        // Each approval appends request.approved and code.issued.
+        assert_eq!(intact.verified_events, 9);
+        assert_eq!(intact.last_verified_sequence, 9);
 
         for statement in statements {
             execute(&server, statement).await;

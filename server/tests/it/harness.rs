@@ -60,6 +60,13 @@ pub struct Keys {
     pub bob: String,
 }
 
+/// A new secret key file in `dir`, as an operator would create one.
+pub fn test_secret_key(dir: &std::path::Path) -> String {
+    let path = dir.join("secret.key");
+    std::fs::write(&path, "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\n").expect("write the key");
+    path.display().to_string()
+}
+
 /// A running server and what tests need to talk to it.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -96,6 +103,8 @@ impl TestServer {
             // interleave with the ones a test counts.
             mail_worker: false,
             mail_transport: format!("file://{}", dir.path().join("mail-out").display()),
+            // Shared by replicas of this server: they get the same config.
+            secret_key_file: Some(test_secret_key(dir.path())),
             ..Config::default()
         };
         tweak(&mut config);

@@ -486,6 +486,7 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         retry_schedule: vec![Duration::from_secs(1)],
         lifetime: Duration::from_secs(3600),
         dkim: None,
+        secret: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(run_worker(
@@ -592,6 +593,7 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
             retry_schedule: vec![Duration::from_secs(1)],
             lifetime: Duration::from_secs(3600),
             dkim: None,
+            secret: None,
         };
         workers.push(tokio::spawn(run_worker(
             store,

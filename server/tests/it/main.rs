@@ -8,6 +8,7 @@ mod access_requests;
 mod cli;
 mod client;
 mod clients;
+mod codes;
 mod events;
 mod mail;
 mod service;

@@ -99,6 +99,42 @@ USER_TYPE_CONTRACTOR: UserType.ValueType  # 4
 """An external contractor."""
 Global___UserType: _TypeAlias = UserType  # noqa: Y015
 
+class _GatewayCodeState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GatewayCodeStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GatewayCodeState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GATEWAY_CODE_STATE_UNSPECIFIED: _GatewayCodeState.ValueType  # 0
+    """Not used."""
+    GATEWAY_CODE_STATE_ACTIVE: _GatewayCodeState.ValueType  # 1
+    """Issued and not yet redeemed, revoked or expired."""
+    GATEWAY_CODE_STATE_REDEEMED: _GatewayCodeState.ValueType  # 2
+    """Redeemed by a gateway."""
+    GATEWAY_CODE_STATE_REVOKED: _GatewayCodeState.ValueType  # 3
+    """Revoked by an administrator, by a reissue, or after too many wrong
+    guesses.
+    """
+    GATEWAY_CODE_STATE_EXPIRED: _GatewayCodeState.ValueType  # 4
+    """Not redeemed within its validity."""
+
+class GatewayCodeState(_GatewayCodeState, metaclass=_GatewayCodeStateEnumTypeWrapper):
+    """Where a gateway code is in its life."""
+
+GATEWAY_CODE_STATE_UNSPECIFIED: GatewayCodeState.ValueType  # 0
+"""Not used."""
+GATEWAY_CODE_STATE_ACTIVE: GatewayCodeState.ValueType  # 1
+"""Issued and not yet redeemed, revoked or expired."""
+GATEWAY_CODE_STATE_REDEEMED: GatewayCodeState.ValueType  # 2
+"""Redeemed by a gateway."""
+GATEWAY_CODE_STATE_REVOKED: GatewayCodeState.ValueType  # 3
+"""Revoked by an administrator, by a reissue, or after too many wrong
+guesses.
+"""
+GATEWAY_CODE_STATE_EXPIRED: GatewayCodeState.ValueType  # 4
+"""Not redeemed within its validity."""
+Global___GatewayCodeState: _TypeAlias = GatewayCodeState  # noqa: Y015
+
 @_typing.final
 class Applicant(_message.Message):
     """The person access is requested for."""
@@ -216,6 +252,54 @@ class Decision(_message.Message):
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
 
 @_typing.final
+class GatewayCodeStatus(_message.Message):
+    """What is known about a request's latest gateway code (never the code)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ISSUE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    REDEEM_TIME_FIELD_NUMBER: _builtins.int
+    REDEEMED_BY_FIELD_NUMBER: _builtins.int
+    FAILED_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    state: Global___GatewayCodeState.ValueType
+    """Its state."""
+    redeemed_by: _builtins.str
+    """The API key name of the gateway that redeemed it, if one did."""
+    failed_attempts: _builtins.int
+    """Wrong guesses of this code so far (it is revoked at 5)."""
+    @_builtins.property
+    def issue_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was issued."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it stops being redeemable."""
+
+    @_builtins.property
+    def redeem_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was redeemed, if it was."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___GatewayCodeState.ValueType = ...,
+        issue_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        redeem_time: _timestamp_pb2.Timestamp | None = ...,
+        redeemed_by: _builtins.str = ...,
+        failed_attempts: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "issue_time", b"issue_time", "redeem_time", b"redeem_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "failed_attempts", b"failed_attempts", "issue_time", b"issue_time", "redeem_time", b"redeem_time", "redeemed_by", b"redeemed_by", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GatewayCodeStatus: _TypeAlias = GatewayCodeStatus  # noqa: Y015
+
+@_typing.final
 class AccessRequest(_message.Message):
     """A request for access to a resource on behalf of an applicant."""
 
@@ -235,6 +319,7 @@ class AccessRequest(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    GATEWAY_CODE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `accessRequests/{uuid}`. Output only."""
     user_type: Global___UserType.ValueType
@@ -275,6 +360,12 @@ class AccessRequest(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the request last changed. Output only."""
 
+    @_builtins.property
+    def gateway_code(self) -> Global___GatewayCodeStatus:
+        """The latest gateway code issued for the request (approved requests
+        only), without the code itself. Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -292,10 +383,11 @@ class AccessRequest(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        gateway_code: Global___GatewayCodeStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "gateway_code", b"gateway_code", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "etag", b"etag", "justification", b"justification", "locale", b"locale", "name", b"name", "request_id", b"request_id", "resource", b"resource", "state", b"state", "submitter", b"submitter", "update_time", b"update_time", "user_type", b"user_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "etag", b"etag", "gateway_code", b"gateway_code", "justification", b"justification", "locale", b"locale", "name", b"name", "request_id", b"request_id", "resource", b"resource", "state", b"state", "submitter", b"submitter", "update_time", b"update_time", "user_type", b"user_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -515,22 +607,28 @@ class ApproveAccessRequestRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    RETURN_CODE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `accessRequests/{uuid}`. Required."""
     etag: _builtins.str
     """The etag last read; if set and stale, the call fails with ABORTED."""
     note: _builtins.str
     """Optional note kept with the decision, at most 1000 characters."""
+    return_code: _builtins.bool
+    """Also return the gateway code in the response, for integrations that
+    deliver it themselves. The applicant is emailed the code either way.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         etag: _builtins.str = ...,
         note: _builtins.str = ...,
+        return_code: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "note", b"note"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "note", b"note", "return_code", b"return_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -543,6 +641,11 @@ class ApproveAccessRequestResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCESS_REQUEST_FIELD_NUMBER: _builtins.int
+    GATEWAY_CODE_FIELD_NUMBER: _builtins.int
+    gateway_code: _builtins.str
+    """The gateway code issued by the approval, only when `return_code` was
+    set; it is shown nowhere else.
+    """
     @_builtins.property
     def access_request(self) -> Global___AccessRequest:
         """The approved request."""
@@ -551,10 +654,11 @@ class ApproveAccessRequestResponse(_message.Message):
         self,
         *,
         access_request: Global___AccessRequest | None = ...,
+        gateway_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["access_request", b"access_request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_request", b"access_request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_request", b"access_request", "gateway_code", b"gateway_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

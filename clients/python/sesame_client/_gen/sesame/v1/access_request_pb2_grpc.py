@@ -101,10 +101,12 @@ class AccessRequestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApproveAccessRequest(self, request, context):
-        """Approves a PENDING request. Role: admin. Deciding a request that is no
-        longer pending fails with FAILED_PRECONDITION (reason
-        `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or `REQUEST_EXPIRED`);
-        a stale `etag` fails with ABORTED (reason `ETAG_MISMATCH`).
+        """Approves a PENDING request and issues its gateway code, which is
+        emailed to the applicant (see GatewayService). Role: admin. Deciding a
+        request that is no longer pending fails with FAILED_PRECONDITION (reason
+        `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
+        `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
+        `ETAG_MISMATCH`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -60,10 +60,12 @@ class AccessRequestServiceStub:
     auditors see every request; a submitter sees only its own.
     """
     ApproveAccessRequest: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.ApproveAccessRequestRequest, _access_request_pb2.ApproveAccessRequestResponse]
-    """Approves a PENDING request. Role: admin. Deciding a request that is no
-    longer pending fails with FAILED_PRECONDITION (reason
-    `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or `REQUEST_EXPIRED`);
-    a stale `etag` fails with ABORTED (reason `ETAG_MISMATCH`).
+    """Approves a PENDING request and issues its gateway code, which is
+    emailed to the applicant (see GatewayService). Role: admin. Deciding a
+    request that is no longer pending fails with FAILED_PRECONDITION (reason
+    `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
+    `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
+    `ETAG_MISMATCH`).
     """
     RejectAccessRequest: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.RejectAccessRequestRequest, _access_request_pb2.RejectAccessRequestResponse]
     """Rejects a PENDING request with a reason. Role: admin. Same preconditions
@@ -97,10 +99,12 @@ class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
     auditors see every request; a submitter sees only its own.
     """
     ApproveAccessRequest: _aio.UnaryUnaryMultiCallable[_access_request_pb2.ApproveAccessRequestRequest, _access_request_pb2.ApproveAccessRequestResponse]  # type: ignore[assignment]
-    """Approves a PENDING request. Role: admin. Deciding a request that is no
-    longer pending fails with FAILED_PRECONDITION (reason
-    `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or `REQUEST_EXPIRED`);
-    a stale `etag` fails with ABORTED (reason `ETAG_MISMATCH`).
+    """Approves a PENDING request and issues its gateway code, which is
+    emailed to the applicant (see GatewayService). Role: admin. Deciding a
+    request that is no longer pending fails with FAILED_PRECONDITION (reason
+    `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
+    `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
+    `ETAG_MISMATCH`).
     """
     RejectAccessRequest: _aio.UnaryUnaryMultiCallable[_access_request_pb2.RejectAccessRequestRequest, _access_request_pb2.RejectAccessRequestResponse]  # type: ignore[assignment]
     """Rejects a PENDING request with a reason. Role: admin. Same preconditions
@@ -155,10 +159,12 @@ class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _access_request_pb2.ApproveAccessRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_access_request_pb2.ApproveAccessRequestResponse, _abc.Awaitable[_access_request_pb2.ApproveAccessRequestResponse]]:
-        """Approves a PENDING request. Role: admin. Deciding a request that is no
-        longer pending fails with FAILED_PRECONDITION (reason
-        `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or `REQUEST_EXPIRED`);
-        a stale `etag` fails with ABORTED (reason `ETAG_MISMATCH`).
+        """Approves a PENDING request and issues its gateway code, which is
+        emailed to the applicant (see GatewayService). Role: admin. Deciding a
+        request that is no longer pending fails with FAILED_PRECONDITION (reason
+        `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
+        `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
+        `ETAG_MISMATCH`).
         """
 
     @_abc_1.abstractmethod

@@ -58,6 +58,18 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """
     EVENT_TYPE_EMAIL_REQUEUED: _EventType.ValueType  # 9
     """An administrator queued a dead email again (RetryEmail)."""
+    EVENT_TYPE_CODE_ISSUED: _EventType.ValueType  # 10
+    """A gateway code was issued (by an approval or a reissue); never the code."""
+    EVENT_TYPE_CODE_REDEEMED: _EventType.ValueType  # 11
+    """A gateway redeemed the request's code; the actor is the gateway."""
+    EVENT_TYPE_CODE_REVOKED: _EventType.ValueType  # 12
+    """The request's code was revoked: by an administrator, a reissue, or too
+    many wrong guesses (`reason` says which).
+    """
+    EVENT_TYPE_CODE_REDEMPTION_FAILED: _EventType.ValueType  # 13
+    """A gateway presented a wrong code for this request (the selector matched,
+    the rest did not); `reason` counts the attempts.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kinds of events."""
@@ -86,6 +98,18 @@ could not be sent within its lifetime.
 """
 EVENT_TYPE_EMAIL_REQUEUED: EventType.ValueType  # 9
 """An administrator queued a dead email again (RetryEmail)."""
+EVENT_TYPE_CODE_ISSUED: EventType.ValueType  # 10
+"""A gateway code was issued (by an approval or a reissue); never the code."""
+EVENT_TYPE_CODE_REDEEMED: EventType.ValueType  # 11
+"""A gateway redeemed the request's code; the actor is the gateway."""
+EVENT_TYPE_CODE_REVOKED: EventType.ValueType  # 12
+"""The request's code was revoked: by an administrator, a reissue, or too
+many wrong guesses (`reason` says which).
+"""
+EVENT_TYPE_CODE_REDEMPTION_FAILED: EventType.ValueType  # 13
+"""A gateway presented a wrong code for this request (the selector matched,
+the rest did not); `reason` counts the attempts.
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final

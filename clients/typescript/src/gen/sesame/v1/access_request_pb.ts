@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sesame/v1/access_request.proto.
  */
 export const file_sesame_v1_access_request: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSJSCglBcHBsaWNhbnQSDQoFZW1haWwYASABKAkSEQoJZnVsbF9uYW1lGAIgASgJEhQKDG9yZ2FuaXphdGlvbhgDIAEoCRINCgVwaG9uZRgEIAEoCSJcCgdDb25zZW50Eg8KB3ZlcnNpb24YASABKAkSEAoIcHVycG9zZXMYAiADKAkSLgoKZ3JhbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoIRGVjaXNpb24SDQoFYWN0b3IYASABKAkSLwoLZGVjaWRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgDIAEoCRIRCglhdXRvbWF0aWMYBCABKAgiuAMKDUFjY2Vzc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRInCglhcHBsaWNhbnQYAiABKAsyFC5zZXNhbWUudjEuQXBwbGljYW50EiYKCXVzZXJfdHlwZRgDIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRIOCgZsb2NhbGUYBCABKAkSEAoIcmVzb3VyY2UYBSABKAkSFQoNanVzdGlmaWNhdGlvbhgGIAEoCRIjCgdjb25zZW50GAcgASgLMhIuc2VzYW1lLnYxLkNvbnNlbnQSLAoFc3RhdGUYCCABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiUKCGRlY2lzaW9uGAkgASgLMhMuc2VzYW1lLnYxLkRlY2lzaW9uEhEKCXN1Ym1pdHRlchgKIAEoCRISCgpyZXF1ZXN0X2lkGAsgASgJEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgOIAEoCSLfAQoaU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QSJwoJYXBwbGljYW50GAEgASgLMhQuc2VzYW1lLnYxLkFwcGxpY2FudBImCgl1c2VyX3R5cGUYAiABKA4yEy5zZXNhbWUudjEuVXNlclR5cGUSDgoGbG9jYWxlGAMgASgJEhAKCHJlc291cmNlGAQgASgJEhUKDWp1c3RpZmljYXRpb24YBSABKAkSIwoHY29uc2VudBgGIAEoCzISLnNlc2FtZS52MS5Db25zZW50EhIKCnJlcXVlc3RfaWQYByABKAkiTwobU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QiJwoXR2V0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJMChhHZXRBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCKEAgoZTGlzdEFjY2Vzc1JlcXVlc3RzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIsCgVzdGF0ZRgDIAEoDjIdLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0U3RhdGUSJgoJdXNlcl90eXBlGAQgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEjUKEWNyZWF0ZV90aW1lX3N0YXJ0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9jcmVhdGVfdGltZV9lbmQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImgKGkxpc3RBY2Nlc3NSZXF1ZXN0c1Jlc3BvbnNlEjEKD2FjY2Vzc19yZXF1ZXN0cxgBIAMoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJHChtBcHByb3ZlQWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEgwKBG5vdGUYAyABKAkiUAocQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0IkgKGlJlamVjdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIOCgZyZWFzb24YAyABKAkiTwobUmVqZWN0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QiSAoaQ2FuY2VsQWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCroAQoSQWNjZXNzUmVxdWVzdFN0YXRlEiQKIEFDQ0VTU19SRVFVRVNUX1NUQVRFX1VOU1BFQ0lGSUVEEAASIAocQUNDRVNTX1JFUVVFU1RfU1RBVEVfUEVORElORxABEiEKHUFDQ0VTU19SRVFVRVNUX1NUQVRFX0FQUFJPVkVEEAISIQodQUNDRVNTX1JFUVVFU1RfU1RBVEVfUkVKRUNURUQQAxIiCh5BQ0NFU1NfUkVRVUVTVF9TVEFURV9DQU5DRUxMRUQQBBIgChxBQ0NFU1NfUkVRVUVTVF9TVEFURV9FWFBJUkVEEAUqhgEKCFVzZXJUeXBlEhkKFVVTRVJfVFlQRV9VTlNQRUNJRklFRBAAEhYKElVTRVJfVFlQRV9FTVBMT1lFRRABEhUKEVVTRVJfVFlQRV9QQVJUTkVSEAISFgoSVVNFUl9UWVBFX0NVU1RPTUVSEAMSGAoUVVNFUl9UWVBFX0NPTlRSQUNUT1IQBDLxBAoUQWNjZXNzUmVxdWVzdFNlcnZpY2USZAoTU3VibWl0QWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5TdWJtaXRBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5TdWJtaXRBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USWwoQR2V0QWNjZXNzUmVxdWVzdBIiLnNlc2FtZS52MS5HZXRBY2Nlc3NSZXF1ZXN0UmVxdWVzdBojLnNlc2FtZS52MS5HZXRBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USYQoSTGlzdEFjY2Vzc1JlcXVlc3RzEiQuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QaJS5zZXNhbWUudjEuTGlzdEFjY2Vzc1JlcXVlc3RzUmVzcG9uc2USZwoUQXBwcm92ZUFjY2Vzc1JlcXVlc3QSJi5zZXNhbWUudjEuQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0Gicuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USZAoTUmVqZWN0QWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5SZWplY3RBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5SZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USZAoTQ2FuY2VsQWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5DYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5DYW5jZWxBY2Nlc3NSZXF1ZXN0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSJSCglBcHBsaWNhbnQSDQoFZW1haWwYASABKAkSEQoJZnVsbF9uYW1lGAIgASgJEhQKDG9yZ2FuaXphdGlvbhgDIAEoCRINCgVwaG9uZRgEIAEoCSJcCgdDb25zZW50Eg8KB3ZlcnNpb24YASABKAkSEAoIcHVycG9zZXMYAiADKAkSLgoKZ3JhbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoIRGVjaXNpb24SDQoFYWN0b3IYASABKAkSLwoLZGVjaWRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgDIAEoCRIRCglhdXRvbWF0aWMYBCABKAgi/wEKEUdhdGV3YXlDb2RlU3RhdHVzEioKBXN0YXRlGAEgASgOMhsuc2VzYW1lLnYxLkdhdGV3YXlDb2RlU3RhdGUSLgoKaXNzdWVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlZGVlbV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWRlZW1lZF9ieRgFIAEoCRIXCg9mYWlsZWRfYXR0ZW1wdHMYBiABKAUi7AMKDUFjY2Vzc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRInCglhcHBsaWNhbnQYAiABKAsyFC5zZXNhbWUudjEuQXBwbGljYW50EiYKCXVzZXJfdHlwZRgDIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRIOCgZsb2NhbGUYBCABKAkSEAoIcmVzb3VyY2UYBSABKAkSFQoNanVzdGlmaWNhdGlvbhgGIAEoCRIjCgdjb25zZW50GAcgASgLMhIuc2VzYW1lLnYxLkNvbnNlbnQSLAoFc3RhdGUYCCABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiUKCGRlY2lzaW9uGAkgASgLMhMuc2VzYW1lLnYxLkRlY2lzaW9uEhEKCXN1Ym1pdHRlchgKIAEoCRISCgpyZXF1ZXN0X2lkGAsgASgJEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgOIAEoCRIyCgxnYXRld2F5X2NvZGUYDyABKAsyHC5zZXNhbWUudjEuR2F0ZXdheUNvZGVTdGF0dXMi3wEKGlN1Ym1pdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EicKCWFwcGxpY2FudBgBIAEoCzIULnNlc2FtZS52MS5BcHBsaWNhbnQSJgoJdXNlcl90eXBlGAIgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEg4KBmxvY2FsZRgDIAEoCRIQCghyZXNvdXJjZRgEIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAUgASgJEiMKB2NvbnNlbnQYBiABKAsyEi5zZXNhbWUudjEuQ29uc2VudBISCgpyZXF1ZXN0X2lkGAcgASgJIk8KG1N1Ym1pdEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0IicKF0dldEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoYR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QihAIKGUxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLAoFc3RhdGUYAyABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiYKCXVzZXJfdHlwZRgEIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRI1ChFjcmVhdGVfdGltZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPY3JlYXRlX3RpbWVfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChpMaXN0QWNjZXNzUmVxdWVzdHNSZXNwb25zZRIxCg9hY2Nlc3NfcmVxdWVzdHMYASADKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIMCgRub3RlGAMgASgJEhMKC3JldHVybl9jb2RlGAQgASgIImYKHEFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIUCgxnYXRld2F5X2NvZGUYAiABKAkiSAoaUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtSZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCJIChpDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KG0NhbmNlbEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0KugBChJBY2Nlc3NSZXF1ZXN0U3RhdGUSJAogQUNDRVNTX1JFUVVFU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxBQ0NFU1NfUkVRVUVTVF9TVEFURV9QRU5ESU5HEAESIQodQUNDRVNTX1JFUVVFU1RfU1RBVEVfQVBQUk9WRUQQAhIhCh1BQ0NFU1NfUkVRVUVTVF9TVEFURV9SRUpFQ1RFRBADEiIKHkFDQ0VTU19SRVFVRVNUX1NUQVRFX0NBTkNFTExFRBAEEiAKHEFDQ0VTU19SRVFVRVNUX1NUQVRFX0VYUElSRUQQBSqGAQoIVXNlclR5cGUSGQoVVVNFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9UWVBFX0VNUExPWUVFEAESFQoRVVNFUl9UWVBFX1BBUlRORVIQAhIWChJVU0VSX1RZUEVfQ1VTVE9NRVIQAxIYChRVU0VSX1RZUEVfQ09OVFJBQ1RPUhAEKrYBChBHYXRld2F5Q29kZVN0YXRlEiIKHkdBVEVXQVlfQ09ERV9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUdBVEVXQVlfQ09ERV9TVEFURV9BQ1RJVkUQARIfChtHQVRFV0FZX0NPREVfU1RBVEVfUkVERUVNRUQQAhIeChpHQVRFV0FZX0NPREVfU1RBVEVfUkVWT0tFRBADEh4KGkdBVEVXQVlfQ09ERV9TVEFURV9FWFBJUkVEEAQy8QQKFEFjY2Vzc1JlcXVlc3RTZXJ2aWNlEmQKE1N1Ym1pdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlElsKEEdldEFjY2Vzc1JlcXVlc3QSIi5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlcXVlc3QaIy5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmEKEkxpc3RBY2Nlc3NSZXF1ZXN0cxIkLnNlc2FtZS52MS5MaXN0QWNjZXNzUmVxdWVzdHNSZXF1ZXN0GiUuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1Jlc3BvbnNlEmcKFEFwcHJvdmVBY2Nlc3NSZXF1ZXN0EiYuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVxdWVzdBonLnNlc2FtZS52MS5BcHByb3ZlQWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE1JlamVjdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE0NhbmNlbEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * The person access is requested for.
@@ -150,6 +150,62 @@ export const DecisionSchema: GenMessage<Decision> = /*@__PURE__*/
   messageDesc(file_sesame_v1_access_request, 2);
 
 /**
+ * What is known about a request's latest gateway code (never the code).
+ *
+ * @generated from message sesame.v1.GatewayCodeStatus
+ */
+export type GatewayCodeStatus = Message<"sesame.v1.GatewayCodeStatus"> & {
+  /**
+   * Its state.
+   *
+   * @generated from field: sesame.v1.GatewayCodeState state = 1;
+   */
+  state: GatewayCodeState;
+
+  /**
+   * When it was issued.
+   *
+   * @generated from field: google.protobuf.Timestamp issue_time = 2;
+   */
+  issueTime?: Timestamp | undefined;
+
+  /**
+   * When it stops being redeemable.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * When it was redeemed, if it was.
+   *
+   * @generated from field: google.protobuf.Timestamp redeem_time = 4;
+   */
+  redeemTime?: Timestamp | undefined;
+
+  /**
+   * The API key name of the gateway that redeemed it, if one did.
+   *
+   * @generated from field: string redeemed_by = 5;
+   */
+  redeemedBy: string;
+
+  /**
+   * Wrong guesses of this code so far (it is revoked at 5).
+   *
+   * @generated from field: int32 failed_attempts = 6;
+   */
+  failedAttempts: number;
+};
+
+/**
+ * Describes the message sesame.v1.GatewayCodeStatus.
+ * Use `create(GatewayCodeStatusSchema)` to create a new message.
+ */
+export const GatewayCodeStatusSchema: GenMessage<GatewayCodeStatus> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 3);
+
+/**
  * A request for access to a resource on behalf of an applicant.
  *
  * @generated from message sesame.v1.AccessRequest
@@ -253,6 +309,14 @@ export type AccessRequest = Message<"sesame.v1.AccessRequest"> & {
    * @generated from field: string etag = 14;
    */
   etag: string;
+
+  /**
+   * The latest gateway code issued for the request (approved requests
+   * only), without the code itself. Output only.
+   *
+   * @generated from field: sesame.v1.GatewayCodeStatus gateway_code = 15;
+   */
+  gatewayCode?: GatewayCodeStatus | undefined;
 };
 
 /**
@@ -260,7 +324,7 @@ export type AccessRequest = Message<"sesame.v1.AccessRequest"> & {
  * Use `create(AccessRequestSchema)` to create a new message.
  */
 export const AccessRequestSchema: GenMessage<AccessRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 3);
+  messageDesc(file_sesame_v1_access_request, 4);
 
 /**
  * Request message for SubmitAccessRequest.
@@ -327,7 +391,7 @@ export type SubmitAccessRequestRequest = Message<"sesame.v1.SubmitAccessRequestR
  * Use `create(SubmitAccessRequestRequestSchema)` to create a new message.
  */
 export const SubmitAccessRequestRequestSchema: GenMessage<SubmitAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 4);
+  messageDesc(file_sesame_v1_access_request, 5);
 
 /**
  * Response message for SubmitAccessRequest.
@@ -348,7 +412,7 @@ export type SubmitAccessRequestResponse = Message<"sesame.v1.SubmitAccessRequest
  * Use `create(SubmitAccessRequestResponseSchema)` to create a new message.
  */
 export const SubmitAccessRequestResponseSchema: GenMessage<SubmitAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 5);
+  messageDesc(file_sesame_v1_access_request, 6);
 
 /**
  * Request message for GetAccessRequest.
@@ -369,7 +433,7 @@ export type GetAccessRequestRequest = Message<"sesame.v1.GetAccessRequestRequest
  * Use `create(GetAccessRequestRequestSchema)` to create a new message.
  */
 export const GetAccessRequestRequestSchema: GenMessage<GetAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 6);
+  messageDesc(file_sesame_v1_access_request, 7);
 
 /**
  * Response message for GetAccessRequest.
@@ -390,7 +454,7 @@ export type GetAccessRequestResponse = Message<"sesame.v1.GetAccessRequestRespon
  * Use `create(GetAccessRequestResponseSchema)` to create a new message.
  */
 export const GetAccessRequestResponseSchema: GenMessage<GetAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 7);
+  messageDesc(file_sesame_v1_access_request, 8);
 
 /**
  * Request message for ListAccessRequests.
@@ -448,7 +512,7 @@ export type ListAccessRequestsRequest = Message<"sesame.v1.ListAccessRequestsReq
  * Use `create(ListAccessRequestsRequestSchema)` to create a new message.
  */
 export const ListAccessRequestsRequestSchema: GenMessage<ListAccessRequestsRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 8);
+  messageDesc(file_sesame_v1_access_request, 9);
 
 /**
  * Response message for ListAccessRequests.
@@ -476,7 +540,7 @@ export type ListAccessRequestsResponse = Message<"sesame.v1.ListAccessRequestsRe
  * Use `create(ListAccessRequestsResponseSchema)` to create a new message.
  */
 export const ListAccessRequestsResponseSchema: GenMessage<ListAccessRequestsResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 9);
+  messageDesc(file_sesame_v1_access_request, 10);
 
 /**
  * Request message for ApproveAccessRequest.
@@ -504,6 +568,14 @@ export type ApproveAccessRequestRequest = Message<"sesame.v1.ApproveAccessReques
    * @generated from field: string note = 3;
    */
   note: string;
+
+  /**
+   * Also return the gateway code in the response, for integrations that
+   * deliver it themselves. The applicant is emailed the code either way.
+   *
+   * @generated from field: bool return_code = 4;
+   */
+  returnCode: boolean;
 };
 
 /**
@@ -511,7 +583,7 @@ export type ApproveAccessRequestRequest = Message<"sesame.v1.ApproveAccessReques
  * Use `create(ApproveAccessRequestRequestSchema)` to create a new message.
  */
 export const ApproveAccessRequestRequestSchema: GenMessage<ApproveAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 10);
+  messageDesc(file_sesame_v1_access_request, 11);
 
 /**
  * Response message for ApproveAccessRequest.
@@ -525,6 +597,14 @@ export type ApproveAccessRequestResponse = Message<"sesame.v1.ApproveAccessReque
    * @generated from field: sesame.v1.AccessRequest access_request = 1;
    */
   accessRequest?: AccessRequest | undefined;
+
+  /**
+   * The gateway code issued by the approval, only when `return_code` was
+   * set; it is shown nowhere else.
+   *
+   * @generated from field: string gateway_code = 2;
+   */
+  gatewayCode: string;
 };
 
 /**
@@ -532,7 +612,7 @@ export type ApproveAccessRequestResponse = Message<"sesame.v1.ApproveAccessReque
  * Use `create(ApproveAccessRequestResponseSchema)` to create a new message.
  */
 export const ApproveAccessRequestResponseSchema: GenMessage<ApproveAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 11);
+  messageDesc(file_sesame_v1_access_request, 12);
 
 /**
  * Request message for RejectAccessRequest.
@@ -567,7 +647,7 @@ export type RejectAccessRequestRequest = Message<"sesame.v1.RejectAccessRequestR
  * Use `create(RejectAccessRequestRequestSchema)` to create a new message.
  */
 export const RejectAccessRequestRequestSchema: GenMessage<RejectAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 12);
+  messageDesc(file_sesame_v1_access_request, 13);
 
 /**
  * Response message for RejectAccessRequest.
@@ -588,7 +668,7 @@ export type RejectAccessRequestResponse = Message<"sesame.v1.RejectAccessRequest
  * Use `create(RejectAccessRequestResponseSchema)` to create a new message.
  */
 export const RejectAccessRequestResponseSchema: GenMessage<RejectAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 13);
+  messageDesc(file_sesame_v1_access_request, 14);
 
 /**
  * Request message for CancelAccessRequest.
@@ -623,7 +703,7 @@ export type CancelAccessRequestRequest = Message<"sesame.v1.CancelAccessRequestR
  * Use `create(CancelAccessRequestRequestSchema)` to create a new message.
  */
 export const CancelAccessRequestRequestSchema: GenMessage<CancelAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 14);
+  messageDesc(file_sesame_v1_access_request, 15);
 
 /**
  * Response message for CancelAccessRequest.
@@ -644,7 +724,7 @@ export type CancelAccessRequestResponse = Message<"sesame.v1.CancelAccessRequest
  * Use `create(CancelAccessRequestResponseSchema)` to create a new message.
  */
 export const CancelAccessRequestResponseSchema: GenMessage<CancelAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 15);
+  messageDesc(file_sesame_v1_access_request, 16);
 
 /**
  * The lifecycle state of an access request. PENDING is the only state that
@@ -751,6 +831,55 @@ export const UserTypeSchema: GenEnum<UserType> = /*@__PURE__*/
   enumDesc(file_sesame_v1_access_request, 1);
 
 /**
+ * Where a gateway code is in its life.
+ *
+ * @generated from enum sesame.v1.GatewayCodeState
+ */
+export enum GatewayCodeState {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: GATEWAY_CODE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Issued and not yet redeemed, revoked or expired.
+   *
+   * @generated from enum value: GATEWAY_CODE_STATE_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * Redeemed by a gateway.
+   *
+   * @generated from enum value: GATEWAY_CODE_STATE_REDEEMED = 2;
+   */
+  REDEEMED = 2,
+
+  /**
+   * Revoked by an administrator, by a reissue, or after too many wrong
+   * guesses.
+   *
+   * @generated from enum value: GATEWAY_CODE_STATE_REVOKED = 3;
+   */
+  REVOKED = 3,
+
+  /**
+   * Not redeemed within its validity.
+   *
+   * @generated from enum value: GATEWAY_CODE_STATE_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum sesame.v1.GatewayCodeState.
+ */
+export const GatewayCodeStateSchema: GenEnum<GatewayCodeState> = /*@__PURE__*/
+  enumDesc(file_sesame_v1_access_request, 2);
+
+/**
  * Submits, reads and decides access requests.
  *
  * @generated from service sesame.v1.AccessRequestService
@@ -795,10 +924,12 @@ export const AccessRequestService: GenService<{
     output: typeof ListAccessRequestsResponseSchema;
   },
   /**
-   * Approves a PENDING request. Role: admin. Deciding a request that is no
-   * longer pending fails with FAILED_PRECONDITION (reason
-   * `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or `REQUEST_EXPIRED`);
-   * a stale `etag` fails with ABORTED (reason `ETAG_MISMATCH`).
+   * Approves a PENDING request and issues its gateway code, which is
+   * emailed to the applicant (see GatewayService). Role: admin. Deciding a
+   * request that is no longer pending fails with FAILED_PRECONDITION (reason
+   * `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
+   * `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
+   * `ETAG_MISMATCH`).
    *
    * @generated from rpc sesame.v1.AccessRequestService.ApproveAccessRequest
    */

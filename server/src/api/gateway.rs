@@ -1,0 +1,186 @@
+//! `sesame.v1.GatewayService`: gateways redeem codes; administrators revoke
+//! and reissue them. Failed redemptions are counted per caller, and a
+//! caller over its budget is refused for a while (per server process).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sesame_proto::v1 as pb;
+use sesame_proto::v1::gateway_service_server::GatewayService;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::{convert, principal, status};
+use crate::auth::{Permission, authorize};
+use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator};
+use crate::domain::{AccessRequestId, GatewayCode};
+use crate::store::Store;
+
+/// The window over which failed redemptions are counted.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Recent failed redemptions per caller.
+#[derive(Debug, Default)]
+struct FailureLog {
+    by_caller: HashMap<String, VecDeque<Instant>>,
+}
+
+impl FailureLog {
+    /// How long `caller` must wait before trying again, if it is over
+    /// `limit` failures within the window.
+    fn wait(&mut self, caller: &str, limit: u32, now: Instant) -> Option<Duration> {
+        let failures = self.by_caller.get_mut(caller)?;
+        while failures
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= FAILURE_WINDOW)
+        {
+            failures.pop_front();
+        }
+        if failures.is_empty() {
+            self.by_caller.remove(caller);
+            return None;
+        }
+        (failures.len() >= limit as usize)
+            .then(|| {
+                failures
+                    .front()
+                    .map(|oldest| FAILURE_WINDOW - now.duration_since(*oldest))
+            })
+            .flatten()
+    }
+
+    fn record(&mut self, caller: &str, now: Instant) {
+        self.by_caller
+            .entry(caller.to_owned())
+            .or_default()
+            .push_back(now);
+    }
+}
+
+/// Serves the gateway-code RPCs.
+#[derive(Clone, Debug)]
+pub struct GatewayApi {
+    store: Store,
+    failures_per_minute: u32,
+    failures: Arc<Mutex<FailureLog>>,
+}
+
+impl GatewayApi {
+    /// The service over `store`; a caller may fail `failures_per_minute`
+    /// redemptions per minute.
+    pub fn new(store: Store, failures_per_minute: u32) -> Self {
+        Self {
+            store,
+            failures_per_minute,
+            failures: Arc::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, FailureLog> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn request_name(field: &str, raw: &str) -> Result<AccessRequestId, Status> {
+        let mut check = Validator::new();
+        let id = check.name(field, raw);
+        check.finish()?;
+        Ok(id.expect("validated above"))
+    }
+}
+
+#[tonic::async_trait]
+impl GatewayService for GatewayApi {
+    async fn redeem_gateway_code(
+        &self,
+        request: Request<pb::RedeemGatewayCodeRequest>,
+    ) -> Result<Response<pb::RedeemGatewayCodeResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::RedeemCode)?;
+        if let Some(wait) =
+            self.failures()
+                .wait(&caller.name, self.failures_per_minute, Instant::now())
+        {
+            return Err(status::too_many_failed_redemptions(wait));
+        }
+        let outcome = match GatewayCode::parse(&request.get_ref().code) {
+            Ok(code) => self.store.redeem_code(&code, &caller.name).await?,
+            Err(error) => {
+                self.failures().record(&caller.name, Instant::now());
+                return Err(status::code_malformed(&error));
+            }
+        };
+        match outcome {
+            Ok(redeemed) => {
+                let wire = convert::access_request(&redeemed.request, None);
+                Ok(Response::new(pb::RedeemGatewayCodeResponse {
+                    access_request: wire.name,
+                    applicant: wire.applicant,
+                    resource: wire.resource,
+                    user_type: wire.user_type,
+                }))
+            }
+            Err(refused) => {
+                self.failures().record(&caller.name, Instant::now());
+                info!(gateway = %caller.name, reason = %refused, "gateway code refused");
+                Err(refused.into())
+            }
+        }
+    }
+
+    async fn revoke_gateway_code(
+        &self,
+        request: Request<pb::RevokeGatewayCodeRequest>,
+    ) -> Result<Response<pb::RevokeGatewayCodeResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ManageCodes)?;
+        let message = request.into_inner();
+        let mut check = Validator::new();
+        let id = check.name("access_request", &message.access_request);
+        let reason = check.text(
+            "reason",
+            &message.reason,
+            TextRule::optional(MAX_REASON_CHARS),
+        );
+        check.finish()?;
+        let id = id.expect("validated above");
+        let revoked = self.store.revoke_code(id, &caller.name, reason).await?;
+        Ok(Response::new(pb::RevokeGatewayCodeResponse {
+            gateway_code: Some(convert::code_status(&revoked)),
+        }))
+    }
+
+    async fn reissue_gateway_code(
+        &self,
+        request: Request<pb::ReissueGatewayCodeRequest>,
+    ) -> Result<Response<pb::ReissueGatewayCodeResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ManageCodes)?;
+        let id = Self::request_name("access_request", &request.get_ref().access_request)?;
+        let issued = self.store.reissue_code(id, &caller.name).await?;
+        Ok(Response::new(pb::ReissueGatewayCodeResponse {
+            gateway_code: Some(convert::code_status(&issued)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_beyond_the_budget_wait_until_the_oldest_ages_out() {
+        let mut log = FailureLog::default();
+        let start = Instant::now();
+        for i in 0..3 {
+            assert_eq!(log.wait("gw", 3, start), None);
+            log.record("gw", start + Duration::from_secs(i));
+        }
+        let wait = log.wait("gw", 3, start + Duration::from_secs(10)).unwrap();
+        assert_eq!(wait, Duration::from_secs(50));
+        assert_eq!(log.wait("other", 3, start), None);
+        assert_eq!(log.wait("gw", 3, start + Duration::from_secs(61)), None);
+    }
+}
