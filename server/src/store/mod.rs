@@ -24,6 +24,7 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 use sesame_migrations::{Migrator, MigratorTrait};
+use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use crate::domain::TransitionError;
@@ -138,6 +139,11 @@ pub struct Store {
     commits: Arc<tokio::sync::Notify>,
     /// Who receives the administrators' emails.
     admin_emails: Arc<Vec<String>>,
+    /// On SQLite, the turn to write: one write transaction of this process
+    /// at a time. Writers on several pooled connections otherwise meet
+    /// SQLITE_BUSY and back off in sleeps of milliseconds (the busy
+    /// handler); here they queue instead. Unused on PostgreSQL.
+    write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -154,6 +160,7 @@ impl Store {
             page_token_key: Arc::new(page_token_key),
             commits: Arc::new(tokio::sync::Notify::new()),
             admin_emails: Arc::new(Vec::new()),
+            write_turn: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -174,13 +181,21 @@ impl Store {
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once
-    /// (BEGIN IMMEDIATE), so two writers never deadlock upgrading read locks.
-    async fn begin_write(&self) -> Result<DatabaseTransaction> {
+    /// (BEGIN IMMEDIATE), so two writers never deadlock upgrading read locks,
+    /// and waits first for this process's write turn, held until the
+    /// returned guard drops (declare it before the transaction: `let (_turn,
+    /// txn)`, so the transaction ends first).
+    async fn begin_write(&self) -> Result<(Option<OwnedMutexGuard<()>>, DatabaseTransaction)> {
+        let turn = if self.backend() == DbBackend::Sqlite {
+            Some(Arc::clone(&self.write_turn).lock_owned().await)
+        } else {
+            None
+        };
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        Ok(self.db.begin_with_options(options).await?)
+        Ok((turn, self.db.begin_with_options(options).await?))
     }
 
     fn backend(&self) -> DbBackend {
