@@ -1,7 +1,8 @@
-//! Email: templates, transports (file, log, SMTP) and the outbox worker
-//! that sends what the store enqueued, with leases, retries and dead
-//! letters.
+//! Email: templates, transports (file, log, SMTP over Sesame's own
+//! connection pool) and the outbox worker that sends what the store
+//! enqueued, with leases, retries and dead letters.
 
+pub mod smtp;
 pub mod templates;
 pub mod transport;
 pub mod worker;

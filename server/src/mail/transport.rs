@@ -1,14 +1,24 @@
 //! Where emails go: `file://DIR` (one `.eml` per email; the embedded
-//! default), `log` (a log line, no content), or `smtp://` / `smtps://` via
-//! lettre with rustls, pooled connections and timeouts.
+//! default), `log` (a log line, no content), `smtp://` through Sesame's own
+//! pool of `TCP_NODELAY` connections (see [`super::smtp`]; plain or
+//! STARTTLS), or `smtps://` through lettre's pooled transport. Every SMTP
+//! conversation is bounded by the configured timeout.
+//!
+//! `smtps://` (implicit TLS) stays on lettre's transport because lettre can
+//! only start TLS on a stream it opened itself before the greeting; its
+//! connections therefore run without `TCP_NODELAY` and are slower per
+//! connection (about one delayed ACK per email).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncTransport, Message, Tokio1Executor};
 use tracing::info;
+
+use super::smtp::{SmtpPool, SmtpServer, classify};
 
 /// A transport URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +44,17 @@ pub enum SendError {
 pub enum Transport {
     File(PathBuf),
     Log,
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `smtp://`: Sesame's own pool of `TCP_NODELAY` connections.
+    Smtp(Arc<SmtpPool>),
+    /// `smtps://`: lettre's pooled transport, and the conversation timeout.
+    Smtps(AsyncSmtpTransport<Tokio1Executor>, Duration),
 }
 
 impl Transport {
-    /// Parses `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]` or
-    /// `smtps://...` (see lettre's URL format for `?tls=required`).
+    /// Parses `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]` (with
+    /// `?tls=required` or `?tls=opportunistic` for STARTTLS) or
+    /// `smtps://...`, lettre's URL format. At most `connections` SMTP
+    /// conversations run at once, each bounded by `timeout`.
     pub fn from_url(
         url: &str,
         timeout: Duration,
@@ -52,18 +67,27 @@ impl Transport {
         if let Some(dir) = url.strip_prefix("file://") {
             return Ok(Transport::File(PathBuf::from(dir)));
         }
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|error| {
-            TransportError {
-                url: crate::config::redact_url(url),
-                reason: error.to_string(),
-            }
-        })?;
-        // One pooled connection per email in flight. lettre does not set
-        // TCP_NODELAY, so each message can wait on a delayed ACK; parallel
-        // connections hide that latency.
+        let invalid = |reason: String| TransportError {
+            url: crate::config::redact_url(url),
+            reason,
+        };
+        if url.starts_with("smtp://") {
+            let server = SmtpServer::parse(url).map_err(invalid)?;
+            return Ok(Transport::Smtp(Arc::new(SmtpPool::new(
+                server,
+                timeout,
+                connections,
+            ))));
+        }
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|error| invalid(error.to_string()))?;
+        // One pooled connection per email in flight: without TCP_NODELAY
+        // each message can wait on a delayed ACK, which parallel
+        // connections hide.
         let pool = PoolConfig::new().max_size(u32::try_from(connections.max(1)).unwrap_or(32));
-        Ok(Transport::Smtp(
+        Ok(Transport::Smtps(
             builder.timeout(Some(timeout)).pool_config(pool).build(),
+            timeout,
         ))
     }
 
@@ -84,7 +108,10 @@ impl Transport {
                 Ok(())
             };
         }
-        if url.starts_with("smtp://") || url.starts_with("smtps://") {
+        if url.starts_with("smtp://") {
+            return SmtpServer::parse(url).map(drop).map_err(invalid);
+        }
+        if url.starts_with("smtps://") {
             return AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                 .map(drop)
                 .map_err(|error| invalid(error.to_string()));
@@ -102,11 +129,17 @@ impl Transport {
                 Ok(())
             }
             Transport::File(dir) => write_file(dir, id, message).await,
-            Transport::Smtp(smtp) => match smtp.send(message.clone()).await {
-                Ok(_) => Ok(()),
-                Err(error) if error.is_permanent() => Err(SendError::Permanent(error.to_string())),
-                Err(error) => Err(SendError::Transient(error.to_string())),
-            },
+            Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await,
+            Transport::Smtps(smtp, timeout) => {
+                match tokio::time::timeout(*timeout, smtp.send(message.clone())).await {
+                    Ok(Ok(_response)) => Ok(()),
+                    Ok(Err(error)) => Err(classify(&error)),
+                    Err(_elapsed) => Err(SendError::Transient(format!(
+                        "no reply within {} s",
+                        timeout.as_secs_f64()
+                    ))),
+                }
+            }
         }
     }
 }
@@ -150,6 +183,14 @@ mod tests {
             Ok(Transport::Smtp(_))
         ));
         assert!(Transport::check_url("smtps://mail.example.com:465").is_ok());
+        assert!(matches!(
+            Transport::from_url("smtps://mail.example.com:465", timeout, 4),
+            Ok(Transport::Smtps(..))
+        ));
+        assert!(Transport::check_url("smtp://mail.example.com?tls=required").is_ok());
+        assert!(Transport::check_url("smtp://mail.example.com?tls=sometimes").is_err());
+        let error = Transport::check_url("smtp://x:hunter2@?tls=sometimes").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
         let error = Transport::from_url("ftp://x:hunter2@host", timeout, 4).unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(Transport::from_url("file://", timeout, 4).is_err());

@@ -63,7 +63,7 @@ pub async fn run_worker(
             }
         };
         let idle = claimed.is_empty();
-        // The emails of a round are sent side by side (lettre pools SMTP
+        // The emails of a round are sent side by side (the transport pools SMTP
         // connections); each outcome is recorded, in its own transaction, as
         // soon as it is known. A crash in between leaves the lease to
         // expire: the email is sent again, with the same Message-ID.

@@ -238,7 +238,7 @@ impl Store {
         gateway: &str,
     ) -> Result<std::result::Result<Redeemed, RedeemError>> {
         let at = now();
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let mut select = gateway_code::Entity::find()
             .filter(gateway_code::Column::Selector.eq(code.selector()))
             .order_by_desc(gateway_code::Column::IssuedAtUs);
@@ -349,7 +349,7 @@ impl Store {
         reason: Option<String>,
     ) -> Result<CodeStatus> {
         let at = now();
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let latest = self.latest_code_row(&txn, request).await?;
         let Some(row) = latest.filter(|row| {
             CodeStatus::from_row(row, at).is_ok_and(|status| status.state == CodeState::Active)
@@ -378,7 +378,7 @@ impl Store {
     pub async fn reissue_code(&self, request: AccessRequestId, actor: &str) -> Result<CodeStatus> {
         let options = self.code_options()?.clone();
         let at = now();
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let mut select = access_request::Entity::find_by_id(request.to_string());
         if self.backend() == DbBackend::Postgres {
             select = select.lock_exclusive();

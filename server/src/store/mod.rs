@@ -25,6 +25,7 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 use sesame_migrations::{Migrator, MigratorTrait};
+use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use crate::domain::TransitionError;
@@ -150,6 +151,11 @@ pub struct Store {
     admin_emails: Arc<Vec<String>>,
     /// How gateway codes are issued; approvals need it.
     codes: Option<Arc<CodeOptions>>,
+    /// On SQLite, the turn to write: one write transaction of this process
+    /// at a time. Writers on several pooled connections otherwise meet
+    /// SQLITE_BUSY and back off in sleeps of milliseconds (the busy
+    /// handler); here they queue instead. Unused on PostgreSQL.
+    write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -167,6 +173,7 @@ impl Store {
             commits: Arc::new(tokio::sync::Notify::new()),
             admin_emails: Arc::new(Vec::new()),
             codes: None,
+            write_turn: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -193,13 +200,21 @@ impl Store {
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once
-    /// (BEGIN IMMEDIATE), so two writers never deadlock upgrading read locks.
-    async fn begin_write(&self) -> Result<DatabaseTransaction> {
+    /// (BEGIN IMMEDIATE), so two writers never deadlock upgrading read locks,
+    /// and waits first for this process's write turn, held until the
+    /// returned guard drops (declare it before the transaction: `let (_turn,
+    /// txn)`, so the transaction ends first).
+    async fn begin_write(&self) -> Result<(Option<OwnedMutexGuard<()>>, DatabaseTransaction)> {
+        let turn = if self.backend() == DbBackend::Sqlite {
+            Some(Arc::clone(&self.write_turn).lock_owned().await)
+        } else {
+            None
+        };
         let options = TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        Ok(self.db.begin_with_options(options).await?)
+        Ok((turn, self.db.begin_with_options(options).await?))
     }
 
     fn backend(&self) -> DbBackend {

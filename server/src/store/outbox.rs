@@ -164,7 +164,7 @@ impl Store {
             now.into(),
             i64::try_from(limit).unwrap_or(100).into(),
         ];
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         // RETURNING * yields whole rows: the entity reads them as it reads
         // any query result.
         let rows =
@@ -180,7 +180,7 @@ impl Store {
     /// otherwise it returns [`StoreError::LeaseLost`] and changes nothing.
     #[instrument(skip_all, fields(email = %email.id, attempt = email.attempt), err)]
     pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let recorded = record_outcome(&txn, email, &outcome, now()).await?;
         if !recorded {
             return Err(StoreError::LeaseLost);
@@ -310,7 +310,7 @@ impl Store {
     #[instrument(skip_all, fields(email = %id), err)]
     pub async fn retry_email(&self, id: Uuid, actor: &str) -> Result<EmailRecord> {
         let at = now();
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let row = outbox::Entity::find_by_id(id.to_string())
             .one(&txn)
             .await?

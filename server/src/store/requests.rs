@@ -41,7 +41,7 @@ impl Store {
 
         let (request, event) =
             AccessRequest::submit(AccessRequestId::generate(), submitter, submission, now());
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         access_request_row(&request).insert(&txn).await?;
         if let Some(request_id) = &request_id {
             let key_row = idempotency_key::ActiveModel {
@@ -174,7 +174,7 @@ impl Store {
         action: Action,
         actor: &str,
     ) -> Result<(AccessRequest, Option<GatewayCode>)> {
-        let txn = self.begin_write().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let mut select = access_request::Entity::find_by_id(id.to_string());
         if self.backend() == DbBackend::Postgres {
             select = select.lock_exclusive();
