@@ -132,6 +132,12 @@ pub struct Config {
     /// Failed redemptions a gateway key may make per minute before its calls
     /// are refused with RESOURCE_EXHAUSTED (per server process).
     pub gateway_failures_per_minute: u32,
+    /// The decision policy (TOML rules); none: every request waits for one
+    /// administrator's approval.
+    pub policy_file: Option<String>,
+    /// How often the policy file is checked for changes (SIGHUP reloads at
+    /// once).
+    pub policy_poll_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -171,6 +177,8 @@ impl Default for Config {
             gateway_code_validity_secs: 72 * 3600,
             gateway_code_validity_by_resource: BTreeMap::new(),
             gateway_failures_per_minute: 20,
+            policy_file: None,
+            policy_poll_interval_ms: 2000,
         }
     }
 }
@@ -312,6 +320,9 @@ impl Config {
         {
             problems
                 .push("gateway code validities must be between 60 seconds and 90 days".to_owned());
+        }
+        if !(50..=3_600_000).contains(&self.policy_poll_interval_ms) {
+            problems.push("policy_poll_interval_ms must be between 50 and 3600000".to_owned());
         }
         if self.gateway_failures_per_minute == 0 {
             problems.push("gateway_failures_per_minute must be at least 1".to_owned());

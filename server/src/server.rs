@@ -22,6 +22,7 @@ use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::events::Hub;
 use crate::mail::run_worker;
+use crate::policy::PolicyHandle;
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
 
 /// Names of the Sesame services in the health service.
@@ -84,9 +85,16 @@ pub async fn serve(
         .build_v1alpha()
         .context("could not build the v1alpha reflection service")?;
 
-    let access_requests = AccessRequestServiceServer::new(AccessRequestApi::new(store.clone()))
-        .max_decoding_message_size(config.max_decoding_message_bytes)
-        .max_encoding_message_size(config.max_encoding_message_bytes);
+    let policy = PolicyHandle::load(config.policy_file.as_deref().map(std::path::Path::new))
+        .context("could not load the decision policy")?;
+    let policy_task = policy.spawn_reloader(
+        Duration::from_millis(config.policy_poll_interval_ms),
+        shutdown.clone(),
+    );
+    let access_requests =
+        AccessRequestServiceServer::new(AccessRequestApi::new(store.clone(), policy))
+            .max_decoding_message_size(config.max_decoding_message_bytes)
+            .max_encoding_message_size(config.max_encoding_message_bytes);
     // Background tasks stop with this token, after the listener closed.
     let tasks = CancellationToken::new();
     let hub = Hub::start(store.clone(), config.hub(), tasks.clone())
@@ -173,6 +181,9 @@ pub async fn serve(
         () = deadline => warn!(grace_secs = grace.as_secs(), "in-flight calls did not finish in time; stopping anyway"),
     }
     health_task.abort();
+    if let Some(task) = policy_task {
+        task.abort();
+    }
     tasks.cancel();
     if let Some(worker) = worker {
         // The worker finishes the email in hand, so its outcome is recorded.

@@ -8,6 +8,7 @@ use super::{convert, paging, principal, scope};
 use crate::auth::{Permission, Principal, authorize};
 use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, validate_submission};
 use crate::domain::{AccessRequest, AccessRequestId, Action, GatewayCode, State};
+use crate::policy::PolicyHandle;
 use crate::store::{ListQuery, Store};
 
 /// The parts of a decision call that differ between approve, reject and
@@ -26,12 +27,13 @@ struct DecisionCall<'a> {
 #[derive(Clone, Debug)]
 pub struct AccessRequestApi {
     store: Store,
+    policy: PolicyHandle,
 }
 
 impl AccessRequestApi {
-    /// The service over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// The service over `store`, deciding by `policy` at submit.
+    pub fn new(store: Store, policy: PolicyHandle) -> Self {
+        Self { store, policy }
     }
 
     /// The wire form of `requests`, each with its latest gateway code's
@@ -90,6 +92,23 @@ impl AccessRequestApi {
 
 #[tonic::async_trait]
 impl AccessRequestService for AccessRequestApi {
+    async fn explain_decision(
+        &self,
+        request: Request<pb::ExplainDecisionRequest>,
+    ) -> Result<Response<pb::ExplainDecisionResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::SubmitRequest)?;
+        let Some(submission) = request.into_inner().submission else {
+            let mut check = Validator::new();
+            check.violation("submission", "is required");
+            check.finish()?;
+            unreachable!("a violation was recorded");
+        };
+        let submission = validate_submission(&convert::raw_submission(submission))?;
+        let evaluation = self.policy.current().evaluate(&submission);
+        Ok(Response::new(convert::explanation(&evaluation)))
+    }
+
     async fn submit_access_request(
         &self,
         request: Request<pb::SubmitAccessRequestRequest>,
@@ -97,9 +116,13 @@ impl AccessRequestService for AccessRequestApi {
         let caller = principal(&request)?;
         authorize(&caller, Permission::SubmitRequest)?;
         let submission = validate_submission(&convert::raw_submission(request.into_inner()))?;
-        let (stored, _created) = self.store.submit_request(&caller.name, submission).await?;
+        let evaluation = self.policy.current().evaluate(&submission);
+        let (stored, _created) = self
+            .store
+            .submit_request(&caller.name, submission, &evaluation)
+            .await?;
         Ok(Response::new(pb::SubmitAccessRequestResponse {
-            access_request: Some(convert::access_request(&stored, None)),
+            access_request: Some(self.one_to_wire(&stored).await?),
         }))
     }
 

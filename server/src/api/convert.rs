@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 use sesame_proto::v1 as pb;
 
+use crate::domain::policy::{Evaluation, Outcome};
 use crate::domain::validation::{EnumInput, RawApplicant, RawConsent, RawSubmission, Validator};
 use crate::domain::{AccessRequest, EventKind, RecordedEvent, State, UserType, encode_cursor};
 use crate::store::{CodeState, CodeStatus};
@@ -152,6 +153,35 @@ pub fn access_request(request: &AccessRequest, code: Option<&CodeStatus>) -> pb:
         update_time: Some(timestamp(request.updated_at)),
         etag: request.etag(),
         gateway_code: code.map(code_status),
+        policy: Some(pb::PolicyVerdict {
+            rule_id: request.review.rule.clone().unwrap_or_default(),
+            explanation: request.review.explanation.clone().unwrap_or_default(),
+            required_approvals: i32::try_from(request.review.required_approvals).unwrap_or(1),
+            approved_by: request.review.approvals.clone(),
+            matched: Default::default(),
+        }),
+    }
+}
+
+/// The wire form of a policy evaluation (ExplainDecision).
+pub fn explanation(evaluation: &Evaluation) -> pb::ExplainDecisionResponse {
+    let (action, reject_reason, approvals) = match &evaluation.outcome {
+        Outcome::Approve => (pb::PolicyAction::Approve, String::new(), 1),
+        Outcome::Reject { reason } => (pb::PolicyAction::Reject, reason.clone(), 1),
+        Outcome::Review { approvals } => {
+            (pb::PolicyAction::RequireReview, String::new(), *approvals)
+        }
+    };
+    pb::ExplainDecisionResponse {
+        action: action.into(),
+        verdict: Some(pb::PolicyVerdict {
+            rule_id: evaluation.rule.clone().unwrap_or_default(),
+            explanation: evaluation.explanation(),
+            required_approvals: i32::try_from(approvals).unwrap_or(1),
+            approved_by: Vec::new(),
+            matched: evaluation.matched.clone().into_iter().collect(),
+        }),
+        reject_reason,
     }
 }
 
@@ -171,6 +201,7 @@ pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
         EventKind::CodeRedeemed => pb::EventType::CodeRedeemed,
         EventKind::CodeRevoked => pb::EventType::CodeRevoked,
         EventKind::CodeRedemptionFailed => pb::EventType::CodeRedemptionFailed,
+        EventKind::ApprovalRecorded => pb::EventType::RequestApprovalRecorded,
     }
 }
 
@@ -192,6 +223,7 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
             Ok(pb::EventType::CodeRedeemed) => Some(EventKind::CodeRedeemed),
             Ok(pb::EventType::CodeRevoked) => Some(EventKind::CodeRevoked),
             Ok(pb::EventType::CodeRedemptionFailed) => Some(EventKind::CodeRedemptionFailed),
+            Ok(pb::EventType::RequestApprovalRecorded) => Some(EventKind::ApprovalRecorded),
             Ok(pb::EventType::Unspecified) | Err(_) => None,
         };
         match kind {
@@ -224,5 +256,10 @@ pub fn event(record: &RecordedEvent) -> pb::Event {
             .to_owned(),
         automatic: data["automatic"].as_bool().unwrap_or(false),
         hash: record.hash.clone(),
+        rule_id: if data["automatic"].as_bool() == Some(true) {
+            data["rule"].as_str().unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        },
     }
 }

@@ -132,6 +132,12 @@ impl From<StoreError> for Status {
             StoreError::RequestNotApproved => {
                 plain(Code::FailedPrecondition, message, "REQUEST_NOT_APPROVED")
             }
+            StoreError::SelfApproval => plain(Code::PermissionDenied, message, "SELF_APPROVAL"),
+            StoreError::AlreadyApproved => plain(
+                Code::FailedPrecondition,
+                message,
+                "ALREADY_APPROVED_BY_CALLER",
+            ),
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
                 plain(Code::Internal, "internal error", "INTERNAL")

@@ -106,6 +106,7 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         | EventKind::CodeRedeemed
         | EventKind::CodeRevoked
         | EventKind::CodeRedemptionFailed
+        | EventKind::ApprovalRecorded
         | EventKind::EmailRequeued
         | EventKind::EmailSent
         | EventKind::EmailFailed

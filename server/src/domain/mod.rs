@@ -8,6 +8,7 @@ pub mod event;
 pub mod gateway_code;
 pub mod ids;
 pub mod mail;
+pub mod policy;
 pub mod request;
 pub mod validation;
 

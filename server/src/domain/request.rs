@@ -10,6 +10,7 @@
 //! ```
 //! PENDING is the only state with a way out; every other state is final.
 
+use super::policy::{Evaluation, Outcome};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -168,6 +169,9 @@ pub struct Decision {
     pub automatic: bool,
 }
 
+/// The actor of automatic changes (rules, deadlines); a reserved key name.
+pub const SYSTEM_ACTOR: &str = "system";
+
 /// A change asked of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -231,6 +235,17 @@ pub struct TransitionError {
     pub action: &'static str,
 }
 
+/// Why a decision cannot be made, the state aside.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("the submitter of a request under review may not approve it")]
+    SelfApproval,
+    #[error("this administrator already approved the request")]
+    AlreadyApproved,
+}
+
 impl TransitionError {
     /// The machine-readable reason (AIP-193 ErrorInfo) for this refusal.
     pub fn reason(&self) -> &'static str {
@@ -268,11 +283,13 @@ pub enum EventKind {
     CodeRevoked,
     /// A wrong code whose selector matched this request's live code.
     CodeRedemptionFailed,
+    /// An administrator approved a request that needs more approvals.
+    ApprovalRecorded,
 }
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -286,6 +303,7 @@ impl EventKind {
         EventKind::CodeRedeemed,
         EventKind::CodeRevoked,
         EventKind::CodeRedemptionFailed,
+        EventKind::ApprovalRecorded,
     ];
 
     /// Parses a name produced by [`EventKind::as_str`].
@@ -309,6 +327,7 @@ impl EventKind {
             EventKind::CodeRedeemed => "code.redeemed",
             EventKind::CodeRevoked => "code.revoked",
             EventKind::CodeRedemptionFailed => "code.redemption_failed",
+            EventKind::ApprovalRecorded => "request.approval_recorded",
         }
     }
 }
@@ -345,6 +364,36 @@ pub struct AccessRequest {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What the policy said at submit, and the approvals so far.
+    pub review: Review,
+}
+
+/// The policy's verdict on a request and its approvals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Review {
+    /// The rule that matched at submit; `None`: no rule (manual review).
+    pub rule: Option<String>,
+    /// Why, in one line.
+    pub explanation: Option<String>,
+    /// Distinct administrators who must approve (at least 1).
+    pub required_approvals: u32,
+    /// Who approved so far, in order.
+    pub approvals: Vec<String>,
+}
+
+impl Review {
+    /// The review a policy evaluation asks for.
+    pub fn from_evaluation(evaluation: &Evaluation) -> Review {
+        Review {
+            rule: evaluation.rule.clone(),
+            explanation: Some(evaluation.explanation()),
+            required_approvals: match evaluation.outcome {
+                Outcome::Review { approvals } => approvals,
+                Outcome::Approve | Outcome::Reject { .. } => 1,
+            },
+            approvals: Vec::new(),
+        }
+    }
 }
 
 impl AccessRequest {
@@ -370,6 +419,10 @@ impl AccessRequest {
             version: 1,
             created_at: now,
             updated_at: now,
+            review: Review {
+                required_approvals: 1,
+                ..Review::default()
+            },
         };
         let event = NewEvent {
             kind: EventKind::Submitted,
@@ -392,12 +445,49 @@ impl AccessRequest {
         action: Action,
         actor: &str,
         now: DateTime<Utc>,
-    ) -> Result<(AccessRequest, NewEvent), TransitionError> {
+    ) -> Result<(AccessRequest, NewEvent), DecisionError> {
         if self.state != State::Pending {
             return Err(TransitionError {
                 from: self.state,
                 action: action.verb(),
-            });
+            }
+            .into());
+        }
+        let mut approvals = self.review.approvals.clone();
+        if let Action::Approve { .. } = &action {
+            // A rule's review may not be short-cut by the submitter.
+            if self.review.rule.is_some() && actor == self.submitter {
+                return Err(DecisionError::SelfApproval);
+            }
+            if approvals.iter().any(|approver| approver == actor) {
+                return Err(DecisionError::AlreadyApproved);
+            }
+            approvals.push(actor.to_owned());
+            let needed = usize::try_from(self.review.required_approvals).unwrap_or(1);
+            if approvals.len() < needed {
+                let event = NewEvent {
+                    kind: EventKind::ApprovalRecorded,
+                    access_request: self.id,
+                    actor: actor.to_owned(),
+                    state: State::Pending,
+                    occurred_at: now,
+                    data: serde_json::json!({
+                        "reason": action.into_reason(),
+                        "approvals": approvals.len(),
+                        "required_approvals": needed,
+                    }),
+                };
+                let changed = AccessRequest {
+                    review: Review {
+                        approvals,
+                        ..self.review.clone()
+                    },
+                    version: self.version + 1,
+                    updated_at: now,
+                    ..self.clone()
+                };
+                return Ok((changed, event));
+            }
         }
         let automatic = matches!(action, Action::Expire);
         let new_state = action.target_state();
@@ -425,9 +515,44 @@ impl AccessRequest {
             }),
             version: self.version + 1,
             updated_at: now,
+            review: Review {
+                approvals,
+                ..self.review.clone()
+            },
             ..self.clone()
         };
         Ok((changed, event))
+    }
+
+    /// The decision a policy rule makes at submit (approve or reject, by
+    /// `system`, automatic, with the rule and why), or `None` when the
+    /// rule asks for review.
+    pub fn decide_by_policy(
+        &self,
+        evaluation: &Evaluation,
+        now: DateTime<Utc>,
+    ) -> Option<Result<(AccessRequest, NewEvent), DecisionError>> {
+        let explanation = evaluation.explanation();
+        let action = match &evaluation.outcome {
+            Outcome::Approve => Action::Approve {
+                note: Some(explanation),
+            },
+            Outcome::Reject { reason } => Action::Reject {
+                reason: format!("{reason} ({explanation})"),
+            },
+            Outcome::Review { .. } => return None,
+        };
+        Some(
+            self.apply(action, SYSTEM_ACTOR, now)
+                .map(|(mut changed, mut event)| {
+                    if let Some(decision) = &mut changed.decision {
+                        decision.automatic = true;
+                    }
+                    event.data["automatic"] = serde_json::json!(true);
+                    event.data["rule"] = serde_json::json!(evaluation.rule);
+                    (changed, event)
+                }),
+        )
     }
 
     /// Opaque version tag (AIP-154): changes whenever the request changes.
@@ -528,12 +653,72 @@ mod tests {
             let (closed, _) = pending().apply(to_final, "ops", Utc::now()).unwrap();
             for action in all_actions() {
                 let verb = action.verb();
-                let error = closed.apply(action, "ops", Utc::now()).unwrap_err();
+                let DecisionError::Transition(error) =
+                    closed.apply(action, "ops", Utc::now()).unwrap_err()
+                else {
+                    panic!("a closed request refuses by its state");
+                };
                 assert_eq!(error.from, closed.state);
                 assert_eq!(error.action, verb);
                 assert_eq!(error.reason(), reason);
             }
         }
+    }
+
+    #[test]
+    fn a_review_needs_distinct_approvals_and_never_the_submitters() {
+        let policy = crate::domain::policy::Policy::parse(
+            "[[rules]]\nid = \"two\"\naction = \"require_review\"\napprovals = 2\n",
+        )
+        .unwrap();
+        let mut request = pending();
+        let evaluation = policy.evaluate(&submission());
+        request.review = Review::from_evaluation(&evaluation);
+        assert!(request.decide_by_policy(&evaluation, Utc::now()).is_none());
+        let approve = || Action::Approve { note: None };
+        let submitter = request.submitter.clone();
+        assert_eq!(
+            request
+                .apply(approve(), &submitter, Utc::now())
+                .unwrap_err(),
+            DecisionError::SelfApproval
+        );
+        let (once, event) = request.apply(approve(), "ops", Utc::now()).unwrap();
+        assert_eq!(once.state, State::Pending);
+        assert_eq!(event.kind, EventKind::ApprovalRecorded);
+        assert_eq!(once.review.approvals, ["ops"]);
+        assert_eq!(
+            once.apply(approve(), "ops", Utc::now()).unwrap_err(),
+            DecisionError::AlreadyApproved
+        );
+        let (twice, event) = once.apply(approve(), "sec", Utc::now()).unwrap();
+        assert_eq!(twice.state, State::Approved);
+        assert_eq!(event.kind, EventKind::Approved);
+        assert_eq!(twice.review.approvals, ["ops", "sec"]);
+        assert_eq!(twice.decision.unwrap().actor, "sec");
+    }
+
+    #[test]
+    fn a_rule_decides_at_submit_as_system_with_its_reason() {
+        let policy = crate::domain::policy::Policy::parse(
+            "[[rules]]\nid = \"no\"\naction = \"reject\"\nreason = \"closed\"\n",
+        )
+        .unwrap();
+        let evaluation = policy.evaluate(&submission());
+        let (rejected, event) = pending()
+            .decide_by_policy(&evaluation, Utc::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(rejected.state, State::Rejected);
+        let decision = rejected.decision.unwrap();
+        assert_eq!(decision.actor, SYSTEM_ACTOR);
+        assert!(decision.automatic);
+        assert_eq!(
+            decision.reason.as_deref(),
+            Some("closed (rule no (matches every request))")
+        );
+        assert_eq!(event.data["rule"], "no");
+        assert_eq!(event.data["automatic"], true);
     }
 
     #[test]

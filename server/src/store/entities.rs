@@ -57,6 +57,12 @@ pub mod access_request {
         pub version: i64,
         pub created_at_us: i64,
         pub updated_at_us: i64,
+        /// The policy rule that matched at submit, if any.
+        pub policy_rule: Option<String>,
+        pub policy_explanation: Option<String>,
+        pub required_approvals: i32,
+        /// JSON array of the administrators who approved so far.
+        pub approvals: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

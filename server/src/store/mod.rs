@@ -29,6 +29,7 @@ use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use crate::domain::TransitionError;
+use crate::domain::request::DecisionError;
 pub use codes::{
     CodeOptions, CodeState, CodeStatus, RedeemError, Redeemed, SEALED_CODE_FIELD, seal_purpose,
 };
@@ -74,6 +75,20 @@ pub enum StoreError {
     CodeUsed,
     #[error("the access request is not approved")]
     RequestNotApproved,
+    #[error("the submitter of a request under review may not approve it")]
+    SelfApproval,
+    #[error("this administrator already approved the request")]
+    AlreadyApproved,
+}
+
+impl From<DecisionError> for StoreError {
+    fn from(error: DecisionError) -> Self {
+        match error {
+            DecisionError::Transition(transition) => StoreError::Transition(transition),
+            DecisionError::SelfApproval => StoreError::SelfApproval,
+            DecisionError::AlreadyApproved => StoreError::AlreadyApproved,
+        }
+    }
 }
 
 impl From<DbErr> for StoreError {

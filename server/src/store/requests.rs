@@ -14,20 +14,26 @@ use super::outbox::enqueue;
 use super::pagination::{self, ListQuery, Page, Position};
 use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros};
 use crate::domain::mail::emails_for;
+use crate::domain::policy::Evaluation;
+use crate::domain::request::Review;
 use crate::domain::{
     AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, GatewayCode, Locale,
     NewAccessRequest, State, UserType,
 };
 
 impl Store {
-    /// Stores a new PENDING request and its `request.submitted` event. With
-    /// an idempotency key already used by this submitter, returns the
-    /// request the first call created instead (`false` = not created now).
+    /// Stores a new request and its `request.submitted` event; when the
+    /// policy's `evaluation` approves or rejects it, the decision (by
+    /// `system`) and its event follow in the same transaction, with the
+    /// gateway code of an approval. With an idempotency key already used by
+    /// this submitter, returns the request the first call created instead
+    /// (`false` = not created now).
     #[instrument(skip_all, fields(submitter = %submitter), err)]
     pub async fn submit_request(
         &self,
         submitter: &str,
         submission: NewAccessRequest,
+        evaluation: &Evaluation,
     ) -> Result<(AccessRequest, bool)> {
         let fingerprint = submission.fingerprint();
         let request_id = submission.request_id.clone();
@@ -39,10 +45,16 @@ impl Store {
             return Ok((original, false));
         }
 
-        let (request, event) =
+        let (mut request, mut event) =
             AccessRequest::submit(AccessRequestId::generate(), submitter, submission, now());
+        request.review = Review::from_evaluation(evaluation);
+        event.data["rule"] = serde_json::json!(evaluation.rule);
+        let decided = request
+            .decide_by_policy(evaluation, event.occurred_at)
+            .transpose()?;
+        let stored = decided.as_ref().map_or(&request, |(changed, _)| changed);
         let (_turn, txn) = self.begin_write().await?;
-        access_request_row(&request).insert(&txn).await?;
+        access_request_row(stored).insert(&txn).await?;
         if let Some(request_id) = &request_id {
             let key_row = idempotency_key::ActiveModel {
                 principal: Set(submitter.to_owned()),
@@ -68,9 +80,28 @@ impl Store {
         let seq = append_event(&txn, &event).await?;
         let emails = emails_for(event.kind, &request, &self.admin_emails);
         enqueue(&txn, request.id, seq, emails, event.occurred_at).await?;
+        if let Some((changed, decision)) = decided {
+            let seq = append_event(&txn, &decision).await?;
+            if changed.state == State::Approved {
+                let options = self.code_options()?.clone();
+                issue_code(
+                    &txn,
+                    &options,
+                    &changed,
+                    &decision.actor,
+                    false,
+                    decision.occurred_at,
+                )
+                .await?;
+            } else {
+                let emails = emails_for(decision.kind, &changed, &self.admin_emails);
+                enqueue(&txn, changed.id, seq, emails, decision.occurred_at).await?;
+            }
+            request = changed;
+        }
         txn.commit().await?;
         self.event_committed();
-        info!(request = %request.id, "access request submitted");
+        info!(request = %request.id, state = request.state.as_str(), rule = ?evaluation.rule, "access request submitted");
         Ok((request, true))
     }
 
@@ -218,6 +249,10 @@ impl Store {
                 access_request::Column::UpdatedAtUs,
                 Expr::value(to_micros(changed.updated_at)),
             )
+            .col_expr(
+                access_request::Column::Approvals,
+                Expr::value(approvals_json(&changed.review.approvals)),
+            )
             .filter(access_request::Column::Id.eq(id.to_string()))
             .filter(access_request::Column::Version.eq(current.version))
             .exec(&txn)
@@ -243,6 +278,10 @@ impl Store {
         info!(state = changed.state.as_str(), "access request decided");
         Ok((changed, code))
     }
+}
+
+fn approvals_json(approvals: &[String]) -> String {
+    serde_json::to_string(approvals).expect("strings always serialize")
 }
 
 fn check_scope(scope: &Scope, row: &access_request::Model) -> Result<()> {
@@ -279,6 +318,10 @@ fn access_request_row(request: &AccessRequest) -> access_request::ActiveModel {
         version: Set(request.version),
         created_at_us: Set(to_micros(request.created_at)),
         updated_at_us: Set(to_micros(request.updated_at)),
+        policy_rule: Set(request.review.rule.clone()),
+        policy_explanation: Set(request.review.explanation.clone()),
+        required_approvals: Set(i32::try_from(request.review.required_approvals).unwrap_or(1)),
+        approvals: Set(approvals_json(&request.review.approvals)),
     }
 }
 
@@ -325,5 +368,13 @@ pub(super) fn to_domain(row: access_request::Model) -> Result<AccessRequest> {
         version: row.version,
         created_at: from_micros(row.created_at_us)?,
         updated_at: from_micros(row.updated_at_us)?,
+        review: Review {
+            rule: row.policy_rule,
+            explanation: row.policy_explanation,
+            required_approvals: u32::try_from(row.required_approvals)
+                .map_err(|_| corrupt("bad required approvals"))?,
+            approvals: serde_json::from_str(&row.approvals)
+                .map_err(|_| corrupt("bad approvals"))?,
+        },
     })
 }

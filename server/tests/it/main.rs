@@ -11,4 +11,5 @@ mod clients;
 mod codes;
 mod events;
 mod mail;
+mod policy;
 mod service;

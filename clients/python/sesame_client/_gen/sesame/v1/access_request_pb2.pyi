@@ -29,6 +29,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PolicyAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PolicyActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PolicyAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POLICY_ACTION_UNSPECIFIED: _PolicyAction.ValueType  # 0
+    """Not used."""
+    POLICY_ACTION_APPROVE: _PolicyAction.ValueType  # 1
+    """The request is approved at submit, by `system`."""
+    POLICY_ACTION_REJECT: _PolicyAction.ValueType  # 2
+    """The request is rejected at submit, by `system`, with the rule's reason."""
+    POLICY_ACTION_REQUIRE_REVIEW: _PolicyAction.ValueType  # 3
+    """The request waits for `required_approvals` distinct administrators."""
+
+class PolicyAction(_PolicyAction, metaclass=_PolicyActionEnumTypeWrapper):
+    """What a policy rule does to a submission."""
+
+POLICY_ACTION_UNSPECIFIED: PolicyAction.ValueType  # 0
+"""Not used."""
+POLICY_ACTION_APPROVE: PolicyAction.ValueType  # 1
+"""The request is approved at submit, by `system`."""
+POLICY_ACTION_REJECT: PolicyAction.ValueType  # 2
+"""The request is rejected at submit, by `system`, with the rule's reason."""
+POLICY_ACTION_REQUIRE_REVIEW: PolicyAction.ValueType  # 3
+"""The request waits for `required_approvals` distinct administrators."""
+Global___PolicyAction: _TypeAlias = PolicyAction  # noqa: Y015
+
 class _AccessRequestState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -136,6 +164,75 @@ GATEWAY_CODE_STATE_EXPIRED: GatewayCodeState.ValueType  # 4
 Global___GatewayCodeState: _TypeAlias = GatewayCodeState  # noqa: Y015
 
 @_typing.final
+class PolicyVerdict(_message.Message):
+    """What the decision policy said about a request, and its approvals so far."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MatchedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
+    REQUIRED_APPROVALS_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    """The rule that matched; empty when none did (then one administrator's
+    approval decides).
+    """
+    explanation: _builtins.str
+    """Why, in one line: the rule and the values it matched."""
+    required_approvals: _builtins.int
+    """Distinct administrators whose approval the request needs. When a rule
+    asked for review, the submitter's own approval is refused
+    (PERMISSION_DENIED, reason `SELF_APPROVAL`).
+    """
+    @_builtins.property
+    def approved_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The administrators who approved so far."""
+
+    @_builtins.property
+    def matched(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Criterion -> the submission's value that satisfied it (ExplainDecision
+        only).
+        """
+
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        explanation: _builtins.str = ...,
+        required_approvals: _builtins.int = ...,
+        approved_by: _abc.Iterable[_builtins.str] | None = ...,
+        matched: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "explanation", b"explanation", "matched", b"matched", "required_approvals", b"required_approvals", "rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyVerdict: _TypeAlias = PolicyVerdict  # noqa: Y015
+
+@_typing.final
 class Applicant(_message.Message):
     """The person access is requested for."""
 
@@ -220,17 +317,15 @@ class Decision(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     AUTOMATIC_FIELD_NUMBER: _builtins.int
     actor: _builtins.str
-    """Who decided: the API key name of the administrator or submitter
-    (`system` is reserved for automatic decisions, which no rule makes yet).
+    """Who decided: the API key name of the administrator or submitter, or
+    `system` for a policy rule's decision.
     """
     reason: _builtins.str
     """The approval note, rejection reason or cancellation reason; may be empty
     for an approval or a cancellation.
     """
     automatic: _builtins.bool
-    """True when a rule or a deadline decided, not a person (reserved: every
-    decision is made by a person so far).
-    """
+    """True when a policy rule or a deadline decided, not a person."""
     @_builtins.property
     def decide_time(self) -> _timestamp_pb2.Timestamp:
         """When the decision was made."""
@@ -320,6 +415,7 @@ class AccessRequest(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     GATEWAY_CODE_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `accessRequests/{uuid}`. Output only."""
     user_type: Global___UserType.ValueType
@@ -366,6 +462,12 @@ class AccessRequest(_message.Message):
         only), without the code itself. Output only.
         """
 
+    @_builtins.property
+    def policy(self) -> Global___PolicyVerdict:
+        """What the decision policy said at submit, and the approvals so far.
+        Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -384,10 +486,11 @@ class AccessRequest(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         gateway_code: Global___GatewayCodeStatus | None = ...,
+        policy: Global___PolicyVerdict | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "gateway_code", b"gateway_code", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "gateway_code", b"gateway_code", "policy", b"policy", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "etag", b"etag", "gateway_code", b"gateway_code", "justification", b"justification", "locale", b"locale", "name", b"name", "request_id", b"request_id", "resource", b"resource", "state", b"state", "submitter", b"submitter", "update_time", b"update_time", "user_type", b"user_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "consent", b"consent", "create_time", b"create_time", "decision", b"decision", "etag", b"etag", "gateway_code", b"gateway_code", "justification", b"justification", "locale", b"locale", "name", b"name", "policy", b"policy", "request_id", b"request_id", "resource", b"resource", "state", b"state", "submitter", b"submitter", "update_time", b"update_time", "user_type", b"user_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -473,6 +576,62 @@ class SubmitAccessRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitAccessRequestResponse: _TypeAlias = SubmitAccessRequestResponse  # noqa: Y015
+
+@_typing.final
+class ExplainDecisionRequest(_message.Message):
+    """Request message for ExplainDecision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMISSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def submission(self) -> Global___SubmitAccessRequestRequest:
+        """The submission to evaluate, as it would be submitted. Required."""
+
+    def __init__(
+        self,
+        *,
+        submission: Global___SubmitAccessRequestRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainDecisionRequest: _TypeAlias = ExplainDecisionRequest  # noqa: Y015
+
+@_typing.final
+class ExplainDecisionResponse(_message.Message):
+    """Response message for ExplainDecision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    REJECT_REASON_FIELD_NUMBER: _builtins.int
+    action: Global___PolicyAction.ValueType
+    """What would happen."""
+    reject_reason: _builtins.str
+    """The rejection reason, for POLICY_ACTION_REJECT."""
+    @_builtins.property
+    def verdict(self) -> Global___PolicyVerdict:
+        """The rule, why, the approvals it would need, and what it matched."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___PolicyAction.ValueType = ...,
+        verdict: Global___PolicyVerdict | None = ...,
+        reject_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verdict", b"verdict"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "reject_reason", b"reject_reason", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainDecisionResponse: _TypeAlias = ExplainDecisionResponse  # noqa: Y015
 
 @_typing.final
 class GetAccessRequestRequest(_message.Message):

@@ -65,6 +65,11 @@ class AccessRequestServiceStub:
                 request_serializer=sesame_dot_v1_dot_access__request__pb2.CancelAccessRequestRequest.SerializeToString,
                 response_deserializer=sesame_dot_v1_dot_access__request__pb2.CancelAccessRequestResponse.FromString,
                 _registered_method=True)
+        self.ExplainDecision = channel.unary_unary(
+                '/sesame.v1.AccessRequestService/ExplainDecision',
+                request_serializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionRequest.SerializeToString,
+                response_deserializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionResponse.FromString,
+                _registered_method=True)
 
 
 class AccessRequestServiceServicer:
@@ -102,7 +107,12 @@ class AccessRequestServiceServicer:
 
     def ApproveAccessRequest(self, request, context):
         """Approves a PENDING request and issues its gateway code, which is
-        emailed to the applicant (see GatewayService). Role: admin. Deciding a
+        emailed to the applicant (see GatewayService). Role: admin. A request a
+        policy rule put under review of N administrators stays PENDING until N
+        distinct administrators approved (each approval appends
+        `request.approval_recorded`); the submitter may not approve it
+        (PERMISSION_DENIED, `SELF_APPROVAL`), nor may one administrator twice
+        (FAILED_PRECONDITION, `ALREADY_APPROVED_BY_CALLER`). Deciding a
         request that is no longer pending fails with FAILED_PRECONDITION (reason
         `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
         `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
@@ -123,6 +133,15 @@ class AccessRequestServiceServicer:
     def CancelAccessRequest(self, request, context):
         """Cancels a PENDING request. Roles: the submitter that created it, admin.
         Same preconditions as ApproveAccessRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainDecision(self, request, context):
+        """Says what the decision policy would do with a submission, without
+        storing anything (a dry run). Roles: submitter, admin. The submission is
+        validated as SubmitAccessRequest validates it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +179,11 @@ def add_AccessRequestServiceServicer_to_server(servicer, server):
                     servicer.CancelAccessRequest,
                     request_deserializer=sesame_dot_v1_dot_access__request__pb2.CancelAccessRequestRequest.FromString,
                     response_serializer=sesame_dot_v1_dot_access__request__pb2.CancelAccessRequestResponse.SerializeToString,
+            ),
+            'ExplainDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainDecision,
+                    request_deserializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionRequest.FromString,
+                    response_serializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -325,6 +349,33 @@ class AccessRequestService:
             '/sesame.v1.AccessRequestService/CancelAccessRequest',
             sesame_dot_v1_dot_access__request__pb2.CancelAccessRequestRequest.SerializeToString,
             sesame_dot_v1_dot_access__request__pb2.CancelAccessRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.v1.AccessRequestService/ExplainDecision',
+            sesame_dot_v1_dot_access__request__pb2.ExplainDecisionRequest.SerializeToString,
+            sesame_dot_v1_dot_access__request__pb2.ExplainDecisionResponse.FromString,
             options,
             channel_credentials,
             insecure,

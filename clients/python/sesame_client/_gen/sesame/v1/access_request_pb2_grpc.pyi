@@ -61,7 +61,12 @@ class AccessRequestServiceStub:
     """
     ApproveAccessRequest: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.ApproveAccessRequestRequest, _access_request_pb2.ApproveAccessRequestResponse]
     """Approves a PENDING request and issues its gateway code, which is
-    emailed to the applicant (see GatewayService). Role: admin. Deciding a
+    emailed to the applicant (see GatewayService). Role: admin. A request a
+    policy rule put under review of N administrators stays PENDING until N
+    distinct administrators approved (each approval appends
+    `request.approval_recorded`); the submitter may not approve it
+    (PERMISSION_DENIED, `SELF_APPROVAL`), nor may one administrator twice
+    (FAILED_PRECONDITION, `ALREADY_APPROVED_BY_CALLER`). Deciding a
     request that is no longer pending fails with FAILED_PRECONDITION (reason
     `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
     `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
@@ -74,6 +79,11 @@ class AccessRequestServiceStub:
     CancelAccessRequest: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.CancelAccessRequestRequest, _access_request_pb2.CancelAccessRequestResponse]
     """Cancels a PENDING request. Roles: the submitter that created it, admin.
     Same preconditions as ApproveAccessRequest.
+    """
+    ExplainDecision: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.ExplainDecisionRequest, _access_request_pb2.ExplainDecisionResponse]
+    """Says what the decision policy would do with a submission, without
+    storing anything (a dry run). Roles: submitter, admin. The submission is
+    validated as SubmitAccessRequest validates it.
     """
 
 @_typing.type_check_only
@@ -100,7 +110,12 @@ class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
     """
     ApproveAccessRequest: _aio.UnaryUnaryMultiCallable[_access_request_pb2.ApproveAccessRequestRequest, _access_request_pb2.ApproveAccessRequestResponse]  # type: ignore[assignment]
     """Approves a PENDING request and issues its gateway code, which is
-    emailed to the applicant (see GatewayService). Role: admin. Deciding a
+    emailed to the applicant (see GatewayService). Role: admin. A request a
+    policy rule put under review of N administrators stays PENDING until N
+    distinct administrators approved (each approval appends
+    `request.approval_recorded`); the submitter may not approve it
+    (PERMISSION_DENIED, `SELF_APPROVAL`), nor may one administrator twice
+    (FAILED_PRECONDITION, `ALREADY_APPROVED_BY_CALLER`). Deciding a
     request that is no longer pending fails with FAILED_PRECONDITION (reason
     `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
     `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
@@ -113,6 +128,11 @@ class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
     CancelAccessRequest: _aio.UnaryUnaryMultiCallable[_access_request_pb2.CancelAccessRequestRequest, _access_request_pb2.CancelAccessRequestResponse]  # type: ignore[assignment]
     """Cancels a PENDING request. Roles: the submitter that created it, admin.
     Same preconditions as ApproveAccessRequest.
+    """
+    ExplainDecision: _aio.UnaryUnaryMultiCallable[_access_request_pb2.ExplainDecisionRequest, _access_request_pb2.ExplainDecisionResponse]  # type: ignore[assignment]
+    """Says what the decision policy would do with a submission, without
+    storing anything (a dry run). Roles: submitter, admin. The submission is
+    validated as SubmitAccessRequest validates it.
     """
 
 class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -160,7 +180,12 @@ class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_access_request_pb2.ApproveAccessRequestResponse, _abc.Awaitable[_access_request_pb2.ApproveAccessRequestResponse]]:
         """Approves a PENDING request and issues its gateway code, which is
-        emailed to the applicant (see GatewayService). Role: admin. Deciding a
+        emailed to the applicant (see GatewayService). Role: admin. A request a
+        policy rule put under review of N administrators stays PENDING until N
+        distinct administrators approved (each approval appends
+        `request.approval_recorded`); the submitter may not approve it
+        (PERMISSION_DENIED, `SELF_APPROVAL`), nor may one administrator twice
+        (FAILED_PRECONDITION, `ALREADY_APPROVED_BY_CALLER`). Deciding a
         request that is no longer pending fails with FAILED_PRECONDITION (reason
         `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
         `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
@@ -185,6 +210,17 @@ class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_access_request_pb2.CancelAccessRequestResponse, _abc.Awaitable[_access_request_pb2.CancelAccessRequestResponse]]:
         """Cancels a PENDING request. Roles: the submitter that created it, admin.
         Same preconditions as ApproveAccessRequest.
+        """
+
+    @_abc_1.abstractmethod
+    def ExplainDecision(
+        self,
+        request: _access_request_pb2.ExplainDecisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_request_pb2.ExplainDecisionResponse, _abc.Awaitable[_access_request_pb2.ExplainDecisionResponse]]:
+        """Says what the decision policy would do with a submission, without
+        storing anything (a dry run). Roles: submitter, admin. The submission is
+        validated as SubmitAccessRequest validates it.
         """
 
 def add_AccessRequestServiceServicer_to_server(servicer: AccessRequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,33 +26,33 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sesame_client._gen.sesame.v1 import access_request_pb2 as sesame_dot_v1_dot_access__request__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sesame/v1/event.proto\x12\tsesame.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esesame/v1/access_request.proto\"\xdc\x02\n\x05\x45vent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x16\n\x06\x63ursor\x18\x02 \x01(\tR\x06\x63ursor\x12(\n\x04type\x18\x03 \x01(\x0e\x32\x14.sesame.v1.EventTypeR\x04type\x12\x39\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\toccurTime\x12\x14\n\x05\x61\x63tor\x18\x05 \x01(\tR\x05\x61\x63tor\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x06 \x01(\tR\raccessRequest\x12\x33\n\x05state\x18\x07 \x01(\x0e\x32\x1d.sesame.v1.AccessRequestStateR\x05state\x12\x16\n\x06reason\x18\x08 \x01(\tR\x06reason\x12\x1c\n\tautomatic\x18\t \x01(\x08R\tautomatic\x12\x12\n\x04hash\x18\n \x01(\tR\x04hash\"\x88\x01\n\x12WatchEventsRequest\x12\x14\n\x05\x61\x66ter\x18\x01 \x01(\tR\x05\x61\x66ter\x12\x35\n\x0b\x65vent_types\x18\x02 \x03(\x0e\x32\x14.sesame.v1.EventTypeR\neventTypes\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x03 \x01(\tR\raccessRequest\"$\n\nWatchReady\x12\x16\n\x06\x63ursor\x18\x01 \x01(\tR\x06\x63ursor\"X\n\x0eWatchHeartbeat\x12\x16\n\x06\x63ursor\x18\x01 \x01(\tR\x06\x63ursor\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\xb1\x01\n\x13WatchEventsResponse\x12-\n\x05ready\x18\x01 \x01(\x0b\x32\x15.sesame.v1.WatchReadyH\x00R\x05ready\x12(\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x10.sesame.v1.EventH\x00R\x05\x65vent\x12\x39\n\theartbeat\x18\x03 \x01(\x0b\x32\x19.sesame.v1.WatchHeartbeatH\x00R\theartbeatB\x06\n\x04kind\"\xcb\x02\n\x11ListEventsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x03 \x01(\tR\raccessRequest\x12\x35\n\x0b\x65vent_types\x18\x04 \x03(\x0e\x32\x14.sesame.v1.EventTypeR\neventTypes\x12\x14\n\x05\x61\x63tor\x18\x05 \x01(\tR\x05\x61\x63tor\x12\x44\n\x10occur_time_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0eoccurTimeStart\x12@\n\x0eoccur_time_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0coccurTimeEnd\"f\n\x12ListEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.sesame.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n\x17VerifyAuditChainRequest\x12%\n\x0estart_sequence\x18\x01 \x01(\x03R\rstartSequence\x12!\n\x0c\x65nd_sequence\x18\x02 \x01(\x03R\x0b\x65ndSequence\"\xab\x02\n\x18VerifyAuditChainResponse\x12\x16\n\x06intact\x18\x01 \x01(\x08R\x06intact\x12%\n\x0e\x66irst_sequence\x18\x02 \x01(\x03R\rfirstSequence\x12\x34\n\x16last_verified_sequence\x18\x03 \x01(\x03R\x14lastVerifiedSequence\x12\'\n\x0fverified_events\x18\x04 \x01(\x03R\x0everifiedEvents\x12\'\n\x0f\x62roken_sequence\x18\x05 \x01(\x03R\x0e\x62rokenSequence\x12\x18\n\x07problem\x18\x06 \x01(\tR\x07problem\x12.\n\x13next_start_sequence\x18\x07 \x01(\x03R\x11nextStartSequence*\xbd\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45VENT_TYPE_REQUEST_SUBMITTED\x10\x01\x12\x1f\n\x1b\x45VENT_TYPE_REQUEST_APPROVED\x10\x02\x12\x1f\n\x1b\x45VENT_TYPE_REQUEST_REJECTED\x10\x03\x12 \n\x1c\x45VENT_TYPE_REQUEST_CANCELLED\x10\x04\x12\x1e\n\x1a\x45VENT_TYPE_REQUEST_EXPIRED\x10\x05\x12\x19\n\x15\x45VENT_TYPE_EMAIL_SENT\x10\x06\x12\x1b\n\x17\x45VENT_TYPE_EMAIL_FAILED\x10\x07\x12\x19\n\x15\x45VENT_TYPE_EMAIL_DEAD\x10\x08\x12\x1d\n\x19\x45VENT_TYPE_EMAIL_REQUEUED\x10\t\x12\x1a\n\x16\x45VENT_TYPE_CODE_ISSUED\x10\n\x12\x1c\n\x18\x45VENT_TYPE_CODE_REDEEMED\x10\x0b\x12\x1b\n\x17\x45VENT_TYPE_CODE_REVOKED\x10\x0c\x12%\n!EVENT_TYPE_CODE_REDEMPTION_FAILED\x10\r2\x86\x02\n\x0c\x45ventService\x12N\n\x0bWatchEvents\x12\x1d.sesame.v1.WatchEventsRequest\x1a\x1e.sesame.v1.WatchEventsResponse0\x01\x12I\n\nListEvents\x12\x1c.sesame.v1.ListEventsRequest\x1a\x1d.sesame.v1.ListEventsResponse\x12[\n\x10VerifyAuditChain\x12\".sesame.v1.VerifyAuditChainRequest\x1a#.sesame.v1.VerifyAuditChainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sesame/v1/event.proto\x12\tsesame.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esesame/v1/access_request.proto\"\xf5\x02\n\x05\x45vent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x16\n\x06\x63ursor\x18\x02 \x01(\tR\x06\x63ursor\x12(\n\x04type\x18\x03 \x01(\x0e\x32\x14.sesame.v1.EventTypeR\x04type\x12\x39\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\toccurTime\x12\x14\n\x05\x61\x63tor\x18\x05 \x01(\tR\x05\x61\x63tor\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x06 \x01(\tR\raccessRequest\x12\x33\n\x05state\x18\x07 \x01(\x0e\x32\x1d.sesame.v1.AccessRequestStateR\x05state\x12\x16\n\x06reason\x18\x08 \x01(\tR\x06reason\x12\x1c\n\tautomatic\x18\t \x01(\x08R\tautomatic\x12\x12\n\x04hash\x18\n \x01(\tR\x04hash\x12\x17\n\x07rule_id\x18\x0b \x01(\tR\x06ruleId\"\x88\x01\n\x12WatchEventsRequest\x12\x14\n\x05\x61\x66ter\x18\x01 \x01(\tR\x05\x61\x66ter\x12\x35\n\x0b\x65vent_types\x18\x02 \x03(\x0e\x32\x14.sesame.v1.EventTypeR\neventTypes\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x03 \x01(\tR\raccessRequest\"$\n\nWatchReady\x12\x16\n\x06\x63ursor\x18\x01 \x01(\tR\x06\x63ursor\"X\n\x0eWatchHeartbeat\x12\x16\n\x06\x63ursor\x18\x01 \x01(\tR\x06\x63ursor\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\xb1\x01\n\x13WatchEventsResponse\x12-\n\x05ready\x18\x01 \x01(\x0b\x32\x15.sesame.v1.WatchReadyH\x00R\x05ready\x12(\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x10.sesame.v1.EventH\x00R\x05\x65vent\x12\x39\n\theartbeat\x18\x03 \x01(\x0b\x32\x19.sesame.v1.WatchHeartbeatH\x00R\theartbeatB\x06\n\x04kind\"\xcb\x02\n\x11ListEventsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x03 \x01(\tR\raccessRequest\x12\x35\n\x0b\x65vent_types\x18\x04 \x03(\x0e\x32\x14.sesame.v1.EventTypeR\neventTypes\x12\x14\n\x05\x61\x63tor\x18\x05 \x01(\tR\x05\x61\x63tor\x12\x44\n\x10occur_time_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0eoccurTimeStart\x12@\n\x0eoccur_time_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0coccurTimeEnd\"f\n\x12ListEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.sesame.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n\x17VerifyAuditChainRequest\x12%\n\x0estart_sequence\x18\x01 \x01(\x03R\rstartSequence\x12!\n\x0c\x65nd_sequence\x18\x02 \x01(\x03R\x0b\x65ndSequence\"\xab\x02\n\x18VerifyAuditChainResponse\x12\x16\n\x06intact\x18\x01 \x01(\x08R\x06intact\x12%\n\x0e\x66irst_sequence\x18\x02 \x01(\x03R\rfirstSequence\x12\x34\n\x16last_verified_sequence\x18\x03 \x01(\x03R\x14lastVerifiedSequence\x12\'\n\x0fverified_events\x18\x04 \x01(\x03R\x0everifiedEvents\x12\'\n\x0f\x62roken_sequence\x18\x05 \x01(\x03R\x0e\x62rokenSequence\x12\x18\n\x07problem\x18\x06 \x01(\tR\x07problem\x12.\n\x13next_start_sequence\x18\x07 \x01(\x03R\x11nextStartSequence*\xe7\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45VENT_TYPE_REQUEST_SUBMITTED\x10\x01\x12\x1f\n\x1b\x45VENT_TYPE_REQUEST_APPROVED\x10\x02\x12\x1f\n\x1b\x45VENT_TYPE_REQUEST_REJECTED\x10\x03\x12 \n\x1c\x45VENT_TYPE_REQUEST_CANCELLED\x10\x04\x12\x1e\n\x1a\x45VENT_TYPE_REQUEST_EXPIRED\x10\x05\x12\x19\n\x15\x45VENT_TYPE_EMAIL_SENT\x10\x06\x12\x1b\n\x17\x45VENT_TYPE_EMAIL_FAILED\x10\x07\x12\x19\n\x15\x45VENT_TYPE_EMAIL_DEAD\x10\x08\x12\x1d\n\x19\x45VENT_TYPE_EMAIL_REQUEUED\x10\t\x12\x1a\n\x16\x45VENT_TYPE_CODE_ISSUED\x10\n\x12\x1c\n\x18\x45VENT_TYPE_CODE_REDEEMED\x10\x0b\x12\x1b\n\x17\x45VENT_TYPE_CODE_REVOKED\x10\x0c\x12%\n!EVENT_TYPE_CODE_REDEMPTION_FAILED\x10\r\x12(\n$EVENT_TYPE_REQUEST_APPROVAL_RECORDED\x10\x0e\x32\x86\x02\n\x0c\x45ventService\x12N\n\x0bWatchEvents\x12\x1d.sesame.v1.WatchEventsRequest\x1a\x1e.sesame.v1.WatchEventsResponse0\x01\x12I\n\nListEvents\x12\x1c.sesame.v1.ListEventsRequest\x1a\x1d.sesame.v1.ListEventsResponse\x12[\n\x10VerifyAuditChain\x12\".sesame.v1.VerifyAuditChainRequest\x1a#.sesame.v1.VerifyAuditChainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sesame_client._gen.sesame.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=1741
-  _globals['_EVENTTYPE']._serialized_end=2186
+  _globals['_EVENTTYPE']._serialized_start=1766
+  _globals['_EVENTTYPE']._serialized_end=2253
   _globals['_EVENT']._serialized_start=102
-  _globals['_EVENT']._serialized_end=450
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=453
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=589
-  _globals['_WATCHREADY']._serialized_start=591
-  _globals['_WATCHREADY']._serialized_end=627
-  _globals['_WATCHHEARTBEAT']._serialized_start=629
-  _globals['_WATCHHEARTBEAT']._serialized_end=717
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=720
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=897
-  _globals['_LISTEVENTSREQUEST']._serialized_start=900
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1231
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1233
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1335
-  _globals['_VERIFYAUDITCHAINREQUEST']._serialized_start=1337
-  _globals['_VERIFYAUDITCHAINREQUEST']._serialized_end=1436
-  _globals['_VERIFYAUDITCHAINRESPONSE']._serialized_start=1439
-  _globals['_VERIFYAUDITCHAINRESPONSE']._serialized_end=1738
-  _globals['_EVENTSERVICE']._serialized_start=2189
-  _globals['_EVENTSERVICE']._serialized_end=2451
+  _globals['_EVENT']._serialized_end=475
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=478
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=614
+  _globals['_WATCHREADY']._serialized_start=616
+  _globals['_WATCHREADY']._serialized_end=652
+  _globals['_WATCHHEARTBEAT']._serialized_start=654
+  _globals['_WATCHHEARTBEAT']._serialized_end=742
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=745
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=922
+  _globals['_LISTEVENTSREQUEST']._serialized_start=925
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1256
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1258
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1360
+  _globals['_VERIFYAUDITCHAINREQUEST']._serialized_start=1362
+  _globals['_VERIFYAUDITCHAINREQUEST']._serialized_end=1461
+  _globals['_VERIFYAUDITCHAINRESPONSE']._serialized_start=1464
+  _globals['_VERIFYAUDITCHAINRESPONSE']._serialized_end=1763
+  _globals['_EVENTSERVICE']._serialized_start=2256
+  _globals['_EVENTSERVICE']._serialized_end=2518
 # @@protoc_insertion_point(module_scope)

@@ -70,6 +70,10 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A gateway presented a wrong code for this request (the selector matched,
     the rest did not); `reason` counts the attempts.
     """
+    EVENT_TYPE_REQUEST_APPROVAL_RECORDED: _EventType.ValueType  # 14
+    """An administrator approved a request that needs more distinct approvals
+    (a policy rule's `require_review`); the state stays PENDING.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kinds of events."""
@@ -110,6 +114,10 @@ EVENT_TYPE_CODE_REDEMPTION_FAILED: EventType.ValueType  # 13
 """A gateway presented a wrong code for this request (the selector matched,
 the rest did not); `reason` counts the attempts.
 """
+EVENT_TYPE_REQUEST_APPROVAL_RECORDED: EventType.ValueType  # 14
+"""An administrator approved a request that needs more distinct approvals
+(a policy rule's `require_review`); the state stays PENDING.
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -128,6 +136,7 @@ class Event(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     AUTOMATIC_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the log: 1, 2, 3... with no gap."""
     cursor: _builtins.str
@@ -150,6 +159,8 @@ class Event(_message.Message):
     """True when the change was made by a rule or a deadline (reserved)."""
     hash: _builtins.str
     """SHA-256 chaining this event to the previous one, hex."""
+    rule_id: _builtins.str
+    """The policy rule that made an automatic decision, when one did."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the change happened."""
@@ -167,10 +178,11 @@ class Event(_message.Message):
         reason: _builtins.str = ...,
         automatic: _builtins.bool = ...,
         hash: _builtins.str = ...,
+        rule_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_request", b"access_request", "actor", b"actor", "automatic", b"automatic", "cursor", b"cursor", "hash", b"hash", "occur_time", b"occur_time", "reason", b"reason", "sequence", b"sequence", "state", b"state", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_request", b"access_request", "actor", b"actor", "automatic", b"automatic", "cursor", b"cursor", "hash", b"hash", "occur_time", b"occur_time", "reason", b"reason", "rule_id", b"rule_id", "sequence", b"sequence", "state", b"state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

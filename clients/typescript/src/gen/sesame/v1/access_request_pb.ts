@@ -22,7 +22,60 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sesame/v1/access_request.proto.
  */
 export const file_sesame_v1_access_request: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSJSCglBcHBsaWNhbnQSDQoFZW1haWwYASABKAkSEQoJZnVsbF9uYW1lGAIgASgJEhQKDG9yZ2FuaXphdGlvbhgDIAEoCRINCgVwaG9uZRgEIAEoCSJcCgdDb25zZW50Eg8KB3ZlcnNpb24YASABKAkSEAoIcHVycG9zZXMYAiADKAkSLgoKZ3JhbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoIRGVjaXNpb24SDQoFYWN0b3IYASABKAkSLwoLZGVjaWRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgDIAEoCRIRCglhdXRvbWF0aWMYBCABKAgi/wEKEUdhdGV3YXlDb2RlU3RhdHVzEioKBXN0YXRlGAEgASgOMhsuc2VzYW1lLnYxLkdhdGV3YXlDb2RlU3RhdGUSLgoKaXNzdWVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlZGVlbV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWRlZW1lZF9ieRgFIAEoCRIXCg9mYWlsZWRfYXR0ZW1wdHMYBiABKAUi7AMKDUFjY2Vzc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRInCglhcHBsaWNhbnQYAiABKAsyFC5zZXNhbWUudjEuQXBwbGljYW50EiYKCXVzZXJfdHlwZRgDIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRIOCgZsb2NhbGUYBCABKAkSEAoIcmVzb3VyY2UYBSABKAkSFQoNanVzdGlmaWNhdGlvbhgGIAEoCRIjCgdjb25zZW50GAcgASgLMhIuc2VzYW1lLnYxLkNvbnNlbnQSLAoFc3RhdGUYCCABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiUKCGRlY2lzaW9uGAkgASgLMhMuc2VzYW1lLnYxLkRlY2lzaW9uEhEKCXN1Ym1pdHRlchgKIAEoCRISCgpyZXF1ZXN0X2lkGAsgASgJEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgOIAEoCRIyCgxnYXRld2F5X2NvZGUYDyABKAsyHC5zZXNhbWUudjEuR2F0ZXdheUNvZGVTdGF0dXMi3wEKGlN1Ym1pdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EicKCWFwcGxpY2FudBgBIAEoCzIULnNlc2FtZS52MS5BcHBsaWNhbnQSJgoJdXNlcl90eXBlGAIgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEg4KBmxvY2FsZRgDIAEoCRIQCghyZXNvdXJjZRgEIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAUgASgJEiMKB2NvbnNlbnQYBiABKAsyEi5zZXNhbWUudjEuQ29uc2VudBISCgpyZXF1ZXN0X2lkGAcgASgJIk8KG1N1Ym1pdEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0IicKF0dldEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoYR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QihAIKGUxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLAoFc3RhdGUYAyABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiYKCXVzZXJfdHlwZRgEIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRI1ChFjcmVhdGVfdGltZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPY3JlYXRlX3RpbWVfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChpMaXN0QWNjZXNzUmVxdWVzdHNSZXNwb25zZRIxCg9hY2Nlc3NfcmVxdWVzdHMYASADKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIMCgRub3RlGAMgASgJEhMKC3JldHVybl9jb2RlGAQgASgIImYKHEFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIUCgxnYXRld2F5X2NvZGUYAiABKAkiSAoaUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtSZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCJIChpDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KG0NhbmNlbEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0KugBChJBY2Nlc3NSZXF1ZXN0U3RhdGUSJAogQUNDRVNTX1JFUVVFU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxBQ0NFU1NfUkVRVUVTVF9TVEFURV9QRU5ESU5HEAESIQodQUNDRVNTX1JFUVVFU1RfU1RBVEVfQVBQUk9WRUQQAhIhCh1BQ0NFU1NfUkVRVUVTVF9TVEFURV9SRUpFQ1RFRBADEiIKHkFDQ0VTU19SRVFVRVNUX1NUQVRFX0NBTkNFTExFRBAEEiAKHEFDQ0VTU19SRVFVRVNUX1NUQVRFX0VYUElSRUQQBSqGAQoIVXNlclR5cGUSGQoVVVNFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9UWVBFX0VNUExPWUVFEAESFQoRVVNFUl9UWVBFX1BBUlRORVIQAhIWChJVU0VSX1RZUEVfQ1VTVE9NRVIQAxIYChRVU0VSX1RZUEVfQ09OVFJBQ1RPUhAEKrYBChBHYXRld2F5Q29kZVN0YXRlEiIKHkdBVEVXQVlfQ09ERV9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUdBVEVXQVlfQ09ERV9TVEFURV9BQ1RJVkUQARIfChtHQVRFV0FZX0NPREVfU1RBVEVfUkVERUVNRUQQAhIeChpHQVRFV0FZX0NPREVfU1RBVEVfUkVWT0tFRBADEh4KGkdBVEVXQVlfQ09ERV9TVEFURV9FWFBJUkVEEAQy8QQKFEFjY2Vzc1JlcXVlc3RTZXJ2aWNlEmQKE1N1Ym1pdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlElsKEEdldEFjY2Vzc1JlcXVlc3QSIi5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlcXVlc3QaIy5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmEKEkxpc3RBY2Nlc3NSZXF1ZXN0cxIkLnNlc2FtZS52MS5MaXN0QWNjZXNzUmVxdWVzdHNSZXF1ZXN0GiUuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1Jlc3BvbnNlEmcKFEFwcHJvdmVBY2Nlc3NSZXF1ZXN0EiYuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVxdWVzdBonLnNlc2FtZS52MS5BcHByb3ZlQWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE1JlamVjdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE0NhbmNlbEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSLOAQoNUG9saWN5VmVyZGljdBIPCgdydWxlX2lkGAEgASgJEhMKC2V4cGxhbmF0aW9uGAIgASgJEhoKEnJlcXVpcmVkX2FwcHJvdmFscxgDIAEoBRITCgthcHByb3ZlZF9ieRgEIAMoCRI2CgdtYXRjaGVkGAUgAygLMiUuc2VzYW1lLnYxLlBvbGljeVZlcmRpY3QuTWF0Y2hlZEVudHJ5Gi4KDE1hdGNoZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlIKCUFwcGxpY2FudBINCgVlbWFpbBgBIAEoCRIRCglmdWxsX25hbWUYAiABKAkSFAoMb3JnYW5pemF0aW9uGAMgASgJEg0KBXBob25lGAQgASgJIlwKB0NvbnNlbnQSDwoHdmVyc2lvbhgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIuCgpncmFudF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJtCghEZWNpc2lvbhINCgVhY3RvchgBIAEoCRIvCgtkZWNpZGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAMgASgJEhEKCWF1dG9tYXRpYxgEIAEoCCL/AQoRR2F0ZXdheUNvZGVTdGF0dXMSKgoFc3RhdGUYASABKA4yGy5zZXNhbWUudjEuR2F0ZXdheUNvZGVTdGF0ZRIuCgppc3N1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVkZWVtX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlZGVlbWVkX2J5GAUgASgJEhcKD2ZhaWxlZF9hdHRlbXB0cxgGIAEoBSKWBAoNQWNjZXNzUmVxdWVzdBIMCgRuYW1lGAEgASgJEicKCWFwcGxpY2FudBgCIAEoCzIULnNlc2FtZS52MS5BcHBsaWNhbnQSJgoJdXNlcl90eXBlGAMgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEg4KBmxvY2FsZRgEIAEoCRIQCghyZXNvdXJjZRgFIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAYgASgJEiMKB2NvbnNlbnQYByABKAsyEi5zZXNhbWUudjEuQ29uc2VudBIsCgVzdGF0ZRgIIAEoDjIdLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0U3RhdGUSJQoIZGVjaXNpb24YCSABKAsyEy5zZXNhbWUudjEuRGVjaXNpb24SEQoJc3VibWl0dGVyGAogASgJEhIKCnJlcXVlc3RfaWQYCyABKAkSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRldGFnGA4gASgJEjIKDGdhdGV3YXlfY29kZRgPIAEoCzIcLnNlc2FtZS52MS5HYXRld2F5Q29kZVN0YXR1cxIoCgZwb2xpY3kYECABKAsyGC5zZXNhbWUudjEuUG9saWN5VmVyZGljdCLfAQoaU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QSJwoJYXBwbGljYW50GAEgASgLMhQuc2VzYW1lLnYxLkFwcGxpY2FudBImCgl1c2VyX3R5cGUYAiABKA4yEy5zZXNhbWUudjEuVXNlclR5cGUSDgoGbG9jYWxlGAMgASgJEhAKCHJlc291cmNlGAQgASgJEhUKDWp1c3RpZmljYXRpb24YBSABKAkSIwoHY29uc2VudBgGIAEoCzISLnNlc2FtZS52MS5Db25zZW50EhIKCnJlcXVlc3RfaWQYByABKAkiTwobU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QiUwoWRXhwbGFpbkRlY2lzaW9uUmVxdWVzdBI5CgpzdWJtaXNzaW9uGAEgASgLMiUuc2VzYW1lLnYxLlN1Ym1pdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0IoQBChdFeHBsYWluRGVjaXNpb25SZXNwb25zZRInCgZhY3Rpb24YASABKA4yFy5zZXNhbWUudjEuUG9saWN5QWN0aW9uEikKB3ZlcmRpY3QYAiABKAsyGC5zZXNhbWUudjEuUG9saWN5VmVyZGljdBIVCg1yZWplY3RfcmVhc29uGAMgASgJIicKF0dldEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoYR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QihAIKGUxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLAoFc3RhdGUYAyABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiYKCXVzZXJfdHlwZRgEIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRI1ChFjcmVhdGVfdGltZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPY3JlYXRlX3RpbWVfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChpMaXN0QWNjZXNzUmVxdWVzdHNSZXNwb25zZRIxCg9hY2Nlc3NfcmVxdWVzdHMYASADKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIMCgRub3RlGAMgASgJEhMKC3JldHVybl9jb2RlGAQgASgIImYKHEFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIUCgxnYXRld2F5X2NvZGUYAiABKAkiSAoaUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtSZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCJIChpDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KG0NhbmNlbEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0KoQBCgxQb2xpY3lBY3Rpb24SHQoZUE9MSUNZX0FDVElPTl9VTlNQRUNJRklFRBAAEhkKFVBPTElDWV9BQ1RJT05fQVBQUk9WRRABEhgKFFBPTElDWV9BQ1RJT05fUkVKRUNUEAISIAocUE9MSUNZX0FDVElPTl9SRVFVSVJFX1JFVklFVxADKugBChJBY2Nlc3NSZXF1ZXN0U3RhdGUSJAogQUNDRVNTX1JFUVVFU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxBQ0NFU1NfUkVRVUVTVF9TVEFURV9QRU5ESU5HEAESIQodQUNDRVNTX1JFUVVFU1RfU1RBVEVfQVBQUk9WRUQQAhIhCh1BQ0NFU1NfUkVRVUVTVF9TVEFURV9SRUpFQ1RFRBADEiIKHkFDQ0VTU19SRVFVRVNUX1NUQVRFX0NBTkNFTExFRBAEEiAKHEFDQ0VTU19SRVFVRVNUX1NUQVRFX0VYUElSRUQQBSqGAQoIVXNlclR5cGUSGQoVVVNFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9UWVBFX0VNUExPWUVFEAESFQoRVVNFUl9UWVBFX1BBUlRORVIQAhIWChJVU0VSX1RZUEVfQ1VTVE9NRVIQAxIYChRVU0VSX1RZUEVfQ09OVFJBQ1RPUhAEKrYBChBHYXRld2F5Q29kZVN0YXRlEiIKHkdBVEVXQVlfQ09ERV9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUdBVEVXQVlfQ09ERV9TVEFURV9BQ1RJVkUQARIfChtHQVRFV0FZX0NPREVfU1RBVEVfUkVERUVNRUQQAhIeChpHQVRFV0FZX0NPREVfU1RBVEVfUkVWT0tFRBADEh4KGkdBVEVXQVlfQ09ERV9TVEFURV9FWFBJUkVEEAQyywUKFEFjY2Vzc1JlcXVlc3RTZXJ2aWNlEmQKE1N1Ym1pdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlElsKEEdldEFjY2Vzc1JlcXVlc3QSIi5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlcXVlc3QaIy5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmEKEkxpc3RBY2Nlc3NSZXF1ZXN0cxIkLnNlc2FtZS52MS5MaXN0QWNjZXNzUmVxdWVzdHNSZXF1ZXN0GiUuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1Jlc3BvbnNlEmcKFEFwcHJvdmVBY2Nlc3NSZXF1ZXN0EiYuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVxdWVzdBonLnNlc2FtZS52MS5BcHByb3ZlQWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE1JlamVjdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE0NhbmNlbEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlc3BvbnNlElgKD0V4cGxhaW5EZWNpc2lvbhIhLnNlc2FtZS52MS5FeHBsYWluRGVjaXNpb25SZXF1ZXN0GiIuc2VzYW1lLnYxLkV4cGxhaW5EZWNpc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+
+/**
+ * What the decision policy said about a request, and its approvals so far.
+ *
+ * @generated from message sesame.v1.PolicyVerdict
+ */
+export type PolicyVerdict = Message<"sesame.v1.PolicyVerdict"> & {
+  /**
+   * The rule that matched; empty when none did (then one administrator's
+   * approval decides).
+   *
+   * @generated from field: string rule_id = 1;
+   */
+  ruleId: string;
+
+  /**
+   * Why, in one line: the rule and the values it matched.
+   *
+   * @generated from field: string explanation = 2;
+   */
+  explanation: string;
+
+  /**
+   * Distinct administrators whose approval the request needs. When a rule
+   * asked for review, the submitter's own approval is refused
+   * (PERMISSION_DENIED, reason `SELF_APPROVAL`).
+   *
+   * @generated from field: int32 required_approvals = 3;
+   */
+  requiredApprovals: number;
+
+  /**
+   * The administrators who approved so far.
+   *
+   * @generated from field: repeated string approved_by = 4;
+   */
+  approvedBy: string[];
+
+  /**
+   * Criterion -> the submission's value that satisfied it (ExplainDecision
+   * only).
+   *
+   * @generated from field: map<string, string> matched = 5;
+   */
+  matched: { [key: string]: string };
+};
+
+/**
+ * Describes the message sesame.v1.PolicyVerdict.
+ * Use `create(PolicyVerdictSchema)` to create a new message.
+ */
+export const PolicyVerdictSchema: GenMessage<PolicyVerdict> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 0);
 
 /**
  * The person access is requested for.
@@ -65,7 +118,7 @@ export type Applicant = Message<"sesame.v1.Applicant"> & {
  * Use `create(ApplicantSchema)` to create a new message.
  */
 export const ApplicantSchema: GenMessage<Applicant> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 0);
+  messageDesc(file_sesame_v1_access_request, 1);
 
 /**
  * The applicant's consent to the processing of their personal data.
@@ -102,7 +155,7 @@ export type Consent = Message<"sesame.v1.Consent"> & {
  * Use `create(ConsentSchema)` to create a new message.
  */
 export const ConsentSchema: GenMessage<Consent> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 1);
+  messageDesc(file_sesame_v1_access_request, 2);
 
 /**
  * The decision that moved a request out of PENDING.
@@ -111,8 +164,8 @@ export const ConsentSchema: GenMessage<Consent> = /*@__PURE__*/
  */
 export type Decision = Message<"sesame.v1.Decision"> & {
   /**
-   * Who decided: the API key name of the administrator or submitter
-   * (`system` is reserved for automatic decisions, which no rule makes yet).
+   * Who decided: the API key name of the administrator or submitter, or
+   * `system` for a policy rule's decision.
    *
    * @generated from field: string actor = 1;
    */
@@ -134,8 +187,7 @@ export type Decision = Message<"sesame.v1.Decision"> & {
   reason: string;
 
   /**
-   * True when a rule or a deadline decided, not a person (reserved: every
-   * decision is made by a person so far).
+   * True when a policy rule or a deadline decided, not a person.
    *
    * @generated from field: bool automatic = 4;
    */
@@ -147,7 +199,7 @@ export type Decision = Message<"sesame.v1.Decision"> & {
  * Use `create(DecisionSchema)` to create a new message.
  */
 export const DecisionSchema: GenMessage<Decision> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 2);
+  messageDesc(file_sesame_v1_access_request, 3);
 
 /**
  * What is known about a request's latest gateway code (never the code).
@@ -203,7 +255,7 @@ export type GatewayCodeStatus = Message<"sesame.v1.GatewayCodeStatus"> & {
  * Use `create(GatewayCodeStatusSchema)` to create a new message.
  */
 export const GatewayCodeStatusSchema: GenMessage<GatewayCodeStatus> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 3);
+  messageDesc(file_sesame_v1_access_request, 4);
 
 /**
  * A request for access to a resource on behalf of an applicant.
@@ -317,6 +369,14 @@ export type AccessRequest = Message<"sesame.v1.AccessRequest"> & {
    * @generated from field: sesame.v1.GatewayCodeStatus gateway_code = 15;
    */
   gatewayCode?: GatewayCodeStatus | undefined;
+
+  /**
+   * What the decision policy said at submit, and the approvals so far.
+   * Output only.
+   *
+   * @generated from field: sesame.v1.PolicyVerdict policy = 16;
+   */
+  policy?: PolicyVerdict | undefined;
 };
 
 /**
@@ -324,7 +384,7 @@ export type AccessRequest = Message<"sesame.v1.AccessRequest"> & {
  * Use `create(AccessRequestSchema)` to create a new message.
  */
 export const AccessRequestSchema: GenMessage<AccessRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 4);
+  messageDesc(file_sesame_v1_access_request, 5);
 
 /**
  * Request message for SubmitAccessRequest.
@@ -391,7 +451,7 @@ export type SubmitAccessRequestRequest = Message<"sesame.v1.SubmitAccessRequestR
  * Use `create(SubmitAccessRequestRequestSchema)` to create a new message.
  */
 export const SubmitAccessRequestRequestSchema: GenMessage<SubmitAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 5);
+  messageDesc(file_sesame_v1_access_request, 6);
 
 /**
  * Response message for SubmitAccessRequest.
@@ -412,7 +472,63 @@ export type SubmitAccessRequestResponse = Message<"sesame.v1.SubmitAccessRequest
  * Use `create(SubmitAccessRequestResponseSchema)` to create a new message.
  */
 export const SubmitAccessRequestResponseSchema: GenMessage<SubmitAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 6);
+  messageDesc(file_sesame_v1_access_request, 7);
+
+/**
+ * Request message for ExplainDecision.
+ *
+ * @generated from message sesame.v1.ExplainDecisionRequest
+ */
+export type ExplainDecisionRequest = Message<"sesame.v1.ExplainDecisionRequest"> & {
+  /**
+   * The submission to evaluate, as it would be submitted. Required.
+   *
+   * @generated from field: sesame.v1.SubmitAccessRequestRequest submission = 1;
+   */
+  submission?: SubmitAccessRequestRequest | undefined;
+};
+
+/**
+ * Describes the message sesame.v1.ExplainDecisionRequest.
+ * Use `create(ExplainDecisionRequestSchema)` to create a new message.
+ */
+export const ExplainDecisionRequestSchema: GenMessage<ExplainDecisionRequest> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 8);
+
+/**
+ * Response message for ExplainDecision.
+ *
+ * @generated from message sesame.v1.ExplainDecisionResponse
+ */
+export type ExplainDecisionResponse = Message<"sesame.v1.ExplainDecisionResponse"> & {
+  /**
+   * What would happen.
+   *
+   * @generated from field: sesame.v1.PolicyAction action = 1;
+   */
+  action: PolicyAction;
+
+  /**
+   * The rule, why, the approvals it would need, and what it matched.
+   *
+   * @generated from field: sesame.v1.PolicyVerdict verdict = 2;
+   */
+  verdict?: PolicyVerdict | undefined;
+
+  /**
+   * The rejection reason, for POLICY_ACTION_REJECT.
+   *
+   * @generated from field: string reject_reason = 3;
+   */
+  rejectReason: string;
+};
+
+/**
+ * Describes the message sesame.v1.ExplainDecisionResponse.
+ * Use `create(ExplainDecisionResponseSchema)` to create a new message.
+ */
+export const ExplainDecisionResponseSchema: GenMessage<ExplainDecisionResponse> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 9);
 
 /**
  * Request message for GetAccessRequest.
@@ -433,7 +549,7 @@ export type GetAccessRequestRequest = Message<"sesame.v1.GetAccessRequestRequest
  * Use `create(GetAccessRequestRequestSchema)` to create a new message.
  */
 export const GetAccessRequestRequestSchema: GenMessage<GetAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 7);
+  messageDesc(file_sesame_v1_access_request, 10);
 
 /**
  * Response message for GetAccessRequest.
@@ -454,7 +570,7 @@ export type GetAccessRequestResponse = Message<"sesame.v1.GetAccessRequestRespon
  * Use `create(GetAccessRequestResponseSchema)` to create a new message.
  */
 export const GetAccessRequestResponseSchema: GenMessage<GetAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 8);
+  messageDesc(file_sesame_v1_access_request, 11);
 
 /**
  * Request message for ListAccessRequests.
@@ -512,7 +628,7 @@ export type ListAccessRequestsRequest = Message<"sesame.v1.ListAccessRequestsReq
  * Use `create(ListAccessRequestsRequestSchema)` to create a new message.
  */
 export const ListAccessRequestsRequestSchema: GenMessage<ListAccessRequestsRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 9);
+  messageDesc(file_sesame_v1_access_request, 12);
 
 /**
  * Response message for ListAccessRequests.
@@ -540,7 +656,7 @@ export type ListAccessRequestsResponse = Message<"sesame.v1.ListAccessRequestsRe
  * Use `create(ListAccessRequestsResponseSchema)` to create a new message.
  */
 export const ListAccessRequestsResponseSchema: GenMessage<ListAccessRequestsResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 10);
+  messageDesc(file_sesame_v1_access_request, 13);
 
 /**
  * Request message for ApproveAccessRequest.
@@ -583,7 +699,7 @@ export type ApproveAccessRequestRequest = Message<"sesame.v1.ApproveAccessReques
  * Use `create(ApproveAccessRequestRequestSchema)` to create a new message.
  */
 export const ApproveAccessRequestRequestSchema: GenMessage<ApproveAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 11);
+  messageDesc(file_sesame_v1_access_request, 14);
 
 /**
  * Response message for ApproveAccessRequest.
@@ -612,7 +728,7 @@ export type ApproveAccessRequestResponse = Message<"sesame.v1.ApproveAccessReque
  * Use `create(ApproveAccessRequestResponseSchema)` to create a new message.
  */
 export const ApproveAccessRequestResponseSchema: GenMessage<ApproveAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 12);
+  messageDesc(file_sesame_v1_access_request, 15);
 
 /**
  * Request message for RejectAccessRequest.
@@ -647,7 +763,7 @@ export type RejectAccessRequestRequest = Message<"sesame.v1.RejectAccessRequestR
  * Use `create(RejectAccessRequestRequestSchema)` to create a new message.
  */
 export const RejectAccessRequestRequestSchema: GenMessage<RejectAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 13);
+  messageDesc(file_sesame_v1_access_request, 16);
 
 /**
  * Response message for RejectAccessRequest.
@@ -668,7 +784,7 @@ export type RejectAccessRequestResponse = Message<"sesame.v1.RejectAccessRequest
  * Use `create(RejectAccessRequestResponseSchema)` to create a new message.
  */
 export const RejectAccessRequestResponseSchema: GenMessage<RejectAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 14);
+  messageDesc(file_sesame_v1_access_request, 17);
 
 /**
  * Request message for CancelAccessRequest.
@@ -703,7 +819,7 @@ export type CancelAccessRequestRequest = Message<"sesame.v1.CancelAccessRequestR
  * Use `create(CancelAccessRequestRequestSchema)` to create a new message.
  */
 export const CancelAccessRequestRequestSchema: GenMessage<CancelAccessRequestRequest> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 15);
+  messageDesc(file_sesame_v1_access_request, 18);
 
 /**
  * Response message for CancelAccessRequest.
@@ -724,7 +840,48 @@ export type CancelAccessRequestResponse = Message<"sesame.v1.CancelAccessRequest
  * Use `create(CancelAccessRequestResponseSchema)` to create a new message.
  */
 export const CancelAccessRequestResponseSchema: GenMessage<CancelAccessRequestResponse> = /*@__PURE__*/
-  messageDesc(file_sesame_v1_access_request, 16);
+  messageDesc(file_sesame_v1_access_request, 19);
+
+/**
+ * What a policy rule does to a submission.
+ *
+ * @generated from enum sesame.v1.PolicyAction
+ */
+export enum PolicyAction {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: POLICY_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The request is approved at submit, by `system`.
+   *
+   * @generated from enum value: POLICY_ACTION_APPROVE = 1;
+   */
+  APPROVE = 1,
+
+  /**
+   * The request is rejected at submit, by `system`, with the rule's reason.
+   *
+   * @generated from enum value: POLICY_ACTION_REJECT = 2;
+   */
+  REJECT = 2,
+
+  /**
+   * The request waits for `required_approvals` distinct administrators.
+   *
+   * @generated from enum value: POLICY_ACTION_REQUIRE_REVIEW = 3;
+   */
+  REQUIRE_REVIEW = 3,
+}
+
+/**
+ * Describes the enum sesame.v1.PolicyAction.
+ */
+export const PolicyActionSchema: GenEnum<PolicyAction> = /*@__PURE__*/
+  enumDesc(file_sesame_v1_access_request, 0);
 
 /**
  * The lifecycle state of an access request. PENDING is the only state that
@@ -780,7 +937,7 @@ export enum AccessRequestState {
  * Describes the enum sesame.v1.AccessRequestState.
  */
 export const AccessRequestStateSchema: GenEnum<AccessRequestState> = /*@__PURE__*/
-  enumDesc(file_sesame_v1_access_request, 0);
+  enumDesc(file_sesame_v1_access_request, 1);
 
 /**
  * The kind of person access is requested for.
@@ -828,7 +985,7 @@ export enum UserType {
  * Describes the enum sesame.v1.UserType.
  */
 export const UserTypeSchema: GenEnum<UserType> = /*@__PURE__*/
-  enumDesc(file_sesame_v1_access_request, 1);
+  enumDesc(file_sesame_v1_access_request, 2);
 
 /**
  * Where a gateway code is in its life.
@@ -877,7 +1034,7 @@ export enum GatewayCodeState {
  * Describes the enum sesame.v1.GatewayCodeState.
  */
 export const GatewayCodeStateSchema: GenEnum<GatewayCodeState> = /*@__PURE__*/
-  enumDesc(file_sesame_v1_access_request, 2);
+  enumDesc(file_sesame_v1_access_request, 3);
 
 /**
  * Submits, reads and decides access requests.
@@ -925,7 +1082,12 @@ export const AccessRequestService: GenService<{
   },
   /**
    * Approves a PENDING request and issues its gateway code, which is
-   * emailed to the applicant (see GatewayService). Role: admin. Deciding a
+   * emailed to the applicant (see GatewayService). Role: admin. A request a
+   * policy rule put under review of N administrators stays PENDING until N
+   * distinct administrators approved (each approval appends
+   * `request.approval_recorded`); the submitter may not approve it
+   * (PERMISSION_DENIED, `SELF_APPROVAL`), nor may one administrator twice
+   * (FAILED_PRECONDITION, `ALREADY_APPROVED_BY_CALLER`). Deciding a
    * request that is no longer pending fails with FAILED_PRECONDITION (reason
    * `REQUEST_ALREADY_DECIDED`, `REQUEST_ALREADY_CANCELLED` or
    * `REQUEST_EXPIRED`); a stale `etag` fails with ABORTED (reason
@@ -959,6 +1121,18 @@ export const AccessRequestService: GenService<{
     methodKind: "unary";
     input: typeof CancelAccessRequestRequestSchema;
     output: typeof CancelAccessRequestResponseSchema;
+  },
+  /**
+   * Says what the decision policy would do with a submission, without
+   * storing anything (a dry run). Roles: submitter, admin. The submission is
+   * validated as SubmitAccessRequest validates it.
+   *
+   * @generated from rpc sesame.v1.AccessRequestService.ExplainDecision
+   */
+  explainDecision: {
+    methodKind: "unary";
+    input: typeof ExplainDecisionRequestSchema;
+    output: typeof ExplainDecisionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sesame_v1_access_request, 0);
