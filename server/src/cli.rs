@@ -45,6 +45,23 @@ struct GlobalArgs {
     log_filter: Option<String>,
 }
 
+/// TLS flags of `serve`.
+#[derive(Debug, Default, Args)]
+struct TlsFlags {
+    /// Serve TLS with this certificate chain (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// The TLS private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<String>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, value_name = "PEM")]
+    client_ca: Option<String>,
+    /// Serve plaintext on a non-loopback address (behind a TLS proxy).
+    #[arg(long)]
+    allow_insecure: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Apply migrations and serve gRPC until SIGINT or SIGTERM.
@@ -52,6 +69,8 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:50051).
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// Run only the mail worker (for deployments with `mail_worker = false`
     /// on the API servers) until SIGINT or SIGTERM.
@@ -142,15 +161,19 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let listen_addr = match &cli.command {
-        Command::Serve { listen } => *listen,
-        _ => None,
+    let (listen_addr, tls) = match &cli.command {
+        Command::Serve { listen, tls } => (*listen, Some(tls)),
+        _ => (None, None),
     };
     let overrides = Overrides {
         listen_addr,
         database_url: cli.global.database_url.clone(),
         log_format: cli.global.log_format,
         log_filter: cli.global.log_filter.clone(),
+        tls_cert_file: tls.and_then(|tls| tls.tls_cert.clone()),
+        tls_key_file: tls.and_then(|tls| tls.tls_key.clone()),
+        tls_client_ca_file: tls.and_then(|tls| tls.client_ca.clone()),
+        allow_insecure: tls.and_then(|tls| tls.allow_insecure.then_some(true)),
     };
     let loaded = Config::load(cli.global.config.as_deref(), &overrides)?;
     let config = loaded.config;

@@ -138,6 +138,16 @@ pub struct Config {
     /// How often the policy file is checked for changes (SIGHUP reloads at
     /// once).
     pub policy_poll_interval_ms: u64,
+    /// Serve TLS with this certificate chain (PEM); with `tls_key_file`.
+    pub tls_cert_file: Option<String>,
+    /// The TLS private key (PEM).
+    pub tls_key_file: Option<String>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    pub tls_client_ca_file: Option<String>,
+    /// Serve plaintext on a non-loopback address (behind a TLS-terminating
+    /// proxy); otherwise refused, since API keys would cross the network in
+    /// clear.
+    pub allow_insecure: bool,
 }
 
 impl Default for Config {
@@ -179,6 +189,10 @@ impl Default for Config {
             gateway_failures_per_minute: 20,
             policy_file: None,
             policy_poll_interval_ms: 2000,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            allow_insecure: false,
         }
     }
 }
@@ -203,6 +217,14 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_filter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_insecure: Option<bool>,
 }
 
 /// A configuration that could not be loaded or is invalid.
@@ -321,6 +343,24 @@ impl Config {
             problems
                 .push("gateway code validities must be between 60 seconds and 90 days".to_owned());
         }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), Some(_)) => {}
+            (None, None) => {
+                if self.tls_client_ca_file.is_some() {
+                    problems
+                        .push("tls_client_ca_file needs tls_cert_file and tls_key_file".to_owned());
+                }
+                if !self.listen_addr.ip().is_loopback() && !self.allow_insecure {
+                    problems.push(format!(
+                        "listen_addr {} is not loopback and TLS is off: API keys would cross the \
+                         network in clear; set tls_cert_file and tls_key_file, or allow_insecure \
+                         = true behind a TLS-terminating proxy",
+                        self.listen_addr
+                    ));
+                }
+            }
+            _ => problems.push("tls_cert_file and tls_key_file go together".to_owned()),
+        }
         if !(50..=3_600_000).contains(&self.policy_poll_interval_ms) {
             problems.push("policy_poll_interval_ms must be between 50 and 3600000".to_owned());
         }
@@ -406,6 +446,30 @@ impl Config {
                 .collect(),
             max_failed_attempts: 5,
         })
+    }
+
+    /// The server's TLS settings, read from the configured files; `None`
+    /// when TLS is off.
+    pub fn tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, ConfigError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Ok(None);
+        };
+        let read = |key: &str, path: &str| {
+            std::fs::read(path)
+                .map_err(|error| ConfigError::Invalid(format!("{key} {path:?}: {error}")))
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read("tls_cert_file", cert)?,
+            read("tls_key_file", key)?,
+        );
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.tls_client_ca_file {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                "tls_client_ca_file",
+                ca,
+            )?));
+        }
+        Ok(Some(tls))
     }
 
     /// The database settings for the store.
@@ -593,6 +657,29 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
         assert!(shown.contains("watch_heartbeat_secs"), "{shown}");
+    }
+
+    #[test]
+    fn plaintext_off_loopback_needs_an_explicit_opt_in() {
+        let mut config = Config {
+            listen_addr: "0.0.0.0:50051".parse().unwrap(),
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("API keys would cross the network in clear"),
+            "{message}"
+        );
+        config.allow_insecure = true;
+        assert!(config.validate().is_ok());
+        config.tls_cert_file = Some("cert.pem".into());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("go together"), "{message}");
+        let only_ca = Config {
+            tls_client_ca_file: Some("ca.pem".into()),
+            ..Config::default()
+        };
+        assert!(only_ca.validate().is_err());
     }
 
     #[test]

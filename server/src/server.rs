@@ -153,7 +153,14 @@ pub async fn serve(
             set_health(&reporter, ServingStatus::NotServing).await;
         }
     };
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = config.tls()? {
+        builder = builder
+            .tls_config(tls)
+            .context("the TLS certificate or key does not load")?;
+        info!(mutual = config.tls_client_ca_file.is_some(), "serving TLS");
+    }
+    let router = builder
         .timeout(Duration::from_secs(config.request_timeout_secs))
         .layer(AuthLayer::new(store))
         .add_service(health_service)

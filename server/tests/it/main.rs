@@ -13,3 +13,4 @@ mod events;
 mod mail;
 mod policy;
 mod service;
+mod tls;
