@@ -123,7 +123,10 @@ async fn migrate_applies_then_reports_nothing_pending_on_postgres() {
     let count = sesame_migrations::Migrator::migrations().len();
     assert_eq!(status.trim(), format!("{count} pending migration(s)"));
     let applied = run_ok(sesame(dir.path()).args(["migrate", "--database-url", &url]));
-    assert!(applied.starts_with(&format!("applied {count} migration(s)")), "{applied}");
+    assert!(
+        applied.starts_with(&format!("applied {count} migration(s)")),
+        "{applied}"
+    );
     let status = run_ok(sesame(dir.path()).args(["migrate", "--status", "--database-url", &url]));
     assert_eq!(status.trim(), "0 pending migration(s)");
 }

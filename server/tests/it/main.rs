@@ -12,5 +12,6 @@ mod codes;
 mod events;
 mod mail;
 mod policy;
+mod privacy;
 mod service;
 mod tls;
