@@ -138,6 +138,11 @@ pub struct Config {
     /// How often the policy file is checked for changes (SIGHUP reloads at
     /// once).
     pub policy_poll_interval_ms: u64,
+    /// Calls a second one API key may make on average (per server
+    /// process); 0 turns the limit off.
+    pub rate_limit_per_key: u32,
+    /// Calls one API key may make at once above the average.
+    pub rate_limit_burst: u32,
     /// Serve TLS with this certificate chain (PEM); with `tls_key_file`.
     pub tls_cert_file: Option<String>,
     /// The TLS private key (PEM).
@@ -189,6 +194,8 @@ impl Default for Config {
             gateway_failures_per_minute: 20,
             policy_file: None,
             policy_poll_interval_ms: 2000,
+            rate_limit_per_key: 1000,
+            rate_limit_burst: 2000,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -360,6 +367,11 @@ impl Config {
                 }
             }
             _ => problems.push("tls_cert_file and tls_key_file go together".to_owned()),
+        }
+        if self.rate_limit_per_key > 0 && self.rate_limit_burst == 0 {
+            problems.push(
+                "rate_limit_burst must be at least 1 when rate_limit_per_key is set".to_owned(),
+            );
         }
         if !(50..=3_600_000).contains(&self.policy_poll_interval_ms) {
             problems.push("policy_poll_interval_ms must be between 50 and 3600000".to_owned());

@@ -18,7 +18,7 @@ use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi};
-use crate::auth::AuthLayer;
+use crate::auth::{AuthLayer, RateLimiter};
 use crate::config::Config;
 use crate::events::Hub;
 use crate::mail::run_worker;
@@ -162,7 +162,10 @@ pub async fn serve(
     }
     let router = builder
         .timeout(Duration::from_secs(config.request_timeout_secs))
-        .layer(AuthLayer::new(store))
+        .layer(AuthLayer::new(
+            store,
+            RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

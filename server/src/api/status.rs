@@ -72,6 +72,15 @@ impl From<AuthError> for Status {
                 plain(Code::Unauthenticated, error.to_string(), "API_KEY_INVALID")
             }
             AuthError::Store(store_error) => Status::from(store_error),
+            AuthError::RateLimited(retry_after) => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.set_error_info("RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!("{error}; retry in {} ms", retry_after.as_millis().max(1)),
+                    details,
+                )
+            }
         }
     }
 }

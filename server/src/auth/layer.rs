@@ -2,11 +2,13 @@
 //! `authorization: Bearer <key>` metadata. Health and reflection stay open.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tower::{Layer, Service};
 
-use super::{Principal, hash_key};
+use super::{Principal, RateLimiter, hash_key};
 use crate::store::{Store, StoreError};
 
 /// Why a call could not be authenticated.
@@ -20,18 +22,25 @@ pub enum AuthError {
     Invalid,
     #[error("could not check the API key")]
     Store(#[from] StoreError),
+    #[error("this API key is over its request rate")]
+    RateLimited(Duration),
 }
 
 /// Adds [`AuthService`] around the gRPC router.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     store: Store,
+    limiter: Arc<RateLimiter>,
 }
 
 impl AuthLayer {
-    /// Authenticates against the keys in `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// Authenticates against the keys in `store`, each key within the
+    /// budget of `limiter`.
+    pub fn new(store: Store, limiter: RateLimiter) -> Self {
+        Self {
+            store,
+            limiter: Arc::new(limiter),
+        }
     }
 }
 
@@ -42,6 +51,7 @@ impl<S> Layer<S> for AuthLayer {
         AuthService {
             inner,
             store: self.store.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -52,6 +62,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     store: Store,
+    limiter: Arc<RateLimiter>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -76,11 +87,20 @@ where
         let ready_clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready_clone);
         let store = self.store.clone();
+        let limiter = self.limiter.clone();
         Box::pin(async move {
             if !needs_authentication(request.uri().path()) {
                 return inner.call(request).await;
             }
-            match authenticate(&store, request.headers()).await {
+            let checked = authenticate(&store, request.headers())
+                .await
+                .and_then(|principal| {
+                    limiter
+                        .check(&principal.name, Instant::now())
+                        .map(|()| principal)
+                        .map_err(AuthError::RateLimited)
+                });
+            match checked {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await

@@ -5,6 +5,7 @@
 //! (a slow password hash adds nothing for secrets of that entropy).
 
 mod layer;
+mod rate;
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 
 pub use layer::{AuthError, AuthLayer};
+pub use rate::RateLimiter;
 
 /// Every key starts with this, so leaked keys are easy to grep for.
 pub const KEY_PREFIX: &str = "sesame_";

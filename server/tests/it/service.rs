@@ -9,6 +9,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus}
 use crate::harness::{Backend, TestServer, both_backends, valid_submission};
 
 both_backends!(
+    each_key_has_a_request_budget,
     health_and_reflection_need_no_key,
     oversized_messages_are_refused,
     shutdown_turns_health_not_serving_first,
@@ -122,5 +123,34 @@ async fn oversized_messages_are_refused(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(listed.access_requests.is_empty());
+    server.stop().await;
+}
+
+async fn each_key_has_a_request_budget(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.rate_limit_per_key = 1;
+        config.rate_limit_burst = 3;
+    })
+    .await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let list = || pb::ListAccessRequestsRequest::default();
+    for _ in 0..3 {
+        alice.list_access_requests(list()).await.unwrap();
+    }
+    let status = crate::harness::assert_error(
+        alice.list_access_requests(list()).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+    use tonic_types::StatusExt;
+    let wait = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo says when to come back");
+    assert!(wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(1));
+    // Another key has its own budget.
+    let mut bob = server.client(&server.keys.bob).await;
+    bob.list_access_requests(list()).await.unwrap();
     server.stop().await;
 }
