@@ -2,7 +2,9 @@
 //! loopback and measure it with HDR histograms. Every loop is bounded in
 //! time and count and stops by itself.
 
+pub mod baseline;
 pub mod connect;
 pub mod mail;
+pub mod rpc;
 pub mod stats;
 pub mod watch;

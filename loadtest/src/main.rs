@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sesame_loadtest::rpc::{RpcArgs, RpcKind, run_rpc};
 use sesame_loadtest::watch::{WatchArgs, run_idle, run_watch};
 
 /// Load and latency measurements against a running Sesame server
@@ -31,6 +32,44 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Unary calls from concurrent callers: throughput, latency, errors.
+    Rpc {
+        /// Which calls.
+        #[arg(long, value_enum, default_value_t = RpcKind::Get)]
+        kind: RpcKind,
+        /// Callers making calls one after the other.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// HTTP/2 connections the callers share.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Seconds of load (at most 300).
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Total calls per second; default: as fast as possible.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Server pid, to report its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Baseline: a minimal SQLite loop, a submit's three inserts per
+    /// transaction (WAL, synchronous=FULL). Needs no server or key.
+    SqliteBaseline {
+        /// Database file (created).
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+    },
+    /// Baseline: a minimal tonic server (the health service only) for
+    /// h2load. Needs no key; stops after the duration.
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:50999")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+    },
     /// Watchers receive events while submits arrive at a fixed rate.
     Watch {
         #[arg(long, default_value_t = 100)]
@@ -78,11 +117,68 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.api_key.is_empty() {
+    let needs_key = !matches!(
+        cli.scenario,
+        Scenario::SqliteBaseline { .. } | Scenario::EchoServer { .. }
+    );
+    if needs_key && cli.api_key.is_empty() {
         eprintln!("error: --api-key (or SESAME_LOADTEST_API_KEY) is required");
         return ExitCode::FAILURE;
     }
     let outcome = match cli.scenario {
+        Scenario::Rpc {
+            kind,
+            concurrency,
+            connections,
+            duration_secs,
+            rate,
+            server_pid,
+        } => {
+            let args = RpcArgs {
+                target: cli.target.clone(),
+                api_key: cli.api_key.clone(),
+                kind,
+                concurrency,
+                connections,
+                duration: Duration::from_secs(duration_secs.clamp(1, 300)),
+                rate,
+                server_pid,
+                progress: true,
+            };
+            run_rpc(&args).await.map(|report| {
+                if cli.json {
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                } else {
+                    format!(
+                        "{:?} x{} over {} connections: {} ok of {} calls in {:.1}s = {:.0}/s; errors {:?}\nlatency: {}",
+                        report.kind,
+                        report.concurrency,
+                        report.connections,
+                        report.ok,
+                        report.calls,
+                        report.seconds,
+                        report.calls_per_s,
+                        report.errors,
+                        report.latency,
+                    )
+                }
+            })
+        }
+        Scenario::SqliteBaseline { db, duration_secs } => sesame_loadtest::baseline::sqlite_loop(
+            &db,
+            Duration::from_secs(duration_secs.clamp(1, 300)),
+        )
+        .await
+        .map(|report| serde_json::to_string_pretty(&report).expect("report serializes")),
+        Scenario::EchoServer {
+            listen,
+            duration_secs,
+        } => sesame_loadtest::baseline::echo_server(
+            listen,
+            Duration::from_secs(duration_secs.clamp(1, 600)),
+        )
+        .await
+        .map(|()| "echo server stopped".to_owned()),
         Scenario::Watch {
             watchers,
             connections,
