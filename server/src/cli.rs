@@ -52,6 +52,10 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:50051).
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (default: off).
+        /// A non-loopback address also needs `metrics_allow_public = true`.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
     },
     /// Run only the mail worker (for deployments with `mail_worker = false`
     /// on the API servers) until SIGINT or SIGTERM.
@@ -142,15 +146,19 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let listen_addr = match &cli.command {
-        Command::Serve { listen } => *listen,
-        _ => None,
+    let (listen_addr, metrics_addr) = match &cli.command {
+        Command::Serve {
+            listen,
+            metrics_addr,
+        } => (*listen, *metrics_addr),
+        _ => (None, None),
     };
     let overrides = Overrides {
         listen_addr,
         database_url: cli.global.database_url.clone(),
         log_format: cli.global.log_format,
         log_filter: cli.global.log_filter.clone(),
+        metrics_addr,
     };
     let loaded = Config::load(cli.global.config.as_deref(), &overrides)?;
     let config = loaded.config;
@@ -197,6 +205,8 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         Arc::new(templates),
         Arc::new(transport),
         config.worker()?,
+        // The standalone worker serves no metrics; its counters stay local.
+        Arc::new(crate::telemetry::Metrics::default()),
         shutdown,
     )
     .await;

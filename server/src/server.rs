@@ -1,5 +1,6 @@
-//! Wires the gRPC server: store, auth layer, Sesame services, health and
-//! reflection, message limits, and graceful shutdown.
+//! Wires the gRPC server: store, telemetry and auth layers, Sesame
+//! services, health and reflection, message limits, the optional metrics
+//! listener, and graceful shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,9 @@ use crate::config::Config;
 use crate::events::Hub;
 use crate::mail::run_worker;
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
+use crate::telemetry::http::serve_metrics;
+use crate::telemetry::refresh::run_refresh;
+use crate::telemetry::{Metrics, TelemetryLayer};
 
 /// Names of the Sesame services in the health service.
 const SERVICES: [&str; 3] = [
@@ -30,11 +34,41 @@ const SERVICES: [&str; 3] = [
     "sesame.v1.EmailService",
 ];
 
-/// Opens the store (applying migrations), creates the bootstrap admin key
-/// on an empty database, and serves until `shutdown` is cancelled.
+/// The sockets a server answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// Prometheus `/metrics`, when metrics are on.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Binds `metrics_addr` when set, then runs as [`run_on`] does.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = match config.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("could not listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
+    let listeners = Listeners {
+        grpc: listener,
+        metrics,
+    };
+    run_on(config, listeners, shutdown).await
+}
+
+/// Opens the store (applying migrations), creates the bootstrap admin key
+/// on an empty database, and serves until `shutdown` is cancelled.
+pub async fn run_on(
+    config: Config,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.database(), true)
@@ -47,19 +81,46 @@ pub async fn run(
     {
         print_bootstrap_key(&key.secret);
     }
-    serve(config, store, listener, shutdown).await
+    serve(config, store, listeners, shutdown).await
 }
 
 /// Serves an already opened store until `shutdown` is cancelled. On
 /// shutdown the health service turns NOT_SERVING first, then in-flight
-/// calls get `shutdown_grace_secs` to finish.
+/// calls get `shutdown_grace_secs` to finish; the metrics listener closes
+/// with the same token.
 pub async fn serve(
     config: Config,
     store: Store,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = store.with_admin_emails(config.admin_emails.clone());
+    let listener = listeners.grpc;
+    let metrics = Arc::new(Metrics::new(&[
+        sesame_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]));
+    metrics
+        .db_pool_max_connections
+        .set(&[], f64::from(config.database_max_connections));
+    // Scrapes read memory only; the database gauges are refreshed apart,
+    // and only when someone can scrape them.
+    let metrics_tasks = listeners.metrics.map(|metrics_listener| {
+        let refresh = tokio::spawn(run_refresh(
+            store.clone(),
+            metrics.clone(),
+            Duration::from_secs(config.metrics_refresh_secs),
+            shutdown.clone(),
+        ));
+        let http = tokio::spawn(serve_metrics(
+            metrics_listener,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        (refresh, http)
+    });
     let local_addr = listener
         .local_addr()
         .context("listener has no local address")?;
@@ -99,6 +160,7 @@ pub async fn serve(
             templates.clone(),
             transport,
             config.worker()?,
+            metrics.clone(),
             tasks.clone(),
         )))
     } else {
@@ -111,6 +173,7 @@ pub async fn serve(
         store.clone(),
         hub,
         config.watch(),
+        metrics.clone(),
         shutdown.clone(),
     ))
     .max_decoding_message_size(config.max_decoding_message_bytes)
@@ -134,6 +197,9 @@ pub async fn serve(
     };
     let router = Server::builder()
         .timeout(Duration::from_secs(config.request_timeout_secs))
+        // Outermost: every call gets its request id, span and metrics,
+        // including those the auth layer refuses.
+        .layer(TelemetryLayer::new(metrics.clone()))
         .layer(AuthLayer::new(store))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -163,6 +229,10 @@ pub async fn serve(
     if let Some(worker) = worker {
         // The worker finishes the email in hand, so its outcome is recorded.
         let _ = worker.await;
+    }
+    if let Some((refresh, http)) = metrics_tasks {
+        let _ = refresh.await;
+        let _ = http.await;
     }
     info!("sesame stopped");
     Ok(())

@@ -11,6 +11,7 @@ mod keys;
 pub mod outbox;
 mod pagination;
 mod requests;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::domain::TransitionError;
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};
+pub use stats::{PoolUsage, Stats};
 
 /// Errors of the persistence layer. Database details stay in the source
 /// chain for logs and never reach a caller.

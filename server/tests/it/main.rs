@@ -10,4 +10,5 @@ mod client;
 mod clients;
 mod events;
 mod mail;
+mod metrics;
 mod service;
