@@ -27,6 +27,11 @@ use crate::telemetry::http::serve_metrics;
 use crate::telemetry::refresh::run_refresh;
 use crate::telemetry::{Metrics, TelemetryLayer};
 
+/// The health service name that answers SERVING for as long as the process
+/// answers at all, database or not: for liveness probes, which must not
+/// restart a replica because the database is away.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// Names of the Sesame services in the health service.
 const SERVICES: [&str; 3] = [
     "sesame.v1.AccessRequestService",
@@ -126,6 +131,9 @@ pub async fn serve(
         .context("listener has no local address")?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&health_reporter, ServingStatus::Serving).await;
+    health_reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sesame_proto::FILE_DESCRIPTOR_SET)

@@ -127,7 +127,8 @@ async fn oversized_messages_are_refused(backend: Backend) {
 
 /// Readiness follows the database: with the database gone (dropped, its
 /// connections terminated) health turns NOT_SERVING within a few check
-/// intervals, and SERVING again once the database answers. PostgreSQL only:
+/// intervals, and SERVING again once the database answers; the `liveness`
+/// service stays SERVING throughout. PostgreSQL only:
 /// a SQLite file cannot be taken away from an open pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_not_serving_while_the_database_is_unreachable() {
@@ -171,6 +172,18 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         .await
         .expect("drop the server's database");
     status_within(&mut health, ServingStatus::NotServing).await;
+    let liveness = health
+        .check(HealthCheckRequest {
+            service: sesame_server::server::LIVENESS_SERVICE.into(),
+        })
+        .await
+        .expect("liveness answers")
+        .into_inner();
+    assert_eq!(
+        liveness.status(),
+        ServingStatus::Serving,
+        "liveness does not depend on the database"
+    );
 
     admin
         .execute_unprepared(&format!("CREATE DATABASE {database}"))
