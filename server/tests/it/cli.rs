@@ -459,6 +459,96 @@ async fn serve_with_metrics_counts_calls_and_logs_carry_the_request_id() {
     );
 }
 
+/// `sesame worker --metrics-addr`: the standalone worker counts what it
+/// sends, and its outbox gauges agree with its counters.
+#[tokio::test]
+async fn the_standalone_worker_serves_its_email_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_with(dir.path(), &[("SESAME_MAIL_WORKER", "false")]).await;
+    let key = served
+        .stdout_before_listening
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("sesame_"))
+        .expect("the bootstrap key is printed")
+        .to_owned();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", served.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AccessRequestServiceClient::new(channel);
+    let mut submit = tonic::Request::new(crate::harness::valid_submission());
+    submit
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    client.submit_access_request(submit).await.unwrap();
+
+    // The worker shares the SQLite file in the same directory.
+    let mut worker = tokio::process::Command::from(sesame(dir.path()))
+        .args([
+            "worker",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("SESAME_METRICS_REFRESH_SECS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sesame worker");
+    let mut stderr = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let metrics_addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if parsed["fields"]["message"] == "metrics listening on /metrics" {
+                return parsed["fields"]["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("the worker exited before serving metrics");
+    })
+    .await
+    .expect("metrics within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+
+    let sample = |body: &str, series: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = http_get(&metrics_addr, "/metrics").await;
+        let sent = sample(&body, "sesame_emails_sent_total").unwrap();
+        let sent_rows = sample(&body, "sesame_outbox_emails{state=\"sent\"}");
+        let pending_rows = sample(&body, "sesame_outbox_emails{state=\"pending\"}");
+        if sent >= 1.0 && sent_rows == Some(sent) && pending_rows == Some(0.0) {
+            assert_eq!(sample(&body, "sesame_emails_dead_total"), Some(0.0));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker's metrics never settled: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pid = worker.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(20), worker.wait())
+        .await
+        .expect("the worker stops on SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    terminate(served).await;
+}
+
 /// The body of `GET path` over plain HTTP/1.1.
 async fn http_get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
