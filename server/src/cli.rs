@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -18,6 +19,9 @@ use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
 use crate::mail::run_worker;
 use crate::store::{self, Store, keys_validate_name};
+use crate::telemetry::Metrics;
+use crate::telemetry::http::serve_metrics;
+use crate::telemetry::refresh::run_refresh;
 
 /// Sesame: access requests, decisions and gateway codes over gRPC.
 #[derive(Debug, Parser)]
@@ -71,10 +75,19 @@ enum Command {
         listen: Option<SocketAddr>,
         #[command(flatten)]
         tls: TlsFlags,
+        /// Serve Prometheus metrics at http://ADDR/metrics (default: off).
+        /// A non-loopback address also needs `metrics_allow_public = true`.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
     },
     /// Run only the mail worker (for deployments with `mail_worker = false`
     /// on the API servers) until SIGINT or SIGTERM.
-    Worker,
+    Worker {
+        /// Serve its Prometheus metrics (email counters, outbox gauges) at
+        /// http://ADDR/metrics (default: off).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
+    },
     /// Apply pending database migrations and exit.
     Migrate {
         /// Only report how many migrations are pending.
@@ -161,9 +174,14 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let (listen_addr, tls) = match &cli.command {
-        Command::Serve { listen, tls } => (*listen, Some(tls)),
-        _ => (None, None),
+    let (listen_addr, tls, metrics_addr) = match &cli.command {
+        Command::Serve {
+            listen,
+            tls,
+            metrics_addr,
+        } => (*listen, Some(tls), *metrics_addr),
+        Command::Worker { metrics_addr } => (None, None, *metrics_addr),
+        _ => (None, None, None),
     };
     let overrides = Overrides {
         listen_addr,
@@ -174,6 +192,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         tls_key_file: tls.and_then(|tls| tls.tls_key.clone()),
         tls_client_ca_file: tls.and_then(|tls| tls.client_ca.clone()),
         allow_insecure: tls.and_then(|tls| tls.allow_insecure.then_some(true)),
+        metrics_addr,
     };
     let loaded = Config::load(cli.global.config.as_deref(), &overrides)?;
     let config = loaded.config;
@@ -184,7 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
     match cli.command {
         Command::Serve { .. } => serve(config).await,
-        Command::Worker => worker(config).await,
+        Command::Worker { .. } => worker(config).await,
         Command::Migrate { status } => migrate(&config, status).await,
         Command::Keys(command) => keys(&config, command).await,
         Command::Templates(command) => templates(&config, command),
@@ -215,14 +234,42 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let transport = config.transport()?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // No gRPC here: the metrics are the email counters, the database
+    // gauges and the pool.
+    let metrics = Arc::new(Metrics::default());
+    metrics
+        .db_pool_max_connections
+        .set(&[], f64::from(config.database_max_connections));
+    let metrics_tasks = match config.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("could not listen on {addr} for metrics"))?;
+            Some((
+                tokio::spawn(serve_metrics(listener, metrics.clone(), shutdown.clone())),
+                tokio::spawn(run_refresh(
+                    store.clone(),
+                    metrics.clone(),
+                    Duration::from_secs(config.metrics_refresh_secs),
+                    shutdown.clone(),
+                )),
+            ))
+        }
+        None => None,
+    };
     run_worker(
         store,
         Arc::new(templates),
         Arc::new(transport),
         config.worker()?,
+        metrics,
         shutdown,
     )
     .await;
+    if let Some((http, refresh)) = metrics_tasks {
+        let _ = http.await;
+        let _ = refresh.await;
+    }
     Ok(())
 }
 

@@ -153,6 +153,16 @@ pub struct Config {
     /// proxy); otherwise refused, since API keys would cross the network in
     /// clear.
     pub allow_insecure: bool,
+    /// Address of the Prometheus `/metrics` HTTP listener; none (the
+    /// default) serves no metrics.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Allow a `metrics_addr` that is not a loopback address. Metrics tell
+    /// anyone who can reach them about traffic and backlog, so exposing
+    /// them is a deliberate choice.
+    pub metrics_allow_public: bool,
+    /// How often the database gauges (requests by state, outbox) are read,
+    /// in seconds. Each refresh scans `access_requests` once.
+    pub metrics_refresh_secs: u64,
 }
 
 impl Default for Config {
@@ -200,6 +210,9 @@ impl Default for Config {
             tls_key_file: None,
             tls_client_ca_file: None,
             allow_insecure: false,
+            metrics_addr: None,
+            metrics_allow_public: false,
+            metrics_refresh_secs: 15,
         }
     }
 }
@@ -232,6 +245,7 @@ pub struct Overrides {
     pub tls_client_ca_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_insecure: Option<bool>,
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A configuration that could not be loaded or is invalid.
@@ -312,10 +326,14 @@ impl Config {
                 self.health_check_interval_secs,
             ),
             ("watch_heartbeat_secs", self.watch_heartbeat_secs),
+            ("metrics_refresh_secs", self.metrics_refresh_secs),
         ] {
             if !(1..=3600).contains(&value) {
                 problems.push(format!("{key} must be between 1 and 3600"));
             }
+        }
+        if let Some(problem) = self.metrics_addr_problem() {
+            problems.push(problem);
         }
         if !(1..=1_000_000).contains(&self.watch_buffer_events) {
             problems.push("watch_buffer_events must be between 1 and 1000000".to_owned());
@@ -482,6 +500,24 @@ impl Config {
             )?));
         }
         Ok(Some(tls))
+    }
+
+    /// Why `metrics_addr` cannot be used, if it cannot.
+    fn metrics_addr_problem(&self) -> Option<String> {
+        let addr = self.metrics_addr?;
+        if !addr.ip().is_loopback() && !self.metrics_allow_public {
+            return Some(format!(
+                "metrics_addr {addr} is not a loopback address: /metrics shows traffic and \
+                 backlog to anyone who reaches it; listen on 127.0.0.1, or set \
+                 metrics_allow_public = true to expose it (behind a firewall or NetworkPolicy)"
+            ));
+        }
+        if addr.port() != 0 && addr == self.listen_addr {
+            return Some(format!(
+                "metrics_addr {addr} is also listen_addr: give metrics a port of their own"
+            ));
+        }
+        None
     }
 
     /// The database settings for the store.
@@ -770,6 +806,26 @@ mod tests {
         assert!(message.contains("database_max_connections"), "{message}");
         assert!(message.contains("request_timeout_secs"), "{message}");
         assert!(message.contains("watch_heartbeat_secs"), "{message}");
+    }
+
+    #[test]
+    fn a_public_metrics_addr_needs_the_opt_in() {
+        let mut config = Config {
+            metrics_addr: Some("0.0.0.0:9090".parse().unwrap()),
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("metrics_allow_public"), "{message}");
+        config.metrics_allow_public = true;
+        config.validate().expect("allowed once opted in");
+        config.metrics_allow_public = false;
+        config.metrics_addr = Some("127.0.0.1:9090".parse().unwrap());
+        config.validate().expect("loopback is always allowed");
+        config.metrics_addr = Some("[::1]:9090".parse().unwrap());
+        config.validate().expect("IPv6 loopback too");
+        config.metrics_addr = Some(config.listen_addr);
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("port of their own"), "{message}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Wires the gRPC server: store, auth layer, Sesame services, health and
-//! reflection, message limits, and graceful shutdown.
+//! Wires the gRPC server: store, telemetry and auth layers, Sesame
+//! services, health and reflection, message limits, the optional metrics
+//! listener, and graceful shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,14 @@ use crate::events::Hub;
 use crate::mail::run_worker;
 use crate::policy::PolicyHandle;
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
+use crate::telemetry::http::serve_metrics;
+use crate::telemetry::refresh::run_refresh;
+use crate::telemetry::{Metrics, TelemetryLayer};
+
+/// The health service name that answers SERVING for as long as the process
+/// answers at all, database or not: for liveness probes, which must not
+/// restart a replica because the database is away.
+pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// Names of the Sesame services in the health service.
 const SERVICES: [&str; 4] = [
@@ -33,11 +42,41 @@ const SERVICES: [&str; 4] = [
     "sesame.v1.GatewayService",
 ];
 
-/// Opens the store (applying migrations), creates the bootstrap admin key
-/// on an empty database, and serves until `shutdown` is cancelled.
+/// The sockets a server answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// Prometheus `/metrics`, when metrics are on.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Binds `metrics_addr` when set, then runs as [`run_on`] does.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = match config.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("could not listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
+    let listeners = Listeners {
+        grpc: listener,
+        metrics,
+    };
+    run_on(config, listeners, shutdown).await
+}
+
+/// Opens the store (applying migrations), creates the bootstrap admin key
+/// on an empty database, and serves until `shutdown` is cancelled.
+pub async fn run_on(
+    config: Config,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.database(), true)
@@ -50,16 +89,17 @@ pub async fn run(
     {
         print_bootstrap_key(&key.secret);
     }
-    serve(config, store, listener, shutdown).await
+    serve(config, store, listeners, shutdown).await
 }
 
 /// Serves an already opened store until `shutdown` is cancelled. On
 /// shutdown the health service turns NOT_SERVING first, then in-flight
-/// calls get `shutdown_grace_secs` to finish.
+/// calls get `shutdown_grace_secs` to finish; the metrics listener closes
+/// with the same token.
 pub async fn serve(
     config: Config,
     store: Store,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let codes = config
@@ -68,11 +108,40 @@ pub async fn serve(
     let store = store
         .with_admin_emails(config.admin_emails.clone())
         .with_codes(codes);
+    let listener = listeners.grpc;
+    let metrics = Arc::new(Metrics::new(&[
+        sesame_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]));
+    metrics
+        .db_pool_max_connections
+        .set(&[], f64::from(config.database_max_connections));
+    // Scrapes read memory only; the database gauges are refreshed apart,
+    // and only when someone can scrape them.
+    let metrics_tasks = listeners.metrics.map(|metrics_listener| {
+        let refresh = tokio::spawn(run_refresh(
+            store.clone(),
+            metrics.clone(),
+            Duration::from_secs(config.metrics_refresh_secs),
+            shutdown.clone(),
+        ));
+        let http = tokio::spawn(serve_metrics(
+            metrics_listener,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+        (refresh, http)
+    });
     let local_addr = listener
         .local_addr()
         .context("listener has no local address")?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&health_reporter, ServingStatus::Serving).await;
+    health_reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sesame_proto::FILE_DESCRIPTOR_SET)
@@ -114,6 +183,7 @@ pub async fn serve(
             templates.clone(),
             transport,
             config.worker()?,
+            metrics.clone(),
             tasks.clone(),
         )))
     } else {
@@ -132,6 +202,7 @@ pub async fn serve(
         store.clone(),
         hub,
         config.watch(),
+        metrics.clone(),
         shutdown.clone(),
     ))
     .max_decoding_message_size(config.max_decoding_message_bytes)
@@ -162,6 +233,9 @@ pub async fn serve(
     }
     let router = builder
         .timeout(Duration::from_secs(config.request_timeout_secs))
+        // Outermost: every call gets its request id, span and metrics,
+        // including those the auth layer refuses.
+        .layer(TelemetryLayer::new(metrics.clone()))
         .layer(AuthLayer::new(
             store,
             RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),
@@ -198,6 +272,10 @@ pub async fn serve(
     if let Some(worker) = worker {
         // The worker finishes the email in hand, so its outcome is recorded.
         let _ = worker.await;
+    }
+    if let Some((refresh, http)) = metrics_tasks {
+        let _ = refresh.await;
+        let _ = http.await;
     }
     info!("sesame stopped");
     Ok(())

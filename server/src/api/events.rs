@@ -1,6 +1,7 @@
 //! `sesame.v1.EventService`: watch, list and verify the event log.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use sesame_proto::v1 as pb;
@@ -15,6 +16,7 @@ use crate::domain::decode_cursor;
 use crate::domain::validation::{TextRule, Validator};
 use crate::events::{self, Hub, WatchItem, WatchOptions, WatchRequest};
 use crate::store::{EventFilter, Store};
+use crate::telemetry::Metrics;
 
 /// Serves the event RPCs.
 #[derive(Clone, Debug)]
@@ -22,17 +24,26 @@ pub struct EventApi {
     store: Store,
     hub: Hub,
     options: WatchOptions,
+    /// Counts open streams in `sesame_watchers_connected`.
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
 impl EventApi {
     /// The service over `store` and `hub`; streams end when `shutdown` is
     /// cancelled.
-    pub fn new(store: Store, hub: Hub, options: WatchOptions, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: Store,
+        hub: Hub,
+        options: WatchOptions,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             store,
             hub,
             options,
+            metrics,
             shutdown,
         }
     }
@@ -97,7 +108,14 @@ impl EventService for EventApi {
         let items = ReceiverStream::new(opened.items).map(|item| Ok(watch_message(item)));
         let end = futures::stream::once(opened.end)
             .filter_map(|ended| std::future::ready(ended.ok().map(|end| Err(Status::from(end)))));
-        Ok(Response::new(Box::pin(items.chain(end))))
+        // The stream holds the guard: the watcher is counted until the
+        // stream ends or the client goes away and tonic drops it.
+        let connected = self.metrics.watcher_connected();
+        let counted = items.chain(end).map(move |item| {
+            let _counted = &connected;
+            item
+        });
+        Ok(Response::new(Box::pin(counted)))
     }
 
     async fn list_events(

@@ -21,6 +21,7 @@ use crate::secrets::SecretKey;
 use crate::store::outbox::{ClaimedEmail, Outcome};
 use crate::store::{SEALED_CODE_FIELD, seal_purpose};
 use crate::store::{Store, StoreError, now};
+use crate::telemetry::Metrics;
 
 /// Tuning of the worker.
 #[derive(Clone, Debug)]
@@ -51,6 +52,7 @@ pub async fn run_worker(
     templates: Arc<Templates>,
     transport: Arc<Transport>,
     options: WorkerOptions,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     info!("mail worker started");
@@ -69,12 +71,19 @@ pub async fn run_worker(
         // expire: the email is sent again, with the same Message-ID.
         futures::stream::iter(claimed)
             .for_each_concurrent(options.concurrency.max(1), |email| {
-                let (store, templates, transport, options) =
-                    (&store, &templates, &transport, &options);
+                let (store, templates, transport, options, metrics) =
+                    (&store, &templates, &transport, &options, &metrics);
                 async move {
                     let outcome = attempt(templates, transport, options, &email).await;
+                    // Counted once recorded: an outcome another worker's
+                    // lease overrode is that worker's to count.
+                    let counter = match &outcome {
+                        Outcome::Sent => &metrics.emails_sent,
+                        Outcome::RetryAt { .. } => &metrics.emails_failed,
+                        Outcome::Dead { .. } => &metrics.emails_dead,
+                    };
                     match store.complete_email(&email, outcome).await {
-                        Ok(()) => {}
+                        Ok(()) => counter.inc(&[]),
                         Err(StoreError::LeaseLost) => {
                             warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
                         }

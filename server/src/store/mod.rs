@@ -12,6 +12,7 @@ mod keys;
 pub mod outbox;
 mod pagination;
 mod requests;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use codes::{
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};
+pub use stats::{PoolUsage, Stats};
 
 /// Errors of the persistence layer. Database details stay in the source
 /// chain for logs and never reach a caller.
@@ -250,7 +252,10 @@ pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
             sqlite
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                // FULL: a commit is on disk before the call answers, so an
+                // accepted request survives a power loss too (NORMAL in WAL
+                // mode survives only a crash of the process).
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(busy_timeout)
         });

@@ -131,10 +131,11 @@ async fn migrate_applies_then_reports_nothing_pending_on_postgres() {
     assert_eq!(status.trim(), "0 pending migration(s)");
 }
 
-/// A running `sesame serve` with its stdout and stderr readers.
 /// A running `sesame serve` process.
 pub struct Served {
     pub child: tokio::process::Child,
+    /// Log lines (JSON) written to stderr, as they come.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     /// The address it listens on, `127.0.0.1:PORT`.
     pub addr: String,
@@ -153,20 +154,29 @@ async fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Served {
 
 /// `sesame serve --listen LISTEN` in `dir`, with extra environment variables.
 pub async fn serve_at(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Served {
+    serve_args(dir, listen, &[], env).await
+}
+
+/// `sesame serve --listen LISTEN ARGS...` in `dir`, with extra environment
+/// variables.
+async fn serve_args(dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut command = tokio::process::Command::from(sesame(dir));
     command.envs(env.iter().copied());
     command
         .args(["serve", "--listen", listen, "--log-format", "json"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().expect("spawn sesame serve");
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = stderr.next_line().await.expect("read stderr") {
             let parsed: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|_| panic!("log lines are JSON: {line}"));
+            logs.lock().unwrap().push(line);
             if parsed["fields"]["message"] == "sesame listening" {
                 return parsed["fields"]["addr"].as_str().unwrap().to_owned();
             }
@@ -176,9 +186,15 @@ pub async fn serve_at(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Served 
     .await
     .expect("sesame starts listening within 30 s");
     // Keep draining stderr so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    let kept = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
     let mut served = Served {
         child,
+        logs,
         stdout,
         addr,
         stdout_before_listening: Vec::new(),
@@ -344,6 +360,216 @@ async fn two_server_processes_on_one_postgres_share_live_events() {
     drop(stream);
     terminate(a).await;
     terminate(b).await;
+}
+
+#[test]
+fn a_public_metrics_address_is_refused_without_the_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_err(sesame(dir.path()).args(["serve", "--metrics-addr", "0.0.0.0:0"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("metrics_addr 0.0.0.0:0 is not a loopback address")
+            && stderr.contains("metrics_allow_public = true"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("sesame.db").exists(),
+        "refused before opening the database"
+    );
+}
+
+/// The log line that `wanted` matches, waiting up to 10 s for it.
+async fn log_line(
+    served: &Served,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = served
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| wanted(line));
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no such log line");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `serve --metrics-addr`: the logs of a call carry its request id, and the
+/// call is counted on /metrics.
+#[tokio::test]
+async fn serve_with_metrics_counts_calls_and_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_args(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--metrics-addr", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let key = served
+        .stdout_before_listening
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("sesame_"))
+        .expect("the bootstrap key is printed")
+        .to_owned();
+    let listening = log_line(&served, |line| {
+        line["fields"]["message"] == "metrics listening on /metrics"
+    })
+    .await;
+    let metrics_addr = listening["fields"]["addr"].as_str().unwrap().to_owned();
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", served.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AccessRequestServiceClient::new(channel);
+    let mut submit = tonic::Request::new(crate::harness::valid_submission());
+    submit
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    submit
+        .metadata_mut()
+        .insert("x-request-id", "cli-test-7".parse().unwrap());
+    client.submit_access_request(submit).await.unwrap();
+    let submitted = log_line(&served, |line| {
+        line["fields"]["message"] == "access request submitted"
+    })
+    .await;
+    // The outermost span of every line of the call is `rpc`.
+    let rpc = &submitted["spans"][0];
+    assert_eq!(rpc["name"], "rpc", "{submitted}");
+    assert_eq!(rpc["request_id"], "cli-test-7", "{submitted}");
+    assert_eq!(
+        rpc["method"],
+        "/sesame.v1.AccessRequestService/SubmitAccessRequest"
+    );
+
+    let metrics = http_get(&metrics_addr, "/metrics").await;
+    assert!(
+        metrics.contains(
+            "grpc_server_handled_total{grpc_service=\"sesame.v1.AccessRequestService\",\
+             grpc_method=\"SubmitAccessRequest\",grpc_type=\"unary\",grpc_code=\"OK\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    terminate(served).await;
+    assert!(
+        tokio::net::TcpStream::connect(&metrics_addr).await.is_err(),
+        "the metrics listener closed with the server"
+    );
+}
+
+/// `sesame worker --metrics-addr`: the standalone worker counts what it
+/// sends, and its outbox gauges agree with its counters.
+#[tokio::test]
+async fn the_standalone_worker_serves_its_email_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_with(dir.path(), &[("SESAME_MAIL_WORKER", "false")]).await;
+    let key = served
+        .stdout_before_listening
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("sesame_"))
+        .expect("the bootstrap key is printed")
+        .to_owned();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", served.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AccessRequestServiceClient::new(channel);
+    let mut submit = tonic::Request::new(crate::harness::valid_submission());
+    submit
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    client.submit_access_request(submit).await.unwrap();
+
+    // The worker shares the SQLite file in the same directory.
+    let mut worker = tokio::process::Command::from(sesame(dir.path()))
+        .args([
+            "worker",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("SESAME_METRICS_REFRESH_SECS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sesame worker");
+    let mut stderr = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let metrics_addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if parsed["fields"]["message"] == "metrics listening on /metrics" {
+                return parsed["fields"]["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("the worker exited before serving metrics");
+    })
+    .await
+    .expect("metrics within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+
+    let sample = |body: &str, series: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = http_get(&metrics_addr, "/metrics").await;
+        let sent = sample(&body, "sesame_emails_sent_total").unwrap();
+        let sent_rows = sample(&body, "sesame_outbox_emails{state=\"sent\"}");
+        let pending_rows = sample(&body, "sesame_outbox_emails{state=\"pending\"}");
+        if sent >= 1.0 && sent_rows == Some(sent) && pending_rows == Some(0.0) {
+            assert_eq!(sample(&body, "sesame_emails_dead_total"), Some(0.0));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker's metrics never settled: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pid = worker.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(20), worker.wait())
+        .await
+        .expect("the worker stops on SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    terminate(served).await;
+}
+
+/// The body of `GET path` over plain HTTP/1.1.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: sesame\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }
 
 #[test]

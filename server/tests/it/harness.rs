@@ -74,6 +74,9 @@ pub struct TestServer {
     pub keys: Keys,
     /// The configuration the server runs with.
     pub config: Config,
+    /// Where `/metrics` is served, when `config.metrics_addr` was set (the
+    /// harness binds it, so port 0 works).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -138,13 +141,29 @@ impl TestServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let metrics = match config.metrics_addr {
+            Some(metrics_addr) => Some(
+                tokio::net::TcpListener::bind(metrics_addr)
+                    .await
+                    .expect("bind metrics"),
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("metrics local addr"));
+        let listeners = server::Listeners {
+            grpc: listener,
+            metrics,
+        };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::run(config.clone(), listener, shutdown.clone()));
+        let task = tokio::spawn(server::run_on(config.clone(), listeners, shutdown.clone()));
         TestServer {
             addr,
             store,
             keys,
             config,
+            metrics_addr,
             shutdown,
             task,
             _dir: dir,

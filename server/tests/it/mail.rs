@@ -494,6 +494,7 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         std::sync::Arc::new(templates),
         std::sync::Arc::new(transport),
         options,
+        std::sync::Arc::new(sesame_server::telemetry::Metrics::default()),
         stop.clone(),
     ));
     wait_for("the resend", async || smtp.received().len() == 2).await;
@@ -603,6 +604,7 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
                     .unwrap(),
             ),
             options,
+            std::sync::Arc::new(sesame_server::telemetry::Metrics::default()),
             stop.clone(),
         )));
     }

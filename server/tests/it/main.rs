@@ -11,6 +11,7 @@ mod clients;
 mod codes;
 mod events;
 mod mail;
+mod metrics;
 mod policy;
 mod privacy;
 mod service;

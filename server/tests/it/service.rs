@@ -154,3 +154,72 @@ async fn each_key_has_a_request_budget(backend: Backend) {
     bob.list_access_requests(list()).await.unwrap();
     server.stop().await;
 }
+
+/// Readiness follows the database: with the database gone (dropped, its
+/// connections terminated) health turns NOT_SERVING within a few check
+/// intervals, and SERVING again once the database answers; the `liveness`
+/// service stays SERVING throughout. PostgreSQL only:
+/// a SQLite file cannot be taken away from an open pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_the_database_is_unreachable() {
+    use sea_orm::{ConnectionTrait, Database};
+
+    let server = TestServer::start_with(Backend::Postgres, |config| {
+        config.health_check_interval_secs = 1;
+        config.database_timeout_secs = 1;
+    })
+    .await;
+    let (base, database) = server
+        .config
+        .database_url
+        .rsplit_once('/')
+        .expect("a database URL");
+    let admin = Database::connect(format!("{base}/postgres")).await.unwrap();
+    let mut health = HealthClient::new(server.channel().await);
+    let status_within = async |health: &mut HealthClient<_>, wanted: ServingStatus| {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let status = health
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("health answers even when the database does not")
+                .into_inner()
+                .status();
+            if status == wanted {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "health stayed {status:?}, wanted {wanted:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    status_within(&mut health, ServingStatus::Serving).await;
+
+    admin
+        .execute_unprepared(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .await
+        .expect("drop the server's database");
+    status_within(&mut health, ServingStatus::NotServing).await;
+    let liveness = health
+        .check(HealthCheckRequest {
+            service: sesame_server::server::LIVENESS_SERVICE.into(),
+        })
+        .await
+        .expect("liveness answers")
+        .into_inner();
+    assert_eq!(
+        liveness.status(),
+        ServingStatus::Serving,
+        "liveness does not depend on the database"
+    );
+
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {database}"))
+        .await
+        .expect("recreate it");
+    status_within(&mut health, ServingStatus::Serving).await;
+    admin.close().await.ok();
+    server.stop().await;
+}

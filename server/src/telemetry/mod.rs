@@ -1,5 +1,16 @@
-//! The tracing subscriber: text or JSON lines on stderr, filtered by the
-//! configured directives (`RUST_LOG` wins when set).
+//! Observability: the tracing subscriber (text or JSON lines on stderr,
+//! filtered by the configured directives; `RUST_LOG` wins when set), the
+//! per-call layer (request id, span, gRPC metrics), the metrics registry
+//! and its HTTP listener, and the periodic refresh of the database gauges.
+
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod refresh;
+pub mod registry;
+
+pub use grpc::{RequestId, TelemetryLayer};
+pub use metrics::Metrics;
 
 use std::io::IsTerminal;
 
