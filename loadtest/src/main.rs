@@ -53,6 +53,12 @@ enum Scenario {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Submits COUNT requests and prints their names, one per line (for
+    /// tools like h2load that need a name to read).
+    Seed {
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+    },
     /// Baseline: a minimal SQLite loop, a submit's three inserts per
     /// transaction (WAL, synchronous=FULL). Needs no server or key.
     SqliteBaseline {
@@ -163,6 +169,11 @@ async fn main() -> ExitCode {
                     )
                 }
             })
+        }
+        Scenario::Seed { count } => {
+            sesame_loadtest::rpc::seed(&cli.target, &cli.api_key, count.clamp(1, 10_000))
+                .await
+                .map(|names| names.join("\n"))
         }
         Scenario::SqliteBaseline { db, duration_secs } => sesame_loadtest::baseline::sqlite_loop(
             &db,

@@ -261,3 +261,18 @@ pub async fn run_rpc(args: &RpcArgs) -> anyhow::Result<RpcReport> {
         server_rss_kib_after: rss_after,
     })
 }
+
+/// Submits `count` requests and returns their names.
+pub async fn seed(target: &str, key: &str, count: u64) -> anyhow::Result<Vec<String>> {
+    let channel = channels(target, 1).await?.remove(0);
+    let mut client = AccessRequestServiceClient::with_interceptor(channel, bearer(key)?);
+    let mut names = Vec::new();
+    for tag in 0..count {
+        names.push(
+            submit(&mut client, tag)
+                .await
+                .context("submitting a seed request")?,
+        );
+    }
+    Ok(names)
+}
