@@ -75,7 +75,14 @@ pub(crate) fn is_retryable(status: &Status) -> bool {
 pub(crate) fn is_resumable(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable => true,
-        Code::ResourceExhausted => error_reason(status).as_deref() == Some("WATCHER_TOO_SLOW"),
+        // The server cutting off a reader that fell behind; or, without
+        // Sesame's details, the client's own HTTP/2 guard (h2 ends a
+        // connection whose unread small frames pile up: GOAWAY
+        // ENHANCE_YOUR_CALM).
+        Code::ResourceExhausted => matches!(
+            error_reason(status).as_deref(),
+            Some("WATCHER_TOO_SLOW") | None
+        ),
         Code::Unknown | Code::Internal => error_reason(status).is_none(),
         _ => false,
     }
@@ -119,9 +126,18 @@ mod tests {
         assert!(is_resumable(&Status::unknown(
             "error reading a body from connection"
         )));
-        assert!(!is_resumable(&Status::resource_exhausted(
-            "some other limit"
+        // Without Sesame's details: the client's own HTTP/2 flood guard.
+        assert!(is_resumable(&Status::resource_exhausted(
+            "h2 protocol error: too_many_data_frames"
         )));
+        let details = tonic_types::ErrorDetails::with_error_info(
+            "RATE_LIMITED",
+            "sesame.dev",
+            std::collections::HashMap::new(),
+        );
+        use tonic_types::StatusExt;
+        let limited = Status::with_error_details(Code::ResourceExhausted, "slow down", details);
+        assert!(!is_resumable(&limited));
         assert!(!is_resumable(&Status::permission_denied("no")));
         assert!(!is_resumable(&Status::invalid_argument("bad cursor")));
     }

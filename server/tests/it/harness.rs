@@ -179,13 +179,16 @@ impl TestServer {
         Self::launch(self.config.clone(), store, self.keys.clone(), dir).await
     }
 
-    /// An event client whose HTTP/2 windows are small (64 KiB), so that a
-    /// client that stops reading soon pushes back on the server.
+    /// An event client whose HTTP/2 windows are small (16 KiB), so that a
+    /// client that stops reading soon pushes back on the server. (Not
+    /// larger: h2 0.4.20 clients end a connection with GOAWAY
+    /// ENHANCE_YOUR_CALM when too many small DATA frames wait unread, which
+    /// a stalled watch stream of ~170-byte events reaches at about 50 KiB.)
     pub async fn events_small_window(&self, key: &str) -> EventClient {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
             .expect("valid uri")
-            .initial_stream_window_size(Some(65_535))
-            .initial_connection_window_size(Some(65_535))
+            .initial_stream_window_size(Some(16_384))
+            .initial_connection_window_size(Some(16_384))
             .connect()
             .await
             .expect("connect to the test server");
