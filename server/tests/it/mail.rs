@@ -109,7 +109,7 @@ async fn emails_are_dkim_signed_when_a_key_is_configured() {
 
 /// A real SMTP server process (tests/support/smtp_server.py, aiosmtpd)
 /// whose replies follow a plan file. It exits when dropped.
-struct SmtpServer {
+pub struct SmtpServer {
     child: Child,
     port: u16,
     mail_dir: PathBuf,
@@ -118,7 +118,7 @@ struct SmtpServer {
 }
 
 impl SmtpServer {
-    fn start() -> SmtpServer {
+    pub fn start() -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let port_file = dir.path().join("port");
         let mail_dir = dir.path().join("received");
@@ -156,11 +156,11 @@ impl SmtpServer {
         std::fs::write(&self.plan, replies).unwrap();
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    fn received(&self) -> Vec<String> {
+    pub fn received(&self) -> Vec<String> {
         read_emails(&self.mail_dir)
     }
 }

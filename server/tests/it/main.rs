@@ -14,5 +14,6 @@ mod mail;
 mod metrics;
 mod policy;
 mod privacy;
+mod replicas;
 mod service;
 mod tls;

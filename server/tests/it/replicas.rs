@@ -1,0 +1,173 @@
+//! Three `sesame serve` processes on one PostgreSQL, called round robin:
+//! every watcher on every replica receives every event, each email is sent
+//! exactly once by the three mail workers, and killing one replica (SIGKILL,
+//! mid-traffic) loses nothing that was accepted.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use sesame_client::{Options, RetryPolicy, SesameClient, Watch, v1 as pb};
+
+use crate::cli::{Served, serve_at, terminate};
+use crate::harness::{test_secret_key, valid_submission};
+use crate::mail::SmtpServer;
+
+fn bootstrap_key(served: &[Served]) -> String {
+    served
+        .iter()
+        .flat_map(|served| served.stdout_before_listening.iter())
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("sesame_"))
+        .expect("one replica prints the bootstrap key")
+        .to_owned()
+}
+
+fn submission(index: usize) -> pb::SubmitAccessRequestRequest {
+    let mut submission = valid_submission();
+    submission.applicant.as_mut().unwrap().email = format!("replica{index}@example.com");
+    submission.request_id = format!("replica-test-{index}");
+    submission
+}
+
+/// Reads `count` submitted events from `watch`, in order.
+async fn submitted(watch: &mut Watch, count: usize) -> Vec<String> {
+    let mut names = Vec::with_capacity(count);
+    while names.len() < count {
+        let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .expect("an event within 30 s")
+            .expect("a watch never ends")
+            .expect("no error");
+        names.push(event.access_request);
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_events_and_send_each_email_once() {
+    let url = crate::postgres::fresh_database().await;
+    let smtp = SmtpServer::start();
+    let keys = tempfile::tempdir().unwrap();
+    let secret = test_secret_key(keys.path());
+    let smtp_url = smtp.url();
+    let env = [
+        ("SESAME_DATABASE_URL", url.as_str()),
+        ("SESAME_SECRET_KEY_FILE", secret.as_str()),
+        ("SESAME_MAIL_TRANSPORT", smtp_url.as_str()),
+        ("SESAME_MAIL_POLL_INTERVAL_MS", "100"),
+        ("SESAME_MAIL_TIMEOUT_SECS", "2"),
+        ("SESAME_MAIL_LEASE_SECS", "3"),
+    ];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas = Vec::new();
+    for dir in &dirs {
+        replicas.push(serve_at(dir.path(), "127.0.0.1:0", &env).await);
+    }
+    let key = bootstrap_key(&replicas);
+    let options = Options {
+        timeout: Duration::from_secs(30),
+        retry: RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+        },
+        ..Options::default()
+    };
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        let url = format!("http://{}", replica.addr);
+        clients.push(
+            SesameClient::connect_with(&url, &key, options.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let only_submits = || pb::WatchEventsRequest {
+        event_types: vec![pb::EventType::RequestSubmitted.into()],
+        ..Default::default()
+    };
+    let mut watches = Vec::new();
+    for client in &clients {
+        watches.push(client.watch(only_submits()).await.unwrap());
+    }
+
+    // 30 submits, round robin over the three replicas.
+    const FIRST: usize = 30;
+    let mut accepted = Vec::new();
+    for index in 0..FIRST {
+        let created = clients[index % 3].submit(submission(index)).await.unwrap();
+        accepted.push(created.name);
+    }
+    for watch in &mut watches {
+        assert_eq!(
+            submitted(watch, FIRST).await,
+            accepted,
+            "every replica's watcher sees all, in order"
+        );
+    }
+
+    // Kill one replica without warning while traffic goes on through the
+    // other two; its claimed emails are taken over when their leases end.
+    let killed = replicas.remove(0);
+    let mut killed_child = killed.child;
+    killed_child.start_kill().unwrap();
+    killed_child.wait().await.unwrap();
+    clients.remove(0);
+    watches.remove(0);
+    const SECOND: usize = 20;
+    for index in FIRST..FIRST + SECOND {
+        let created = clients[index % 2].submit(submission(index)).await.unwrap();
+        accepted.push(created.name);
+    }
+    for watch in &mut watches {
+        assert_eq!(
+            submitted(watch, SECOND).await,
+            accepted[FIRST..],
+            "the survivors see the rest"
+        );
+    }
+
+    // Every accepted request is there, and its applicant email was sent once.
+    let total = FIRST + SECOND;
+    let listed = clients[0]
+        .list(pb::ListAccessRequestsRequest {
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stored: HashSet<String> = listed.access_requests.into_iter().map(|r| r.name).collect();
+    assert_eq!(
+        stored,
+        accepted.iter().cloned().collect::<HashSet<_>>(),
+        "nothing lost"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while smtp.received().len() < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {total} emails arrived",
+            smtp.received().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A little longer: no late duplicates either (beyond a resend after the
+    // kill, which keeps its Message-ID).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut by_message_id: HashMap<String, usize> = HashMap::new();
+    for email in smtp.received() {
+        let id = email
+            .lines()
+            .find_map(|line| line.strip_prefix("Message-ID: "))
+            .expect("every email has a Message-ID")
+            .to_owned();
+        *by_message_id.entry(id).or_default() += 1;
+    }
+    assert_eq!(by_message_id.len(), total, "one distinct email per request");
+    let resent: usize = by_message_id.values().map(|count| count - 1).sum();
+    // Only an email the killed replica was sending may arrive twice.
+    assert!(resent <= 32, "{resent} resends");
+    for replica in replicas {
+        terminate(replica).await;
+    }
+}
