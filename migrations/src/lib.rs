@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_init;
 mod m20261126_000002_outbox;
 mod m20261126_000003_gateway_codes;
+mod m20261126_000005_deadlines;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_init::Migration),
             Box::new(m20261126_000002_outbox::Migration),
             Box::new(m20261126_000003_gateway_codes::Migration),
+            Box::new(m20261126_000005_deadlines::Migration),
         ]
     }
 }

@@ -17,6 +17,7 @@ use crate::config::{Config, LogFormat, Overrides, redact_url};
 use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
 use crate::mail::run_worker;
+use crate::scheduler::{Clock, run_scheduler};
 use crate::store::{self, Store, keys_validate_name};
 
 /// Sesame: access requests, decisions and gateway codes over gRPC.
@@ -54,7 +55,8 @@ enum Command {
         listen: Option<SocketAddr>,
     },
     /// Run only the mail worker (for deployments with `mail_worker = false`
-    /// on the API servers) until SIGINT or SIGTERM.
+    /// on the API servers), and the deadline scheduler unless `scheduler =
+    /// false`, until SIGINT or SIGTERM.
     Worker,
     /// Apply pending database migrations and exit.
     Migrate {
@@ -185,13 +187,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn worker(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database(), true)
         .await
-        .context("could not open the database")?;
+        .context("could not open the database")?
+        .with_admin_emails(config.admin_emails.clone());
     let templates = config
         .templates()
         .context("could not load the email templates")?;
     let transport = config.transport()?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // The deadline scheduler may run here too: each step still happens once.
+    let scheduler = config.scheduler.then(|| {
+        tokio::spawn(run_scheduler(
+            store.clone(),
+            config.scheduler(),
+            Clock::System,
+            shutdown.clone(),
+        ))
+    });
     run_worker(
         store,
         Arc::new(templates),
@@ -200,6 +212,9 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         shutdown,
     )
     .await;
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod mail;
+pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod store;

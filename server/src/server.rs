@@ -22,6 +22,7 @@ use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::events::Hub;
 use crate::mail::run_worker;
+use crate::scheduler::{Clock, run_scheduler};
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
 
 /// Names of the Sesame services in the health service.
@@ -84,9 +85,10 @@ pub async fn serve(
         .build_v1alpha()
         .context("could not build the v1alpha reflection service")?;
 
-    let access_requests = AccessRequestServiceServer::new(AccessRequestApi::new(store.clone()))
-        .max_decoding_message_size(config.max_decoding_message_bytes)
-        .max_encoding_message_size(config.max_encoding_message_bytes);
+    let access_requests =
+        AccessRequestServiceServer::new(AccessRequestApi::new(store.clone(), config.deadlines()))
+            .max_decoding_message_size(config.max_decoding_message_bytes)
+            .max_encoding_message_size(config.max_encoding_message_bytes);
     // Background tasks stop with this token, after the listener closed.
     let tasks = CancellationToken::new();
     let hub = Hub::start(store.clone(), config.hub(), tasks.clone())
@@ -111,6 +113,14 @@ pub async fn serve(
     } else {
         None
     };
+    let scheduler = config.scheduler.then(|| {
+        tokio::spawn(run_scheduler(
+            store.clone(),
+            config.scheduler(),
+            Clock::System,
+            tasks.clone(),
+        ))
+    });
     let emails = EmailServiceServer::new(EmailApi::new(store.clone(), templates))
         .max_decoding_message_size(config.max_decoding_message_bytes)
         .max_encoding_message_size(config.max_encoding_message_bytes);
@@ -177,6 +187,10 @@ pub async fn serve(
     if let Some(worker) = worker {
         // The worker finishes the email in hand, so its outcome is recorded.
         let _ = worker.await;
+    }
+    if let Some(scheduler) = scheduler {
+        // A pass in progress finishes, so no step is left half-taken.
+        let _ = scheduler.await;
     }
     info!("sesame stopped");
     Ok(())

@@ -95,6 +95,8 @@ pub enum Permission {
     RedeemCode,
     /// Revoke and reissue gateway codes.
     ManageCodes,
+    /// Read the review statistics (GetStats).
+    ReadStats,
 }
 
 /// The caller's role does not allow the permission.

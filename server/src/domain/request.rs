@@ -268,11 +268,16 @@ pub enum EventKind {
     CodeRevoked,
     /// A wrong code whose selector matched this request's live code.
     CodeRedemptionFailed,
+    /// The request passed half its review SLA; the administrators were
+    /// reminded.
+    Reminded,
+    /// The request passed its review SLA; the administrators were alerted.
+    Escalated,
 }
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -286,6 +291,8 @@ impl EventKind {
         EventKind::CodeRedeemed,
         EventKind::CodeRevoked,
         EventKind::CodeRedemptionFailed,
+        EventKind::Reminded,
+        EventKind::Escalated,
     ];
 
     /// Parses a name produced by [`EventKind::as_str`].
@@ -309,6 +316,8 @@ impl EventKind {
             EventKind::CodeRedeemed => "code.redeemed",
             EventKind::CodeRevoked => "code.revoked",
             EventKind::CodeRedemptionFailed => "code.redemption_failed",
+            EventKind::Reminded => "request.reminded",
+            EventKind::Escalated => "request.escalated",
         }
     }
 }

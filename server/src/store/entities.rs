@@ -57,6 +57,10 @@ pub mod access_request {
         pub version: i64,
         pub created_at_us: i64,
         pub updated_at_us: i64,
+        /// When the administrators were reminded (half the review SLA).
+        pub reminded_at_us: Option<i64>,
+        /// When the request was escalated (past the review SLA).
+        pub escalated_at_us: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -22,56 +22,63 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esesame/v1/access_request.proto\x12\tsesame.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\tApplicant\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1b\n\tfull_name\x18\x02 \x01(\tR\x08\x66ullName\x12\"\n\x0corganization\x18\x03 \x01(\tR\x0corganization\x12\x14\n\x05phone\x18\x04 \x01(\tR\x05phone\"z\n\x07\x43onsent\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1a\n\x08purposes\x18\x02 \x03(\tR\x08purposes\x12\x39\n\ngrant_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tgrantTime\"\x93\x01\n\x08\x44\x65\x63ision\x12\x14\n\x05\x61\x63tor\x18\x01 \x01(\tR\x05\x61\x63tor\x12;\n\x0b\x64\x65\x63ide_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ndecideTime\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1c\n\tautomatic\x18\x04 \x01(\x08R\tautomatic\"\xc5\x02\n\x11GatewayCodeStatus\x12\x31\n\x05state\x18\x01 \x01(\x0e\x32\x1b.sesame.v1.GatewayCodeStateR\x05state\x12\x39\n\nissue_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tissueTime\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12;\n\x0bredeem_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nredeemTime\x12\x1f\n\x0bredeemed_by\x18\x05 \x01(\tR\nredeemedBy\x12\'\n\x0f\x66\x61iled_attempts\x18\x06 \x01(\x05R\x0e\x66\x61iledAttempts\"\x83\x05\n\rAccessRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x32\n\tapplicant\x18\x02 \x01(\x0b\x32\x14.sesame.v1.ApplicantR\tapplicant\x12\x30\n\tuser_type\x18\x03 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1a\n\x08resource\x18\x05 \x01(\tR\x08resource\x12$\n\rjustification\x18\x06 \x01(\tR\rjustification\x12,\n\x07\x63onsent\x18\x07 \x01(\x0b\x32\x12.sesame.v1.ConsentR\x07\x63onsent\x12\x33\n\x05state\x18\x08 \x01(\x0e\x32\x1d.sesame.v1.AccessRequestStateR\x05state\x12/\n\x08\x64\x65\x63ision\x18\t \x01(\x0b\x32\x13.sesame.v1.DecisionR\x08\x64\x65\x63ision\x12\x1c\n\tsubmitter\x18\n \x01(\tR\tsubmitter\x12\x1d\n\nrequest_id\x18\x0b \x01(\tR\trequestId\x12;\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x12\n\x04\x65tag\x18\x0e \x01(\tR\x04\x65tag\x12?\n\x0cgateway_code\x18\x0f \x01(\x0b\x32\x1c.sesame.v1.GatewayCodeStatusR\x0bgatewayCode\"\xa9\x02\n\x1aSubmitAccessRequestRequest\x12\x32\n\tapplicant\x18\x01 \x01(\x0b\x32\x14.sesame.v1.ApplicantR\tapplicant\x12\x30\n\tuser_type\x18\x02 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x16\n\x06locale\x18\x03 \x01(\tR\x06locale\x12\x1a\n\x08resource\x18\x04 \x01(\tR\x08resource\x12$\n\rjustification\x18\x05 \x01(\tR\rjustification\x12,\n\x07\x63onsent\x18\x06 \x01(\x0b\x32\x12.sesame.v1.ConsentR\x07\x63onsent\x12\x1d\n\nrequest_id\x18\x07 \x01(\tR\trequestId\"^\n\x1bSubmitAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\"-\n\x17GetAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"[\n\x18GetAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\"\xca\x02\n\x19ListAccessRequestsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x05state\x18\x03 \x01(\x0e\x32\x1d.sesame.v1.AccessRequestStateR\x05state\x12\x30\n\tuser_type\x18\x04 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x46\n\x11\x63reate_time_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0f\x63reateTimeStart\x12\x42\n\x0f\x63reate_time_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rcreateTimeEnd\"\x87\x01\n\x1aListAccessRequestsResponse\x12\x41\n\x0f\x61\x63\x63\x65ss_requests\x18\x01 \x03(\x0b\x32\x18.sesame.v1.AccessRequestR\x0e\x61\x63\x63\x65ssRequests\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"z\n\x1b\x41pproveAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x12\n\x04note\x18\x03 \x01(\tR\x04note\x12\x1f\n\x0breturn_code\x18\x04 \x01(\x08R\nreturnCode\"\x82\x01\n\x1c\x41pproveAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\x12!\n\x0cgateway_code\x18\x02 \x01(\tR\x0bgatewayCode\"\\\n\x1aRejectAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"^\n\x1bRejectAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\"\\\n\x1a\x43\x61ncelAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"^\n\x1b\x43\x61ncelAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest*\xe8\x01\n\x12\x41\x63\x63\x65ssRequestState\x12$\n ACCESS_REQUEST_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_PENDING\x10\x01\x12!\n\x1d\x41\x43\x43\x45SS_REQUEST_STATE_APPROVED\x10\x02\x12!\n\x1d\x41\x43\x43\x45SS_REQUEST_STATE_REJECTED\x10\x03\x12\"\n\x1e\x41\x43\x43\x45SS_REQUEST_STATE_CANCELLED\x10\x04\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_EXPIRED\x10\x05*\x86\x01\n\x08UserType\x12\x19\n\x15USER_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_TYPE_EMPLOYEE\x10\x01\x12\x15\n\x11USER_TYPE_PARTNER\x10\x02\x12\x16\n\x12USER_TYPE_CUSTOMER\x10\x03\x12\x18\n\x14USER_TYPE_CONTRACTOR\x10\x04*\xb6\x01\n\x10GatewayCodeState\x12\"\n\x1eGATEWAY_CODE_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19GATEWAY_CODE_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bGATEWAY_CODE_STATE_REDEEMED\x10\x02\x12\x1e\n\x1aGATEWAY_CODE_STATE_REVOKED\x10\x03\x12\x1e\n\x1aGATEWAY_CODE_STATE_EXPIRED\x10\x04\x32\xf1\x04\n\x14\x41\x63\x63\x65ssRequestService\x12\x64\n\x13SubmitAccessRequest\x12%.sesame.v1.SubmitAccessRequestRequest\x1a&.sesame.v1.SubmitAccessRequestResponse\x12[\n\x10GetAccessRequest\x12\".sesame.v1.GetAccessRequestRequest\x1a#.sesame.v1.GetAccessRequestResponse\x12\x61\n\x12ListAccessRequests\x12$.sesame.v1.ListAccessRequestsRequest\x1a%.sesame.v1.ListAccessRequestsResponse\x12g\n\x14\x41pproveAccessRequest\x12&.sesame.v1.ApproveAccessRequestRequest\x1a\'.sesame.v1.ApproveAccessRequestResponse\x12\x64\n\x13RejectAccessRequest\x12%.sesame.v1.RejectAccessRequestRequest\x1a&.sesame.v1.RejectAccessRequestResponse\x12\x64\n\x13\x43\x61ncelAccessRequest\x12%.sesame.v1.CancelAccessRequestRequest\x1a&.sesame.v1.CancelAccessRequestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esesame/v1/access_request.proto\x12\tsesame.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\tApplicant\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1b\n\tfull_name\x18\x02 \x01(\tR\x08\x66ullName\x12\"\n\x0corganization\x18\x03 \x01(\tR\x0corganization\x12\x14\n\x05phone\x18\x04 \x01(\tR\x05phone\"z\n\x07\x43onsent\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1a\n\x08purposes\x18\x02 \x03(\tR\x08purposes\x12\x39\n\ngrant_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tgrantTime\"\x93\x01\n\x08\x44\x65\x63ision\x12\x14\n\x05\x61\x63tor\x18\x01 \x01(\tR\x05\x61\x63tor\x12;\n\x0b\x64\x65\x63ide_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ndecideTime\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1c\n\tautomatic\x18\x04 \x01(\x08R\tautomatic\"\xc5\x02\n\x11GatewayCodeStatus\x12\x31\n\x05state\x18\x01 \x01(\x0e\x32\x1b.sesame.v1.GatewayCodeStateR\x05state\x12\x39\n\nissue_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tissueTime\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12;\n\x0bredeem_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nredeemTime\x12\x1f\n\x0bredeemed_by\x18\x05 \x01(\tR\nredeemedBy\x12\'\n\x0f\x66\x61iled_attempts\x18\x06 \x01(\x05R\x0e\x66\x61iledAttempts\"\x83\x05\n\rAccessRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x32\n\tapplicant\x18\x02 \x01(\x0b\x32\x14.sesame.v1.ApplicantR\tapplicant\x12\x30\n\tuser_type\x18\x03 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1a\n\x08resource\x18\x05 \x01(\tR\x08resource\x12$\n\rjustification\x18\x06 \x01(\tR\rjustification\x12,\n\x07\x63onsent\x18\x07 \x01(\x0b\x32\x12.sesame.v1.ConsentR\x07\x63onsent\x12\x33\n\x05state\x18\x08 \x01(\x0e\x32\x1d.sesame.v1.AccessRequestStateR\x05state\x12/\n\x08\x64\x65\x63ision\x18\t \x01(\x0b\x32\x13.sesame.v1.DecisionR\x08\x64\x65\x63ision\x12\x1c\n\tsubmitter\x18\n \x01(\tR\tsubmitter\x12\x1d\n\nrequest_id\x18\x0b \x01(\tR\trequestId\x12;\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x12\n\x04\x65tag\x18\x0e \x01(\tR\x04\x65tag\x12?\n\x0cgateway_code\x18\x0f \x01(\x0b\x32\x1c.sesame.v1.GatewayCodeStatusR\x0bgatewayCode\"\xa9\x02\n\x1aSubmitAccessRequestRequest\x12\x32\n\tapplicant\x18\x01 \x01(\x0b\x32\x14.sesame.v1.ApplicantR\tapplicant\x12\x30\n\tuser_type\x18\x02 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x16\n\x06locale\x18\x03 \x01(\tR\x06locale\x12\x1a\n\x08resource\x18\x04 \x01(\tR\x08resource\x12$\n\rjustification\x18\x05 \x01(\tR\rjustification\x12,\n\x07\x63onsent\x18\x06 \x01(\x0b\x32\x12.sesame.v1.ConsentR\x07\x63onsent\x12\x1d\n\nrequest_id\x18\x07 \x01(\tR\trequestId\"^\n\x1bSubmitAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\"-\n\x17GetAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"[\n\x18GetAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\"\xca\x02\n\x19ListAccessRequestsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x05state\x18\x03 \x01(\x0e\x32\x1d.sesame.v1.AccessRequestStateR\x05state\x12\x30\n\tuser_type\x18\x04 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x46\n\x11\x63reate_time_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0f\x63reateTimeStart\x12\x42\n\x0f\x63reate_time_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rcreateTimeEnd\"\x87\x01\n\x1aListAccessRequestsResponse\x12\x41\n\x0f\x61\x63\x63\x65ss_requests\x18\x01 \x03(\x0b\x32\x18.sesame.v1.AccessRequestR\x0e\x61\x63\x63\x65ssRequests\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"z\n\x1b\x41pproveAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x12\n\x04note\x18\x03 \x01(\tR\x04note\x12\x1f\n\x0breturn_code\x18\x04 \x01(\x08R\nreturnCode\"\x82\x01\n\x1c\x41pproveAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\x12!\n\x0cgateway_code\x18\x02 \x01(\tR\x0bgatewayCode\"\\\n\x1aRejectAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"^\n\x1bRejectAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\"\\\n\x1a\x43\x61ncelAccessRequestRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"^\n\x1b\x43\x61ncelAccessRequestResponse\x12?\n\x0e\x61\x63\x63\x65ss_request\x18\x01 \x01(\x0b\x32\x18.sesame.v1.AccessRequestR\raccessRequest\"2\n\x0fGetStatsRequest\x12\x1f\n\x0bwindow_secs\x18\x01 \x01(\x03R\nwindowSecs\"W\n\nStateCount\x12\x33\n\x05state\x18\x01 \x01(\x0e\x32\x1d.sesame.v1.AccessRequestStateR\x05state\x12\x14\n\x05\x63ount\x18\x02 \x01(\x03R\x05\x63ount\"\xac\x03\n\x10GetStatsResponse\x12\x38\n\x0cstate_counts\x18\x01 \x03(\x0b\x32\x15.sesame.v1.StateCountR\x0bstateCounts\x12\x46\n\x11window_start_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fwindowStartTime\x12#\n\rdecided_count\x18\x03 \x01(\x03R\x0c\x64\x65\x63idedCount\x12K\n\x14median_decision_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x12medianDecisionTime\x12\x45\n\x11p95_decision_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0fp95DecisionTime\x12#\n\roverdue_count\x18\x06 \x01(\x03R\x0coverdueCount\x12\x38\n\nreview_sla\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\treviewSla*\xe8\x01\n\x12\x41\x63\x63\x65ssRequestState\x12$\n ACCESS_REQUEST_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_PENDING\x10\x01\x12!\n\x1d\x41\x43\x43\x45SS_REQUEST_STATE_APPROVED\x10\x02\x12!\n\x1d\x41\x43\x43\x45SS_REQUEST_STATE_REJECTED\x10\x03\x12\"\n\x1e\x41\x43\x43\x45SS_REQUEST_STATE_CANCELLED\x10\x04\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_EXPIRED\x10\x05*\x86\x01\n\x08UserType\x12\x19\n\x15USER_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_TYPE_EMPLOYEE\x10\x01\x12\x15\n\x11USER_TYPE_PARTNER\x10\x02\x12\x16\n\x12USER_TYPE_CUSTOMER\x10\x03\x12\x18\n\x14USER_TYPE_CONTRACTOR\x10\x04*\xb6\x01\n\x10GatewayCodeState\x12\"\n\x1eGATEWAY_CODE_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19GATEWAY_CODE_STATE_ACTIVE\x10\x01\x12\x1f\n\x1bGATEWAY_CODE_STATE_REDEEMED\x10\x02\x12\x1e\n\x1aGATEWAY_CODE_STATE_REVOKED\x10\x03\x12\x1e\n\x1aGATEWAY_CODE_STATE_EXPIRED\x10\x04\x32\xb6\x05\n\x14\x41\x63\x63\x65ssRequestService\x12\x64\n\x13SubmitAccessRequest\x12%.sesame.v1.SubmitAccessRequestRequest\x1a&.sesame.v1.SubmitAccessRequestResponse\x12[\n\x10GetAccessRequest\x12\".sesame.v1.GetAccessRequestRequest\x1a#.sesame.v1.GetAccessRequestResponse\x12\x61\n\x12ListAccessRequests\x12$.sesame.v1.ListAccessRequestsRequest\x1a%.sesame.v1.ListAccessRequestsResponse\x12g\n\x14\x41pproveAccessRequest\x12&.sesame.v1.ApproveAccessRequestRequest\x1a\'.sesame.v1.ApproveAccessRequestResponse\x12\x64\n\x13RejectAccessRequest\x12%.sesame.v1.RejectAccessRequestRequest\x1a&.sesame.v1.RejectAccessRequestResponse\x12\x64\n\x13\x43\x61ncelAccessRequest\x12%.sesame.v1.CancelAccessRequestRequest\x1a&.sesame.v1.CancelAccessRequestResponse\x12\x43\n\x08GetStats\x12\x1a.sesame.v1.GetStatsRequest\x1a\x1b.sesame.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sesame_client._gen.sesame.v1.access_request_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSREQUESTSTATE']._serialized_start=3093
-  _globals['_ACCESSREQUESTSTATE']._serialized_end=3325
-  _globals['_USERTYPE']._serialized_start=3328
-  _globals['_USERTYPE']._serialized_end=3462
-  _globals['_GATEWAYCODESTATE']._serialized_start=3465
-  _globals['_GATEWAYCODESTATE']._serialized_end=3647
-  _globals['_APPLICANT']._serialized_start=78
-  _globals['_APPLICANT']._serialized_end=198
-  _globals['_CONSENT']._serialized_start=200
-  _globals['_CONSENT']._serialized_end=322
-  _globals['_DECISION']._serialized_start=325
-  _globals['_DECISION']._serialized_end=472
-  _globals['_GATEWAYCODESTATUS']._serialized_start=475
-  _globals['_GATEWAYCODESTATUS']._serialized_end=800
-  _globals['_ACCESSREQUEST']._serialized_start=803
-  _globals['_ACCESSREQUEST']._serialized_end=1446
-  _globals['_SUBMITACCESSREQUESTREQUEST']._serialized_start=1449
-  _globals['_SUBMITACCESSREQUESTREQUEST']._serialized_end=1746
-  _globals['_SUBMITACCESSREQUESTRESPONSE']._serialized_start=1748
-  _globals['_SUBMITACCESSREQUESTRESPONSE']._serialized_end=1842
-  _globals['_GETACCESSREQUESTREQUEST']._serialized_start=1844
-  _globals['_GETACCESSREQUESTREQUEST']._serialized_end=1889
-  _globals['_GETACCESSREQUESTRESPONSE']._serialized_start=1891
-  _globals['_GETACCESSREQUESTRESPONSE']._serialized_end=1982
-  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_start=1985
-  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_end=2315
-  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_start=2318
-  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_end=2453
-  _globals['_APPROVEACCESSREQUESTREQUEST']._serialized_start=2455
-  _globals['_APPROVEACCESSREQUESTREQUEST']._serialized_end=2577
-  _globals['_APPROVEACCESSREQUESTRESPONSE']._serialized_start=2580
-  _globals['_APPROVEACCESSREQUESTRESPONSE']._serialized_end=2710
-  _globals['_REJECTACCESSREQUESTREQUEST']._serialized_start=2712
-  _globals['_REJECTACCESSREQUESTREQUEST']._serialized_end=2804
-  _globals['_REJECTACCESSREQUESTRESPONSE']._serialized_start=2806
-  _globals['_REJECTACCESSREQUESTRESPONSE']._serialized_end=2900
-  _globals['_CANCELACCESSREQUESTREQUEST']._serialized_start=2902
-  _globals['_CANCELACCESSREQUESTREQUEST']._serialized_end=2994
-  _globals['_CANCELACCESSREQUESTRESPONSE']._serialized_start=2996
-  _globals['_CANCELACCESSREQUESTRESPONSE']._serialized_end=3090
-  _globals['_ACCESSREQUESTSERVICE']._serialized_start=3650
-  _globals['_ACCESSREQUESTSERVICE']._serialized_end=4275
+  _globals['_ACCESSREQUESTSTATE']._serialized_start=3697
+  _globals['_ACCESSREQUESTSTATE']._serialized_end=3929
+  _globals['_USERTYPE']._serialized_start=3932
+  _globals['_USERTYPE']._serialized_end=4066
+  _globals['_GATEWAYCODESTATE']._serialized_start=4069
+  _globals['_GATEWAYCODESTATE']._serialized_end=4251
+  _globals['_APPLICANT']._serialized_start=110
+  _globals['_APPLICANT']._serialized_end=230
+  _globals['_CONSENT']._serialized_start=232
+  _globals['_CONSENT']._serialized_end=354
+  _globals['_DECISION']._serialized_start=357
+  _globals['_DECISION']._serialized_end=504
+  _globals['_GATEWAYCODESTATUS']._serialized_start=507
+  _globals['_GATEWAYCODESTATUS']._serialized_end=832
+  _globals['_ACCESSREQUEST']._serialized_start=835
+  _globals['_ACCESSREQUEST']._serialized_end=1478
+  _globals['_SUBMITACCESSREQUESTREQUEST']._serialized_start=1481
+  _globals['_SUBMITACCESSREQUESTREQUEST']._serialized_end=1778
+  _globals['_SUBMITACCESSREQUESTRESPONSE']._serialized_start=1780
+  _globals['_SUBMITACCESSREQUESTRESPONSE']._serialized_end=1874
+  _globals['_GETACCESSREQUESTREQUEST']._serialized_start=1876
+  _globals['_GETACCESSREQUESTREQUEST']._serialized_end=1921
+  _globals['_GETACCESSREQUESTRESPONSE']._serialized_start=1923
+  _globals['_GETACCESSREQUESTRESPONSE']._serialized_end=2014
+  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_start=2017
+  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_end=2347
+  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_start=2350
+  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_end=2485
+  _globals['_APPROVEACCESSREQUESTREQUEST']._serialized_start=2487
+  _globals['_APPROVEACCESSREQUESTREQUEST']._serialized_end=2609
+  _globals['_APPROVEACCESSREQUESTRESPONSE']._serialized_start=2612
+  _globals['_APPROVEACCESSREQUESTRESPONSE']._serialized_end=2742
+  _globals['_REJECTACCESSREQUESTREQUEST']._serialized_start=2744
+  _globals['_REJECTACCESSREQUESTREQUEST']._serialized_end=2836
+  _globals['_REJECTACCESSREQUESTRESPONSE']._serialized_start=2838
+  _globals['_REJECTACCESSREQUESTRESPONSE']._serialized_end=2932
+  _globals['_CANCELACCESSREQUESTREQUEST']._serialized_start=2934
+  _globals['_CANCELACCESSREQUESTREQUEST']._serialized_end=3026
+  _globals['_CANCELACCESSREQUESTRESPONSE']._serialized_start=3028
+  _globals['_CANCELACCESSREQUESTRESPONSE']._serialized_end=3122
+  _globals['_GETSTATSREQUEST']._serialized_start=3124
+  _globals['_GETSTATSREQUEST']._serialized_end=3174
+  _globals['_STATECOUNT']._serialized_start=3176
+  _globals['_STATECOUNT']._serialized_end=3263
+  _globals['_GETSTATSRESPONSE']._serialized_start=3266
+  _globals['_GETSTATSRESPONSE']._serialized_end=3694
+  _globals['_ACCESSREQUESTSERVICE']._serialized_start=4254
+  _globals['_ACCESSREQUESTSERVICE']._serialized_end=4948
 # @@protoc_insertion_point(module_scope)

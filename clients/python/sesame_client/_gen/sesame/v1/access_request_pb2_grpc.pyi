@@ -75,6 +75,11 @@ class AccessRequestServiceStub:
     """Cancels a PENDING request. Roles: the submitter that created it, admin.
     Same preconditions as ApproveAccessRequest.
     """
+    GetStats: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.GetStatsRequest, _access_request_pb2.GetStatsResponse]
+    """Reports how the review of requests goes: how many requests are in each
+    state, how long decisions took over a recent window, and how many
+    PENDING requests are past the review SLA. Role: admin.
+    """
 
 @_typing.type_check_only
 class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
@@ -113,6 +118,11 @@ class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
     CancelAccessRequest: _aio.UnaryUnaryMultiCallable[_access_request_pb2.CancelAccessRequestRequest, _access_request_pb2.CancelAccessRequestResponse]  # type: ignore[assignment]
     """Cancels a PENDING request. Roles: the submitter that created it, admin.
     Same preconditions as ApproveAccessRequest.
+    """
+    GetStats: _aio.UnaryUnaryMultiCallable[_access_request_pb2.GetStatsRequest, _access_request_pb2.GetStatsResponse]  # type: ignore[assignment]
+    """Reports how the review of requests goes: how many requests are in each
+    state, how long decisions took over a recent window, and how many
+    PENDING requests are past the review SLA. Role: admin.
     """
 
 class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +195,17 @@ class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_access_request_pb2.CancelAccessRequestResponse, _abc.Awaitable[_access_request_pb2.CancelAccessRequestResponse]]:
         """Cancels a PENDING request. Roles: the submitter that created it, admin.
         Same preconditions as ApproveAccessRequest.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _access_request_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_request_pb2.GetStatsResponse, _abc.Awaitable[_access_request_pb2.GetStatsResponse]]:
+        """Reports how the review of requests goes: how many requests are in each
+        state, how long decisions took over a recent window, and how many
+        PENDING requests are past the review SLA. Role: admin.
         """
 
 def add_AccessRequestServiceServicer_to_server(servicer: AccessRequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,15 +14,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file sesame/v1/access_request.proto.
  */
 export const file_sesame_v1_access_request: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSJSCglBcHBsaWNhbnQSDQoFZW1haWwYASABKAkSEQoJZnVsbF9uYW1lGAIgASgJEhQKDG9yZ2FuaXphdGlvbhgDIAEoCRINCgVwaG9uZRgEIAEoCSJcCgdDb25zZW50Eg8KB3ZlcnNpb24YASABKAkSEAoIcHVycG9zZXMYAiADKAkSLgoKZ3JhbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoIRGVjaXNpb24SDQoFYWN0b3IYASABKAkSLwoLZGVjaWRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgDIAEoCRIRCglhdXRvbWF0aWMYBCABKAgi/wEKEUdhdGV3YXlDb2RlU3RhdHVzEioKBXN0YXRlGAEgASgOMhsuc2VzYW1lLnYxLkdhdGV3YXlDb2RlU3RhdGUSLgoKaXNzdWVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlZGVlbV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWRlZW1lZF9ieRgFIAEoCRIXCg9mYWlsZWRfYXR0ZW1wdHMYBiABKAUi7AMKDUFjY2Vzc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRInCglhcHBsaWNhbnQYAiABKAsyFC5zZXNhbWUudjEuQXBwbGljYW50EiYKCXVzZXJfdHlwZRgDIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRIOCgZsb2NhbGUYBCABKAkSEAoIcmVzb3VyY2UYBSABKAkSFQoNanVzdGlmaWNhdGlvbhgGIAEoCRIjCgdjb25zZW50GAcgASgLMhIuc2VzYW1lLnYxLkNvbnNlbnQSLAoFc3RhdGUYCCABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiUKCGRlY2lzaW9uGAkgASgLMhMuc2VzYW1lLnYxLkRlY2lzaW9uEhEKCXN1Ym1pdHRlchgKIAEoCRISCgpyZXF1ZXN0X2lkGAsgASgJEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgOIAEoCRIyCgxnYXRld2F5X2NvZGUYDyABKAsyHC5zZXNhbWUudjEuR2F0ZXdheUNvZGVTdGF0dXMi3wEKGlN1Ym1pdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EicKCWFwcGxpY2FudBgBIAEoCzIULnNlc2FtZS52MS5BcHBsaWNhbnQSJgoJdXNlcl90eXBlGAIgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEg4KBmxvY2FsZRgDIAEoCRIQCghyZXNvdXJjZRgEIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAUgASgJEiMKB2NvbnNlbnQYBiABKAsyEi5zZXNhbWUudjEuQ29uc2VudBISCgpyZXF1ZXN0X2lkGAcgASgJIk8KG1N1Ym1pdEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0IicKF0dldEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoYR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QihAIKGUxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLAoFc3RhdGUYAyABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiYKCXVzZXJfdHlwZRgEIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRI1ChFjcmVhdGVfdGltZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPY3JlYXRlX3RpbWVfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChpMaXN0QWNjZXNzUmVxdWVzdHNSZXNwb25zZRIxCg9hY2Nlc3NfcmVxdWVzdHMYASADKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIMCgRub3RlGAMgASgJEhMKC3JldHVybl9jb2RlGAQgASgIImYKHEFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIUCgxnYXRld2F5X2NvZGUYAiABKAkiSAoaUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtSZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCJIChpDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KG0NhbmNlbEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0KugBChJBY2Nlc3NSZXF1ZXN0U3RhdGUSJAogQUNDRVNTX1JFUVVFU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxBQ0NFU1NfUkVRVUVTVF9TVEFURV9QRU5ESU5HEAESIQodQUNDRVNTX1JFUVVFU1RfU1RBVEVfQVBQUk9WRUQQAhIhCh1BQ0NFU1NfUkVRVUVTVF9TVEFURV9SRUpFQ1RFRBADEiIKHkFDQ0VTU19SRVFVRVNUX1NUQVRFX0NBTkNFTExFRBAEEiAKHEFDQ0VTU19SRVFVRVNUX1NUQVRFX0VYUElSRUQQBSqGAQoIVXNlclR5cGUSGQoVVVNFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9UWVBFX0VNUExPWUVFEAESFQoRVVNFUl9UWVBFX1BBUlRORVIQAhIWChJVU0VSX1RZUEVfQ1VTVE9NRVIQAxIYChRVU0VSX1RZUEVfQ09OVFJBQ1RPUhAEKrYBChBHYXRld2F5Q29kZVN0YXRlEiIKHkdBVEVXQVlfQ09ERV9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUdBVEVXQVlfQ09ERV9TVEFURV9BQ1RJVkUQARIfChtHQVRFV0FZX0NPREVfU1RBVEVfUkVERUVNRUQQAhIeChpHQVRFV0FZX0NPREVfU1RBVEVfUkVWT0tFRBADEh4KGkdBVEVXQVlfQ09ERV9TVEFURV9FWFBJUkVEEAQy8QQKFEFjY2Vzc1JlcXVlc3RTZXJ2aWNlEmQKE1N1Ym1pdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlElsKEEdldEFjY2Vzc1JlcXVlc3QSIi5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlcXVlc3QaIy5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmEKEkxpc3RBY2Nlc3NSZXF1ZXN0cxIkLnNlc2FtZS52MS5MaXN0QWNjZXNzUmVxdWVzdHNSZXF1ZXN0GiUuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1Jlc3BvbnNlEmcKFEFwcHJvdmVBY2Nlc3NSZXF1ZXN0EiYuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVxdWVzdBonLnNlc2FtZS52MS5BcHByb3ZlQWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE1JlamVjdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE0NhbmNlbEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSJSCglBcHBsaWNhbnQSDQoFZW1haWwYASABKAkSEQoJZnVsbF9uYW1lGAIgASgJEhQKDG9yZ2FuaXphdGlvbhgDIAEoCRINCgVwaG9uZRgEIAEoCSJcCgdDb25zZW50Eg8KB3ZlcnNpb24YASABKAkSEAoIcHVycG9zZXMYAiADKAkSLgoKZ3JhbnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoIRGVjaXNpb24SDQoFYWN0b3IYASABKAkSLwoLZGVjaWRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgDIAEoCRIRCglhdXRvbWF0aWMYBCABKAgi/wEKEUdhdGV3YXlDb2RlU3RhdHVzEioKBXN0YXRlGAEgASgOMhsuc2VzYW1lLnYxLkdhdGV3YXlDb2RlU3RhdGUSLgoKaXNzdWVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlZGVlbV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZWRlZW1lZF9ieRgFIAEoCRIXCg9mYWlsZWRfYXR0ZW1wdHMYBiABKAUi7AMKDUFjY2Vzc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRInCglhcHBsaWNhbnQYAiABKAsyFC5zZXNhbWUudjEuQXBwbGljYW50EiYKCXVzZXJfdHlwZRgDIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRIOCgZsb2NhbGUYBCABKAkSEAoIcmVzb3VyY2UYBSABKAkSFQoNanVzdGlmaWNhdGlvbhgGIAEoCRIjCgdjb25zZW50GAcgASgLMhIuc2VzYW1lLnYxLkNvbnNlbnQSLAoFc3RhdGUYCCABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiUKCGRlY2lzaW9uGAkgASgLMhMuc2VzYW1lLnYxLkRlY2lzaW9uEhEKCXN1Ym1pdHRlchgKIAEoCRISCgpyZXF1ZXN0X2lkGAsgASgJEi8KC2NyZWF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgOIAEoCRIyCgxnYXRld2F5X2NvZGUYDyABKAsyHC5zZXNhbWUudjEuR2F0ZXdheUNvZGVTdGF0dXMi3wEKGlN1Ym1pdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EicKCWFwcGxpY2FudBgBIAEoCzIULnNlc2FtZS52MS5BcHBsaWNhbnQSJgoJdXNlcl90eXBlGAIgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEg4KBmxvY2FsZRgDIAEoCRIQCghyZXNvdXJjZRgEIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAUgASgJEiMKB2NvbnNlbnQYBiABKAsyEi5zZXNhbWUudjEuQ29uc2VudBISCgpyZXF1ZXN0X2lkGAcgASgJIk8KG1N1Ym1pdEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0IicKF0dldEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoYR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QihAIKGUxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLAoFc3RhdGUYAyABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiYKCXVzZXJfdHlwZRgEIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRI1ChFjcmVhdGVfdGltZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPY3JlYXRlX3RpbWVfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChpMaXN0QWNjZXNzUmVxdWVzdHNSZXNwb25zZRIxCg9hY2Nlc3NfcmVxdWVzdHMYASADKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIMCgRub3RlGAMgASgJEhMKC3JldHVybl9jb2RlGAQgASgIImYKHEFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIUCgxnYXRld2F5X2NvZGUYAiABKAkiSAoaUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtSZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCJIChpDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KG0NhbmNlbEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0IiYKD0dldFN0YXRzUmVxdWVzdBITCgt3aW5kb3dfc2VjcxgBIAEoAyJJCgpTdGF0ZUNvdW50EiwKBXN0YXRlGAEgASgOMh0uc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3RTdGF0ZRINCgVjb3VudBgCIAEoAyLCAgoQR2V0U3RhdHNSZXNwb25zZRIrCgxzdGF0ZV9jb3VudHMYASADKAsyFS5zZXNhbWUudjEuU3RhdGVDb3VudBI1ChF3aW5kb3dfc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNZGVjaWRlZF9jb3VudBgDIAEoAxI3ChRtZWRpYW5fZGVjaXNpb25fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFwOTVfZGVjaXNpb25fdGltZRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1vdmVyZHVlX2NvdW50GAYgASgDEi0KCnJldmlld19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24q6AEKEkFjY2Vzc1JlcXVlc3RTdGF0ZRIkCiBBQ0NFU1NfUkVRVUVTVF9TVEFURV9VTlNQRUNJRklFRBAAEiAKHEFDQ0VTU19SRVFVRVNUX1NUQVRFX1BFTkRJTkcQARIhCh1BQ0NFU1NfUkVRVUVTVF9TVEFURV9BUFBST1ZFRBACEiEKHUFDQ0VTU19SRVFVRVNUX1NUQVRFX1JFSkVDVEVEEAMSIgoeQUNDRVNTX1JFUVVFU1RfU1RBVEVfQ0FOQ0VMTEVEEAQSIAocQUNDRVNTX1JFUVVFU1RfU1RBVEVfRVhQSVJFRBAFKoYBCghVc2VyVHlwZRIZChVVU0VSX1RZUEVfVU5TUEVDSUZJRUQQABIWChJVU0VSX1RZUEVfRU1QTE9ZRUUQARIVChFVU0VSX1RZUEVfUEFSVE5FUhACEhYKElVTRVJfVFlQRV9DVVNUT01FUhADEhgKFFVTRVJfVFlQRV9DT05UUkFDVE9SEAQqtgEKEEdhdGV3YXlDb2RlU3RhdGUSIgoeR0FURVdBWV9DT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASHQoZR0FURVdBWV9DT0RFX1NUQVRFX0FDVElWRRABEh8KG0dBVEVXQVlfQ09ERV9TVEFURV9SRURFRU1FRBACEh4KGkdBVEVXQVlfQ09ERV9TVEFURV9SRVZPS0VEEAMSHgoaR0FURVdBWV9DT0RFX1NUQVRFX0VYUElSRUQQBDK2BQoUQWNjZXNzUmVxdWVzdFNlcnZpY2USZAoTU3VibWl0QWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5TdWJtaXRBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5TdWJtaXRBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USWwoQR2V0QWNjZXNzUmVxdWVzdBIiLnNlc2FtZS52MS5HZXRBY2Nlc3NSZXF1ZXN0UmVxdWVzdBojLnNlc2FtZS52MS5HZXRBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USYQoSTGlzdEFjY2Vzc1JlcXVlc3RzEiQuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QaJS5zZXNhbWUudjEuTGlzdEFjY2Vzc1JlcXVlc3RzUmVzcG9uc2USZwoUQXBwcm92ZUFjY2Vzc1JlcXVlc3QSJi5zZXNhbWUudjEuQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0Gicuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USZAoTUmVqZWN0QWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5SZWplY3RBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5SZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USZAoTQ2FuY2VsQWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5DYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5DYW5jZWxBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USQwoIR2V0U3RhdHMSGi5zZXNhbWUudjEuR2V0U3RhdHNSZXF1ZXN0Ghsuc2VzYW1lLnYxLkdldFN0YXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * The person access is requested for.
@@ -111,8 +111,8 @@ export const ConsentSchema: GenMessage<Consent> = /*@__PURE__*/
  */
 export type Decision = Message<"sesame.v1.Decision"> & {
   /**
-   * Who decided: the API key name of the administrator or submitter
-   * (`system` is reserved for automatic decisions, which no rule makes yet).
+   * Who decided: the API key name of the administrator or submitter, or
+   * `system` (reserved) for automatic decisions such as expiry.
    *
    * @generated from field: string actor = 1;
    */
@@ -134,8 +134,8 @@ export type Decision = Message<"sesame.v1.Decision"> & {
   reason: string;
 
   /**
-   * True when a rule or a deadline decided, not a person (reserved: every
-   * decision is made by a person so far).
+   * True when a rule or a deadline decided, not a person (expiry is the only
+   * automatic decision so far).
    *
    * @generated from field: bool automatic = 4;
    */
@@ -727,6 +727,126 @@ export const CancelAccessRequestResponseSchema: GenMessage<CancelAccessRequestRe
   messageDesc(file_sesame_v1_access_request, 16);
 
 /**
+ * Request message for GetStats.
+ *
+ * @generated from message sesame.v1.GetStatsRequest
+ */
+export type GetStatsRequest = Message<"sesame.v1.GetStatsRequest"> & {
+  /**
+   * Length in seconds of the window, ending now, over which decision times
+   * are measured: requests decided within it count. 0 means 30 days; at most
+   * 366 days; negative is refused.
+   *
+   * @generated from field: int64 window_secs = 1;
+   */
+  windowSecs: bigint;
+};
+
+/**
+ * Describes the message sesame.v1.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 17);
+
+/**
+ * How many requests are in one state.
+ *
+ * @generated from message sesame.v1.StateCount
+ */
+export type StateCount = Message<"sesame.v1.StateCount"> & {
+  /**
+   * The state.
+   *
+   * @generated from field: sesame.v1.AccessRequestState state = 1;
+   */
+  state: AccessRequestState;
+
+  /**
+   * How many requests are in it.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message sesame.v1.StateCount.
+ * Use `create(StateCountSchema)` to create a new message.
+ */
+export const StateCountSchema: GenMessage<StateCount> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 18);
+
+/**
+ * Response message for GetStats.
+ *
+ * @generated from message sesame.v1.GetStatsResponse
+ */
+export type GetStatsResponse = Message<"sesame.v1.GetStatsResponse"> & {
+  /**
+   * Requests per state, all time: one entry per state, zeros included, in
+   * lifecycle order.
+   *
+   * @generated from field: repeated sesame.v1.StateCount state_counts = 1;
+   */
+  stateCounts: StateCount[];
+
+  /**
+   * Start of the window the decision times cover.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start_time = 2;
+   */
+  windowStartTime?: Timestamp | undefined;
+
+  /**
+   * Requests decided (approved, rejected, cancelled or expired) within the
+   * window.
+   *
+   * @generated from field: int64 decided_count = 3;
+   */
+  decidedCount: bigint;
+
+  /**
+   * Median time from submission to decision of the requests decided within
+   * the window (nearest rank); unset when none was. Computed by the server
+   * from every decided request of the window, which is fine at the volumes
+   * Sesame serves today.
+   *
+   * @generated from field: google.protobuf.Duration median_decision_time = 4;
+   */
+  medianDecisionTime?: Duration | undefined;
+
+  /**
+   * 95th percentile (nearest rank) of the same decision times; unset when no
+   * request was decided within the window.
+   *
+   * @generated from field: google.protobuf.Duration p95_decision_time = 5;
+   */
+  p95DecisionTime?: Duration | undefined;
+
+  /**
+   * PENDING requests older than the review SLA now.
+   *
+   * @generated from field: int64 overdue_count = 6;
+   */
+  overdueCount: bigint;
+
+  /**
+   * The server's review SLA (`review_sla_secs`).
+   *
+   * @generated from field: google.protobuf.Duration review_sla = 7;
+   */
+  reviewSla?: Duration | undefined;
+};
+
+/**
+ * Describes the message sesame.v1.GetStatsResponse.
+ * Use `create(GetStatsResponseSchema)` to create a new message.
+ */
+export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 19);
+
+/**
  * The lifecycle state of an access request. PENDING is the only state that
  * can change; every other state is final.
  *
@@ -769,7 +889,8 @@ export enum AccessRequestState {
   CANCELLED = 4,
 
   /**
-   * Not decided in time. Reserved: no deadline job sets it yet.
+   * Not decided in time: PENDING for longer than the server's
+   * `pending_max_age_secs`, then expired by `system`.
    *
    * @generated from enum value: ACCESS_REQUEST_STATE_EXPIRED = 5;
    */
@@ -959,6 +1080,18 @@ export const AccessRequestService: GenService<{
     methodKind: "unary";
     input: typeof CancelAccessRequestRequestSchema;
     output: typeof CancelAccessRequestResponseSchema;
+  },
+  /**
+   * Reports how the review of requests goes: how many requests are in each
+   * state, how long decisions took over a recent window, and how many
+   * PENDING requests are past the review SLA. Role: admin.
+   *
+   * @generated from rpc sesame.v1.AccessRequestService.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof GetStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sesame_v1_access_request, 0);
