@@ -9,6 +9,7 @@ mod m20261126_000001_init;
 mod m20261126_000002_outbox;
 mod m20261126_000003_gateway_codes;
 mod m20261126_000004_policy;
+mod m20261126_000005_deadlines;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_outbox::Migration),
             Box::new(m20261126_000003_gateway_codes::Migration),
             Box::new(m20261126_000004_policy::Migration),
+            Box::new(m20261126_000005_deadlines::Migration),
         ]
     }
 }

@@ -18,6 +18,7 @@ use crate::config::{Config, LogFormat, Overrides, redact_url};
 use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
 use crate::mail::run_worker;
+use crate::scheduler::{Clock, run_scheduler};
 use crate::store::{self, Store, keys_validate_name};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::serve_metrics;
@@ -81,7 +82,8 @@ enum Command {
         metrics_addr: Option<SocketAddr>,
     },
     /// Run only the mail worker (for deployments with `mail_worker = false`
-    /// on the API servers) until SIGINT or SIGTERM.
+    /// on the API servers), and the deadline scheduler unless `scheduler =
+    /// false`, until SIGINT or SIGTERM.
     Worker {
         /// Serve its Prometheus metrics (email counters, outbox gauges) at
         /// http://ADDR/metrics (default: off).
@@ -227,7 +229,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn worker(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database(), true)
         .await
-        .context("could not open the database")?;
+        .context("could not open the database")?
+        .with_admin_emails(config.admin_emails.clone());
     let templates = config
         .templates()
         .context("could not load the email templates")?;
@@ -257,6 +260,15 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The deadline scheduler may run here too: each step still happens once.
+    let scheduler = config.scheduler.then(|| {
+        tokio::spawn(run_scheduler(
+            store.clone(),
+            config.scheduler(),
+            Clock::System,
+            shutdown.clone(),
+        ))
+    });
     run_worker(
         store,
         Arc::new(templates),
@@ -269,6 +281,9 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     if let Some((http, refresh)) = metrics_tasks {
         let _ = http.await;
         let _ = refresh.await;
+    }
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
     }
     Ok(())
 }

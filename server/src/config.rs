@@ -23,9 +23,11 @@ use lettre::message::dkim::{
 };
 use lettre::message::header::HeaderName;
 
+use crate::domain::deadline::Deadlines;
 use crate::events::{HubOptions, WatchOptions};
 use crate::mail::templates::TemplateError;
 use crate::mail::{Templates, Transport, WorkerOptions};
+use crate::scheduler::SchedulerOptions;
 use crate::secrets::SecretKey;
 use crate::store::{CodeOptions, DatabaseOptions};
 
@@ -163,6 +165,17 @@ pub struct Config {
     /// How often the database gauges (requests by state, outbox) are read,
     /// in seconds. Each refresh scans `access_requests` once.
     pub metrics_refresh_secs: u64,
+    /// Seconds administrators have to decide a request: past half of it
+    /// they are reminded by email, past all of it alerted (escalation).
+    pub review_sla_secs: u64,
+    /// Seconds after which a request still PENDING expires (the applicant
+    /// is emailed). At least `review_sla_secs`.
+    pub pending_max_age_secs: u64,
+    /// Run the deadline scheduler inside `sesame serve` and `sesame worker`
+    /// (several may run: each step still happens once).
+    pub scheduler: bool,
+    /// Seconds between two passes of the deadline scheduler.
+    pub scheduler_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -213,6 +226,10 @@ impl Default for Config {
             metrics_addr: None,
             metrics_allow_public: false,
             metrics_refresh_secs: 15,
+            review_sla_secs: 24 * 3600,
+            pending_max_age_secs: 14 * 24 * 3600,
+            scheduler: true,
+            scheduler_interval_secs: 30,
         }
     }
 }
@@ -396,6 +413,20 @@ impl Config {
         }
         if self.gateway_failures_per_minute == 0 {
             problems.push("gateway_failures_per_minute must be at least 1".to_owned());
+        }
+        if !(60..=90 * 86_400).contains(&self.review_sla_secs) {
+            problems.push("review_sla_secs must be between 60 seconds and 90 days".to_owned());
+        }
+        if self.pending_max_age_secs < self.review_sla_secs
+            || self.pending_max_age_secs > 366 * 86_400
+        {
+            problems.push(
+                "pending_max_age_secs must be at least review_sla_secs and at most 366 days"
+                    .to_owned(),
+            );
+        }
+        if !(1..=3600).contains(&self.scheduler_interval_secs) {
+            problems.push("scheduler_interval_secs must be between 1 and 3600".to_owned());
         }
         if let Err(error) = self.dkim() {
             problems.push(error);
@@ -648,6 +679,23 @@ impl Config {
         })
     }
 
+    /// The review deadlines of PENDING requests.
+    pub fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            review_sla: Duration::from_secs(self.review_sla_secs),
+            pending_max_age: Duration::from_secs(self.pending_max_age_secs),
+        }
+    }
+
+    /// Tuning of the deadline scheduler.
+    pub fn scheduler(&self) -> SchedulerOptions {
+        SchedulerOptions {
+            deadlines: self.deadlines(),
+            interval: Duration::from_secs(self.scheduler_interval_secs),
+            batch: 100,
+        }
+    }
+
     /// Tuning of every WatchEvents stream.
     pub fn watch(&self) -> WatchOptions {
         WatchOptions {
@@ -806,6 +854,17 @@ mod tests {
         assert!(message.contains("database_max_connections"), "{message}");
         assert!(message.contains("request_timeout_secs"), "{message}");
         assert!(message.contains("watch_heartbeat_secs"), "{message}");
+
+        let config = Config {
+            review_sla_secs: 7200,
+            pending_max_age_secs: 3600,
+            scheduler_interval_secs: 0,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("pending_max_age_secs"), "{message}");
+        assert!(message.contains("scheduler_interval_secs"), "{message}");
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod events;
 pub mod mail;
 pub mod policy;
+pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::events::Hub;
 use crate::mail::run_worker;
 use crate::policy::PolicyHandle;
+use crate::scheduler::{Clock, run_scheduler};
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
 use crate::telemetry::http::serve_metrics;
 use crate::telemetry::refresh::run_refresh;
@@ -160,10 +161,13 @@ pub async fn serve(
         Duration::from_millis(config.policy_poll_interval_ms),
         shutdown.clone(),
     );
-    let access_requests =
-        AccessRequestServiceServer::new(AccessRequestApi::new(store.clone(), policy))
-            .max_decoding_message_size(config.max_decoding_message_bytes)
-            .max_encoding_message_size(config.max_encoding_message_bytes);
+    let access_requests = AccessRequestServiceServer::new(AccessRequestApi::new(
+        store.clone(),
+        policy,
+        config.deadlines(),
+    ))
+    .max_decoding_message_size(config.max_decoding_message_bytes)
+    .max_encoding_message_size(config.max_encoding_message_bytes);
     // Background tasks stop with this token, after the listener closed.
     let tasks = CancellationToken::new();
     let hub = Hub::start(store.clone(), config.hub(), tasks.clone())
@@ -189,6 +193,14 @@ pub async fn serve(
     } else {
         None
     };
+    let scheduler = config.scheduler.then(|| {
+        tokio::spawn(run_scheduler(
+            store.clone(),
+            config.scheduler(),
+            Clock::System,
+            tasks.clone(),
+        ))
+    });
     let emails = EmailServiceServer::new(EmailApi::new(store.clone(), templates))
         .max_decoding_message_size(config.max_decoding_message_bytes)
         .max_encoding_message_size(config.max_encoding_message_bytes);
@@ -276,6 +288,10 @@ pub async fn serve(
     if let Some((refresh, http)) = metrics_tasks {
         let _ = refresh.await;
         let _ = http.await;
+    }
+    if let Some(scheduler) = scheduler {
+        // A pass in progress finishes, so no step is left half-taken.
+        let _ = scheduler.await;
     }
     info!("sesame stopped");
     Ok(())

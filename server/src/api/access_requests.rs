@@ -6,10 +6,11 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, paging, principal, scope};
 use crate::auth::{Permission, Principal, authorize};
+use crate::domain::deadline::{Deadlines, decision_times, stats_window};
 use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, validate_submission};
 use crate::domain::{AccessRequest, AccessRequestId, Action, GatewayCode, State};
 use crate::policy::PolicyHandle;
-use crate::store::{ListQuery, Store};
+use crate::store::{ListQuery, Store, now};
 
 /// The parts of a decision call that differ between approve, reject and
 /// cancel.
@@ -28,12 +29,19 @@ struct DecisionCall<'a> {
 pub struct AccessRequestApi {
     store: Store,
     policy: PolicyHandle,
+    /// The review SLA that GetStats counts overdue requests against.
+    deadlines: Deadlines,
 }
 
 impl AccessRequestApi {
-    /// The service over `store`, deciding by `policy` at submit.
-    pub fn new(store: Store, policy: PolicyHandle) -> Self {
-        Self { store, policy }
+    /// The service over `store`, deciding by `policy` at submit, with the
+    /// server's review `deadlines`.
+    pub fn new(store: Store, policy: PolicyHandle, deadlines: Deadlines) -> Self {
+        Self {
+            store,
+            policy,
+            deadlines,
+        }
     }
 
     /// The wire form of `requests`, each with its latest gateway code's
@@ -257,6 +265,48 @@ impl AccessRequestService for AccessRequestApi {
             .await?;
         Ok(Response::new(pb::CancelAccessRequestResponse {
             access_request: Some(cancelled),
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ReadStats)?;
+        let mut check = Validator::new();
+        let window = match stats_window(request.get_ref().window_secs) {
+            Ok(window) => Some(window),
+            Err(problem) => {
+                check.violation("window_secs", problem);
+                None
+            }
+        };
+        check.finish()?;
+        let window = window.expect("validated above");
+        let at = now();
+        let window_start = at - chrono::Duration::from_std(window).unwrap_or_default();
+        let overdue_cutoff = self.deadlines.cutoffs(at).escalate;
+        let stats = self
+            .store
+            .request_stats(window_start, overdue_cutoff)
+            .await?;
+        let times = decision_times(&stats.decided);
+        Ok(Response::new(pb::GetStatsResponse {
+            state_counts: stats
+                .counts
+                .iter()
+                .map(|(state, count)| pb::StateCount {
+                    state: convert::state_to_proto(*state).into(),
+                    count: *count,
+                })
+                .collect(),
+            window_start_time: Some(convert::timestamp(window_start)),
+            decided_count: i64::try_from(times.count).unwrap_or(i64::MAX),
+            median_decision_time: times.median.map(convert::duration),
+            p95_decision_time: times.p95.map(convert::duration),
+            overdue_count: stats.overdue,
+            review_sla: Some(convert::duration(self.deadlines.review_sla)),
         }))
     }
 }

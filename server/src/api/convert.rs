@@ -18,6 +18,14 @@ pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     }
 }
 
+/// A protobuf duration.
+pub fn duration(span: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(span.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(span.subsec_nanos()).unwrap_or(0),
+    }
+}
+
 /// A time from an optional protobuf timestamp; out-of-range values are
 /// recorded as violations of `field`.
 pub fn optional_time(
@@ -202,6 +210,8 @@ pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
         EventKind::CodeRevoked => pb::EventType::CodeRevoked,
         EventKind::CodeRedemptionFailed => pb::EventType::CodeRedemptionFailed,
         EventKind::ApprovalRecorded => pb::EventType::RequestApprovalRecorded,
+        EventKind::Reminded => pb::EventType::RequestReminded,
+        EventKind::Escalated => pb::EventType::RequestEscalated,
     }
 }
 
@@ -224,6 +234,8 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
             Ok(pb::EventType::CodeRevoked) => Some(EventKind::CodeRevoked),
             Ok(pb::EventType::CodeRedemptionFailed) => Some(EventKind::CodeRedemptionFailed),
             Ok(pb::EventType::RequestApprovalRecorded) => Some(EventKind::ApprovalRecorded),
+            Ok(pb::EventType::RequestReminded) => Some(EventKind::Reminded),
+            Ok(pb::EventType::RequestEscalated) => Some(EventKind::Escalated),
             Ok(pb::EventType::Unspecified) | Err(_) => None,
         };
         match kind {

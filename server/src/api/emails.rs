@@ -41,6 +41,9 @@ fn template_to_proto(template: MailTemplate) -> pb::EmailTemplate {
         MailTemplate::ApplicantRejected => pb::EmailTemplate::ApplicantRejected,
         MailTemplate::ApplicantCancelled => pb::EmailTemplate::ApplicantCancelled,
         MailTemplate::AdminNewRequest => pb::EmailTemplate::AdminNewRequest,
+        MailTemplate::ApplicantExpired => pb::EmailTemplate::ApplicantExpired,
+        MailTemplate::AdminReminder => pb::EmailTemplate::AdminReminder,
+        MailTemplate::AdminEscalation => pb::EmailTemplate::AdminEscalation,
     }
 }
 
@@ -60,6 +63,9 @@ fn template_input(raw: i32) -> EnumInput<MailTemplate> {
             EnumInput::Value(MailTemplate::ApplicantCancelled)
         }
         Ok(pb::EmailTemplate::AdminNewRequest) => EnumInput::Value(MailTemplate::AdminNewRequest),
+        Ok(pb::EmailTemplate::ApplicantExpired) => EnumInput::Value(MailTemplate::ApplicantExpired),
+        Ok(pb::EmailTemplate::AdminReminder) => EnumInput::Value(MailTemplate::AdminReminder),
+        Ok(pb::EmailTemplate::AdminEscalation) => EnumInput::Value(MailTemplate::AdminEscalation),
         Err(_) => EnumInput::Unknown(raw),
     }
 }

@@ -97,6 +97,8 @@ pub enum Permission {
     RedeemCode,
     /// Revoke and reissue gateway codes.
     ManageCodes,
+    /// Read the review statistics (GetStats).
+    ReadStats,
 }
 
 /// The caller's role does not allow the permission.

@@ -24,16 +24,26 @@ pub enum MailTemplate {
     ApplicantCancelled,
     /// To every configured administrator: a new request waits.
     AdminNewRequest,
+    /// To the applicant: the request was not decided in time and expired.
+    ApplicantExpired,
+    /// To every configured administrator: a request is past half its
+    /// review SLA.
+    AdminReminder,
+    /// To every configured administrator: a request is past its review SLA.
+    AdminEscalation,
 }
 
 impl MailTemplate {
     /// Every template.
-    pub const ALL: [MailTemplate; 5] = [
+    pub const ALL: [MailTemplate; 8] = [
         MailTemplate::ApplicantReceived,
         MailTemplate::ApplicantApproved,
         MailTemplate::ApplicantRejected,
         MailTemplate::ApplicantCancelled,
         MailTemplate::AdminNewRequest,
+        MailTemplate::ApplicantExpired,
+        MailTemplate::AdminReminder,
+        MailTemplate::AdminEscalation,
     ];
 
     /// The stable name, also the template file stem.
@@ -44,6 +54,9 @@ impl MailTemplate {
             MailTemplate::ApplicantRejected => "applicant_rejected",
             MailTemplate::ApplicantCancelled => "applicant_cancelled",
             MailTemplate::AdminNewRequest => "admin_new_request",
+            MailTemplate::ApplicantExpired => "applicant_expired",
+            MailTemplate::AdminReminder => "admin_reminder",
+            MailTemplate::AdminEscalation => "admin_escalation",
         }
     }
 
@@ -78,6 +91,7 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         "request": request.id.name(),
         "user_type": request.user_type.as_str(),
         "reason": reason,
+        "submitted": request.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
     });
     let to_applicant = |template| NewEmail {
         template,
@@ -86,23 +100,31 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         user_type: request.user_type,
         data: data.clone(),
     };
-    match kind {
-        EventKind::Submitted => {
-            let mut emails = vec![to_applicant(MailTemplate::ApplicantReceived)];
-            emails.extend(admins.iter().map(|admin| NewEmail {
-                template: MailTemplate::AdminNewRequest,
+    let to_admins = |template| {
+        admins
+            .iter()
+            .map(|admin| NewEmail {
+                template,
                 recipient: admin.clone(),
                 locale: Locale::En,
                 user_type: request.user_type,
                 data: data.clone(),
-            }));
+            })
+            .collect::<Vec<_>>()
+    };
+    match kind {
+        EventKind::Submitted => {
+            let mut emails = vec![to_applicant(MailTemplate::ApplicantReceived)];
+            emails.extend(to_admins(MailTemplate::AdminNewRequest));
             emails
         }
         EventKind::Approved => vec![to_applicant(MailTemplate::ApplicantApproved)],
         EventKind::Rejected => vec![to_applicant(MailTemplate::ApplicantRejected)],
         EventKind::Cancelled => vec![to_applicant(MailTemplate::ApplicantCancelled)],
-        EventKind::Expired
-        | EventKind::CodeIssued
+        EventKind::Expired => vec![to_applicant(MailTemplate::ApplicantExpired)],
+        EventKind::Reminded => to_admins(MailTemplate::AdminReminder),
+        EventKind::Escalated => to_admins(MailTemplate::AdminEscalation),
+        EventKind::CodeIssued
         | EventKind::CodeRedeemed
         | EventKind::CodeRevoked
         | EventKind::CodeRedemptionFailed
@@ -218,6 +240,39 @@ mod tests {
         assert_eq!(emails[0].template, MailTemplate::ApplicantRejected);
         assert_eq!(emails[0].data["reason"], "no");
         assert!(emails_for(EventKind::EmailSent, &rejected, &[]).is_empty());
+    }
+
+    #[test]
+    fn deadlines_mail_the_admins_and_expiry_the_applicant() {
+        let admins = vec!["ops@example.com".to_owned(), "sec@example.com".to_owned()];
+        for (kind, template) in [
+            (EventKind::Reminded, MailTemplate::AdminReminder),
+            (EventKind::Escalated, MailTemplate::AdminEscalation),
+        ] {
+            let emails = emails_for(kind, &request(), &admins);
+            assert_eq!(emails.len(), 2);
+            assert!(emails.iter().all(|email| email.template == template
+                && email.locale == Locale::En
+                && email.recipient != "ada@example.com"));
+        }
+        let expired = request()
+            .apply(Action::Expire, "system", Utc::now())
+            .unwrap()
+            .0;
+        let emails = emails_for(EventKind::Expired, &expired, &admins);
+        assert_eq!(emails.len(), 1);
+        assert_eq!(
+            (
+                emails[0].template,
+                emails[0].recipient.as_str(),
+                emails[0].locale
+            ),
+            (
+                MailTemplate::ApplicantExpired,
+                "ada@example.com",
+                Locale::Fr
+            )
+        );
     }
 
     #[test]

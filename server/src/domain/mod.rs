@@ -4,6 +4,7 @@
 //! Nothing here knows about SeaORM, tonic or the clock: callers pass the
 //! time in and persist what comes out.
 
+pub mod deadline;
 pub mod event;
 pub mod gateway_code;
 pub mod ids;

@@ -285,11 +285,16 @@ pub enum EventKind {
     CodeRedemptionFailed,
     /// An administrator approved a request that needs more approvals.
     ApprovalRecorded,
+    /// The request passed half its review SLA; the administrators were
+    /// reminded.
+    Reminded,
+    /// The request passed its review SLA; the administrators were alerted.
+    Escalated,
 }
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -304,6 +309,8 @@ impl EventKind {
         EventKind::CodeRevoked,
         EventKind::CodeRedemptionFailed,
         EventKind::ApprovalRecorded,
+        EventKind::Reminded,
+        EventKind::Escalated,
     ];
 
     /// Parses a name produced by [`EventKind::as_str`].
@@ -328,6 +335,8 @@ impl EventKind {
             EventKind::CodeRevoked => "code.revoked",
             EventKind::CodeRedemptionFailed => "code.redemption_failed",
             EventKind::ApprovalRecorded => "request.approval_recorded",
+            EventKind::Reminded => "request.reminded",
+            EventKind::Escalated => "request.escalated",
         }
     }
 }

@@ -27,6 +27,14 @@ const BUILTIN: &[(&str, &str)] = &[
     builtin!("admin_new_request.en.txt"),
     builtin!("admin_new_request.fr.mjml"),
     builtin!("admin_new_request.fr.txt"),
+    builtin!("admin_reminder.en.mjml"),
+    builtin!("admin_reminder.en.txt"),
+    builtin!("admin_reminder.fr.mjml"),
+    builtin!("admin_reminder.fr.txt"),
+    builtin!("admin_escalation.en.mjml"),
+    builtin!("admin_escalation.en.txt"),
+    builtin!("admin_escalation.fr.mjml"),
+    builtin!("admin_escalation.fr.txt"),
     builtin!("applicant_approved.en.contractor.mjml"),
     builtin!("applicant_approved.en.contractor.txt"),
     builtin!("applicant_approved.en.mjml"),
@@ -39,6 +47,10 @@ const BUILTIN: &[(&str, &str)] = &[
     builtin!("applicant_cancelled.en.txt"),
     builtin!("applicant_cancelled.fr.mjml"),
     builtin!("applicant_cancelled.fr.txt"),
+    builtin!("applicant_expired.en.mjml"),
+    builtin!("applicant_expired.en.txt"),
+    builtin!("applicant_expired.fr.mjml"),
+    builtin!("applicant_expired.fr.txt"),
     builtin!("applicant_received.en.mjml"),
     builtin!("applicant_received.en.txt"),
     builtin!("applicant_received.fr.mjml"),
@@ -233,6 +245,7 @@ pub fn sample_data(user_type: &str) -> serde_json::Value {
         "reason": "Access granted for the maintenance window.",
         "gateway_code": "K7Q2-9MZX-ABCD-EFGH-JKMN-PQRS",
         "code_expires": "2026-12-01 09:00 UTC",
+        "submitted": "2026-11-26 09:00 UTC",
     })
 }
 
@@ -380,6 +393,7 @@ mod tests {
             "request": "accessRequests/0190a5f0-0000-7000-8000-000000000000",
             "user_type": "partner",
             "reason": "because",
+            "submitted": "2026-11-26 09:00 UTC",
         })
     }
 

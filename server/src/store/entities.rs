@@ -63,6 +63,10 @@ pub mod access_request {
         pub required_approvals: i32,
         /// JSON array of the administrators who approved so far.
         pub approvals: String,
+        /// When the administrators were reminded (half the review SLA).
+        pub reminded_at_us: Option<i64>,
+        /// When the request was escalated (past the review SLA).
+        pub escalated_at_us: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@
 //! only ever see that submitter's rows.
 
 mod codes;
+mod deadlines;
 pub mod entities;
 mod events;
 mod keys;
@@ -34,6 +35,7 @@ use crate::domain::request::DecisionError;
 pub use codes::{
     CodeOptions, CodeState, CodeStatus, RedeemError, Redeemed, SEALED_CODE_FIELD, seal_purpose,
 };
+pub use deadlines::{DueRequest, RequestStats};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};

@@ -1,6 +1,7 @@
 //! Access-request transactions: submit (idempotent), get, list, and the
 //! decisions, each committed with its event in one transaction.
 
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
@@ -196,7 +197,6 @@ impl Store {
     /// Applies a decision (approve, reject, cancel, expire) by `actor`.
     /// With `expected_etag`, fails with [`StoreError::EtagMismatch`] if the
     /// request changed since the caller read it.
-    #[instrument(skip_all, fields(request = %id, action = action.verb(), actor = %actor), err)]
     pub async fn decide_request(
         &self,
         scope: &Scope,
@@ -204,6 +204,24 @@ impl Store {
         expected_etag: Option<&str>,
         action: Action,
         actor: &str,
+    ) -> Result<(AccessRequest, Option<GatewayCode>)> {
+        self.decide_request_at(scope, id, expected_etag, action, actor, now())
+            .await
+    }
+
+    /// [`Store::decide_request`] at time `at` (the scheduler's clock, which
+    /// tests set ahead). Emails are due at `at` or now, whichever is
+    /// earlier: the mail worker reads the wall clock, and an email queued
+    /// by a clock set ahead must not wait for the wall clock to catch up.
+    #[instrument(skip_all, fields(request = %id, action = action.verb(), actor = %actor), err)]
+    pub(crate) async fn decide_request_at(
+        &self,
+        scope: &Scope,
+        id: AccessRequestId,
+        expected_etag: Option<&str>,
+        action: Action,
+        actor: &str,
+        at: DateTime<Utc>,
     ) -> Result<(AccessRequest, Option<GatewayCode>)> {
         let (_turn, txn) = self.begin_write().await?;
         let mut select = access_request::Entity::find_by_id(id.to_string());
@@ -218,7 +236,7 @@ impl Store {
         {
             return Err(StoreError::EtagMismatch);
         }
-        let (changed, event) = current.apply(action, actor, now())?;
+        let (changed, event) = current.apply(action, actor, at)?;
         let decision = changed.decision.as_ref();
         let updated = access_request::Entity::update_many()
             .col_expr(
@@ -270,7 +288,7 @@ impl Store {
             Some(code)
         } else {
             let emails = emails_for(event.kind, &changed, &self.admin_emails);
-            enqueue(&txn, changed.id, seq, emails, event.occurred_at).await?;
+            enqueue(&txn, changed.id, seq, emails, now().min(event.occurred_at)).await?;
             None
         };
         txn.commit().await?;
@@ -322,6 +340,8 @@ fn access_request_row(request: &AccessRequest) -> access_request::ActiveModel {
         policy_explanation: Set(request.review.explanation.clone()),
         required_approvals: Set(i32::try_from(request.review.required_approvals).unwrap_or(1)),
         approvals: Set(approvals_json(&request.review.approvals)),
+        reminded_at_us: Set(None),
+        escalated_at_us: Set(None),
     }
 }
 

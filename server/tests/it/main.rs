@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod clients;
 mod codes;
+mod deadlines;
 mod events;
 mod mail;
 mod metrics;

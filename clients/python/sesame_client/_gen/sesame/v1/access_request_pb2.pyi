@@ -14,6 +14,7 @@ domain `sesame.dev` and an UPPER_SNAKE reason; invalid input also carries one
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -74,7 +75,9 @@ class _AccessRequestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ac
     ACCESS_REQUEST_STATE_CANCELLED: _AccessRequestState.ValueType  # 4
     """Cancelled by its submitter or an administrator before a decision."""
     ACCESS_REQUEST_STATE_EXPIRED: _AccessRequestState.ValueType  # 5
-    """Not decided in time. Reserved: no deadline job sets it yet."""
+    """Not decided in time: PENDING for longer than the server's
+    `pending_max_age_secs`, then expired by `system`.
+    """
 
 class AccessRequestState(_AccessRequestState, metaclass=_AccessRequestStateEnumTypeWrapper):
     """The lifecycle state of an access request. PENDING is the only state that
@@ -92,7 +95,9 @@ ACCESS_REQUEST_STATE_REJECTED: AccessRequestState.ValueType  # 3
 ACCESS_REQUEST_STATE_CANCELLED: AccessRequestState.ValueType  # 4
 """Cancelled by its submitter or an administrator before a decision."""
 ACCESS_REQUEST_STATE_EXPIRED: AccessRequestState.ValueType  # 5
-"""Not decided in time. Reserved: no deadline job sets it yet."""
+"""Not decided in time: PENDING for longer than the server's
+`pending_max_age_secs`, then expired by `system`.
+"""
 Global___AccessRequestState: _TypeAlias = AccessRequestState  # noqa: Y015
 
 class _UserType:
@@ -318,14 +323,14 @@ class Decision(_message.Message):
     AUTOMATIC_FIELD_NUMBER: _builtins.int
     actor: _builtins.str
     """Who decided: the API key name of the administrator or submitter, or
-    `system` for a policy rule's decision.
+    `system` for a policy rule's decision or an expiry.
     """
     reason: _builtins.str
     """The approval note, rejection reason or cancellation reason; may be empty
     for an approval or a cancellation.
     """
     automatic: _builtins.bool
-    """True when a policy rule or a deadline decided, not a person."""
+    """True when a policy rule or a deadline (expiry) decided, not a person."""
     @_builtins.property
     def decide_time(self) -> _timestamp_pb2.Timestamp:
         """When the decision was made."""
@@ -930,3 +935,120 @@ class CancelAccessRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelAccessRequestResponse: _TypeAlias = CancelAccessRequestResponse  # noqa: Y015
+
+@_typing.final
+class GetStatsRequest(_message.Message):
+    """Request message for GetStats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_SECS_FIELD_NUMBER: _builtins.int
+    window_secs: _builtins.int
+    """Length in seconds of the window, ending now, over which decision times
+    are measured: requests decided within it count. 0 means 30 days; at most
+    366 days; negative is refused.
+    """
+    def __init__(
+        self,
+        *,
+        window_secs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["window_secs", b"window_secs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
+
+@_typing.final
+class StateCount(_message.Message):
+    """How many requests are in one state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    state: Global___AccessRequestState.ValueType
+    """The state."""
+    count: _builtins.int
+    """How many requests are in it."""
+    def __init__(
+        self,
+        *,
+        state: Global___AccessRequestState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StateCount: _TypeAlias = StateCount  # noqa: Y015
+
+@_typing.final
+class GetStatsResponse(_message.Message):
+    """Response message for GetStats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_COUNTS_FIELD_NUMBER: _builtins.int
+    WINDOW_START_TIME_FIELD_NUMBER: _builtins.int
+    DECIDED_COUNT_FIELD_NUMBER: _builtins.int
+    MEDIAN_DECISION_TIME_FIELD_NUMBER: _builtins.int
+    P95_DECISION_TIME_FIELD_NUMBER: _builtins.int
+    OVERDUE_COUNT_FIELD_NUMBER: _builtins.int
+    REVIEW_SLA_FIELD_NUMBER: _builtins.int
+    decided_count: _builtins.int
+    """Requests decided (approved, rejected, cancelled or expired) within the
+    window.
+    """
+    overdue_count: _builtins.int
+    """PENDING requests older than the review SLA now."""
+    @_builtins.property
+    def state_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
+        """Requests per state, all time: one entry per state, zeros included, in
+        lifecycle order.
+        """
+
+    @_builtins.property
+    def window_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the window the decision times cover."""
+
+    @_builtins.property
+    def median_decision_time(self) -> _duration_pb2.Duration:
+        """Median time from submission to decision of the requests decided within
+        the window (nearest rank); unset when none was. Computed by the server
+        from every decided request of the window, which is fine at the volumes
+        Sesame serves today.
+        """
+
+    @_builtins.property
+    def p95_decision_time(self) -> _duration_pb2.Duration:
+        """95th percentile (nearest rank) of the same decision times; unset when no
+        request was decided within the window.
+        """
+
+    @_builtins.property
+    def review_sla(self) -> _duration_pb2.Duration:
+        """The server's review SLA (`review_sla_secs`)."""
+
+    def __init__(
+        self,
+        *,
+        state_counts: _abc.Iterable[Global___StateCount] | None = ...,
+        window_start_time: _timestamp_pb2.Timestamp | None = ...,
+        decided_count: _builtins.int = ...,
+        median_decision_time: _duration_pb2.Duration | None = ...,
+        p95_decision_time: _duration_pb2.Duration | None = ...,
+        overdue_count: _builtins.int = ...,
+        review_sla: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["median_decision_time", b"median_decision_time", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "window_start_time", b"window_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_count", b"decided_count", "median_decision_time", b"median_decision_time", "overdue_count", b"overdue_count", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "state_counts", b"state_counts", "window_start_time", b"window_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015

@@ -70,6 +70,11 @@ class AccessRequestServiceStub:
                 request_serializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionRequest.SerializeToString,
                 response_deserializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/sesame.v1.AccessRequestService/GetStats',
+                request_serializer=sesame_dot_v1_dot_access__request__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=sesame_dot_v1_dot_access__request__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
 
 
 class AccessRequestServiceServicer:
@@ -147,6 +152,15 @@ class AccessRequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Reports how the review of requests goes: how many requests are in each
+        state, how long decisions took over a recent window, and how many
+        PENDING requests are past the review SLA. Role: admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessRequestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +198,11 @@ def add_AccessRequestServiceServicer_to_server(servicer, server):
                     servicer.ExplainDecision,
                     request_deserializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionRequest.FromString,
                     response_serializer=sesame_dot_v1_dot_access__request__pb2.ExplainDecisionResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=sesame_dot_v1_dot_access__request__pb2.GetStatsRequest.FromString,
+                    response_serializer=sesame_dot_v1_dot_access__request__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -376,6 +395,33 @@ class AccessRequestService:
             '/sesame.v1.AccessRequestService/ExplainDecision',
             sesame_dot_v1_dot_access__request__pb2.ExplainDecisionRequest.SerializeToString,
             sesame_dot_v1_dot_access__request__pb2.ExplainDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.v1.AccessRequestService/GetStats',
+            sesame_dot_v1_dot_access__request__pb2.GetStatsRequest.SerializeToString,
+            sesame_dot_v1_dot_access__request__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,11 @@ class AccessRequestServiceStub:
     storing anything (a dry run). Roles: submitter, admin. The submission is
     validated as SubmitAccessRequest validates it.
     """
+    GetStats: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.GetStatsRequest, _access_request_pb2.GetStatsResponse]
+    """Reports how the review of requests goes: how many requests are in each
+    state, how long decisions took over a recent window, and how many
+    PENDING requests are past the review SLA. Role: admin.
+    """
 
 @_typing.type_check_only
 class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
@@ -133,6 +138,11 @@ class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
     """Says what the decision policy would do with a submission, without
     storing anything (a dry run). Roles: submitter, admin. The submission is
     validated as SubmitAccessRequest validates it.
+    """
+    GetStats: _aio.UnaryUnaryMultiCallable[_access_request_pb2.GetStatsRequest, _access_request_pb2.GetStatsResponse]  # type: ignore[assignment]
+    """Reports how the review of requests goes: how many requests are in each
+    state, how long decisions took over a recent window, and how many
+    PENDING requests are past the review SLA. Role: admin.
     """
 
 class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -221,6 +231,17 @@ class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         """Says what the decision policy would do with a submission, without
         storing anything (a dry run). Roles: submitter, admin. The submission is
         validated as SubmitAccessRequest validates it.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _access_request_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_request_pb2.GetStatsResponse, _abc.Awaitable[_access_request_pb2.GetStatsResponse]]:
+        """Reports how the review of requests goes: how many requests are in each
+        state, how long decisions took over a recent window, and how many
+        PENDING requests are past the review SLA. Role: admin.
         """
 
 def add_AccessRequestServiceServicer_to_server(servicer: AccessRequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

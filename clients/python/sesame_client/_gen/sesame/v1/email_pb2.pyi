@@ -73,6 +73,12 @@ class _EmailTemplateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmailTe
     """To the applicant: the request was cancelled."""
     EMAIL_TEMPLATE_ADMIN_NEW_REQUEST: _EmailTemplate.ValueType  # 5
     """To the configured administrators: a new request waits."""
+    EMAIL_TEMPLATE_ADMIN_REMINDER: _EmailTemplate.ValueType  # 6
+    """To the configured administrators: a request is past half its review SLA."""
+    EMAIL_TEMPLATE_ADMIN_ESCALATION: _EmailTemplate.ValueType  # 7
+    """To the configured administrators: a request is past its review SLA."""
+    EMAIL_TEMPLATE_APPLICANT_EXPIRED: _EmailTemplate.ValueType  # 8
+    """To the applicant: the request was not decided in time and expired."""
 
 class EmailTemplate(_EmailTemplate, metaclass=_EmailTemplateEnumTypeWrapper):
     """Kinds of emails."""
@@ -89,6 +95,12 @@ EMAIL_TEMPLATE_APPLICANT_CANCELLED: EmailTemplate.ValueType  # 4
 """To the applicant: the request was cancelled."""
 EMAIL_TEMPLATE_ADMIN_NEW_REQUEST: EmailTemplate.ValueType  # 5
 """To the configured administrators: a new request waits."""
+EMAIL_TEMPLATE_ADMIN_REMINDER: EmailTemplate.ValueType  # 6
+"""To the configured administrators: a request is past half its review SLA."""
+EMAIL_TEMPLATE_ADMIN_ESCALATION: EmailTemplate.ValueType  # 7
+"""To the configured administrators: a request is past its review SLA."""
+EMAIL_TEMPLATE_APPLICANT_EXPIRED: EmailTemplate.ValueType  # 8
+"""To the applicant: the request was not decided in time and expired."""
 Global___EmailTemplate: _TypeAlias = EmailTemplate  # noqa: Y015
 
 @_typing.final

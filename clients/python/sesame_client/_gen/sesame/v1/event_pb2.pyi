@@ -45,8 +45,8 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_REQUEST_CANCELLED: _EventType.ValueType  # 4
     """A request was cancelled."""
     EVENT_TYPE_REQUEST_EXPIRED: _EventType.ValueType  # 5
-    """A request expired without a decision (reserved: no deadline job emits it
-    yet).
+    """A request expired without a decision: it stayed PENDING longer than the
+    server's `pending_max_age_secs` (actor `system`, automatic).
     """
     EVENT_TYPE_EMAIL_SENT: _EventType.ValueType  # 6
     """An email about the request was accepted by the mail server."""
@@ -74,6 +74,14 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """An administrator approved a request that needs more distinct approvals
     (a policy rule's `require_review`); the state stays PENDING.
     """
+    EVENT_TYPE_REQUEST_REMINDED: _EventType.ValueType  # 20
+    """A PENDING request passed half its review SLA and the administrators were
+    reminded by email (actor `system`, automatic; at most once per request).
+    """
+    EVENT_TYPE_REQUEST_ESCALATED: _EventType.ValueType  # 21
+    """A PENDING request passed its review SLA and the administrators were
+    alerted by email (actor `system`, automatic; at most once per request).
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kinds of events."""
@@ -89,8 +97,8 @@ EVENT_TYPE_REQUEST_REJECTED: EventType.ValueType  # 3
 EVENT_TYPE_REQUEST_CANCELLED: EventType.ValueType  # 4
 """A request was cancelled."""
 EVENT_TYPE_REQUEST_EXPIRED: EventType.ValueType  # 5
-"""A request expired without a decision (reserved: no deadline job emits it
-yet).
+"""A request expired without a decision: it stayed PENDING longer than the
+server's `pending_max_age_secs` (actor `system`, automatic).
 """
 EVENT_TYPE_EMAIL_SENT: EventType.ValueType  # 6
 """An email about the request was accepted by the mail server."""
@@ -117,6 +125,14 @@ the rest did not); `reason` counts the attempts.
 EVENT_TYPE_REQUEST_APPROVAL_RECORDED: EventType.ValueType  # 14
 """An administrator approved a request that needs more distinct approvals
 (a policy rule's `require_review`); the state stays PENDING.
+"""
+EVENT_TYPE_REQUEST_REMINDED: EventType.ValueType  # 20
+"""A PENDING request passed half its review SLA and the administrators were
+reminded by email (actor `system`, automatic; at most once per request).
+"""
+EVENT_TYPE_REQUEST_ESCALATED: EventType.ValueType  # 21
+"""A PENDING request passed its review SLA and the administrators were
+alerted by email (actor `system`, automatic; at most once per request).
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
@@ -156,7 +172,9 @@ class Event(_message.Message):
     the mail server's reply with any address replaced by `<address>`.
     """
     automatic: _builtins.bool
-    """True when the change was made by a rule or a deadline (reserved)."""
+    """True when the change was made by a rule or a deadline (expiry, reminder,
+    escalation), not a person.
+    """
     hash: _builtins.str
     """SHA-256 chaining this event to the previous one, hex."""
     rule_id: _builtins.str

@@ -14,15 +14,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file sesame/v1/access_request.proto.
  */
 export const file_sesame_v1_access_request: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSLOAQoNUG9saWN5VmVyZGljdBIPCgdydWxlX2lkGAEgASgJEhMKC2V4cGxhbmF0aW9uGAIgASgJEhoKEnJlcXVpcmVkX2FwcHJvdmFscxgDIAEoBRITCgthcHByb3ZlZF9ieRgEIAMoCRI2CgdtYXRjaGVkGAUgAygLMiUuc2VzYW1lLnYxLlBvbGljeVZlcmRpY3QuTWF0Y2hlZEVudHJ5Gi4KDE1hdGNoZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlIKCUFwcGxpY2FudBINCgVlbWFpbBgBIAEoCRIRCglmdWxsX25hbWUYAiABKAkSFAoMb3JnYW5pemF0aW9uGAMgASgJEg0KBXBob25lGAQgASgJIlwKB0NvbnNlbnQSDwoHdmVyc2lvbhgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIuCgpncmFudF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJtCghEZWNpc2lvbhINCgVhY3RvchgBIAEoCRIvCgtkZWNpZGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAMgASgJEhEKCWF1dG9tYXRpYxgEIAEoCCL/AQoRR2F0ZXdheUNvZGVTdGF0dXMSKgoFc3RhdGUYASABKA4yGy5zZXNhbWUudjEuR2F0ZXdheUNvZGVTdGF0ZRIuCgppc3N1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVkZWVtX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlZGVlbWVkX2J5GAUgASgJEhcKD2ZhaWxlZF9hdHRlbXB0cxgGIAEoBSKWBAoNQWNjZXNzUmVxdWVzdBIMCgRuYW1lGAEgASgJEicKCWFwcGxpY2FudBgCIAEoCzIULnNlc2FtZS52MS5BcHBsaWNhbnQSJgoJdXNlcl90eXBlGAMgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEg4KBmxvY2FsZRgEIAEoCRIQCghyZXNvdXJjZRgFIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAYgASgJEiMKB2NvbnNlbnQYByABKAsyEi5zZXNhbWUudjEuQ29uc2VudBIsCgVzdGF0ZRgIIAEoDjIdLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0U3RhdGUSJQoIZGVjaXNpb24YCSABKAsyEy5zZXNhbWUudjEuRGVjaXNpb24SEQoJc3VibWl0dGVyGAogASgJEhIKCnJlcXVlc3RfaWQYCyABKAkSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRldGFnGA4gASgJEjIKDGdhdGV3YXlfY29kZRgPIAEoCzIcLnNlc2FtZS52MS5HYXRld2F5Q29kZVN0YXR1cxIoCgZwb2xpY3kYECABKAsyGC5zZXNhbWUudjEuUG9saWN5VmVyZGljdCLfAQoaU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QSJwoJYXBwbGljYW50GAEgASgLMhQuc2VzYW1lLnYxLkFwcGxpY2FudBImCgl1c2VyX3R5cGUYAiABKA4yEy5zZXNhbWUudjEuVXNlclR5cGUSDgoGbG9jYWxlGAMgASgJEhAKCHJlc291cmNlGAQgASgJEhUKDWp1c3RpZmljYXRpb24YBSABKAkSIwoHY29uc2VudBgGIAEoCzISLnNlc2FtZS52MS5Db25zZW50EhIKCnJlcXVlc3RfaWQYByABKAkiTwobU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QiUwoWRXhwbGFpbkRlY2lzaW9uUmVxdWVzdBI5CgpzdWJtaXNzaW9uGAEgASgLMiUuc2VzYW1lLnYxLlN1Ym1pdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0IoQBChdFeHBsYWluRGVjaXNpb25SZXNwb25zZRInCgZhY3Rpb24YASABKA4yFy5zZXNhbWUudjEuUG9saWN5QWN0aW9uEikKB3ZlcmRpY3QYAiABKAsyGC5zZXNhbWUudjEuUG9saWN5VmVyZGljdBIVCg1yZWplY3RfcmVhc29uGAMgASgJIicKF0dldEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoYR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QihAIKGUxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLAoFc3RhdGUYAyABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiYKCXVzZXJfdHlwZRgEIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRI1ChFjcmVhdGVfdGltZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPY3JlYXRlX3RpbWVfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChpMaXN0QWNjZXNzUmVxdWVzdHNSZXNwb25zZRIxCg9hY2Nlc3NfcmVxdWVzdHMYASADKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIMCgRub3RlGAMgASgJEhMKC3JldHVybl9jb2RlGAQgASgIImYKHEFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIUCgxnYXRld2F5X2NvZGUYAiABKAkiSAoaUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtSZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCJIChpDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KG0NhbmNlbEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0KoQBCgxQb2xpY3lBY3Rpb24SHQoZUE9MSUNZX0FDVElPTl9VTlNQRUNJRklFRBAAEhkKFVBPTElDWV9BQ1RJT05fQVBQUk9WRRABEhgKFFBPTElDWV9BQ1RJT05fUkVKRUNUEAISIAocUE9MSUNZX0FDVElPTl9SRVFVSVJFX1JFVklFVxADKugBChJBY2Nlc3NSZXF1ZXN0U3RhdGUSJAogQUNDRVNTX1JFUVVFU1RfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxBQ0NFU1NfUkVRVUVTVF9TVEFURV9QRU5ESU5HEAESIQodQUNDRVNTX1JFUVVFU1RfU1RBVEVfQVBQUk9WRUQQAhIhCh1BQ0NFU1NfUkVRVUVTVF9TVEFURV9SRUpFQ1RFRBADEiIKHkFDQ0VTU19SRVFVRVNUX1NUQVRFX0NBTkNFTExFRBAEEiAKHEFDQ0VTU19SRVFVRVNUX1NUQVRFX0VYUElSRUQQBSqGAQoIVXNlclR5cGUSGQoVVVNFUl9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9UWVBFX0VNUExPWUVFEAESFQoRVVNFUl9UWVBFX1BBUlRORVIQAhIWChJVU0VSX1RZUEVfQ1VTVE9NRVIQAxIYChRVU0VSX1RZUEVfQ09OVFJBQ1RPUhAEKrYBChBHYXRld2F5Q29kZVN0YXRlEiIKHkdBVEVXQVlfQ09ERV9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUdBVEVXQVlfQ09ERV9TVEFURV9BQ1RJVkUQARIfChtHQVRFV0FZX0NPREVfU1RBVEVfUkVERUVNRUQQAhIeChpHQVRFV0FZX0NPREVfU1RBVEVfUkVWT0tFRBADEh4KGkdBVEVXQVlfQ09ERV9TVEFURV9FWFBJUkVEEAQyywUKFEFjY2Vzc1JlcXVlc3RTZXJ2aWNlEmQKE1N1Ym1pdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlElsKEEdldEFjY2Vzc1JlcXVlc3QSIi5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlcXVlc3QaIy5zZXNhbWUudjEuR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmEKEkxpc3RBY2Nlc3NSZXF1ZXN0cxIkLnNlc2FtZS52MS5MaXN0QWNjZXNzUmVxdWVzdHNSZXF1ZXN0GiUuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1Jlc3BvbnNlEmcKFEFwcHJvdmVBY2Nlc3NSZXF1ZXN0EiYuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVxdWVzdBonLnNlc2FtZS52MS5BcHByb3ZlQWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE1JlamVjdEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuUmVqZWN0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEmQKE0NhbmNlbEFjY2Vzc1JlcXVlc3QSJS5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlcXVlc3QaJi5zZXNhbWUudjEuQ2FuY2VsQWNjZXNzUmVxdWVzdFJlc3BvbnNlElgKD0V4cGxhaW5EZWNpc2lvbhIhLnNlc2FtZS52MS5FeHBsYWluRGVjaXNpb25SZXF1ZXN0GiIuc2VzYW1lLnYxLkV4cGxhaW5EZWNpc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5zZXNhbWUvdjEvYWNjZXNzX3JlcXVlc3QucHJvdG8SCXNlc2FtZS52MSLOAQoNUG9saWN5VmVyZGljdBIPCgdydWxlX2lkGAEgASgJEhMKC2V4cGxhbmF0aW9uGAIgASgJEhoKEnJlcXVpcmVkX2FwcHJvdmFscxgDIAEoBRITCgthcHByb3ZlZF9ieRgEIAMoCRI2CgdtYXRjaGVkGAUgAygLMiUuc2VzYW1lLnYxLlBvbGljeVZlcmRpY3QuTWF0Y2hlZEVudHJ5Gi4KDE1hdGNoZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlIKCUFwcGxpY2FudBINCgVlbWFpbBgBIAEoCRIRCglmdWxsX25hbWUYAiABKAkSFAoMb3JnYW5pemF0aW9uGAMgASgJEg0KBXBob25lGAQgASgJIlwKB0NvbnNlbnQSDwoHdmVyc2lvbhgBIAEoCRIQCghwdXJwb3NlcxgCIAMoCRIuCgpncmFudF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJtCghEZWNpc2lvbhINCgVhY3RvchgBIAEoCRIvCgtkZWNpZGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAMgASgJEhEKCWF1dG9tYXRpYxgEIAEoCCL/AQoRR2F0ZXdheUNvZGVTdGF0dXMSKgoFc3RhdGUYASABKA4yGy5zZXNhbWUudjEuR2F0ZXdheUNvZGVTdGF0ZRIuCgppc3N1ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmVkZWVtX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3JlZGVlbWVkX2J5GAUgASgJEhcKD2ZhaWxlZF9hdHRlbXB0cxgGIAEoBSKWBAoNQWNjZXNzUmVxdWVzdBIMCgRuYW1lGAEgASgJEicKCWFwcGxpY2FudBgCIAEoCzIULnNlc2FtZS52MS5BcHBsaWNhbnQSJgoJdXNlcl90eXBlGAMgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEg4KBmxvY2FsZRgEIAEoCRIQCghyZXNvdXJjZRgFIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAYgASgJEiMKB2NvbnNlbnQYByABKAsyEi5zZXNhbWUudjEuQ29uc2VudBIsCgVzdGF0ZRgIIAEoDjIdLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0U3RhdGUSJQoIZGVjaXNpb24YCSABKAsyEy5zZXNhbWUudjEuRGVjaXNpb24SEQoJc3VibWl0dGVyGAogASgJEhIKCnJlcXVlc3RfaWQYCyABKAkSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRldGFnGA4gASgJEjIKDGdhdGV3YXlfY29kZRgPIAEoCzIcLnNlc2FtZS52MS5HYXRld2F5Q29kZVN0YXR1cxIoCgZwb2xpY3kYECABKAsyGC5zZXNhbWUudjEuUG9saWN5VmVyZGljdCLfAQoaU3VibWl0QWNjZXNzUmVxdWVzdFJlcXVlc3QSJwoJYXBwbGljYW50GAEgASgLMhQuc2VzYW1lLnYxLkFwcGxpY2FudBImCgl1c2VyX3R5cGUYAiABKA4yEy5zZXNhbWUudjEuVXNlclR5cGUSDgoGbG9jYWxlGAMgASgJEhAKCHJlc291cmNlGAQgASgJEhUKDWp1c3RpZmljYXRpb24YBSABKAkSIwoHY29uc2VudBgGIAEoCzISLnNlc2FtZS52MS5Db25zZW50EhIKCnJlcXVlc3RfaWQYByABKAkiTwobU3VibWl0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QiUwoWRXhwbGFpbkRlY2lzaW9uUmVxdWVzdBI5CgpzdWJtaXNzaW9uGAEgASgLMiUuc2VzYW1lLnYxLlN1Ym1pdEFjY2Vzc1JlcXVlc3RSZXF1ZXN0IoQBChdFeHBsYWluRGVjaXNpb25SZXNwb25zZRInCgZhY3Rpb24YASABKA4yFy5zZXNhbWUudjEuUG9saWN5QWN0aW9uEikKB3ZlcmRpY3QYAiABKAsyGC5zZXNhbWUudjEuUG9saWN5VmVyZGljdBIVCg1yZWplY3RfcmVhc29uGAMgASgJIicKF0dldEFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiTAoYR2V0QWNjZXNzUmVxdWVzdFJlc3BvbnNlEjAKDmFjY2Vzc19yZXF1ZXN0GAEgASgLMhguc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3QihAIKGUxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLAoFc3RhdGUYAyABKA4yHS5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdFN0YXRlEiYKCXVzZXJfdHlwZRgEIAEoDjITLnNlc2FtZS52MS5Vc2VyVHlwZRI1ChFjcmVhdGVfdGltZV9zdGFydBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPY3JlYXRlX3RpbWVfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJoChpMaXN0QWNjZXNzUmVxdWVzdHNSZXNwb25zZRIxCg9hY2Nlc3NfcmVxdWVzdHMYASADKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCRIMCgRub3RlGAMgASgJEhMKC3JldHVybl9jb2RlGAQgASgIImYKHEFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdBIUCgxnYXRld2F5X2NvZGUYAiABKAkiSAoaUmVqZWN0QWNjZXNzUmVxdWVzdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJPChtSZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USMAoOYWNjZXNzX3JlcXVlc3QYASABKAsyGC5zZXNhbWUudjEuQWNjZXNzUmVxdWVzdCJIChpDYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSDgoGcmVhc29uGAMgASgJIk8KG0NhbmNlbEFjY2Vzc1JlcXVlc3RSZXNwb25zZRIwCg5hY2Nlc3NfcmVxdWVzdBgBIAEoCzIYLnNlc2FtZS52MS5BY2Nlc3NSZXF1ZXN0IiYKD0dldFN0YXRzUmVxdWVzdBITCgt3aW5kb3dfc2VjcxgBIAEoAyJJCgpTdGF0ZUNvdW50EiwKBXN0YXRlGAEgASgOMh0uc2VzYW1lLnYxLkFjY2Vzc1JlcXVlc3RTdGF0ZRINCgVjb3VudBgCIAEoAyLCAgoQR2V0U3RhdHNSZXNwb25zZRIrCgxzdGF0ZV9jb3VudHMYASADKAsyFS5zZXNhbWUudjEuU3RhdGVDb3VudBI1ChF3aW5kb3dfc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNZGVjaWRlZF9jb3VudBgDIAEoAxI3ChRtZWRpYW5fZGVjaXNpb25fdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFwOTVfZGVjaXNpb25fdGltZRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1vdmVyZHVlX2NvdW50GAYgASgDEi0KCnJldmlld19zbGEYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24qhAEKDFBvbGljeUFjdGlvbhIdChlQT0xJQ1lfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGQoVUE9MSUNZX0FDVElPTl9BUFBST1ZFEAESGAoUUE9MSUNZX0FDVElPTl9SRUpFQ1QQAhIgChxQT0xJQ1lfQUNUSU9OX1JFUVVJUkVfUkVWSUVXEAMq6AEKEkFjY2Vzc1JlcXVlc3RTdGF0ZRIkCiBBQ0NFU1NfUkVRVUVTVF9TVEFURV9VTlNQRUNJRklFRBAAEiAKHEFDQ0VTU19SRVFVRVNUX1NUQVRFX1BFTkRJTkcQARIhCh1BQ0NFU1NfUkVRVUVTVF9TVEFURV9BUFBST1ZFRBACEiEKHUFDQ0VTU19SRVFVRVNUX1NUQVRFX1JFSkVDVEVEEAMSIgoeQUNDRVNTX1JFUVVFU1RfU1RBVEVfQ0FOQ0VMTEVEEAQSIAocQUNDRVNTX1JFUVVFU1RfU1RBVEVfRVhQSVJFRBAFKoYBCghVc2VyVHlwZRIZChVVU0VSX1RZUEVfVU5TUEVDSUZJRUQQABIWChJVU0VSX1RZUEVfRU1QTE9ZRUUQARIVChFVU0VSX1RZUEVfUEFSVE5FUhACEhYKElVTRVJfVFlQRV9DVVNUT01FUhADEhgKFFVTRVJfVFlQRV9DT05UUkFDVE9SEAQqtgEKEEdhdGV3YXlDb2RlU3RhdGUSIgoeR0FURVdBWV9DT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASHQoZR0FURVdBWV9DT0RFX1NUQVRFX0FDVElWRRABEh8KG0dBVEVXQVlfQ09ERV9TVEFURV9SRURFRU1FRBACEh4KGkdBVEVXQVlfQ09ERV9TVEFURV9SRVZPS0VEEAMSHgoaR0FURVdBWV9DT0RFX1NUQVRFX0VYUElSRUQQBDKQBgoUQWNjZXNzUmVxdWVzdFNlcnZpY2USZAoTU3VibWl0QWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5TdWJtaXRBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5TdWJtaXRBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USWwoQR2V0QWNjZXNzUmVxdWVzdBIiLnNlc2FtZS52MS5HZXRBY2Nlc3NSZXF1ZXN0UmVxdWVzdBojLnNlc2FtZS52MS5HZXRBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USYQoSTGlzdEFjY2Vzc1JlcXVlc3RzEiQuc2VzYW1lLnYxLkxpc3RBY2Nlc3NSZXF1ZXN0c1JlcXVlc3QaJS5zZXNhbWUudjEuTGlzdEFjY2Vzc1JlcXVlc3RzUmVzcG9uc2USZwoUQXBwcm92ZUFjY2Vzc1JlcXVlc3QSJi5zZXNhbWUudjEuQXBwcm92ZUFjY2Vzc1JlcXVlc3RSZXF1ZXN0Gicuc2VzYW1lLnYxLkFwcHJvdmVBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USZAoTUmVqZWN0QWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5SZWplY3RBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5SZWplY3RBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USZAoTQ2FuY2VsQWNjZXNzUmVxdWVzdBIlLnNlc2FtZS52MS5DYW5jZWxBY2Nlc3NSZXF1ZXN0UmVxdWVzdBomLnNlc2FtZS52MS5DYW5jZWxBY2Nlc3NSZXF1ZXN0UmVzcG9uc2USWAoPRXhwbGFpbkRlY2lzaW9uEiEuc2VzYW1lLnYxLkV4cGxhaW5EZWNpc2lvblJlcXVlc3QaIi5zZXNhbWUudjEuRXhwbGFpbkRlY2lzaW9uUmVzcG9uc2USQwoIR2V0U3RhdHMSGi5zZXNhbWUudjEuR2V0U3RhdHNSZXF1ZXN0Ghsuc2VzYW1lLnYxLkdldFN0YXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * What the decision policy said about a request, and its approvals so far.
@@ -165,7 +165,7 @@ export const ConsentSchema: GenMessage<Consent> = /*@__PURE__*/
 export type Decision = Message<"sesame.v1.Decision"> & {
   /**
    * Who decided: the API key name of the administrator or submitter, or
-   * `system` for a policy rule's decision.
+   * `system` for a policy rule's decision or an expiry.
    *
    * @generated from field: string actor = 1;
    */
@@ -187,7 +187,7 @@ export type Decision = Message<"sesame.v1.Decision"> & {
   reason: string;
 
   /**
-   * True when a policy rule or a deadline decided, not a person.
+   * True when a policy rule or a deadline (expiry) decided, not a person.
    *
    * @generated from field: bool automatic = 4;
    */
@@ -843,6 +843,126 @@ export const CancelAccessRequestResponseSchema: GenMessage<CancelAccessRequestRe
   messageDesc(file_sesame_v1_access_request, 19);
 
 /**
+ * Request message for GetStats.
+ *
+ * @generated from message sesame.v1.GetStatsRequest
+ */
+export type GetStatsRequest = Message<"sesame.v1.GetStatsRequest"> & {
+  /**
+   * Length in seconds of the window, ending now, over which decision times
+   * are measured: requests decided within it count. 0 means 30 days; at most
+   * 366 days; negative is refused.
+   *
+   * @generated from field: int64 window_secs = 1;
+   */
+  windowSecs: bigint;
+};
+
+/**
+ * Describes the message sesame.v1.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 20);
+
+/**
+ * How many requests are in one state.
+ *
+ * @generated from message sesame.v1.StateCount
+ */
+export type StateCount = Message<"sesame.v1.StateCount"> & {
+  /**
+   * The state.
+   *
+   * @generated from field: sesame.v1.AccessRequestState state = 1;
+   */
+  state: AccessRequestState;
+
+  /**
+   * How many requests are in it.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message sesame.v1.StateCount.
+ * Use `create(StateCountSchema)` to create a new message.
+ */
+export const StateCountSchema: GenMessage<StateCount> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 21);
+
+/**
+ * Response message for GetStats.
+ *
+ * @generated from message sesame.v1.GetStatsResponse
+ */
+export type GetStatsResponse = Message<"sesame.v1.GetStatsResponse"> & {
+  /**
+   * Requests per state, all time: one entry per state, zeros included, in
+   * lifecycle order.
+   *
+   * @generated from field: repeated sesame.v1.StateCount state_counts = 1;
+   */
+  stateCounts: StateCount[];
+
+  /**
+   * Start of the window the decision times cover.
+   *
+   * @generated from field: google.protobuf.Timestamp window_start_time = 2;
+   */
+  windowStartTime?: Timestamp | undefined;
+
+  /**
+   * Requests decided (approved, rejected, cancelled or expired) within the
+   * window.
+   *
+   * @generated from field: int64 decided_count = 3;
+   */
+  decidedCount: bigint;
+
+  /**
+   * Median time from submission to decision of the requests decided within
+   * the window (nearest rank); unset when none was. Computed by the server
+   * from every decided request of the window, which is fine at the volumes
+   * Sesame serves today.
+   *
+   * @generated from field: google.protobuf.Duration median_decision_time = 4;
+   */
+  medianDecisionTime?: Duration | undefined;
+
+  /**
+   * 95th percentile (nearest rank) of the same decision times; unset when no
+   * request was decided within the window.
+   *
+   * @generated from field: google.protobuf.Duration p95_decision_time = 5;
+   */
+  p95DecisionTime?: Duration | undefined;
+
+  /**
+   * PENDING requests older than the review SLA now.
+   *
+   * @generated from field: int64 overdue_count = 6;
+   */
+  overdueCount: bigint;
+
+  /**
+   * The server's review SLA (`review_sla_secs`).
+   *
+   * @generated from field: google.protobuf.Duration review_sla = 7;
+   */
+  reviewSla?: Duration | undefined;
+};
+
+/**
+ * Describes the message sesame.v1.GetStatsResponse.
+ * Use `create(GetStatsResponseSchema)` to create a new message.
+ */
+export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_access_request, 22);
+
+/**
  * What a policy rule does to a submission.
  *
  * @generated from enum sesame.v1.PolicyAction
@@ -926,7 +1046,8 @@ export enum AccessRequestState {
   CANCELLED = 4,
 
   /**
-   * Not decided in time. Reserved: no deadline job sets it yet.
+   * Not decided in time: PENDING for longer than the server's
+   * `pending_max_age_secs`, then expired by `system`.
    *
    * @generated from enum value: ACCESS_REQUEST_STATE_EXPIRED = 5;
    */
@@ -1133,6 +1254,18 @@ export const AccessRequestService: GenService<{
     methodKind: "unary";
     input: typeof ExplainDecisionRequestSchema;
     output: typeof ExplainDecisionResponseSchema;
+  },
+  /**
+   * Reports how the review of requests goes: how many requests are in each
+   * state, how long decisions took over a recent window, and how many
+   * PENDING requests are past the review SLA. Role: admin.
+   *
+   * @generated from rpc sesame.v1.AccessRequestService.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof GetStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sesame_v1_access_request, 0);

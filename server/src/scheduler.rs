@@ -1,0 +1,184 @@
+//! The deadline scheduler: every `scheduler_interval_secs` it finds the
+//! PENDING requests past a review deadline and acts: a reminder to the
+//! administrators at half the review SLA, an escalation past it, expiry
+//! past `pending_max_age_secs`.
+//!
+//! Several replicas may run it at once: the database decides which one
+//! takes each step (see `store/deadlines.rs`), so a step happens once.
+//! The time comes from a [`Clock`], which tests set ahead instead of
+//! sleeping; [`run_once`] is one pass at a chosen time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::domain::deadline::{Deadlines, Due, SYSTEM_ACTOR};
+use crate::domain::{AccessRequestId, Action};
+use crate::store::{Scope, Store, StoreError};
+
+/// Where the scheduler reads the time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// Always this instant.
+    Fixed(DateTime<Utc>),
+    /// The system clock moved by this much (ahead when positive).
+    Offset(chrono::Duration),
+}
+
+impl Clock {
+    /// The current time by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => crate::store::now(),
+            Clock::Fixed(at) => *at,
+            Clock::Offset(offset) => crate::store::now() + *offset,
+        }
+    }
+}
+
+/// Tuning of the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulerOptions {
+    /// The review SLA and the maximum age of a PENDING request.
+    pub deadlines: Deadlines,
+    /// Pause between passes.
+    pub interval: Duration,
+    /// Requests read per query of a pass.
+    pub batch: u64,
+}
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub reminded: u64,
+    pub escalated: u64,
+    pub expired: u64,
+    /// Steps another replica (or an administrator's decision) took first.
+    pub skipped: u64,
+    /// Steps that failed; they are tried again next pass.
+    pub failed: u64,
+}
+
+impl PassReport {
+    fn acted(&self) -> u64 {
+        self.reminded + self.escalated + self.expired
+    }
+}
+
+/// One pass at time `now`: every request past a deadline gets its step,
+/// unless another replica took it first. Fails only when the due requests
+/// cannot be read; a step that fails is logged, counted and retried next
+/// pass.
+pub async fn run_once(
+    store: &Store,
+    options: &SchedulerOptions,
+    now: DateTime<Utc>,
+) -> Result<PassReport, StoreError> {
+    let mut report = PassReport::default();
+    let batch = options.batch.max(1);
+    loop {
+        let due = store.due_requests(&options.deadlines, now, batch).await?;
+        let before = report;
+        for request in &due {
+            match take_step(store, options, request.id, request.due, now).await {
+                Ok(true) => match request.due {
+                    Due::Remind => report.reminded += 1,
+                    Due::Escalate => report.escalated += 1,
+                    Due::Expire => report.expired += 1,
+                },
+                Ok(false) => report.skipped += 1,
+                Err(error) => {
+                    warn!(request = %request.id, step = ?request.due, error = %error, "deadline step failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        // A short batch was the last; a batch where nothing happened would
+        // only come back the same (its steps failed or were taken
+        // elsewhere and will be gone from the next pass).
+        if (due.len() as u64) < batch || report.acted() == before.acted() {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Takes one step; `false` when the request no longer needs it.
+async fn take_step(
+    store: &Store,
+    options: &SchedulerOptions,
+    id: AccessRequestId,
+    step: Due,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    match step {
+        Due::Remind | Due::Escalate => {
+            store
+                .record_deadline(id, step, &options.deadlines, now)
+                .await
+        }
+        Due::Expire => {
+            let expired = store
+                .decide_request_at(&Scope::All, id, None, Action::Expire, SYSTEM_ACTOR, now)
+                .await;
+            match expired {
+                Ok(_) => Ok(true),
+                // Decided or expired meanwhile, here or by another replica.
+                Err(StoreError::Transition(_) | StoreError::EtagMismatch) => Ok(false),
+                Err(error) => Err(error),
+            }
+        }
+    }
+}
+
+/// Runs a pass every `options.interval` until `shutdown` is cancelled; a
+/// pass in progress finishes first.
+pub async fn run_scheduler(
+    store: Store,
+    options: SchedulerOptions,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    info!(
+        interval_secs = options.interval.as_secs(),
+        review_sla_secs = options.deadlines.review_sla.as_secs(),
+        pending_max_age_secs = options.deadlines.pending_max_age.as_secs(),
+        "deadline scheduler started"
+    );
+    while !shutdown.is_cancelled() {
+        match run_once(&store, &options, clock.now()).await {
+            Ok(report) if report == PassReport::default() => debug!("no review deadline due"),
+            Ok(report) => info!(
+                reminded = report.reminded,
+                escalated = report.escalated,
+                expired = report.expired,
+                skipped = report.skipped,
+                failed = report.failed,
+                "deadline pass done"
+            ),
+            Err(error) => warn!(error = %error, "could not read the due requests; will retry"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(options.interval) => {}
+        }
+    }
+    info!("deadline scheduler stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_tell_their_time() {
+        let fixed = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(Clock::Fixed(fixed).now(), fixed);
+        let ahead = Clock::Offset(chrono::Duration::hours(25)).now() - Clock::System.now();
+        assert!((ahead - chrono::Duration::hours(25)).num_seconds().abs() <= 1);
+    }
+}

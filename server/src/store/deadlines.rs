@@ -1,0 +1,208 @@
+//! Review deadlines in the database: the PENDING requests past a deadline,
+//! the reminder and escalation of one request (each at most once, however
+//! many replicas try), and the figures of GetStats.
+//!
+//! The database is the arbiter between replicas: a reminder sets
+//! `reminded_at_us` with `UPDATE ... WHERE id = ? AND state = 'pending' AND
+//! reminded_at_us IS NULL` in the transaction that appends the event and
+//! queues the emails. A second replica's UPDATE waits for the first one's
+//! row lock (PostgreSQL) or write lock (SQLite), then matches no row, and
+//! that replica rolls back having done nothing. Expiry goes through the
+//! versioned decision path, which refuses a request that is no longer
+//! PENDING.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use tracing::{info, instrument};
+
+use super::entities::access_request;
+use super::events::append_event;
+use super::outbox::enqueue;
+use super::requests::to_domain;
+use super::{Result, Store, StoreError, from_micros, now, to_micros};
+use crate::domain::deadline::{Deadlines, Due, deadline_event};
+use crate::domain::mail::emails_for;
+use crate::domain::{AccessRequestId, EventKind, State};
+
+/// A PENDING request past one of its deadlines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DueRequest {
+    pub id: AccessRequestId,
+    pub due: Due,
+}
+
+/// The raw figures of GetStats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Requests per state, all time, in [`State::ALL`] order.
+    pub counts: Vec<(State, i64)>,
+    /// `(created, decided)` of the requests decided within the window.
+    pub decided: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// PENDING requests created at or before the overdue cutoff.
+    pub overdue: i64,
+}
+
+impl Store {
+    /// Up to `limit` PENDING requests owed a step at `now`, oldest first.
+    pub async fn due_requests(
+        &self,
+        deadlines: &Deadlines,
+        at: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<DueRequest>> {
+        use access_request::Column;
+        let cutoffs = deadlines.cutoffs(at);
+        let owed = Condition::any()
+            .add(Column::CreatedAtUs.lte(to_micros(cutoffs.expire)))
+            .add(
+                Condition::all()
+                    .add(Column::CreatedAtUs.lte(to_micros(cutoffs.escalate)))
+                    .add(Column::EscalatedAtUs.is_null()),
+            )
+            .add(
+                Condition::all()
+                    .add(Column::CreatedAtUs.lte(to_micros(cutoffs.remind)))
+                    .add(Column::RemindedAtUs.is_null())
+                    .add(Column::EscalatedAtUs.is_null()),
+            );
+        let rows: Vec<(String, i64, Option<i64>, Option<i64>)> = access_request::Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .column(Column::CreatedAtUs)
+            .column(Column::RemindedAtUs)
+            .column(Column::EscalatedAtUs)
+            .filter(Column::State.eq(State::Pending.as_str()))
+            .filter(owed)
+            .order_by_asc(Column::CreatedAtUs)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for (id, created_at_us, reminded_at_us, escalated_at_us) in rows {
+            let id = id
+                .parse::<AccessRequestId>()
+                .map_err(|_| StoreError::Corrupt(format!("access request {id}: bad id")))?;
+            let step = deadlines.due(
+                State::Pending,
+                from_micros(created_at_us)?,
+                reminded_at_us.is_some(),
+                escalated_at_us.is_some(),
+                at,
+            );
+            if let Some(step) = step {
+                due.push(DueRequest { id, due: step });
+            }
+        }
+        Ok(due)
+    }
+
+    /// Sends the reminder (`Due::Remind`) or escalation (`Due::Escalate`) of
+    /// request `id` at `at`: marks the row, appends `request.reminded` or
+    /// `request.escalated` by `system` and queues an email to every
+    /// administrator, in one transaction. `false` (and no change) when the
+    /// request is no longer PENDING or the step was already taken, by this
+    /// replica or another.
+    #[instrument(skip_all, fields(request = %id, step = ?step), err)]
+    pub async fn record_deadline(
+        &self,
+        id: AccessRequestId,
+        step: Due,
+        deadlines: &Deadlines,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        use access_request::Column;
+        let (kind, column) = match step {
+            Due::Remind => (EventKind::Reminded, Column::RemindedAtUs),
+            Due::Escalate => (EventKind::Escalated, Column::EscalatedAtUs),
+            Due::Expire => {
+                return Err(StoreError::Corrupt(
+                    "expiry is a decision, not a deadline mark".to_owned(),
+                ));
+            }
+        };
+        let (_turn, txn) = self.begin_write().await?;
+        // The arbiter: of concurrent attempts, one UPDATE matches the row.
+        let mut update = access_request::Entity::update_many()
+            .col_expr(column, Expr::value(Some(to_micros(at))))
+            .filter(Column::Id.eq(id.to_string()))
+            .filter(Column::State.eq(State::Pending.as_str()))
+            .filter(column.is_null());
+        if step == Due::Remind {
+            // An escalated request gets no late reminder.
+            update = update.filter(Column::EscalatedAtUs.is_null());
+        }
+        let updated = update.exec(&txn).await?;
+        if updated.rows_affected != 1 {
+            return Ok(false);
+        }
+        let row = access_request::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let request = to_domain(row)?;
+        let event = deadline_event(kind, id, request.created_at, deadlines, at);
+        let seq = append_event(&txn, &event).await?;
+        let emails = emails_for(kind, &request, &self.admin_emails);
+        let recipients = emails.len();
+        enqueue(&txn, id, seq, emails, now().min(at)).await?;
+        txn.commit().await?;
+        self.event_committed();
+        info!(request = %id, event = kind.as_str(), recipients, "review deadline reached");
+        Ok(true)
+    }
+
+    /// The figures of GetStats: requests per state, the requests decided at
+    /// or after `window_start`, and the PENDING ones created at or before
+    /// `overdue_cutoff`.
+    pub async fn request_stats(
+        &self,
+        window_start: DateTime<Utc>,
+        overdue_cutoff: DateTime<Utc>,
+    ) -> Result<RequestStats> {
+        use access_request::Column;
+        let grouped: Vec<(String, i64)> = access_request::Entity::find()
+            .select_only()
+            .column(Column::State)
+            .column_as(Column::Id.count(), "n")
+            .group_by(Column::State)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let counts = State::ALL
+            .into_iter()
+            .map(|state| {
+                let count = grouped
+                    .iter()
+                    .find(|(name, _)| name == state.as_str())
+                    .map_or(0, |(_, count)| *count);
+                (state, count)
+            })
+            .collect();
+        let spans: Vec<(i64, Option<i64>)> = access_request::Entity::find()
+            .select_only()
+            .column(Column::CreatedAtUs)
+            .column(Column::DecidedAtUs)
+            .filter(Column::DecidedAtUs.gte(to_micros(window_start)))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut decided = Vec::with_capacity(spans.len());
+        for (created_at_us, decided_at_us) in spans {
+            if let Some(decided_at_us) = decided_at_us {
+                decided.push((from_micros(created_at_us)?, from_micros(decided_at_us)?));
+            }
+        }
+        let overdue = access_request::Entity::find()
+            .filter(Column::State.eq(State::Pending.as_str()))
+            .filter(Column::CreatedAtUs.lte(to_micros(overdue_cutoff)))
+            .count(&self.db)
+            .await?;
+        Ok(RequestStats {
+            counts,
+            decided,
+            overdue: i64::try_from(overdue).unwrap_or(i64::MAX),
+        })
+    }
+}
