@@ -50,12 +50,12 @@ rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 start_sesame() { # start_sesame DIR [VAR=VALUE...]
   local dir="$1"; shift
   mkdir -p "$dir"
-  (cd "$dir" && env SESAME_LOG_FILTER=warn SESAME_MAIL_WORKER=false SESAME_RATE_LIMIT_PER_KEY=0 "$@" \
+  (cd "$dir" && exec env SESAME_LOG_FILTER=warn SESAME_MAIL_WORKER=false SESAME_RATE_LIMIT_PER_KEY=0 "$@" \
      "$SESAME" serve --listen "127.0.0.1:$PORT" >stdout.log 2>stderr.log) &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   for _ in $(seq 1 200); do grep -q 'sesame_' "$dir/stdout.log" 2>/dev/null && break; sleep 0.1; done
-  KEY="$(grep -o 'sesame_[A-Za-z0-9_-]*' "$dir/stdout.log" | head -1)"
+  KEY="$(grep -o "sesame_[A-Za-z0-9_-]*" "$dir/stdout.log" | head -1 || true)"
   [ -n "$KEY" ] || { cat "$dir/stderr.log"; echo "sesame did not start" >&2; exit 1; }
   sleep 0.5
 }
