@@ -119,9 +119,9 @@ async fn migrate_applies_then_reports_nothing_pending_on_postgres() {
     let url = crate::postgres::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let status = run_ok(sesame(dir.path()).args(["migrate", "--status", "--database-url", &url]));
-    assert_eq!(status.trim(), "3 pending migration(s)");
+    assert_eq!(status.trim(), "4 pending migration(s)");
     let applied = run_ok(sesame(dir.path()).args(["migrate", "--database-url", &url]));
-    assert!(applied.starts_with("applied 3 migration(s)"), "{applied}");
+    assert!(applied.starts_with("applied 4 migration(s)"), "{applied}");
     let status = run_ok(sesame(dir.path()).args(["migrate", "--status", "--database-url", &url]));
     assert_eq!(status.trim(), "0 pending migration(s)");
 }
