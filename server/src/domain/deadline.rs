@@ -101,13 +101,11 @@ pub fn deadline_event(
     deadlines: &Deadlines,
     now: DateTime<Utc>,
 ) -> NewEvent {
-    let waited_hours = (now - created_at).num_hours();
-    let sla_hours = deadlines.review_sla.as_secs() / 3600;
+    let waited = span_text((now - created_at).to_std().unwrap_or(Duration::ZERO));
+    let sla = span_text(deadlines.review_sla);
     let reason = match kind {
-        EventKind::Escalated => {
-            format!("pending for {waited_hours} h, past the review SLA of {sla_hours} h")
-        }
-        _ => format!("pending for {waited_hours} h, past half the review SLA of {sla_hours} h"),
+        EventKind::Escalated => format!("pending for {waited}, past the review SLA of {sla}"),
+        _ => format!("pending for {waited}, past half the review SLA of {sla}"),
     };
     NewEvent {
         kind,
@@ -136,6 +134,18 @@ pub fn stats_window(raw_secs: i64) -> Result<Duration, &'static str> {
         Ok(0) => Ok(DEFAULT_STATS_WINDOW),
         Ok(secs) if secs > MAX_STATS_WINDOW.as_secs() => Err("must be at most 366 days (31622400)"),
         Ok(secs) => Ok(Duration::from_secs(secs)),
+    }
+}
+
+/// A span in whole hours, minutes or seconds, the largest unit that fits.
+fn span_text(span: Duration) -> String {
+    let secs = span.as_secs();
+    if secs >= 3600 {
+        format!("{} h", secs / 3600)
+    } else if secs >= 60 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
     }
 }
 
@@ -257,6 +267,21 @@ mod tests {
             "pending for 25 h, past the review SLA of 24 h"
         );
         assert_eq!(event.data.as_object().unwrap().len(), 3);
+        let short = Deadlines {
+            review_sla: Duration::from_secs(90),
+            pending_max_age: HOUR,
+        };
+        let reminded = deadline_event(
+            EventKind::Reminded,
+            AccessRequestId::generate(),
+            at(0),
+            &short,
+            at(0) + chrono::Duration::seconds(50),
+        );
+        assert_eq!(
+            reminded.data["reason"],
+            "pending for 50 s, past half the review SLA of 1 min"
+        );
     }
 
     #[test]

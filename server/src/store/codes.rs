@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -381,7 +381,11 @@ impl Store {
         let (_turn, txn) = self.begin_write().await?;
         let mut select = access_request::Entity::find_by_id(request.to_string());
         if self.backend() == DbBackend::Postgres {
-            select = select.lock_exclusive();
+            // Serialises reissues of the request without FOR UPDATE, which
+            // would deadlock with a mail worker whose event's foreign key
+            // takes FOR KEY SHARE on this row while it holds the event
+            // counter (see `decide_request_at`).
+            select = select.lock(LockType::NoKeyUpdate);
         }
         let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
         let current = to_domain(row)?;

@@ -2,7 +2,7 @@
 //! decisions, each committed with its event in one transaction.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
 };
@@ -226,7 +226,11 @@ impl Store {
         let (_turn, txn) = self.begin_write().await?;
         let mut select = access_request::Entity::find_by_id(id.to_string());
         if self.backend() == DbBackend::Postgres {
-            select = select.lock_exclusive();
+            // FOR NO KEY UPDATE, not FOR UPDATE: the decision changes no key,
+            // and a mail worker recording an outcome of this request holds
+            // the event counter while its event's foreign key takes FOR KEY
+            // SHARE on this row; FOR UPDATE would deadlock with it.
+            select = select.lock(LockType::NoKeyUpdate);
         }
         let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
         check_scope(scope, &row)?;
