@@ -2,9 +2,11 @@
 //! them, and records each outcome. Transient failures are retried on the
 //! configured schedule until the email's lifetime runs out; permanent ones
 //! go dead at once. A worker that dies leaves its leases to expire, and the
-//! rows are claimed again.
+//! rows are claimed again. While a worker holds emails, it renews their
+//! leases every third of a lease, so a slow round keeps its emails.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -54,6 +56,7 @@ pub async fn run_worker(
     shutdown: CancellationToken,
 ) {
     info!("mail worker started");
+    let held = HeldLeases::default();
     while !shutdown.is_cancelled() {
         let claimed = match store.claim_emails(options.batch, options.lease).await {
             Ok(claimed) => claimed,
@@ -63,28 +66,26 @@ pub async fn run_worker(
             }
         };
         let idle = claimed.is_empty();
+        held.claimed(&claimed);
         // The emails of a round are sent side by side (the transport pools SMTP
         // connections); each outcome is recorded, in its own transaction, as
         // soon as it is known. A crash in between leaves the lease to
         // expire: the email is sent again, with the same Message-ID.
-        futures::stream::iter(claimed)
-            .for_each_concurrent(options.concurrency.max(1), |email| {
-                let (store, templates, transport, options) =
-                    (&store, &templates, &transport, &options);
-                async move {
-                    let outcome = attempt(templates, transport, options, &email).await;
-                    match store.complete_email(&email, outcome).await {
-                        Ok(()) => {}
-                        Err(StoreError::LeaseLost) => {
-                            warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
-                        }
-                        Err(error) => {
-                            warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried");
-                        }
-                    }
-                }
-            })
-            .await;
+        let round_done = CancellationToken::new();
+        let round = async {
+            futures::stream::iter(claimed)
+                .for_each_concurrent(options.concurrency.max(1), |email| {
+                    send_one(&store, &templates, &transport, &options, &held, email)
+                })
+                .await;
+            round_done.cancel();
+        };
+        // Renewals run beside the sends, not between them: on SQLite a
+        // renewal waits for the write turn that a send's outcome may hold.
+        tokio::join!(
+            round,
+            renew_held_leases(&store, &held, options.lease, &round_done)
+        );
         if idle {
             tokio::select! {
                 () = shutdown.cancelled() => {}
@@ -93,6 +94,96 @@ pub async fn run_worker(
         }
     }
     info!("mail worker stopped");
+}
+
+/// Sends one claimed email and records its outcome in its own transaction.
+async fn send_one(
+    store: &Store,
+    templates: &Templates,
+    transport: &Transport,
+    options: &WorkerOptions,
+    held: &HeldLeases,
+    email: ClaimedEmail,
+) {
+    let outcome = attempt(templates, transport, options, &email).await;
+    match store.complete_email(&email, outcome).await {
+        Ok(()) => {}
+        Err(StoreError::LeaseLost) => {
+            warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
+        }
+        Err(error) => {
+            warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried");
+        }
+    }
+    held.completed(&email);
+}
+
+/// The lease tokens under which this worker holds emails not completed
+/// yet, with how many emails each still covers: what renewals extend.
+#[derive(Debug, Default)]
+struct HeldLeases {
+    outstanding: Mutex<HashMap<String, usize>>,
+}
+
+impl HeldLeases {
+    fn claimed(&self, emails: &[ClaimedEmail]) {
+        let mut outstanding = self.lock();
+        for email in emails {
+            *outstanding.entry(email.lease_token.clone()).or_default() += 1;
+        }
+    }
+
+    /// Forgets a token once its last email is completed (whatever the
+    /// outcome): renewals stop there.
+    fn completed(&self, email: &ClaimedEmail) {
+        let mut outstanding = self.lock();
+        if let Some(count) = outstanding.get_mut(&email.lease_token) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                outstanding.remove(&email.lease_token);
+            }
+        }
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // The map stays consistent even if a holder panicked.
+        self.outstanding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Every third of `lease`, extends the leases `held` by another `lease`,
+/// until `stop` is cancelled (checked between renewals, so a renewal is
+/// never cut off halfway). A failed renewal is logged and tried again at
+/// the next tick, while a third of the lease is still left.
+async fn renew_held_leases(
+    store: &Store,
+    held: &HeldLeases,
+    lease: Duration,
+    stop: &CancellationToken,
+) {
+    let every = (lease / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let tokens = held.tokens();
+        if tokens.is_empty() {
+            continue;
+        }
+        match store.renew_leases(&tokens, lease).await {
+            Ok(renewed) => debug!(renewed, "email leases renewed"),
+            Err(error) => {
+                warn!(error = %error, "could not renew email leases; will retry");
+            }
+        }
+    }
 }
 
 async fn attempt(
