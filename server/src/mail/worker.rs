@@ -3,17 +3,20 @@
 //! configured schedule until the email's lifetime runs out; permanent ones
 //! go dead at once. A worker that dies leaves its leases to expire, and the
 //! rows are claimed again. While a worker holds emails, it renews their
-//! leases every third of a lease, so a slow round keeps its emails.
+//! leases every third of a lease, so slow sends keep their emails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, Fuse, FusedFuture};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use lettre::Message;
 use lettre::message::dkim::DkimConfig;
 use lettre::message::{Mailbox, MultiPart};
 use rand::Rng;
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -21,8 +24,8 @@ use super::{SendError, Templates, Transport};
 use crate::domain::mail::retry_at;
 use crate::secrets::SecretKey;
 use crate::store::outbox::{ClaimedEmail, Outcome};
+use crate::store::{self, Store, StoreError, now};
 use crate::store::{SEALED_CODE_FIELD, seal_purpose};
-use crate::store::{Store, StoreError, now};
 
 /// Tuning of the worker.
 #[derive(Clone, Debug)]
@@ -46,8 +49,8 @@ pub struct WorkerOptions {
     pub secret: Option<SecretKey>,
 }
 
-/// Sends emails until `shutdown` is cancelled; a round in progress ends
-/// first, so no email is left half-recorded.
+/// Sends emails until `shutdown` is cancelled; the emails already claimed
+/// are sent and recorded first, so no email is left half-recorded.
 pub async fn run_worker(
     store: Store,
     templates: Arc<Templates>,
@@ -57,43 +60,81 @@ pub async fn run_worker(
 ) {
     info!("mail worker started");
     let held = HeldLeases::default();
-    while !shutdown.is_cancelled() {
-        let claimed = match store.claim_emails(options.batch, options.lease).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                warn!(error = %error, "could not claim emails; will retry");
-                Vec::new()
+    let sending_done = CancellationToken::new();
+    let sending = async {
+        send_until_shutdown(&store, &templates, &transport, &options, &held, &shutdown).await;
+        sending_done.cancel();
+    };
+    // Renewals run beside the sends, not between them: on SQLite a renewal
+    // waits for the write turn that a send's outcome may hold.
+    tokio::join!(
+        sending,
+        renew_held_leases(&store, &held, options.lease, &sending_done)
+    );
+    info!("mail worker stopped");
+}
+
+/// Claims and sends emails, `concurrency` at a time, until `shutdown` is
+/// cancelled and every claimed email has been sent.
+///
+/// The next batch is claimed as soon as the last email of the previous one
+/// has started, while its slowest sends are still in flight, so free
+/// connections do not wait for a round's slowest email. At most one batch is
+/// claimed and not started yet, and renewals cover it while it waits.
+async fn send_until_shutdown(
+    store: &Store,
+    templates: &Templates,
+    transport: &Transport,
+    options: &WorkerOptions,
+    held: &HeldLeases,
+    shutdown: &CancellationToken,
+) {
+    let concurrency = options.concurrency.max(1);
+    let mut waiting: VecDeque<ClaimedEmail> = VecDeque::new();
+    // Each email is sent and its outcome recorded, in its own transaction,
+    // as soon as it is known. A crash in between leaves the lease to
+    // expire: the email is sent again, with the same Message-ID.
+    let mut in_flight = FuturesUnordered::new();
+    let mut claiming: Fuse<BoxFuture<'_, store::Result<Vec<ClaimedEmail>>>> = Fuse::terminated();
+    // After a claim found nothing due: when to look again.
+    let mut idle_until: Option<Instant> = None;
+    loop {
+        while in_flight.len() < concurrency
+            && let Some(email) = waiting.pop_front()
+        {
+            in_flight.push(send_one(store, templates, transport, options, held, email));
+        }
+        let resting = idle_until.is_some_and(|until| Instant::now() < until);
+        if waiting.is_empty() && claiming.is_terminated() && !resting && !shutdown.is_cancelled() {
+            claiming = store
+                .claim_emails(options.batch, options.lease)
+                .boxed()
+                .fuse();
+        }
+        if shutdown.is_cancelled() && in_flight.is_empty() && claiming.is_terminated() {
+            // `waiting` is empty too: its emails start as soon as a send
+            // is free.
+            return;
+        }
+        tokio::select! {
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            claimed = &mut claiming, if !claiming.is_terminated() => {
+                let claimed = claimed.unwrap_or_else(|error| {
+                    warn!(error = %error, "could not claim emails; will retry");
+                    Vec::new()
+                });
+                if claimed.is_empty() {
+                    idle_until = Some(Instant::now() + options.poll_interval);
+                }
+                held.claimed(&claimed);
+                waiting.extend(claimed);
             }
-        };
-        let idle = claimed.is_empty();
-        held.claimed(&claimed);
-        // The emails of a round are sent side by side (the transport pools SMTP
-        // connections); each outcome is recorded, in its own transaction, as
-        // soon as it is known. A crash in between leaves the lease to
-        // expire: the email is sent again, with the same Message-ID.
-        let round_done = CancellationToken::new();
-        let round = async {
-            futures::stream::iter(claimed)
-                .for_each_concurrent(options.concurrency.max(1), |email| {
-                    send_one(&store, &templates, &transport, &options, &held, email)
-                })
-                .await;
-            round_done.cancel();
-        };
-        // Renewals run beside the sends, not between them: on SQLite a
-        // renewal waits for the write turn that a send's outcome may hold.
-        tokio::join!(
-            round,
-            renew_held_leases(&store, &held, options.lease, &round_done)
-        );
-        if idle {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(options.poll_interval) => {}
+            () = sleep_until(idle_until.unwrap_or_else(Instant::now)), if resting => {
+                idle_until = None;
             }
+            () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
         }
     }
-    info!("mail worker stopped");
 }
 
 /// Sends one claimed email and records its outcome in its own transaction.
