@@ -99,7 +99,8 @@ pub struct Config {
     /// Seconds after which a failing email gives up and goes dead.
     pub mail_lifetime_secs: u64,
     /// Seconds a worker's claim on an email lasts (a dead worker's claims
-    /// expire after this).
+    /// expire after this); a live worker renews its claims every third of
+    /// it. Must exceed `mail_timeout_secs`.
     pub mail_lease_secs: u64,
     /// Milliseconds between outbox polls when nothing is due.
     pub mail_poll_interval_ms: u64,
@@ -450,6 +451,14 @@ impl Config {
             if value == 0 {
                 problems.push(format!("{key} must be at least 1"));
             }
+        }
+        if self.mail_lease_secs <= self.mail_timeout_secs {
+            problems.push(format!(
+                "mail_lease_secs ({}) must exceed mail_timeout_secs ({}): one email's SMTP \
+                 conversation must fit in a lease even before the lease is renewed, or another \
+                 worker may send the email again",
+                self.mail_lease_secs, self.mail_timeout_secs
+            ));
         }
         if self.shutdown_grace_secs > 3600 {
             problems.push("shutdown_grace_secs must be at most 3600".to_owned());
@@ -885,6 +894,26 @@ mod tests {
         config.metrics_addr = Some(config.listen_addr);
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("port of their own"), "{message}");
+    }
+
+    #[test]
+    fn a_mail_lease_must_outlast_one_smtp_conversation() {
+        let config = Config {
+            mail_lease_secs: 30,
+            mail_timeout_secs: 30,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("mail_lease_secs (30) must exceed mail_timeout_secs (30)"),
+            "{message}"
+        );
+        let config = Config {
+            mail_lease_secs: 31,
+            mail_timeout_secs: 30,
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
     }
 
     #[test]

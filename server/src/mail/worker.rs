@@ -2,16 +2,21 @@
 //! them, and records each outcome. Transient failures are retried on the
 //! configured schedule until the email's lifetime runs out; permanent ones
 //! go dead at once. A worker that dies leaves its leases to expire, and the
-//! rows are claimed again.
+//! rows are claimed again. While a worker holds emails, it renews their
+//! leases every third of a lease, so slow sends keep their emails.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, Fuse, FusedFuture};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use lettre::Message;
 use lettre::message::dkim::DkimConfig;
 use lettre::message::{Mailbox, MultiPart};
 use rand::Rng;
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -19,8 +24,8 @@ use super::{SendError, Templates, Transport};
 use crate::domain::mail::retry_at;
 use crate::secrets::SecretKey;
 use crate::store::outbox::{ClaimedEmail, Outcome};
+use crate::store::{self, Store, StoreError, now};
 use crate::store::{SEALED_CODE_FIELD, seal_purpose};
-use crate::store::{Store, StoreError, now};
 use crate::telemetry::Metrics;
 
 /// Tuning of the worker.
@@ -45,8 +50,8 @@ pub struct WorkerOptions {
     pub secret: Option<SecretKey>,
 }
 
-/// Sends emails until `shutdown` is cancelled; a round in progress ends
-/// first, so no email is left half-recorded.
+/// Sends emails until `shutdown` is cancelled; the emails already claimed
+/// are sent and recorded first, so no email is left half-recorded.
 pub async fn run_worker(
     store: Store,
     templates: Arc<Templates>,
@@ -56,52 +61,186 @@ pub async fn run_worker(
     shutdown: CancellationToken,
 ) {
     info!("mail worker started");
-    while !shutdown.is_cancelled() {
-        let claimed = match store.claim_emails(options.batch, options.lease).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                warn!(error = %error, "could not claim emails; will retry");
-                Vec::new()
-            }
-        };
-        let idle = claimed.is_empty();
-        // The emails of a round are sent side by side (the transport pools SMTP
-        // connections); each outcome is recorded, in its own transaction, as
-        // soon as it is known. A crash in between leaves the lease to
-        // expire: the email is sent again, with the same Message-ID.
-        futures::stream::iter(claimed)
-            .for_each_concurrent(options.concurrency.max(1), |email| {
-                let (store, templates, transport, options, metrics) =
-                    (&store, &templates, &transport, &options, &metrics);
-                async move {
-                    let outcome = attempt(templates, transport, options, &email).await;
-                    // Counted once recorded: an outcome another worker's
-                    // lease overrode is that worker's to count.
-                    let counter = match &outcome {
-                        Outcome::Sent => &metrics.emails_sent,
-                        Outcome::RetryAt { .. } => &metrics.emails_failed,
-                        Outcome::Dead { .. } => &metrics.emails_dead,
-                    };
-                    match store.complete_email(&email, outcome).await {
-                        Ok(()) => counter.inc(&[]),
-                        Err(StoreError::LeaseLost) => {
-                            warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
-                        }
-                        Err(error) => {
-                            warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried");
-                        }
-                    }
+    let held = HeldLeases::default();
+    let sending_done = CancellationToken::new();
+    let sending = async {
+        send_until_shutdown(
+            &store, &templates, &transport, &options, &metrics, &held, &shutdown,
+        )
+        .await;
+        sending_done.cancel();
+    };
+    // Renewals run beside the sends, not between them: on SQLite a renewal
+    // waits for the write turn that a send's outcome may hold.
+    tokio::join!(
+        sending,
+        renew_held_leases(&store, &held, options.lease, &sending_done)
+    );
+    info!("mail worker stopped");
+}
+
+/// Claims and sends emails, `concurrency` at a time, until `shutdown` is
+/// cancelled and every claimed email has been sent.
+///
+/// The next batch is claimed as soon as the last email of the previous one
+/// has started, while its slowest sends are still in flight, so free
+/// connections do not wait for a round's slowest email. At most one batch is
+/// claimed and not started yet, and renewals cover it while it waits.
+async fn send_until_shutdown(
+    store: &Store,
+    templates: &Templates,
+    transport: &Transport,
+    options: &WorkerOptions,
+    metrics: &Metrics,
+    held: &HeldLeases,
+    shutdown: &CancellationToken,
+) {
+    let concurrency = options.concurrency.max(1);
+    let mut waiting: VecDeque<ClaimedEmail> = VecDeque::new();
+    // Each email is sent and its outcome recorded, in its own transaction,
+    // as soon as it is known. A crash in between leaves the lease to
+    // expire: the email is sent again, with the same Message-ID.
+    let mut in_flight = FuturesUnordered::new();
+    let mut claiming: Fuse<BoxFuture<'_, store::Result<Vec<ClaimedEmail>>>> = Fuse::terminated();
+    // After a claim found nothing due: when to look again.
+    let mut idle_until: Option<Instant> = None;
+    loop {
+        while in_flight.len() < concurrency
+            && let Some(email) = waiting.pop_front()
+        {
+            in_flight.push(send_one(
+                store, templates, transport, options, metrics, held, email,
+            ));
+        }
+        let resting = idle_until.is_some_and(|until| Instant::now() < until);
+        if waiting.is_empty() && claiming.is_terminated() && !resting && !shutdown.is_cancelled() {
+            claiming = store
+                .claim_emails(options.batch, options.lease)
+                .boxed()
+                .fuse();
+        }
+        if shutdown.is_cancelled() && in_flight.is_empty() && claiming.is_terminated() {
+            // `waiting` is empty too: its emails start as soon as a send
+            // is free.
+            return;
+        }
+        tokio::select! {
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            claimed = &mut claiming, if !claiming.is_terminated() => {
+                let claimed = claimed.unwrap_or_else(|error| {
+                    warn!(error = %error, "could not claim emails; will retry");
+                    Vec::new()
+                });
+                if claimed.is_empty() {
+                    idle_until = Some(Instant::now() + options.poll_interval);
                 }
-            })
-            .await;
-        if idle {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(options.poll_interval) => {}
+                held.claimed(&claimed);
+                waiting.extend(claimed);
+            }
+            () = sleep_until(idle_until.unwrap_or_else(Instant::now)), if resting => {
+                idle_until = None;
+            }
+            () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+        }
+    }
+}
+
+/// Sends one claimed email and records its outcome in its own transaction.
+async fn send_one(
+    store: &Store,
+    templates: &Templates,
+    transport: &Transport,
+    options: &WorkerOptions,
+    metrics: &Metrics,
+    held: &HeldLeases,
+    email: ClaimedEmail,
+) {
+    let outcome = attempt(templates, transport, options, &email).await;
+    // Counted once recorded: an outcome another worker's lease overrode is
+    // that worker's to count.
+    let counter = match &outcome {
+        Outcome::Sent => &metrics.emails_sent,
+        Outcome::RetryAt { .. } => &metrics.emails_failed,
+        Outcome::Dead { .. } => &metrics.emails_dead,
+    };
+    match store.complete_email(&email, outcome).await {
+        Ok(()) => counter.inc(&[]),
+        Err(StoreError::LeaseLost) => {
+            warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
+        }
+        Err(error) => {
+            warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried");
+        }
+    }
+    held.completed(&email);
+}
+
+/// The lease tokens under which this worker holds emails not completed
+/// yet, with how many emails each still covers: what renewals extend.
+#[derive(Debug, Default)]
+struct HeldLeases {
+    outstanding: Mutex<HashMap<String, usize>>,
+}
+
+impl HeldLeases {
+    fn claimed(&self, emails: &[ClaimedEmail]) {
+        let mut outstanding = self.lock();
+        for email in emails {
+            *outstanding.entry(email.lease_token.clone()).or_default() += 1;
+        }
+    }
+
+    /// Forgets a token once its last email is completed (whatever the
+    /// outcome): renewals stop there.
+    fn completed(&self, email: &ClaimedEmail) {
+        let mut outstanding = self.lock();
+        if let Some(count) = outstanding.get_mut(&email.lease_token) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                outstanding.remove(&email.lease_token);
             }
         }
     }
-    info!("mail worker stopped");
+
+    fn tokens(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // The map stays consistent even if a holder panicked.
+        self.outstanding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Every third of `lease`, extends the leases `held` by another `lease`,
+/// until `stop` is cancelled (checked between renewals, so a renewal is
+/// never cut off halfway). A failed renewal is logged and tried again at
+/// the next tick, while a third of the lease is still left.
+async fn renew_held_leases(
+    store: &Store,
+    held: &HeldLeases,
+    lease: Duration,
+    stop: &CancellationToken,
+) {
+    let every = (lease / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let tokens = held.tokens();
+        if tokens.is_empty() {
+            continue;
+        }
+        match store.renew_leases(&tokens, lease).await {
+            Ok(renewed) => debug!(renewed, "email leases renewed"),
+            Err(error) => {
+                warn!(error = %error, "could not renew email leases; will retry");
+            }
+        }
+    }
 }
 
 async fn attempt(

@@ -175,6 +175,27 @@ impl Store {
         rows.into_iter().map(claimed).collect()
     }
 
+    /// Extends, to `lease` from now, the leases of the emails claimed under
+    /// `tokens` and not completed yet, in one UPDATE. An email claimed again
+    /// since (its token changed) or completed (its token cleared) is left
+    /// alone. Returns how many leases were extended.
+    #[instrument(skip_all, fields(tokens = tokens.len()), err)]
+    pub async fn renew_leases(&self, tokens: &[String], lease: Duration) -> Result<u64> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let expires = to_micros(now()) + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+        let (_turn, txn) = self.begin_write().await?;
+        let renewed = outbox::Entity::update_many()
+            .col_expr(outbox::Column::LeaseExpiresAtUs, Expr::value(Some(expires)))
+            .filter(outbox::Column::LeaseToken.is_in(tokens.iter().cloned()))
+            .filter(outbox::Column::State.eq(PENDING))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(renewed.rows_affected)
+    }
+
     /// Records the outcome of an attempt and its event, if `email` was not
     /// claimed again since (by another worker, after its lease expired);
     /// otherwise it returns [`StoreError::LeaseLost`] and changes nothing.

@@ -6,9 +6,12 @@ Listens on 127.0.0.1 on a free port and writes the port to PORT_FILE once
 ready. Each accepted message is written to MAIL_DIR as N.eml. Before every
 DATA reply the server reads PLAN_FILE (comma-separated replies, consumed one
 per message): "250" accepts, "451"/"421"/"550"/... answers that code, and
-"drop" closes the connection without a reply. An empty plan accepts.
+"drop" closes the connection without a reply, and "sleep:S" waits S seconds
+(a slow server; other conversations go on meanwhile) and then accepts. An
+empty plan accepts.
 """
 
+import asyncio
 import os
 import socket
 import sys
@@ -36,6 +39,9 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         reply = self.next_reply()
+        if reply.startswith("sleep:"):
+            await asyncio.sleep(float(reply.removeprefix("sleep:")))
+            reply = "250"
         if reply == "drop":
             server.transport.close()
             return "421 closing"
