@@ -553,13 +553,13 @@ mod tests {
 
     /// Every kind in every locale (and each user-type variation) rendered
     /// with the sample values, compared with `server/tests/snapshots/`.
-    /// `SESAME_UPDATE_SNAPSHOTS=1 cargo test` rewrites them after a
+    /// `UPDATE_SNAPSHOTS=1 cargo test` rewrites them after a
     /// deliberate change; review the diff before committing.
     #[test]
     fn rendered_emails_match_their_snapshots() {
         let templates = Templates::builtin().unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-        let update = std::env::var_os("SESAME_UPDATE_SNAPSHOTS").is_some();
+        let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
         let mut cases: Vec<(MailTemplate, Locale, UserType, String)> = Vec::new();
         for template in MailTemplate::ALL {
             for locale in Locale::ALL {
@@ -603,7 +603,7 @@ mod tests {
         assert!(
             stale.is_empty(),
             "rendered emails differ from their snapshots; if intended, rerun with \
-             SESAME_UPDATE_SNAPSHOTS=1 and review the diff:\n{}",
+             UPDATE_SNAPSHOTS=1 and review the diff:\n{}",
             stale.join("\n")
         );
         assert_eq!(cases.len(), MailTemplate::ALL.len() * Locale::ALL.len() + 2);
