@@ -97,8 +97,9 @@ impl SecretKey {
         }
     }
 
-    /// Seals `plaintext` for `purpose` (authenticated, not encrypted: a
-    /// value sealed for one purpose does not open for another).
+    /// Seals `plaintext` (encrypted and authenticated) for `purpose`
+    /// (authenticated, not encrypted: a value sealed for one purpose does
+    /// not open for another).
     pub fn seal(&self, purpose: &str, plaintext: &str) -> String {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let payload = Payload {

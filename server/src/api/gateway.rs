@@ -56,6 +56,15 @@ impl FailureLog {
             .or_default()
             .push_back(now);
     }
+
+    /// Takes back a failure recorded at `at` (the call succeeded).
+    fn forget(&mut self, caller: &str, at: Instant) {
+        if let Some(failures) = self.by_caller.get_mut(caller)
+            && let Some(index) = failures.iter().rposition(|recorded| *recorded == at)
+        {
+            failures.remove(index);
+        }
+    }
 }
 
 /// Serves the gateway-code RPCs.
@@ -99,21 +108,32 @@ impl GatewayService for GatewayApi {
     ) -> Result<Response<pb::RedeemGatewayCodeResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::RedeemCode)?;
-        if let Some(wait) =
-            self.failures()
-                .wait(&caller.name, self.failures_per_minute, Instant::now())
+        // Every call counts as a failure until it succeeds, checked and
+        // recorded under one lock, so concurrent calls cannot all slip
+        // under the budget before their failures are known.
+        let at = Instant::now();
         {
-            return Err(status::too_many_failed_redemptions(wait));
+            let mut failures = self.failures();
+            if let Some(wait) = failures.wait(&caller.name, self.failures_per_minute, at) {
+                return Err(status::too_many_failed_redemptions(wait));
+            }
+            failures.record(&caller.name, at);
         }
         let outcome = match GatewayCode::parse(&request.get_ref().code) {
-            Ok(code) => self.store.redeem_code(&code, &caller.name).await?,
+            Ok(code) => self.store.redeem_code(&code, &caller.name).await,
+            Err(error) => return Err(status::code_malformed(&error)),
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
             Err(error) => {
-                self.failures().record(&caller.name, Instant::now());
-                return Err(status::code_malformed(&error));
+                // Not the caller's failure: the database's.
+                self.failures().forget(&caller.name, at);
+                return Err(error.into());
             }
         };
         match outcome {
             Ok(redeemed) => {
+                self.failures().forget(&caller.name, at);
                 let wire = convert::access_request(&redeemed.request, None);
                 Ok(Response::new(pb::RedeemGatewayCodeResponse {
                     access_request: wire.name,
@@ -123,7 +143,6 @@ impl GatewayService for GatewayApi {
                 }))
             }
             Err(refused) => {
-                self.failures().record(&caller.name, Instant::now());
                 info!(gateway = %caller.name, reason = %refused, "gateway code refused");
                 Err(refused.into())
             }

@@ -249,32 +249,42 @@ async fn attempt(
     options: &WorkerOptions,
     email: &ClaimedEmail,
 ) -> Outcome {
-    let message = match build(templates, options, email) {
+    // A code that does not open is the server's configuration (a missing
+    // or different secret key), not the email's fault: retried on the
+    // schedule, so fixing the key delivers it, rather than dead at once.
+    let data = match unseal_code(options, email) {
+        Ok(data) => data,
+        Err(error) => return retry_or_give_up(options, email, error),
+    };
+    let message = match build(templates, options, email, &data) {
         Ok(message) => message,
         Err(error) => return Outcome::Dead { error },
     };
     match transport.send(&email.id, &message).await {
         Ok(()) => Outcome::Sent,
         Err(SendError::Permanent(error)) => Outcome::Dead { error },
-        Err(SendError::Transient(error)) => {
-            let jitter = rand::rng().random::<f64>();
-            match retry_at(
-                email.attempt,
-                &options.retry_schedule,
-                options.lifetime,
-                email.created_at,
-                now(),
-                jitter,
-            ) {
-                Some(at) => {
-                    debug!(email = %email.id, attempt = email.attempt, "will retry");
-                    Outcome::RetryAt { error, at }
-                }
-                None => Outcome::Dead {
-                    error: format!("gave up after {} attempts: {error}", email.attempt),
-                },
-            }
+        Err(SendError::Transient(error)) => retry_or_give_up(options, email, error),
+    }
+}
+
+/// The next attempt on the retry schedule, or dead past the lifetime.
+fn retry_or_give_up(options: &WorkerOptions, email: &ClaimedEmail, error: String) -> Outcome {
+    let jitter = rand::rng().random::<f64>();
+    match retry_at(
+        email.attempt,
+        &options.retry_schedule,
+        options.lifetime,
+        email.created_at,
+        now(),
+        jitter,
+    ) {
+        Some(at) => {
+            debug!(email = %email.id, attempt = email.attempt, "will retry");
+            Outcome::RetryAt { error, at }
         }
+        None => Outcome::Dead {
+            error: format!("gave up after {} attempts: {error}", email.attempt),
+        },
     }
 }
 
@@ -309,10 +319,10 @@ fn build(
     templates: &Templates,
     options: &WorkerOptions,
     email: &ClaimedEmail,
+    data: &serde_json::Value,
 ) -> Result<Message, String> {
-    let data = unseal_code(options, email)?;
     let rendered = templates
-        .render(email.template, email.locale, email.user_type, &data)
+        .render(email.template, email.locale, email.user_type, data)
         .map_err(|error| error.to_string())?;
     let to: Mailbox = email
         .recipient

@@ -26,10 +26,12 @@ use crate::domain::mail::{MailTemplate, NewEmail, emails_for};
 use crate::domain::{AccessRequest, AccessRequestId, EventKind, GatewayCode, NewEvent, State};
 use crate::secrets::SecretKey;
 
-/// Stored code states; expiry is not stored but read from the clock.
+/// Stored code states. Expiry is read from the clock; it is written
+/// (`expired`) only when a new code needs the selector.
 const ACTIVE: &str = "active";
 const REDEEMED: &str = "redeemed";
 const REVOKED: &str = "revoked";
+const EXPIRED: &str = "expired";
 
 /// Key of the sealed code in an outbox row's template data; removed once
 /// the email is sent.
@@ -91,6 +93,7 @@ impl CodeStatus {
             ACTIVE => CodeState::Active,
             REDEEMED => CodeState::Redeemed,
             REVOKED => CodeState::Revoked,
+            EXPIRED => CodeState::Expired,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "gateway code {}: unknown state {other:?}",
@@ -139,11 +142,23 @@ pub(crate) async fn issue_code(
     reissued: bool,
     at: DateTime<Utc>,
 ) -> Result<GatewayCode> {
-    // A selector is 20 bits: make sure no live code has it. Two approvals
-    // drawing the same one at the same instant would fail the unique index
-    // and be retried by the caller (UNAVAILABLE).
+    // A selector is 20 bits: make sure no live code has it. Codes past
+    // their validity give theirs up (written `expired` now). Two approvals
+    // drawing the same one at the same instant fail the unique index and
+    // are retried by the caller (UNAVAILABLE).
     let mut code = GatewayCode::generate();
     for _ in 0..8 {
+        gateway_code::Entity::update_many()
+            .col_expr(gateway_code::Column::State, Expr::value(EXPIRED))
+            .col_expr(
+                gateway_code::Column::UpdatedAtUs,
+                Expr::value(to_micros(at)),
+            )
+            .filter(gateway_code::Column::Selector.eq(code.selector()))
+            .filter(gateway_code::Column::State.eq(ACTIVE))
+            .filter(gateway_code::Column::ExpiresAtUs.lte(to_micros(at)))
+            .exec(txn)
+            .await?;
         let taken = gateway_code::Entity::find()
             .filter(gateway_code::Column::Selector.eq(code.selector()))
             .filter(gateway_code::Column::State.eq(ACTIVE))
@@ -173,7 +188,11 @@ pub(crate) async fn issue_code(
         updated_at_us: Set(to_micros(at)),
     }
     .insert(txn)
-    .await?;
+    .await
+    .map_err(|error| match error.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => StoreError::Unavailable(error),
+        _ => error.into(),
+    })?;
     let event = code_event(
         EventKind::CodeIssued,
         request.id,

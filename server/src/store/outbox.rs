@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, Set, Statement, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QuerySelect, Set, Statement, Value,
 };
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -407,10 +407,13 @@ async fn record_outcome(
     outcome: &Outcome,
     at: DateTime<Utc>,
 ) -> Result<bool> {
-    let Some(row) = outbox::Entity::find_by_id(email.id.clone())
-        .one(txn)
-        .await?
-    else {
+    // Locked on PostgreSQL, so a claim by another worker (which skips
+    // locked rows) cannot slip in between this check and the update.
+    let mut select = outbox::Entity::find_by_id(email.id.clone());
+    if txn.get_database_backend() == DbBackend::Postgres {
+        select = select.lock_exclusive();
+    }
+    let Some(row) = select.one(txn).await? else {
         return Ok(false);
     };
     // Every claim sets a new token, so a matching token proves no other

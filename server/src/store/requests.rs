@@ -79,7 +79,13 @@ impl Store {
             }
         }
         let seq = append_event(&txn, &event).await?;
-        let emails = emails_for(event.kind, &request, &self.admin_emails);
+        // A request a rule decided at once asks no administrator to review it.
+        let admins: &[String] = if decided.is_some() {
+            &[]
+        } else {
+            &self.admin_emails
+        };
+        let emails = emails_for(event.kind, &request, admins);
         enqueue(&txn, request.id, seq, emails, event.occurred_at).await?;
         if let Some((changed, decision)) = decided {
             let seq = append_event(&txn, &decision).await?;

@@ -50,8 +50,10 @@ class GatewayServiceStub:
     wrong guesses of the same code: FAILED_PRECONDITION
     (`GATEWAY_CODE_REVOKED`); past its validity: FAILED_PRECONDITION
     (`GATEWAY_CODE_EXPIRED`). A caller making more than
-    `gateway_failures_per_minute` failed redemptions in a minute gets
-    RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a RetryInfo.
+    `gateway_failures_per_minute` failed redemptions in a minute (per server
+    process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
+    RetryInfo. A gateway key is not bound to a resource: the gateway must
+    check that the returned `resource` is its own before granting access.
     """
     RevokeGatewayCode: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RevokeGatewayCodeRequest, _gateway_pb2.RevokeGatewayCodeResponse]
     """Revokes the request's current code so it can no longer be redeemed.
@@ -80,8 +82,10 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     wrong guesses of the same code: FAILED_PRECONDITION
     (`GATEWAY_CODE_REVOKED`); past its validity: FAILED_PRECONDITION
     (`GATEWAY_CODE_EXPIRED`). A caller making more than
-    `gateway_failures_per_minute` failed redemptions in a minute gets
-    RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a RetryInfo.
+    `gateway_failures_per_minute` failed redemptions in a minute (per server
+    process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
+    RetryInfo. A gateway key is not bound to a resource: the gateway must
+    check that the returned `resource` is its own before granting access.
     """
     RevokeGatewayCode: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RevokeGatewayCodeRequest, _gateway_pb2.RevokeGatewayCodeResponse]  # type: ignore[assignment]
     """Revokes the request's current code so it can no longer be redeemed.
@@ -113,8 +117,10 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         wrong guesses of the same code: FAILED_PRECONDITION
         (`GATEWAY_CODE_REVOKED`); past its validity: FAILED_PRECONDITION
         (`GATEWAY_CODE_EXPIRED`). A caller making more than
-        `gateway_failures_per_minute` failed redemptions in a minute gets
-        RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a RetryInfo.
+        `gateway_failures_per_minute` failed redemptions in a minute (per server
+        process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
+        RetryInfo. A gateway key is not bound to a resource: the gateway must
+        check that the returned `resource` is its own before granting access.
         """
 
     @_abc_1.abstractmethod

@@ -192,8 +192,10 @@ export const GatewayService: GenService<{
    * wrong guesses of the same code: FAILED_PRECONDITION
    * (`GATEWAY_CODE_REVOKED`); past its validity: FAILED_PRECONDITION
    * (`GATEWAY_CODE_EXPIRED`). A caller making more than
-   * `gateway_failures_per_minute` failed redemptions in a minute gets
-   * RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a RetryInfo.
+   * `gateway_failures_per_minute` failed redemptions in a minute (per server
+   * process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
+   * RetryInfo. A gateway key is not bound to a resource: the gateway must
+   * check that the returned `resource` is its own before granting access.
    *
    * @generated from rpc sesame.v1.GatewayService.RedeemGatewayCode
    */
