@@ -92,7 +92,18 @@ where
             .insert(RequestId(request_id.clone()));
         let path = request.uri().path().to_owned();
         let rpc = self.metrics.rpc(&path);
-        let span = tracing::info_span!("rpc", request_id = %request_id, method = %path);
+        let span = tracing::info_span!(
+            "rpc",
+            request_id = %request_id,
+            method = %path,
+            trace_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
+        );
+        // The caller's W3C trace context, so its trace and our logs meet.
+        if let Some((trace_id, parent)) = trace_context(request.headers()) {
+            span.record("trace_id", trace_id);
+            span.record("parent_span_id", parent);
+        }
         self.metrics.rpc_started(rpc);
         let tracker = Tracker {
             metrics: self.metrics.clone(),
@@ -128,6 +139,29 @@ where
             .instrument(span),
         )
     }
+}
+
+/// The trace id and parent span id of a valid W3C `traceparent` header
+/// (`00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero).
+fn trace_context(headers: &HeaderMap) -> Option<(&str, &str)> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (version, trace_id, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |text: &str, len: usize| {
+        text.len() == len
+            && text
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let valid = version == "00"
+        && parts.next().is_none()
+        && hex(trace_id, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace_id.bytes().any(|byte| byte != b'0')
+        && parent.bytes().any(|byte| byte != b'0');
+    valid.then_some((trace_id, parent))
 }
 
 /// The caller's request id when it is 1 to 128 characters of
@@ -274,6 +308,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn w3c_trace_context_is_read_when_valid() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(trace_context(&headers), None);
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        assert_eq!(
+            trace_context(&headers),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
+        );
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            headers.insert("traceparent", HeaderValue::from_static(bad));
+            assert_eq!(trace_context(&headers), None, "{bad}");
+        }
+    }
 
     #[test]
     fn sane_request_ids_are_kept_and_others_replaced() {
