@@ -17,7 +17,7 @@ use serde_json::json;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::entities::{access_request, gateway_code};
+use super::entities::{access_request, gateway_code, outbox};
 use super::events::append_event;
 use super::outbox::enqueue;
 use super::requests::to_domain;
@@ -221,6 +221,28 @@ pub(crate) async fn issue_code(
     Ok(code)
 }
 
+/// Drops the sealed code from the request's approval emails not sent yet
+/// (pending or dead): once revoked, a code is never delivered. Such an email
+/// still says the request was approved, without a code.
+async fn forget_unsent_codes(txn: &DatabaseTransaction, request: AccessRequestId) -> Result<()> {
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::AccessRequestId.eq(request.to_string()))
+        .filter(outbox::Column::Template.eq(MailTemplate::ApplicantApproved.as_str()))
+        .filter(outbox::Column::State.ne(super::outbox::SENT))
+        .all(txn)
+        .await?;
+    for row in rows {
+        if let Some(data) = super::outbox::without_sealed_code(&row.data) {
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Data, Expr::value(data))
+                .filter(outbox::Column::Id.eq(row.id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 fn code_event(
     kind: EventKind,
     request: AccessRequestId,
@@ -342,6 +364,7 @@ impl Store {
         );
         append_event(&txn, &failed).await?;
         if revoke {
+            forget_unsent_codes(&txn, request).await?;
             let revoked = code_event(
                 EventKind::CodeRevoked,
                 request,
@@ -379,6 +402,7 @@ impl Store {
         active.state = Set(REVOKED.to_owned());
         active.updated_at_us = Set(to_micros(at));
         let row = active.update(&txn).await?;
+        forget_unsent_codes(&txn, request).await?;
         let event = code_event(
             EventKind::CodeRevoked,
             request,
@@ -433,6 +457,9 @@ impl Store {
                 CodeState::Revoked | CodeState::Expired => {}
             }
         }
+        // The previous approval email, if not sent yet, must not deliver
+        // the revoked code (nor RetryEmail later).
+        forget_unsent_codes(&txn, request).await?;
         issue_code(&txn, &options, &current, actor, true, at).await?;
         let latest = self
             .latest_code_row(&txn, request)

@@ -393,7 +393,7 @@ async fn request_state(txn: &DatabaseTransaction, row: &outbox::Model) -> Result
 }
 
 /// `data` without its sealed gateway code; `None` when it has none.
-fn without_sealed_code(data: &str) -> Option<String> {
+pub(super) fn without_sealed_code(data: &str) -> Option<String> {
     let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
     value.as_object_mut()?.remove(super::SEALED_CODE_FIELD)?;
     Some(value.to_string())

@@ -18,6 +18,7 @@ use tonic_types::StatusExt;
 use crate::harness::{Backend, Client, TestServer, assert_error, both_backends, valid_submission};
 
 both_backends!(
+    a_revoked_code_is_never_delivered,
     an_approval_issues_a_code_that_redeems_once,
     concurrent_redemptions_have_exactly_one_winner,
     wrong_guesses_revoke_the_code_and_callers_are_rate_limited,
@@ -485,5 +486,51 @@ async fn the_stored_data_holds_no_clear_code(backend: Backend) {
             }
         }
     }
+    server.stop().await;
+}
+
+/// The approval emails of `name` that still carry a sealed code.
+async fn sealed_approval_emails(server: &TestServer, name: &str) -> usize {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    outbox::Entity::find()
+        .filter(outbox::Column::AccessRequestId.eq(name.trim_start_matches("accessRequests/")))
+        .filter(outbox::Column::Template.eq("applicant_approved"))
+        .all(server.store.connection())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| row.data.contains("gateway_code_sealed"))
+        .count()
+}
+
+async fn a_revoked_code_is_never_delivered(backend: Backend) {
+    // The worker is off: the approval email waits with its sealed code.
+    let server = TestServer::start(backend).await;
+    let (request, _) = approved(&server).await;
+    assert_eq!(sealed_approval_emails(&server, &request.name).await, 1);
+    let mut codes = admin_gateway(&server).await;
+    codes
+        .revoke_gateway_code(pb::RevokeGatewayCodeRequest {
+            access_request: request.name.clone(),
+            reason: "sent to the wrong person".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sealed_approval_emails(&server, &request.name).await,
+        0,
+        "the unsent email loses the revoked code"
+    );
+    codes
+        .reissue_gateway_code(pb::ReissueGatewayCodeRequest {
+            access_request: request.name.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sealed_approval_emails(&server, &request.name).await,
+        1,
+        "only the reissued code waits to be sent"
+    );
     server.stop().await;
 }
