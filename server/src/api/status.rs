@@ -32,6 +32,24 @@ fn plain(code: Code, message: impl Into<String>, reason: &str) -> Status {
     with_reason(code, message, reason, HashMap::new())
 }
 
+/// INVALID_ARGUMENT for one bad `field`, with its BadRequest and `reason`.
+fn bad_field(field: &str, description: &str, reason: &str, message: impl Into<String>) -> Status {
+    let mut details = ErrorDetails::with_bad_request(vec![FieldViolation::new(field, description)]);
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// RESOURCE_EXHAUSTED with `reason` and a RetryInfo saying when to come back.
+fn retry_later(
+    message: impl Into<String>,
+    reason: &str,
+    retry_after: std::time::Duration,
+) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
 impl From<Violations> for Status {
     fn from(violations: Violations) -> Self {
         let field_violations: Vec<FieldViolation> = violations
@@ -72,15 +90,11 @@ impl From<AuthError> for Status {
                 plain(Code::Unauthenticated, error.to_string(), "API_KEY_INVALID")
             }
             AuthError::Store(store_error) => Status::from(store_error),
-            AuthError::RateLimited(retry_after) => {
-                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-                details.set_error_info("RATE_LIMITED", ERROR_DOMAIN, HashMap::new());
-                Status::with_error_details(
-                    Code::ResourceExhausted,
-                    format!("{error}; retry in {} ms", retry_after.as_millis().max(1)),
-                    details,
-                )
-            }
+            AuthError::RateLimited(retry_after) => retry_later(
+                format!("{error}; retry in {} ms", retry_after.as_millis().max(1)),
+                "RATE_LIMITED",
+                retry_after,
+            ),
         }
     }
 }
@@ -107,12 +121,12 @@ impl From<StoreError> for Status {
                 )
             }
             StoreError::RequestIdReused => plain(Code::AlreadyExists, message, "REQUEST_ID_REUSED"),
-            StoreError::InvalidPageToken(_) => {
-                let violation = FieldViolation::new("page_token", &message);
-                let mut details = ErrorDetails::with_bad_request(vec![violation]);
-                details.set_error_info("PAGE_TOKEN_INVALID", ERROR_DOMAIN, HashMap::new());
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
+            StoreError::InvalidPageToken(_) => bad_field(
+                "page_token",
+                &message,
+                "PAGE_TOKEN_INVALID",
+                message.clone(),
+            ),
             StoreError::ApiKeyNotFound(_) => plain(Code::NotFound, message, "API_KEY_NOT_FOUND"),
             StoreError::ApiKeyNameTaken(_) => {
                 plain(Code::AlreadyExists, message, "API_KEY_NAME_TAKEN")
@@ -157,24 +171,24 @@ impl From<StoreError> for Status {
 
 /// A redemption whose `code` is not a gateway code at all.
 pub fn code_malformed(error: &CodeFormatError) -> Status {
-    let violation = FieldViolation::new("code", error.to_string());
-    let mut details = ErrorDetails::with_bad_request(vec![violation]);
-    details.set_error_info("GATEWAY_CODE_MALFORMED", ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(Code::InvalidArgument, format!("code: {error}"), details)
+    bad_field(
+        "code",
+        &error.to_string(),
+        "GATEWAY_CODE_MALFORMED",
+        format!("code: {error}"),
+    )
 }
 
 /// A gateway that failed too many redemptions lately, with how long to wait
 /// (AIP-193 RetryInfo).
 pub fn too_many_failed_redemptions(retry_after: std::time::Duration) -> Status {
-    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-    details.set_error_info("TOO_MANY_FAILED_REDEMPTIONS", ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(
-        Code::ResourceExhausted,
+    retry_later(
         format!(
             "too many failed redemptions from this key; retry in {} s",
             retry_after.as_secs().max(1)
         ),
-        details,
+        "TOO_MANY_FAILED_REDEMPTIONS",
+        retry_after,
     )
 }
 
@@ -196,13 +210,11 @@ impl From<RedeemError> for Status {
 
 /// A WatchEvents `after` that is not a cursor this service issued.
 pub fn cursor_invalid() -> Status {
-    let violation = FieldViolation::new("after", "is not a cursor returned by this service");
-    let mut details = ErrorDetails::with_bad_request(vec![violation]);
-    details.set_error_info("CURSOR_INVALID", ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(
-        Code::InvalidArgument,
+    bad_field(
+        "after",
+        "is not a cursor returned by this service",
+        "CURSOR_INVALID",
         "after is not a cursor returned by this service",
-        details,
     )
 }
 

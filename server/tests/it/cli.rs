@@ -143,6 +143,17 @@ pub struct Served {
     pub stdout_before_listening: Vec<String>,
 }
 
+impl Served {
+    /// The admin key printed on first start, if this process printed one.
+    pub fn bootstrap_key(&self) -> Option<String> {
+        self.stdout_before_listening
+            .iter()
+            .map(|line| line.trim())
+            .find(|line| line.starts_with("sesame_"))
+            .map(str::to_owned)
+    }
+}
+
 async fn serve(dir: &Path) -> Served {
     serve_with(dir, &[]).await
 }
@@ -224,13 +235,7 @@ pub async fn terminate(mut served: Served) {
 async fn first_start_prints_one_admin_key_that_works() {
     let dir = tempfile::tempdir().unwrap();
     let first = serve(dir.path()).await;
-    let key = first
-        .stdout_before_listening
-        .iter()
-        .map(|line| line.trim())
-        .find(|line| line.starts_with("sesame_"))
-        .expect("the bootstrap key is printed")
-        .to_owned();
+    let key = first.bootstrap_key().expect("the bootstrap key is printed");
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", first.addr))
         .unwrap()
@@ -303,12 +308,8 @@ async fn two_server_processes_on_one_postgres_share_live_events() {
     let dir_b = tempfile::tempdir().unwrap();
     let a = serve_with(dir_a.path(), &env).await;
     let key = a
-        .stdout_before_listening
-        .iter()
-        .map(|line| line.trim())
-        .find(|line| line.starts_with("sesame_"))
-        .expect("the first process prints the bootstrap key")
-        .to_owned();
+        .bootstrap_key()
+        .expect("the first process prints the bootstrap key");
     let b = serve_with(dir_b.path(), &env).await;
     assert!(
         !b.stdout_before_listening
@@ -413,12 +414,8 @@ async fn serve_with_metrics_counts_calls_and_logs_carry_the_request_id() {
     )
     .await;
     let key = served
-        .stdout_before_listening
-        .iter()
-        .map(|line| line.trim())
-        .find(|line| line.starts_with("sesame_"))
-        .expect("the bootstrap key is printed")
-        .to_owned();
+        .bootstrap_key()
+        .expect("the bootstrap key is printed");
     let listening = log_line(&served, |line| {
         line["fields"]["message"] == "metrics listening on /metrics"
     })
@@ -474,12 +471,8 @@ async fn the_standalone_worker_serves_its_email_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve_with(dir.path(), &[("SESAME_MAIL_WORKER", "false")]).await;
     let key = served
-        .stdout_before_listening
-        .iter()
-        .map(|line| line.trim())
-        .find(|line| line.starts_with("sesame_"))
-        .expect("the bootstrap key is printed")
-        .to_owned();
+        .bootstrap_key()
+        .expect("the bootstrap key is printed");
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", served.addr))
         .unwrap()
         .connect()

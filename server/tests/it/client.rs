@@ -8,18 +8,8 @@ use std::time::Duration;
 use sesame_client::{Options, RetryPolicy, SesameClient, error_reason, field_violations, v1 as pb};
 use tonic::Code;
 
-use crate::cli::{Served, serve_at, terminate};
+use crate::cli::{serve_at, terminate};
 use crate::harness::valid_submission;
-
-fn bootstrap_key(served: &Served) -> String {
-    served
-        .stdout_before_listening
-        .iter()
-        .map(|line| line.trim())
-        .find(|line| line.starts_with("sesame_"))
-        .expect("the bootstrap key is printed")
-        .to_owned()
-}
 
 /// The next event of `watch`, within 20 s.
 async fn next_event(watch: &mut sesame_client::Watch) -> pb::Event {
@@ -48,7 +38,9 @@ async fn the_rust_client_submits_decides_reads_and_watches() {
         ],
     )
     .await;
-    let key = bootstrap_key(&served);
+    let key = served
+        .bootstrap_key()
+        .expect("the bootstrap key is printed");
     let client = SesameClient::connect(&format!("http://{}", served.addr), &key)
         .await
         .unwrap();
@@ -153,7 +145,9 @@ async fn calls_are_retried_and_the_watch_resumes_across_a_server_restart() {
     let env = [("SESAME_MAIL_TRANSPORT", "log")];
     let served = serve_at(dir.path(), "127.0.0.1:0", &env).await;
     let addr = served.addr.clone();
-    let key = bootstrap_key(&served);
+    let key = served
+        .bootstrap_key()
+        .expect("the bootstrap key is printed");
     let options = Options {
         timeout: Duration::from_secs(60),
         retry: RetryPolicy {

@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::harness::{Backend, Client, TestServer, assert_error, both_backends, valid_submission};
+use crate::mail::read_emails;
 
 both_backends!(
     a_revoked_code_is_never_delivered,
@@ -93,18 +94,6 @@ async fn event_types(server: &TestServer, name: &str) -> Vec<(String, String, St
         .events
         .into_iter()
         .map(|event| (format!("{:?}", event.r#type()), event.actor, event.reason))
-        .collect()
-}
-
-fn read_emails(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
-        .map(|path| std::fs::read_to_string(path).unwrap())
         .collect()
 }
 

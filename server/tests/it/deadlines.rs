@@ -20,6 +20,7 @@ use tonic::Code;
 use crate::harness::{
     Backend, TestServer, assert_error, bad_fields, both_backends, valid_submission,
 };
+use crate::mail::read_emails;
 
 both_backends!(
     deadlines_fire_once_even_when_two_replicas_race,
@@ -90,18 +91,6 @@ async fn outbox_templates(server: &TestServer, name: &str) -> Vec<(String, Strin
         .collect();
     rows.sort();
     rows
-}
-
-fn read_emails(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
-        .map(|path| std::fs::read_to_string(path).unwrap())
-        .collect()
 }
 
 async fn wait_for_email(dir: &Path, needles: &[&str]) -> String {

@@ -175,7 +175,7 @@ impl Drop for SmtpServer {
 }
 
 /// Every `.eml` in `dir`, sorted by name.
-fn read_emails(dir: &Path) -> Vec<String> {
+pub fn read_emails(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

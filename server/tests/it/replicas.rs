@@ -12,16 +12,6 @@ use crate::cli::{Served, serve_at, terminate};
 use crate::harness::{test_secret_key, valid_submission};
 use crate::mail::SmtpServer;
 
-fn bootstrap_key(served: &[Served]) -> String {
-    served
-        .iter()
-        .flat_map(|served| served.stdout_before_listening.iter())
-        .map(|line| line.trim())
-        .find(|line| line.starts_with("sesame_"))
-        .expect("one replica prints the bootstrap key")
-        .to_owned()
-}
-
 fn submission(index: usize) -> pb::SubmitAccessRequestRequest {
     let mut submission = valid_submission();
     submission.applicant.as_mut().unwrap().email = format!("replica{index}@example.com");
@@ -63,7 +53,10 @@ async fn three_replicas_share_events_and_send_each_email_once() {
     for dir in &dirs {
         replicas.push(serve_at(dir.path(), "127.0.0.1:0", &env).await);
     }
-    let key = bootstrap_key(&replicas);
+    let key = replicas
+        .iter()
+        .find_map(Served::bootstrap_key)
+        .expect("one replica prints the bootstrap key");
     let options = Options {
         timeout: Duration::from_secs(30),
         retry: RetryPolicy {
