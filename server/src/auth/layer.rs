@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use tower::{Layer, Service};
 
-use super::{Principal, RateLimiter, hash_key};
+use sha2::{Digest, Sha256};
+
+use super::{Principal, RateLimiter};
 use crate::store::{Store, StoreError};
 
 /// Why a call could not be authenticated.
@@ -132,7 +134,8 @@ async fn authenticate(store: &Store, headers: &http::HeaderMap) -> Result<Princi
     if key.is_empty() {
         return Err(AuthError::Malformed);
     }
-    let principal = store.find_active_key(&hash_key(key)).await?;
+    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let principal = store.find_active_key(&digest).await?;
     principal.ok_or(AuthError::Invalid)
 }
 

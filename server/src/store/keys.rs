@@ -7,7 +7,10 @@ use sea_orm::{
 use tracing::{info, instrument};
 use uuid::Uuid;
 
+use std::time::Instant;
+
 use super::entities::api_key;
+use super::key_cache::KeyDigest;
 use super::{Result, Store, StoreError, from_micros, now, to_micros};
 use crate::auth::{GeneratedKey, Principal, Role, generate_key};
 
@@ -114,11 +117,14 @@ impl Store {
             return Err(StoreError::ApiKeyNotFound(name.to_owned()));
         };
         if row.revoked_at_us.is_some() {
+            self.key_cache.forget_name(name);
             return ApiKeyInfo::from_row(row);
         }
         let mut active: api_key::ActiveModel = row.into();
         active.revoked_at_us = Set(Some(to_micros(now())));
         let updated = active.update(&self.db).await?;
+        // Refused by this process from now on; by others within the TTL.
+        self.key_cache.forget_name(name);
         info!("api key revoked");
         ApiKeyInfo::from_row(updated)
     }
@@ -133,21 +139,33 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// The caller owning the key with this hash, unless unknown or revoked.
-    pub async fn find_active_key(&self, key_hash: &str) -> Result<Option<Principal>> {
+    /// The caller owning the key with this SHA-256 digest, unless unknown
+    /// or revoked. Answered from the key cache when this process verified
+    /// the key less than [`super::KEY_CACHE_TTL`] ago; revoked keys are
+    /// refused at once when revoked through this store, and within the TTL
+    /// when revoked by another process.
+    pub async fn find_active_key(&self, digest: &KeyDigest) -> Result<Option<Principal>> {
+        let asked_at = Instant::now();
+        if let Some(principal) = self.key_cache.get(digest, asked_at) {
+            return Ok(Some(principal));
+        }
+        let generation = self.key_cache.generation();
         let row = api_key::Entity::find()
-            .filter(api_key::Column::KeyHash.eq(key_hash))
+            .filter(api_key::Column::KeyHash.eq(hex::encode(digest)))
             .filter(api_key::Column::RevokedAtUs.is_null())
             .one(&self.db)
             .await?;
-        row.map(|row| {
-            let info = ApiKeyInfo::from_row(row)?;
-            Ok(Principal {
-                name: info.name,
-                role: info.role,
-            })
-        })
-        .transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let info = ApiKeyInfo::from_row(row)?;
+        let principal = Principal {
+            name: info.name,
+            role: info.role,
+        };
+        self.key_cache
+            .insert(*digest, principal.clone(), asked_at, generation);
+        Ok(Some(principal))
     }
 
     /// On an empty key table, creates the `bootstrap-admin` key and returns

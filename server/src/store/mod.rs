@@ -9,6 +9,7 @@ mod codes;
 mod deadlines;
 pub mod entities;
 mod events;
+mod key_cache;
 mod keys;
 pub mod outbox;
 mod pagination;
@@ -37,6 +38,7 @@ pub use codes::{
 };
 pub use deadlines::{DueRequest, RequestStats};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
+pub use key_cache::{KEY_CACHE_TTL, KeyDigest};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};
 pub use stats::{PoolUsage, Stats};
@@ -175,6 +177,8 @@ pub struct Store {
     /// SQLITE_BUSY and back off in sleeps of milliseconds (the busy
     /// handler); here they queue instead. Unused on PostgreSQL.
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Verified API keys, so that most calls authenticate without a query.
+    key_cache: Arc<key_cache::KeyCache>,
 }
 
 impl Store {
@@ -193,6 +197,7 @@ impl Store {
             admin_emails: Arc::new(Vec::new()),
             codes: None,
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
+            key_cache: Arc::default(),
         })
     }
 

@@ -17,6 +17,7 @@ both_backends!(
     each_validation_rule_is_enforced,
     idempotent_submit_under_concurrent_retries,
     auth_matrix,
+    a_key_revoked_here_is_refused_at_once,
     submitters_only_see_their_own_requests,
     illegal_transitions_fail_with_reasons,
     stale_etag_aborts,
@@ -416,6 +417,30 @@ async fn outcome(client: &mut Client, rpc: &str, target: &str) -> Result<(), Cod
         other => panic!("unknown rpc {other}"),
     };
     result.map_err(|status| status.code())
+}
+
+/// The key cache must not outlive a revocation made through the server's
+/// own store: the very next call is refused.
+async fn a_key_revoked_here_is_refused_at_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let secret = server
+        .store
+        .create_api_key("cached", sesame_server::auth::Role::Submitter)
+        .await
+        .unwrap()
+        .1
+        .secret;
+    let mut client = server.client(&secret).await;
+    // Twice: the second call is answered from the cache.
+    submit(&mut client).await;
+    submit(&mut client).await;
+    server.store.revoke_api_key("cached").await.unwrap();
+    let status = client
+        .submit_access_request(valid_submission())
+        .await
+        .expect_err("a revoked key is refused");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    server.stop().await;
 }
 
 async fn auth_matrix(backend: Backend) {

@@ -157,7 +157,14 @@ impl TestServer {
             metrics,
         };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::run_on(config.clone(), listeners, shutdown.clone()));
+        // The server runs on this store (a clone shares its caches), so a
+        // key revoked through `store` is refused by this server at once.
+        let task = tokio::spawn(server::serve(
+            config.clone(),
+            store.clone(),
+            listeners,
+            shutdown.clone(),
+        ));
         TestServer {
             addr,
             store,

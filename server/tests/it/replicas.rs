@@ -1,16 +1,74 @@
 //! Three `sesame serve` processes on one PostgreSQL, called round robin:
 //! every watcher on every replica receives every event, each email is sent
 //! exactly once by the three mail workers, and killing one replica (SIGKILL,
-//! mid-traffic) loses nothing that was accepted.
+//! mid-traffic) loses nothing that was accepted. Two in-process replicas:
+//! a key revoked on one is refused by the other within the key cache's TTL.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sesame_client::{Options, RetryPolicy, SesameClient, Watch, v1 as pb};
+use sesame_server::auth::Role;
+use sesame_server::store::KEY_CACHE_TTL;
+use tonic::Code;
 
 use crate::cli::{Served, serve_at, terminate};
-use crate::harness::{test_secret_key, valid_submission};
+use crate::harness::{Backend, Client, TestServer, test_secret_key, valid_submission};
 use crate::mail::SmtpServer;
+
+/// Lists the caller's requests: any authenticated call would do.
+async fn list(client: &mut Client) -> Result<(), Code> {
+    let request = pb::ListAccessRequestsRequest {
+        page_size: 1,
+        ..Default::default()
+    };
+    client
+        .list_access_requests(request)
+        .await
+        .map(drop)
+        .map_err(|status| status.code())
+}
+
+/// Each replica caches verified keys: the one that revokes a key refuses it
+/// at once, another one within `KEY_CACHE_TTL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_replica_is_refused_by_another_within_the_cache_ttl() {
+    let a = TestServer::start(Backend::Postgres).await;
+    let b = a.replica().await;
+    let secret = a
+        .store
+        .create_api_key("roaming", Role::Submitter)
+        .await
+        .unwrap()
+        .1
+        .secret;
+    let mut on_a = a.client(&secret).await;
+    let mut on_b = b.client(&secret).await;
+    // Both replicas verify the key, and cache it.
+    assert_eq!(list(&mut on_a).await, Ok(()));
+    assert_eq!(list(&mut on_b).await, Ok(()));
+
+    a.store.revoke_api_key("roaming").await.unwrap();
+    let revoked_at = Instant::now();
+    assert_eq!(list(&mut on_a).await, Err(Code::Unauthenticated));
+    // The slack is for one call's time on a loaded machine.
+    let bound = KEY_CACHE_TTL + Duration::from_secs(2);
+    loop {
+        match list(&mut on_b).await {
+            Err(Code::Unauthenticated) => break,
+            Ok(()) => assert!(
+                revoked_at.elapsed() < bound,
+                "replica b still accepts the key {:?} after it was revoked",
+                revoked_at.elapsed()
+            ),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(revoked_at.elapsed() < bound);
+    b.stop().await;
+    a.stop().await;
+}
 
 fn submission(index: usize) -> pb::SubmitAccessRequestRequest {
     let mut submission = valid_submission();
