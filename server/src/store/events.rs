@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 
 use super::entities::{event, event_counter};
@@ -138,7 +138,7 @@ pub(super) async fn append_event(txn: &DatabaseTransaction, new_event: &NewEvent
         data: &data,
     }
     .chain_hash(&prev_hash);
-    event::ActiveModel {
+    let row = event::ActiveModel {
         seq: Set(seq),
         event_type: Set(new_event.kind.as_str().to_owned()),
         access_request_id: Set(access_request_id),
@@ -148,9 +148,12 @@ pub(super) async fn append_event(txn: &DatabaseTransaction, new_event: &NewEvent
         occurred_at_us: Set(occurred_at_us),
         prev_hash: Set(prev_hash),
         hash: Set(hash.clone()),
-    }
-    .insert(txn)
-    .await?;
+    };
+    // Without RETURNING: on SQLite that would read the row back with a
+    // statement prepared afresh each time.
+    event::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await?;
     event_counter::Entity::update_many()
         .col_expr(event_counter::Column::LastHash, Expr::value(hash))
         .filter(event_counter::Column::Id.eq(1))

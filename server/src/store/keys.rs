@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::entities::api_key;
 use super::key_cache::KeyDigest;
-use super::{Result, Store, StoreError, from_micros, now, to_micros};
+use super::{Result, Store, StoreError, from_micros, now, to_micros, unique};
 use crate::auth::{GeneratedKey, Principal, Role, generate_key};
 
 /// The actor recorded for automatic decisions; no key may take this name.
@@ -150,11 +150,10 @@ impl Store {
             return Ok(Some(principal));
         }
         let generation = self.key_cache.generation();
-        let row = api_key::Entity::find()
+        let select = api_key::Entity::find()
             .filter(api_key::Column::KeyHash.eq(hex::encode(digest)))
-            .filter(api_key::Column::RevokedAtUs.is_null())
-            .one(&self.db)
-            .await?;
+            .filter(api_key::Column::RevokedAtUs.is_null());
+        let row = unique(select, &self.db).await?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -346,6 +346,24 @@ fn decode_key(raw: &str) -> Result<[u8; 32]> {
         .ok_or_else(|| StoreError::Corrupt("page token key is not 32 hex-encoded bytes".into()))
 }
 
+/// The row a unique key selects, if any. Not `Select::one`: it binds its
+/// `LIMIT 1` as a parameter, and SQLite re-prepares (parses and plans
+/// again) a statement whose LIMIT is a bound parameter each time it runs
+/// with new bindings; without a LIMIT the cached statement is reused.
+pub(crate) async fn unique<E, C>(select: sea_orm::Select<E>, db: &C) -> Result<Option<E::Model>>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let mut rows = select.all(db).await?;
+    if rows.len() > 1 {
+        return Err(StoreError::Corrupt(
+            "a unique key selected several rows".into(),
+        ));
+    }
+    Ok(rows.pop())
+}
+
 /// Microseconds since the Unix epoch, the stored form of every time.
 pub fn to_micros(time: DateTime<Utc>) -> i64 {
     time.timestamp_micros()

@@ -77,7 +77,7 @@ pub(super) async fn enqueue(
             email.template.as_str(),
             email.recipient
         );
-        outbox::ActiveModel {
+        let row = outbox::ActiveModel {
             id: Set(id.to_string()),
             idempotency_key: Set(key),
             message_id: Set(format!("<{id}@sesame>")),
@@ -98,9 +98,10 @@ pub(super) async fn enqueue(
             updated_at_us: Set(to_micros(at)),
             sent_at_us: Set(None),
             requeued_at_us: Set(None),
-        }
-        .insert(txn)
-        .await?;
+        };
+        outbox::Entity::insert(row)
+            .exec_without_returning(txn)
+            .await?;
     }
     Ok(())
 }

@@ -3,9 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LockType};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set};
 use tracing::{debug, info, instrument};
 
 use super::codes::issue_code;
@@ -13,7 +11,7 @@ use super::entities::{access_request, idempotency_key};
 use super::events::append_event;
 use super::outbox::enqueue;
 use super::pagination::{self, ListQuery, Page, Position};
-use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros};
+use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros, unique};
 use crate::domain::mail::emails_for;
 use crate::domain::policy::Evaluation;
 use crate::domain::request::Review;
@@ -55,7 +53,9 @@ impl Store {
             .transpose()?;
         let stored = decided.as_ref().map_or(&request, |(changed, _)| changed);
         let (_turn, txn) = self.begin_write().await?;
-        access_request_row(stored).insert(&txn).await?;
+        access_request::Entity::insert(access_request_row(stored))
+            .exec_without_returning(&txn)
+            .await?;
         if let Some(request_id) = &request_id {
             let key_row = idempotency_key::ActiveModel {
                 principal: Set(submitter.to_owned()),
@@ -64,7 +64,10 @@ impl Store {
                 access_request_id: Set(request.id.to_string()),
                 created_at_us: Set(to_micros(request.created_at)),
             };
-            if let Err(error) = key_row.insert(&txn).await {
+            let inserted = idempotency_key::Entity::insert(key_row)
+                .exec_without_returning(&txn)
+                .await;
+            if let Err(error) = inserted {
                 if error.sql_err().is_none() {
                     return Err(error.into());
                 }
@@ -118,18 +121,16 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
     ) -> Result<Option<AccessRequest>> {
-        let Some(key_row) =
-            idempotency_key::Entity::find_by_id((submitter.to_owned(), request_id.to_owned()))
-                .one(&self.db)
-                .await?
-        else {
+        let select =
+            idempotency_key::Entity::find_by_id((submitter.to_owned(), request_id.to_owned()));
+        let Some(key_row) = unique(select, &self.db).await? else {
             return Ok(None);
         };
         if key_row.request_hash != fingerprint {
             return Err(StoreError::RequestIdReused);
         }
-        let row = access_request::Entity::find_by_id(key_row.access_request_id)
-            .one(&self.db)
+        let select = access_request::Entity::find_by_id(key_row.access_request_id);
+        let row = unique(select, &self.db)
             .await?
             .ok_or_else(|| StoreError::Corrupt("idempotency key points nowhere".into()))?;
         Ok(Some(to_domain(row)?))
@@ -137,8 +138,8 @@ impl Store {
 
     /// One request, if the scope may see it.
     pub async fn get_request(&self, scope: &Scope, id: AccessRequestId) -> Result<AccessRequest> {
-        let row = access_request::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+        let select = access_request::Entity::find_by_id(id.to_string());
+        let row = unique(select, &self.db)
             .await?
             .ok_or(StoreError::NotFound)?;
         check_scope(scope, &row)?;
