@@ -9,6 +9,7 @@ mod codes;
 mod deadlines;
 pub mod entities;
 mod events;
+mod group_commit;
 mod key_cache;
 mod keys;
 pub mod outbox;
@@ -177,6 +178,10 @@ pub struct Store {
     /// SQLITE_BUSY and back off in sleeps of milliseconds (the busy
     /// handler); here they queue instead. Unused on PostgreSQL.
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Submissions waiting for a group commit, written with this store's
+    /// settings: every `with_*` method that changes what a submission
+    /// writes starts a queue of its own.
+    group_commit: Arc<group_commit::GroupCommit>,
     /// Verified API keys, so that most calls authenticate without a query.
     key_cache: Arc<key_cache::KeyCache>,
 }
@@ -197,6 +202,7 @@ impl Store {
             admin_emails: Arc::new(Vec::new()),
             codes: None,
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
+            group_commit: Arc::default(),
             key_cache: Arc::default(),
         })
     }
@@ -204,12 +210,14 @@ impl Store {
     /// The same store, issuing gateway codes with `options`.
     pub fn with_codes(mut self, options: CodeOptions) -> Store {
         self.codes = Some(Arc::new(options));
+        self.group_commit = Arc::default();
         self
     }
 
     /// The same store, mailing administrators at `admin_emails`.
     pub fn with_admin_emails(mut self, admin_emails: Vec<String>) -> Store {
         self.admin_emails = Arc::new(admin_emails);
+        self.group_commit = Arc::default();
         self
     }
 

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LockType};
-use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
+};
 use tracing::{debug, info, instrument};
 
 use super::codes::issue_code;
@@ -17,8 +19,34 @@ use crate::domain::policy::Evaluation;
 use crate::domain::request::Review;
 use crate::domain::{
     AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, GatewayCode, Locale,
-    NewAccessRequest, State, UserType,
+    NewAccessRequest, NewEvent, State, UserType,
 };
+
+/// A submission decided and ready to be written by
+/// [`Store::write_submission`], alone or in a group commit.
+#[derive(Clone, Debug)]
+pub(super) struct Submission {
+    pub(super) submitter: String,
+    pub(super) request_id: Option<String>,
+    /// Of the payload, to tell a retry from a reuse of its request_id.
+    pub(super) fingerprint: String,
+    /// As submitted, before any decision by the policy.
+    pub(super) request: AccessRequest,
+    /// `request.submitted`.
+    pub(super) event: NewEvent,
+    /// The policy's decision, when a rule decided at once: the request as
+    /// decided and the decision's event.
+    pub(super) decided: Option<(AccessRequest, NewEvent)>,
+}
+
+/// What writing a [`Submission`] did.
+#[derive(Debug)]
+pub(super) enum Written {
+    /// Stored; the request as stored.
+    Stored(AccessRequest),
+    /// Nothing: another call committed the same idempotency key first.
+    RequestIdTaken,
+}
 
 impl Store {
     /// Stores a new request and its `request.submitted` event; when the
@@ -26,7 +54,8 @@ impl Store {
     /// `system`) and its event follow in the same transaction, with the
     /// gateway code of an approval. With an idempotency key already used by
     /// this submitter, returns the request the first call created instead
-    /// (`false` = not created now).
+    /// (`false` = not created now). Concurrent submissions share one
+    /// transaction (group commit); each answers after its commit.
     #[instrument(skip_all, fields(submitter = %submitter), err)]
     pub async fn submit_request(
         &self,
@@ -51,68 +80,97 @@ impl Store {
         let decided = request
             .decide_by_policy(evaluation, event.occurred_at)
             .transpose()?;
-        let stored = decided.as_ref().map_or(&request, |(changed, _)| changed);
-        let (_turn, txn) = self.begin_write().await?;
+        let prepared = Submission {
+            submitter: submitter.to_owned(),
+            request_id,
+            fingerprint,
+            request,
+            event,
+            decided,
+        };
+        let request = match self.commit_submission(prepared.clone()).await? {
+            Written::Stored(request) => request,
+            Written::RequestIdTaken => {
+                // A concurrent call with this key committed first.
+                debug!("concurrent retry lost the race; returning the original request");
+                let request_id = prepared.request_id.as_deref().unwrap_or_default();
+                return self
+                    .idempotent_replay(submitter, request_id, &prepared.fingerprint)
+                    .await?
+                    .map(|original| (original, false))
+                    .ok_or_else(|| StoreError::Corrupt("idempotency key vanished".into()));
+            }
+        };
+        info!(request = %request.id, state = request.state.as_str(), rule = ?evaluation.rule, "access request submitted");
+        Ok((request, true))
+    }
+
+    /// Writes one prepared submission in `txn`, which may hold others: the
+    /// request row, its idempotency key, its events, emails and gateway
+    /// code. [`Written::RequestIdTaken`] when another call committed the
+    /// same idempotency key first (the transaction is then unusable on
+    /// PostgreSQL and must be rolled back).
+    pub(super) async fn write_submission(
+        &self,
+        txn: &DatabaseTransaction,
+        submission: &Submission,
+    ) -> Result<Written> {
+        let request = &submission.request;
+        let event = &submission.event;
+        let stored = submission
+            .decided
+            .as_ref()
+            .map_or(request, |(changed, _)| changed);
         access_request::Entity::insert(access_request_row(stored))
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
-        if let Some(request_id) = &request_id {
+        if let Some(request_id) = &submission.request_id {
             let key_row = idempotency_key::ActiveModel {
-                principal: Set(submitter.to_owned()),
+                principal: Set(submission.submitter.clone()),
                 request_id: Set(request_id.clone()),
-                request_hash: Set(fingerprint.clone()),
+                request_hash: Set(submission.fingerprint.clone()),
                 access_request_id: Set(request.id.to_string()),
                 created_at_us: Set(to_micros(request.created_at)),
             };
             let inserted = idempotency_key::Entity::insert(key_row)
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await;
             if let Err(error) = inserted {
                 if error.sql_err().is_none() {
                     return Err(error.into());
                 }
-                // A concurrent retry committed first: ours must not exist.
-                txn.rollback().await?;
-                debug!("concurrent retry lost the race; returning the original request");
-                return self
-                    .idempotent_replay(submitter, request_id, &fingerprint)
-                    .await?
-                    .map(|original| (original, false))
-                    .ok_or_else(|| StoreError::Corrupt("idempotency key vanished".into()));
+                return Ok(Written::RequestIdTaken);
             }
         }
-        let seq = append_event(&txn, &event).await?;
+        let seq = append_event(txn, event).await?;
         // A request a rule decided at once asks no administrator to review it.
-        let admins: &[String] = if decided.is_some() {
+        let admins: &[String] = if submission.decided.is_some() {
             &[]
         } else {
             &self.admin_emails
         };
-        let emails = emails_for(event.kind, &request, admins);
-        enqueue(&txn, request.id, seq, emails, event.occurred_at).await?;
-        if let Some((changed, decision)) = decided {
-            let seq = append_event(&txn, &decision).await?;
-            if changed.state == State::Approved {
-                let options = self.code_options()?.clone();
-                issue_code(
-                    &txn,
-                    &options,
-                    &changed,
-                    &decision.actor,
-                    false,
-                    decision.occurred_at,
-                )
-                .await?;
-            } else {
-                let emails = emails_for(decision.kind, &changed, &self.admin_emails);
-                enqueue(&txn, changed.id, seq, emails, decision.occurred_at).await?;
-            }
-            request = changed;
+        let emails = emails_for(event.kind, request, admins);
+        enqueue(txn, request.id, seq, emails, event.occurred_at).await?;
+        let Some((changed, decision)) = &submission.decided else {
+            return Ok(Written::Stored(request.clone()));
+        };
+        let seq = append_event(txn, decision).await?;
+        if changed.state == State::Approved {
+            let options = self.code_options()?.clone();
+            issue_code(
+                txn,
+                &options,
+                changed,
+                &decision.actor,
+                false,
+                decision.occurred_at,
+            )
+            .await?;
+        } else {
+            let emails = emails_for(decision.kind, changed, &self.admin_emails);
+            enqueue(txn, changed.id, seq, emails, decision.occurred_at).await?;
         }
-        txn.commit().await?;
-        self.event_committed();
-        info!(request = %request.id, state = request.state.as_str(), rule = ?evaluation.rule, "access request submitted");
-        Ok((request, true))
+        Ok(Written::Stored(changed.clone()))
     }
 
     async fn idempotent_replay(

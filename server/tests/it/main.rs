@@ -11,6 +11,7 @@ mod clients;
 mod codes;
 mod deadlines;
 mod events;
+mod group_commit;
 mod mail;
 mod metrics;
 mod policy;
