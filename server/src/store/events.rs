@@ -114,57 +114,102 @@ pub struct ChainReport {
 /// order they were assigned, with no gap, and each hash chains to the one
 /// committed before it.
 pub(super) async fn append_event(txn: &DatabaseTransaction, new_event: &NewEvent) -> Result<i64> {
-    let backend = txn.get_database_backend();
+    let mut events = EventAppender::default();
+    let seq = events.append(txn, new_event).await?;
+    events.flush(txn).await?;
+    Ok(seq)
+}
+
+/// Appends the events of one transaction while touching the counter row
+/// twice in all: the first append locks and reads it (held until the
+/// transaction ends, as in [`append_event`]), later ones continue from
+/// memory, and [`EventAppender::flush`] writes it back and, on PostgreSQL,
+/// notifies the other replicas once. Flush before anything else in the
+/// transaction appends (through [`append_event`]), and before the commit.
+#[derive(Debug, Default)]
+pub(super) struct EventAppender {
+    /// The last sequence and hash appended, once the counter is locked.
+    head: Option<(i64, String)>,
+}
+
+impl EventAppender {
+    /// Appends one event; returns its sequence.
+    pub(super) async fn append(
+        &mut self,
+        txn: &DatabaseTransaction,
+        new_event: &NewEvent,
+    ) -> Result<i64> {
+        let (last_seq, prev_hash) = match self.head.take() {
+            Some(head) => head,
+            None => lock_counter(txn).await?,
+        };
+        let seq = last_seq + 1;
+        let data = new_event.data.to_string();
+        let access_request_id = new_event.access_request.to_string();
+        let occurred_at_us = to_micros(new_event.occurred_at);
+        let hash = ChainedFields {
+            seq,
+            event_type: new_event.kind.as_str(),
+            access_request_id: &access_request_id,
+            actor: &new_event.actor,
+            state: new_event.state.as_str(),
+            occurred_at_us,
+            data: &data,
+        }
+        .chain_hash(&prev_hash);
+        let row = event::ActiveModel {
+            seq: Set(seq),
+            event_type: Set(new_event.kind.as_str().to_owned()),
+            access_request_id: Set(access_request_id),
+            actor: Set(new_event.actor.clone()),
+            state: Set(new_event.state.as_str().to_owned()),
+            data: Set(data),
+            occurred_at_us: Set(occurred_at_us),
+            prev_hash: Set(prev_hash),
+            hash: Set(hash.clone()),
+        };
+        // Without RETURNING: on SQLite that would read the row back with a
+        // statement prepared afresh each time.
+        event::Entity::insert(row)
+            .exec_without_returning(txn)
+            .await?;
+        self.head = Some((seq, hash));
+        Ok(seq)
+    }
+
+    /// Writes the counter row back (the lock stays until the transaction
+    /// ends). The next append locks and reads it again.
+    pub(super) async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<()> {
+        let Some((seq, hash)) = self.head.take() else {
+            return Ok(());
+        };
+        event_counter::Entity::update_many()
+            .col_expr(event_counter::Column::LastSeq, Expr::value(seq))
+            .col_expr(event_counter::Column::LastHash, Expr::value(hash))
+            .filter(event_counter::Column::Id.eq(1))
+            .exec(txn)
+            .await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // Delivered to listeners on commit, in commit order.
+            let notify = format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')");
+            txn.execute_unprepared(&notify).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Locks the counter row until the transaction ends; its last sequence
+/// and hash.
+async fn lock_counter(txn: &DatabaseTransaction) -> Result<(i64, String)> {
     let statement = Statement::from_string(
-        backend,
-        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq, last_hash",
+        txn.get_database_backend(),
+        "UPDATE event_counter SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_hash",
     );
     let row = txn
         .query_one_raw(statement)
         .await?
         .ok_or_else(|| StoreError::Corrupt("event_counter row is missing".into()))?;
-    let seq: i64 = row.try_get("", "last_seq")?;
-    let prev_hash: String = row.try_get("", "last_hash")?;
-    let data = new_event.data.to_string();
-    let access_request_id = new_event.access_request.to_string();
-    let occurred_at_us = to_micros(new_event.occurred_at);
-    let hash = ChainedFields {
-        seq,
-        event_type: new_event.kind.as_str(),
-        access_request_id: &access_request_id,
-        actor: &new_event.actor,
-        state: new_event.state.as_str(),
-        occurred_at_us,
-        data: &data,
-    }
-    .chain_hash(&prev_hash);
-    let row = event::ActiveModel {
-        seq: Set(seq),
-        event_type: Set(new_event.kind.as_str().to_owned()),
-        access_request_id: Set(access_request_id),
-        actor: Set(new_event.actor.clone()),
-        state: Set(new_event.state.as_str().to_owned()),
-        data: Set(data),
-        occurred_at_us: Set(occurred_at_us),
-        prev_hash: Set(prev_hash),
-        hash: Set(hash.clone()),
-    };
-    // Without RETURNING: on SQLite that would read the row back with a
-    // statement prepared afresh each time.
-    event::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
-    event_counter::Entity::update_many()
-        .col_expr(event_counter::Column::LastHash, Expr::value(hash))
-        .filter(event_counter::Column::Id.eq(1))
-        .exec(txn)
-        .await?;
-    if backend == DbBackend::Postgres {
-        // Delivered to listeners on commit, in commit order.
-        let notify = format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '{seq}')");
-        txn.execute_unprepared(&notify).await?;
-    }
-    Ok(seq)
+    Ok((row.try_get("", "last_seq")?, row.try_get("", "last_hash")?))
 }
 
 fn to_recorded(row: event::Model) -> Result<RecordedEvent> {

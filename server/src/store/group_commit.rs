@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tracing::{debug, instrument, warn};
 
+use super::events::EventAppender;
 use super::requests::{Submission, Written};
 use super::{Result, Store, StoreError};
 
@@ -167,10 +168,11 @@ impl Store {
         submissions: &[&Submission],
     ) -> std::result::Result<Vec<Written>, BatchError> {
         let (_turn, txn) = self.begin_write().await.map_err(BatchError::Statement)?;
+        let mut events = EventAppender::default();
         let mut written = Vec::with_capacity(submissions.len());
         for submission in submissions {
             let outcome = self
-                .write_submission(&txn, submission)
+                .write_submission(&txn, &mut events, submission)
                 .await
                 .map_err(BatchError::Statement)?;
             if matches!(outcome, Written::RequestIdTaken) {
@@ -183,6 +185,7 @@ impl Store {
             }
             written.push(outcome);
         }
+        events.flush(&txn).await.map_err(BatchError::Statement)?;
         txn.commit()
             .await
             .map_err(|error| BatchError::Commit(error.into()))?;

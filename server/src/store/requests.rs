@@ -10,7 +10,7 @@ use tracing::{debug, info, instrument};
 
 use super::codes::issue_code;
 use super::entities::{access_request, idempotency_key};
-use super::events::append_event;
+use super::events::{EventAppender, append_event};
 use super::outbox::enqueue;
 use super::pagination::{self, ListQuery, Page, Position};
 use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros, unique};
@@ -113,6 +113,7 @@ impl Store {
     pub(super) async fn write_submission(
         &self,
         txn: &DatabaseTransaction,
+        events: &mut EventAppender,
         submission: &Submission,
     ) -> Result<Written> {
         let request = &submission.request;
@@ -142,7 +143,7 @@ impl Store {
                 return Ok(Written::RequestIdTaken);
             }
         }
-        let seq = append_event(txn, event).await?;
+        let seq = events.append(txn, event).await?;
         // A request a rule decided at once asks no administrator to review it.
         let admins: &[String] = if submission.decided.is_some() {
             &[]
@@ -154,9 +155,11 @@ impl Store {
         let Some((changed, decision)) = &submission.decided else {
             return Ok(Written::Stored(request.clone()));
         };
-        let seq = append_event(txn, decision).await?;
+        let seq = events.append(txn, decision).await?;
         if changed.state == State::Approved {
             let options = self.code_options()?.clone();
+            // issue_code appends through the counter row: bring it up to date.
+            events.flush(txn).await?;
             issue_code(
                 txn,
                 &options,
