@@ -12,7 +12,9 @@ mod events;
 mod keys;
 pub mod outbox;
 mod pagination;
+mod privacy;
 mod requests;
+mod sealing;
 mod stats;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use sesame_migrations::{Migrator, MigratorTrait};
 use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
+use crate::crypto::Vault;
 use crate::domain::TransitionError;
 use crate::domain::request::DecisionError;
 pub use codes::{
@@ -39,6 +42,11 @@ pub use deadlines::{DueRequest, RequestStats};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};
+pub use privacy::{
+    ConsentPage, ConsentRecord, Erasure, MAX_EXPORT_EVENTS, MAX_EXPORT_REQUESTS, RetentionPass,
+    SubjectExport,
+};
+pub use sealing::ERASED;
 pub use stats::{PoolUsage, Stats};
 
 /// Errors of the persistence layer. Database details stay in the source
@@ -83,6 +91,8 @@ pub enum StoreError {
     SelfApproval,
     #[error("this administrator already approved the request")]
     AlreadyApproved,
+    #[error("the applicant's personal data was erased; the request can no longer change")]
+    Erased,
 }
 
 impl From<DecisionError> for StoreError {
@@ -175,6 +185,8 @@ pub struct Store {
     /// SQLITE_BUSY and back off in sleeps of milliseconds (the busy
     /// handler); here they queue instead. Unused on PostgreSQL.
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The key store sealing personal data; see [`sealing`].
+    vault: Option<Vault>,
 }
 
 impl Store {
@@ -193,12 +205,19 @@ impl Store {
             admin_emails: Arc::new(Vec::new()),
             codes: None,
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
+            vault: None,
         })
     }
 
     /// The same store, issuing gateway codes with `options`.
     pub fn with_codes(mut self, options: CodeOptions) -> Store {
         self.codes = Some(Arc::new(options));
+        self
+    }
+
+    /// The same store, sealing personal data with `vault`'s keys.
+    pub fn with_vault(mut self, vault: Vault) -> Store {
+        self.vault = Some(vault);
         self
     }
 

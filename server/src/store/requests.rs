@@ -54,8 +54,11 @@ impl Store {
             .decide_by_policy(evaluation, event.occurred_at)
             .transpose()?;
         let stored = decided.as_ref().map_or(&request, |(changed, _)| changed);
+        let sealer = self.sealer_for(&request.applicant.email).await?;
+        let mut row = access_request_row(stored);
+        sealer.seal_request(&mut row, &request.applicant.email);
         let (_turn, txn) = self.begin_write().await?;
-        access_request_row(stored).insert(&txn).await?;
+        row.insert(&txn).await?;
         if let Some(request_id) = &request_id {
             let key_row = idempotency_key::ActiveModel {
                 principal: Set(submitter.to_owned()),
@@ -86,14 +89,16 @@ impl Store {
             &self.admin_emails
         };
         let emails = emails_for(event.kind, &request, admins);
-        enqueue(&txn, request.id, seq, emails, event.occurred_at).await?;
-        if let Some((changed, decision)) = decided {
+        enqueue(&txn, &sealer, request.id, seq, emails, event.occurred_at).await?;
+        if let Some((changed, mut decision)) = decided {
+            sealer.seal_event_reason(&mut decision);
             let seq = append_event(&txn, &decision).await?;
             if changed.state == State::Approved {
                 let options = self.code_options()?.clone();
                 issue_code(
                     &txn,
                     &options,
+                    &sealer,
                     &changed,
                     &decision.actor,
                     false,
@@ -102,7 +107,15 @@ impl Store {
                 .await?;
             } else {
                 let emails = emails_for(decision.kind, &changed, &self.admin_emails);
-                enqueue(&txn, changed.id, seq, emails, decision.occurred_at).await?;
+                enqueue(
+                    &txn,
+                    &sealer,
+                    changed.id,
+                    seq,
+                    emails,
+                    decision.occurred_at,
+                )
+                .await?;
             }
             request = changed;
         }
@@ -132,7 +145,7 @@ impl Store {
             .one(&self.db)
             .await?
             .ok_or_else(|| StoreError::Corrupt("idempotency key points nowhere".into()))?;
-        Ok(Some(to_domain(row)?))
+        Ok(Some(self.request_from_row(row).await?))
     }
 
     /// One request, if the scope may see it.
@@ -142,7 +155,15 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         check_scope(scope, &row)?;
-        to_domain(row)
+        self.request_from_row(row).await
+    }
+
+    /// The domain request of a stored row, personal data opened.
+    pub(super) async fn request_from_row(
+        &self,
+        row: access_request::Model,
+    ) -> Result<AccessRequest> {
+        to_domain(self.open_request_row(row).await?.0)
     }
 
     /// A page of requests, newest first. `page_size` must be at least 1.
@@ -190,10 +211,10 @@ impl Store {
             |row| (row.created_at_us, row.id.clone()),
         )
         .await?;
-        let items = rows
-            .into_iter()
-            .map(to_domain)
-            .collect::<Result<Vec<_>>>()?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.request_from_row(row).await?);
+        }
         Ok(Page {
             items,
             next_page_token,
@@ -240,13 +261,16 @@ impl Store {
         }
         let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
         check_scope(scope, &row)?;
+        let (row, sealer) = self.open_request_row(row).await?;
+        let sealer = sealer.ok_or(StoreError::Erased)?;
         let current = to_domain(row)?;
         if let Some(etag) = expected_etag
             && etag != current.etag()
         {
             return Err(StoreError::EtagMismatch);
         }
-        let (changed, event) = current.apply(action, actor, at)?;
+        let (changed, mut event) = current.apply(action, actor, at)?;
+        sealer.seal_event_reason(&mut event);
         let decision = changed.decision.as_ref();
         let updated = access_request::Entity::update_many()
             .col_expr(
@@ -263,7 +287,9 @@ impl Store {
             )
             .col_expr(
                 access_request::Column::DecisionReason,
-                Expr::value(decision.and_then(|d| d.reason.clone())),
+                Expr::value(
+                    sealer.seal_decision_reason(&id.to_string(), decision.and_then(|d| d.reason.clone())),
+                ),
             )
             .col_expr(
                 access_request::Column::DecisionAutomatic,
@@ -293,12 +319,21 @@ impl Store {
         // applicant's email, code included. Other decisions email at once.
         let code = if changed.state == State::Approved {
             let options = self.code_options()?.clone();
-            let code =
-                issue_code(&txn, &options, &changed, actor, false, event.occurred_at).await?;
+            let code = issue_code(
+                &txn,
+                &options,
+                &sealer,
+                &changed,
+                actor,
+                false,
+                event.occurred_at,
+            )
+            .await?;
             Some(code)
         } else {
             let emails = emails_for(event.kind, &changed, &self.admin_emails);
-            enqueue(&txn, changed.id, seq, emails, now().min(event.occurred_at)).await?;
+            let at = now().min(event.occurred_at);
+            enqueue(&txn, &sealer, changed.id, seq, emails, at).await?;
             None
         };
         txn.commit().await?;
@@ -352,6 +387,9 @@ fn access_request_row(request: &AccessRequest) -> access_request::ActiveModel {
         approvals: Set(approvals_json(&request.review.approvals)),
         reminded_at_us: Set(None),
         escalated_at_us: Set(None),
+        subject_id: Set(None),
+        applicant_index: Set(None),
+        erased_at_us: Set(None),
     }
 }
 

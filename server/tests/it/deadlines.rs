@@ -32,9 +32,9 @@ const ADMINS: [&str; 2] = ["ops@example.com", "sec@example.com"];
 /// A store of another replica on the server's database, mailing the
 /// administrators as the server does.
 async fn replica_store(server: &TestServer) -> Store {
-    Store::open(&server.config.database(), false)
+    server
+        .other_store()
         .await
-        .expect("open a replica's store")
         .with_admin_emails(server.config.admin_emails.clone())
 }
 
