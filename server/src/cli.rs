@@ -454,7 +454,9 @@ async fn rotate_master(config: &Config, store: &Store) -> anyhow::Result<()> {
     let vault = crate::server::open_vault(config, store).await?;
     let started = std::time::Instant::now();
     let rewrapped = vault
-        .rewrap(&ring, |done| eprintln!("rewrapped {done} subject key(s)..."))
+        .rewrap(&ring, |done| {
+            eprintln!("rewrapped {done} subject key(s)...")
+        })
         .await?;
     eprintln!(
         "rewrapped {rewrapped} subject key(s) with master key {id} in {:.1} s",

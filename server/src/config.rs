@@ -23,12 +23,12 @@ use lettre::message::dkim::{
 };
 use lettre::message::header::HeaderName;
 
+use crate::crypto::KeyRing;
 use crate::domain::deadline::Deadlines;
 use crate::events::{HubOptions, WatchOptions};
 use crate::mail::templates::TemplateError;
 use crate::mail::{Templates, Transport, WorkerOptions};
 use crate::scheduler::SchedulerOptions;
-use crate::crypto::KeyRing;
 use crate::store::{CodeOptions, DatabaseOptions};
 
 /// Default config file, read from the working directory when present.
@@ -452,21 +452,17 @@ impl Config {
         {
             problems.push("key_store_url must be a sqlite:// or postgres:// URL".to_owned());
         }
-        if self.retention_closed_request_days > 36_500 || self.retention_sent_email_days > 36_500
-        {
-            problems.push("retention periods must be at most 36500 days (0 keeps forever)".to_owned());
+        if self.retention_closed_request_days > 36_500 || self.retention_sent_email_days > 36_500 {
+            problems
+                .push("retention periods must be at most 36500 days (0 keeps forever)".to_owned());
         }
-        if let Some(bad) = self
-            .consent_required_purposes
-            .iter()
-            .find(|purpose| {
-                purpose.is_empty()
-                    || purpose.len() > crate::domain::validation::MAX_PURPOSE_CHARS
-                    || !purpose.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
-                    })
-            })
-        {
+        if let Some(bad) = self.consent_required_purposes.iter().find(|purpose| {
+            purpose.is_empty()
+                || purpose.len() > crate::domain::validation::MAX_PURPOSE_CHARS
+                || !purpose.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
+                })
+        }) {
             problems.push(format!(
                 "consent_required_purposes: {bad:?} is not a valid purpose (1 to 64 characters \
                  from a-z, 0-9, _, - and .)"

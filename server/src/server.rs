@@ -100,13 +100,11 @@ pub async fn run_on(
 /// `key_store_url` (or the SQLite default beside the database) names one,
 /// else the main database.
 pub async fn open_vault(config: &Config, store: &Store) -> anyhow::Result<Vault> {
-    let ring = config
-        .secret_key()
-        .context("could not load the key file")?;
+    let ring = config.secret_key().context("could not load the key file")?;
     let db = match config.key_store() {
-        Some(options) => crate::store::connect(&options)
-            .await
-            .with_context(|| format!("could not open the key store {}", redact_url(&options.url)))?,
+        Some(options) => crate::store::connect(&options).await.with_context(|| {
+            format!("could not open the key store {}", redact_url(&options.url))
+        })?,
         None => store.connection().clone(),
     };
     Vault::open(db, ring, config.secret_key_path())

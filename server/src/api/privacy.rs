@@ -65,7 +65,11 @@ impl PrivacyService for PrivacyApi {
         let message = request.into_inner();
         let mut check = Validator::new();
         let email = subject_email(&mut check, &message.email);
-        let reason = check.text("reason", &message.reason, TextRule::required(MAX_REASON_CHARS));
+        let reason = check.text(
+            "reason",
+            &message.reason,
+            TextRule::required(MAX_REASON_CHARS),
+        );
         check.finish()?;
         let (Some(email), Some(reason)) = (email, reason) else {
             unreachable!("validated above");

@@ -189,9 +189,15 @@ impl KeyRing {
         let mut text = String::from(
             "# Sesame key ring: keep it out of the database, back it up apart from it.\n",
         );
-        text.push_str(&format!("index {}\n", URL_SAFE_NO_PAD.encode(self.index_key)));
+        text.push_str(&format!(
+            "index {}\n",
+            URL_SAFE_NO_PAD.encode(self.index_key)
+        ));
         for (id, key) in &self.masters {
-            text.push_str(&format!("master {id} {}\n", URL_SAFE_NO_PAD.encode(key.bytes)));
+            text.push_str(&format!(
+                "master {id} {}\n",
+                URL_SAFE_NO_PAD.encode(key.bytes)
+            ));
         }
         text
     }
@@ -272,7 +278,12 @@ impl KeyRing {
         if sealed.starts_with(LEGACY_PREFIX) {
             return Some(1);
         }
-        sealed.strip_prefix(SEALED_PREFIX)?.split_once('.')?.0.parse().ok()
+        sealed
+            .strip_prefix(SEALED_PREFIX)?
+            .split_once('.')?
+            .0
+            .parse()
+            .ok()
     }
 
     /// Opens a value sealed by [`KeyRing::seal`] for the same purpose.
@@ -415,10 +426,16 @@ mod tests {
             KeyRing::load(&path, true),
             Err(KeyRingError::NoMaster { .. })
         ));
-        std::fs::write(&path, "# keys\nmaster 0 q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "# keys\nmaster 0 q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA\n",
+        )
+        .unwrap();
         let error = KeyRing::load(&path, true).unwrap_err().to_string();
-        assert!(error.contains("line 2") && error.contains("positive"), "{error}");
+        assert!(
+            error.contains("line 2") && error.contains("positive"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -444,6 +461,9 @@ mod tests {
             before.blind_index("ada@example.com"),
             "rotation keeps the blind index; it is normalised"
         );
-        assert_ne!(reread.blind_index("ada@example.com"), reread.blind_index("bob@example.com"));
+        assert_ne!(
+            reread.blind_index("ada@example.com"),
+            reread.blind_index("bob@example.com")
+        );
     }
 }

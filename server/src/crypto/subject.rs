@@ -93,7 +93,11 @@ impl Subject {
             .expect("XChaCha20-Poly1305 encrypts any message that fits in memory");
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
-        format!("{FIELD_PREFIX}{}.{}", self.id, URL_SAFE_NO_PAD.encode(sealed))
+        format!(
+            "{FIELD_PREFIX}{}.{}",
+            self.id,
+            URL_SAFE_NO_PAD.encode(sealed)
+        )
     }
 
     /// Opens a field this subject's key sealed for `context`.

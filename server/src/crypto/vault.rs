@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -143,11 +143,7 @@ impl Vault {
 
     /// The key ring in use.
     pub fn ring(&self) -> Arc<KeyRing> {
-        self.inner
-            .ring
-            .read()
-            .expect("ring lock poisoned")
-            .clone()
+        self.inner.ring.read().expect("ring lock poisoned").clone()
     }
 
     /// The blind index of `email`.

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{SendError, Templates, Transport};
-use crate::domain::mail::retry_at;
 use crate::crypto::KeyRing;
+use crate::domain::mail::retry_at;
 use crate::store::outbox::{ClaimedEmail, Outcome};
 use crate::store::{self, Store, StoreError, now};
 use crate::store::{SEALED_CODE_FIELD, seal_purpose};

@@ -23,9 +23,9 @@ use super::outbox::enqueue;
 use super::requests::to_domain;
 use super::sealing::Sealer;
 use super::{Result, Store, StoreError, from_micros, now, to_micros};
+use crate::crypto::KeyRing;
 use crate::domain::mail::{MailTemplate, NewEmail, emails_for};
 use crate::domain::{AccessRequest, AccessRequestId, EventKind, GatewayCode, NewEvent, State};
-use crate::crypto::KeyRing;
 
 /// Stored code states. Expiry is read from the clock; it is written
 /// (`expired`) only when a new code needs the selector.

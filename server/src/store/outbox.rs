@@ -136,7 +136,10 @@ fn claimed(
             .ok_or_else(|| corrupt("claimed without lease"))?,
         id: row.id,
         message_id: row.message_id,
-        recipient: opened.as_ref().map(|(to, _)| to.clone()).unwrap_or_default(),
+        recipient: opened
+            .as_ref()
+            .map(|(to, _)| to.clone())
+            .unwrap_or_default(),
         data: opened.map(|(_, data)| data).unwrap_or_default(),
     })
 }

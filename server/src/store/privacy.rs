@@ -6,7 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use serde_json::json;
 use tracing::{info, instrument};
 
@@ -140,9 +142,12 @@ impl Store {
         truncated |= event_rows.len() as u64 > MAX_EXPORT_EVENTS;
         let mut events = Vec::with_capacity(event_rows.len());
         for row in event_rows.into_iter().take(MAX_EXPORT_EVENTS as usize) {
-            let data: serde_json::Value =
-                serde_json::from_str(&self.open_event_data(&row.access_request_id, row.data).await?)
-                    .unwrap_or_default();
+            let data: serde_json::Value = serde_json::from_str(
+                &self
+                    .open_event_data(&row.access_request_id, row.data)
+                    .await?,
+            )
+            .unwrap_or_default();
             events.push(json!({
                 "sequence": row.seq,
                 "type": row.event_type,
@@ -287,8 +292,8 @@ impl Store {
         let after = page_token
             .map(|token| pagination::decode::<Position>(&self.page_token_key, token, &query))
             .transpose()?;
-        let select = access_request::Entity::find()
-            .filter(access_request::Column::ApplicantIndex.eq(index));
+        let select =
+            access_request::Entity::find().filter(access_request::Column::ApplicantIndex.eq(index));
         let (rows, next_page_token) = pagination::newest_first_page(
             &self.db,
             &self.page_token_key,
@@ -446,7 +451,10 @@ async fn erase_request(
         .col_expr(Column::ApplicantPhone, Expr::value(Option::<String>::None))
         .col_expr(Column::Justification, Expr::value(""))
         .col_expr(Column::DecisionReason, Expr::value(Option::<String>::None))
-        .col_expr(Column::PolicyExplanation, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::PolicyExplanation,
+            Expr::value(Option::<String>::None),
+        )
         .col_expr(Column::SubjectId, Expr::value(Option::<String>::None))
         .col_expr(Column::ApplicantIndex, Expr::value(Option::<String>::None))
         .col_expr(Column::ErasedAtUs, Expr::value(Some(to_micros(at))))
@@ -492,8 +500,14 @@ async fn erase_request(
         .await?;
     }
     let revoked = gateway_code::Entity::update_many()
-        .col_expr(gateway_code::Column::State, Expr::value(super::codes::REVOKED))
-        .col_expr(gateway_code::Column::UpdatedAtUs, Expr::value(to_micros(at)))
+        .col_expr(
+            gateway_code::Column::State,
+            Expr::value(super::codes::REVOKED),
+        )
+        .col_expr(
+            gateway_code::Column::UpdatedAtUs,
+            Expr::value(to_micros(at)),
+        )
         .filter(gateway_code::Column::AccessRequestId.eq(id.clone()))
         .filter(gateway_code::Column::State.eq(super::codes::ACTIVE))
         .exec(txn)
@@ -515,7 +529,10 @@ async fn erase_request(
             outbox::Column::LastError,
             Expr::value(Some("the applicant's personal data was erased".to_owned())),
         )
-        .col_expr(outbox::Column::LeaseToken, Expr::value(Option::<String>::None))
+        .col_expr(
+            outbox::Column::LeaseToken,
+            Expr::value(Option::<String>::None),
+        )
         .filter(outbox::Column::AccessRequestId.eq(id.clone()))
         .filter(outbox::Column::State.eq(super::outbox::PENDING))
         .exec(txn)

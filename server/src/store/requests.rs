@@ -107,15 +107,7 @@ impl Store {
                 .await?;
             } else {
                 let emails = emails_for(decision.kind, &changed, &self.admin_emails);
-                enqueue(
-                    &txn,
-                    &sealer,
-                    changed.id,
-                    seq,
-                    emails,
-                    decision.occurred_at,
-                )
-                .await?;
+                enqueue(&txn, &sealer, changed.id, seq, emails, decision.occurred_at).await?;
             }
             request = changed;
         }
@@ -287,9 +279,10 @@ impl Store {
             )
             .col_expr(
                 access_request::Column::DecisionReason,
-                Expr::value(
-                    sealer.seal_decision_reason(&id.to_string(), decision.and_then(|d| d.reason.clone())),
-                ),
+                Expr::value(sealer.seal_decision_reason(
+                    &id.to_string(),
+                    decision.and_then(|d| d.reason.clone()),
+                )),
             )
             .col_expr(
                 access_request::Column::DecisionAutomatic,

@@ -70,7 +70,11 @@ impl Sealer {
         let at = |column: &str| context(&format!("access_requests.{column}"), &id);
         seal_set(&mut row.applicant_email, s, &at("applicant_email"));
         seal_set(&mut row.applicant_full_name, s, &at("applicant_full_name"));
-        seal_set(&mut row.applicant_organization, s, &at("applicant_organization"));
+        seal_set(
+            &mut row.applicant_organization,
+            s,
+            &at("applicant_organization"),
+        );
         seal_set_option(&mut row.applicant_phone, s, &at("applicant_phone"));
         seal_set(&mut row.justification, s, &at("justification"));
         seal_set_option(&mut row.decision_reason, s, &at("decision_reason"));
@@ -82,8 +86,10 @@ impl Sealer {
     /// A decision's reason as stored in `access_requests.decision_reason`.
     pub fn seal_decision_reason(&self, request: &str, reason: Option<String>) -> Option<String> {
         reason.map(|reason| {
-            self.subject
-                .seal(&context("access_requests.decision_reason", request), &reason)
+            self.subject.seal(
+                &context("access_requests.decision_reason", request),
+                &reason,
+            )
         })
     }
 

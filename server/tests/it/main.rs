@@ -11,6 +11,7 @@ mod clients;
 mod codes;
 mod deadlines;
 mod events;
+mod gdpr;
 mod mail;
 mod metrics;
 mod policy;

@@ -190,7 +190,14 @@ pub async fn restore(dump: &str) -> String {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), dump).expect("write the dump");
     let output = Command::new(bin_dir().join("psql"))
-        .args(["--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", &url, "--file"])
+        .args([
+            "--quiet",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--dbname",
+            &url,
+            "--file",
+        ])
         .arg(file.path())
         .output()
         .expect("run psql");
