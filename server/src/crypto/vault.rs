@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -97,9 +97,12 @@ pub struct Vault {
 struct Inner {
     db: DatabaseConnection,
     ring: RwLock<Arc<KeyRing>>,
-    /// The key file, read again when a key names a master the ring lacks
-    /// (another process rotated).
+    /// The key file, read again when a key names a master the ring lacks,
+    /// or before a new key is wrapped if the file changed (another process
+    /// rotated).
     ring_path: Option<PathBuf>,
+    /// The key file's modification time when it was last read.
+    ring_mtime: Mutex<Option<SystemTime>>,
     cache: Mutex<Cache>,
 }
 
@@ -131,11 +134,13 @@ impl Vault {
                 .await
                 .map_err(|_| error)?;
         }
+        let ring_mtime = Mutex::new(ring_path.as_deref().and_then(modified));
         Ok(Vault {
             inner: Arc::new(Inner {
                 db,
                 ring: RwLock::new(Arc::new(ring)),
                 ring_path,
+                ring_mtime,
                 cache: Mutex::new(Cache::default()),
             }),
         })
@@ -171,6 +176,8 @@ impl Vault {
             id: SubjectId(Uuid::new_v4()),
             key: DataKey::generate(),
         };
+        // A rotation elsewhere: wrap with the new active master key.
+        self.reload_if_changed();
         let ring = self.ring();
         let row = subject_key::ActiveModel {
             subject_id: Set(fresh.id.to_string()),
@@ -252,6 +259,29 @@ impl Vault {
         cache.by_subject.insert(id, (key.clone(), Instant::now()));
         cache.by_index.insert(row.blind_index, id);
         Ok(Subject { id, key })
+    }
+
+    /// Reads the key file again if it changed since it was read (a cheap
+    /// `stat`); keeps the ring in use when it cannot be read.
+    fn reload_if_changed(&self) {
+        let Some(path) = &self.inner.ring_path else {
+            return;
+        };
+        let now = modified(path);
+        let mut seen = self.inner.ring_mtime.lock().expect("mtime lock poisoned");
+        if now.is_none() || now == *seen {
+            return;
+        }
+        match KeyRing::load(path, false) {
+            Ok(ring) => {
+                info!(active = ring.active_id(), "key file changed; read again");
+                *self.inner.ring.write().expect("ring lock poisoned") = Arc::new(ring);
+                *seen = now;
+            }
+            Err(error) => {
+                warn!(%error, "the key file changed but cannot be read; keeping the keys in use")
+            }
+        }
     }
 
     /// Reads the key file again: another process added master `master`.
@@ -365,4 +395,10 @@ impl Vault {
     pub fn connection(&self) -> &DatabaseConnection {
         &self.inner.db
     }
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
 }
