@@ -130,6 +130,22 @@ pub async fn serve(
         .with_admin_emails(config.admin_emails.clone())
         .with_codes(codes)
         .with_vault(vault);
+    // Requests stored in clear by a version before encryption at rest.
+    tokio::spawn({
+        let store = store.clone();
+        async move {
+            match store.seal_legacy_requests().await {
+                Ok(0) => {}
+                Ok(sealed) => info!(
+                    requests = sealed,
+                    "sealed requests stored before encryption"
+                ),
+                Err(error) => {
+                    warn!(error = %error, "could not seal older requests; the next start retries")
+                }
+            }
+        }
+    });
     let listener = listeners.grpc;
     let metrics = Arc::new(Metrics::new(&[
         sesame_proto::FILE_DESCRIPTOR_SET,

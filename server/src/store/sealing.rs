@@ -191,14 +191,15 @@ impl Store {
         if row.erased_at_us.is_some() {
             return Ok((tombstone(row), None));
         }
-        let Some(subject) = row.subject_id.clone() else {
+        let sealer = match row.subject_id.clone() {
+            Some(subject) => match self.sealer_of(Some(&subject)).await? {
+                Some(sealer) => sealer,
+                None => return Ok((tombstone(row), None)),
+            },
             // Stored in clear before encryption existed: what is written
-            // about it from now on is sealed.
-            let sealer = self.sealer_for(&row.applicant_email).await?;
-            return Ok((row, Some(sealer)));
-        };
-        let Some(sealer) = self.sealer_of(Some(&subject)).await? else {
-            return Ok((tombstone(row), None));
+            // about it from now on (a decision's reason) is sealed, with
+            // the key its email gets.
+            None => self.sealer_for(&row.applicant_email).await?,
         };
         let id = row.id.clone();
         let open = |column: &str, value: &str| -> Result<String> {
@@ -306,4 +307,131 @@ fn tombstone(mut row: access_request::Model) -> access_request::Model {
     row.decision_reason = row.decision_reason.map(|_| ERASED.to_owned());
     row.policy_explanation = row.policy_explanation.map(|_| ERASED.to_owned());
     row
+}
+
+impl Store {
+    /// Seals the personal data of requests stored in clear before encryption
+    /// existed (no subject), and of their emails, in batches; returns how
+    /// many requests were sealed. Their event notes stay as they are (the
+    /// log is never rewritten). Safe to run on several replicas at once:
+    /// each row changes only if it is still unsealed.
+    pub async fn seal_legacy_requests(&self) -> Result<u64> {
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+
+        use access_request::Column;
+        let mut sealed = 0;
+        loop {
+            let rows = access_request::Entity::find()
+                .filter(Column::SubjectId.is_null())
+                .filter(Column::ErasedAtUs.is_null())
+                .limit(100)
+                .all(&self.db)
+                .await?;
+            if rows.is_empty() {
+                return Ok(sealed);
+            }
+            let mut progressed = false;
+            for row in rows {
+                let sealer = self.sealer_for(&row.applicant_email).await?;
+                let s = &sealer.subject;
+                let at = |column: &str| context(&format!("access_requests.{column}"), &row.id);
+                let seal = |column: &str, value: &str| s.seal(&at(column), value);
+                // A reason written since the upgrade is sealed already.
+                let seal_option = |column: &str, value: &Option<String>| {
+                    value.as_deref().map(|value| match sealed_subject(value) {
+                        Some(_) => value.to_owned(),
+                        None => seal(column, value),
+                    })
+                };
+                let (_turn, txn) = self.begin_write().await?;
+                let updated = access_request::Entity::update_many()
+                    .col_expr(
+                        Column::ApplicantEmail,
+                        Expr::value(seal("applicant_email", &row.applicant_email)),
+                    )
+                    .col_expr(
+                        Column::ApplicantFullName,
+                        Expr::value(seal("applicant_full_name", &row.applicant_full_name)),
+                    )
+                    .col_expr(
+                        Column::ApplicantOrganization,
+                        Expr::value(seal("applicant_organization", &row.applicant_organization)),
+                    )
+                    .col_expr(
+                        Column::ApplicantPhone,
+                        Expr::value(seal_option("applicant_phone", &row.applicant_phone)),
+                    )
+                    .col_expr(
+                        Column::Justification,
+                        Expr::value(seal("justification", &row.justification)),
+                    )
+                    .col_expr(
+                        Column::DecisionReason,
+                        Expr::value(seal_option("decision_reason", &row.decision_reason)),
+                    )
+                    .col_expr(
+                        Column::PolicyExplanation,
+                        Expr::value(seal_option("policy_explanation", &row.policy_explanation)),
+                    )
+                    .col_expr(Column::SubjectId, Expr::value(Some(s.id.to_string())))
+                    .col_expr(
+                        Column::ApplicantIndex,
+                        Expr::value(Some(sealer.blind_index(&row.applicant_email))),
+                    )
+                    .filter(Column::Id.eq(row.id.clone()))
+                    .filter(Column::Version.eq(row.version))
+                    .filter(Column::SubjectId.is_null())
+                    .exec(&txn)
+                    .await?;
+                if updated.rows_affected == 1 {
+                    let emails = outbox::Entity::find()
+                        .filter(outbox::Column::AccessRequestId.eq(row.id.clone()))
+                        .filter(outbox::Column::PurgedAtUs.is_null())
+                        .all(&txn)
+                        .await?;
+                    for email in emails {
+                        let clear = sealed_subject(&email.recipient).is_none()
+                            && !email.data.contains(&format!("\"{SEALED_DATA_FIELD}\""));
+                        if !clear {
+                            continue;
+                        }
+                        // The old idempotency key ended with the address.
+                        let key = match email.idempotency_key.strip_suffix(email.recipient.as_str())
+                        {
+                            Some(prefix) => {
+                                format!("{prefix}{}", sealer.blind_index(&email.recipient))
+                            }
+                            None => email.idempotency_key.clone(),
+                        };
+                        let mut active = outbox::ActiveModel {
+                            id: Set(email.id.clone()),
+                            recipient: Set(email.recipient),
+                            data: Set(email.data),
+                            ..Default::default()
+                        };
+                        sealer.seal_email(&mut active);
+                        outbox::Entity::update_many()
+                            .col_expr(outbox::Column::IdempotencyKey, Expr::value(key))
+                            .col_expr(
+                                outbox::Column::Recipient,
+                                Expr::value(active.recipient.unwrap()),
+                            )
+                            .col_expr(outbox::Column::Data, Expr::value(active.data.unwrap()))
+                            .filter(outbox::Column::Id.eq(email.id))
+                            .exec(&txn)
+                            .await?;
+                    }
+                    sealed += 1;
+                    progressed = true;
+                }
+                txn.commit().await?;
+            }
+            if !progressed {
+                // Rows changed under us (decisions); the next start
+                // finishes them.
+                return Ok(sealed);
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 use std::process::Command;
 
+use sea_orm::EntityTrait;
 use sesame_proto::v1 as pb;
 use tonic::Code;
 
@@ -549,5 +550,123 @@ async fn retention_erases_closed_requests_and_purges_sent_emails(backend: Backen
         .unwrap();
     assert_eq!(again, Default::default());
     assert!(chain_intact(&server).await);
+    server.stop().await;
+}
+
+/// A request as a version before encryption stored it: every value in
+/// clear, no subject. Starting the server seals it (and its email); then it
+/// reads as before and export and erasure find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_stored_in_clear_before_encryption_are_sealed() {
+    use sea_orm::{ActiveModelTrait, Set};
+    use sesame_server::store::entities::{access_request, outbox};
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = chrono::Utc::now().timestamp_micros();
+    let db = server.store.connection();
+    access_request::ActiveModel {
+        id: Set(id.clone()),
+        submitter: Set("alice".into()),
+        request_id: Set(None),
+        applicant_email: Set("grace@example.com".into()),
+        applicant_full_name: Set("Grace Hopper".into()),
+        applicant_organization: Set("Navy".into()),
+        applicant_phone: Set(None),
+        user_type: Set("employee".into()),
+        locale: Set("en".into()),
+        resource: Set("vpn-paris".into()),
+        justification: Set("Compilers".into()),
+        consent_version: Set("2025-01".into()),
+        consent_purposes: Set(r#"["access_management"]"#.into()),
+        state: Set("rejected".into()),
+        decided_by: Set(Some("admin".into())),
+        decided_at_us: Set(Some(now)),
+        decision_reason: Set(Some("Hopper has no contract".into())),
+        decision_automatic: Set(false),
+        version: Set(2),
+        created_at_us: Set(now),
+        updated_at_us: Set(now),
+        policy_rule: Set(None),
+        policy_explanation: Set(None),
+        required_approvals: Set(1),
+        approvals: Set("[]".into()),
+        reminded_at_us: Set(None),
+        escalated_at_us: Set(None),
+        subject_id: Set(None),
+        applicant_index: Set(None),
+        erased_at_us: Set(None),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let email_id = uuid::Uuid::now_v7().to_string();
+    outbox::ActiveModel {
+        id: Set(email_id.clone()),
+        idempotency_key: Set(format!("{id}:1:applicant_rejected:grace@example.com")),
+        message_id: Set(format!("<{email_id}@sesame>")),
+        access_request_id: Set(id.clone()),
+        event_seq: Set(1),
+        template: Set("applicant_rejected".into()),
+        locale: Set("en".into()),
+        user_type: Set("employee".into()),
+        recipient: Set("grace@example.com".into()),
+        data: Set(r#"{"full_name":"Grace Hopper","reason":"Hopper has no contract"}"#.into()),
+        state: Set("dead".into()),
+        attempts: Set(1),
+        next_attempt_at_us: Set(now),
+        lease_token: Set(None),
+        lease_expires_at_us: Set(None),
+        last_error: Set(Some("550".into())),
+        created_at_us: Set(now),
+        updated_at_us: Set(now),
+        sent_at_us: Set(None),
+        requeued_at_us: Set(None),
+        purged_at_us: Set(None),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+
+    // The running server's own pass at start may have sealed it already.
+    server.store.seal_legacy_requests().await.unwrap();
+    assert_eq!(
+        server.store.seal_legacy_requests().await.unwrap(),
+        0,
+        "once"
+    );
+    let row = access_request::Entity::find_by_id(id.clone())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.subject_id.is_some() && row.applicant_index.is_some());
+    let dump = dump_text(Backend::Sqlite, &server.config.database_url).to_lowercase();
+    assert!(dump.contains(&id));
+    for value in ["grace@example.com", "hopper", "navy", "compilers"] {
+        assert!(!dump.contains(value), "{value} is still in clear");
+    }
+    let name = format!("accessRequests/{id}");
+    let read = get(&server, &name).await;
+    assert_eq!(read.applicant.unwrap().full_name, "Grace Hopper");
+    assert_eq!(read.decision.unwrap().reason, "Hopper has no contract");
+    let stored = outbox::Entity::find_by_id(email_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let (recipient, data) = server.store.open_email(&stored).await.unwrap().unwrap();
+    assert_eq!(recipient, "grace@example.com");
+    assert_eq!(data["full_name"], "Grace Hopper");
+
+    let mut privacy = server.privacy(&server.keys.admin).await;
+    let exported = privacy
+        .export_subject_data(pb::ExportSubjectDataRequest {
+            email: "grace@example.com".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exported.access_request_count, 1);
     server.stop().await;
 }
