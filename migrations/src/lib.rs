@@ -10,6 +10,7 @@ mod m20261126_000002_outbox;
 mod m20261126_000003_gateway_codes;
 mod m20261126_000004_policy;
 mod m20261126_000005_deadlines;
+mod m20261126_000006_privacy;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_gateway_codes::Migration),
             Box::new(m20261126_000004_policy::Migration),
             Box::new(m20261126_000005_deadlines::Migration),
+            Box::new(m20261126_000006_privacy::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::auth::Role;
 use crate::config::{Config, LogFormat, Overrides, redact_url};
+use crate::crypto::KeyRing;
 use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
 use crate::mail::run_worker;
@@ -154,6 +155,11 @@ enum KeysCommand {
         /// Name of the key.
         name: String,
     },
+    /// Add a new master key to the key file (`secret_key_file`) and rewrap
+    /// every data subject's key with it, while servers keep running: they
+    /// read the file again when they meet the new master key. Older master
+    /// keys stay in the file, so everything sealed before still opens.
+    RotateMaster,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -231,6 +237,8 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         .await
         .context("could not open the database")?
         .with_admin_emails(config.admin_emails.clone());
+    let vault = crate::server::open_vault(&config, &store).await?;
+    let store = store.with_vault(vault);
     let templates = config
         .templates()
         .context("could not load the email templates")?;
@@ -420,6 +428,46 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             let info = store.revoke_api_key(&name).await?;
             println!("revoked key {:?} ({})", info.name, info.role);
         }
+        KeysCommand::RotateMaster => rotate_master(config, &store).await?,
     }
+    Ok(())
+}
+
+/// `sesame keys rotate-master`: a new active master key in the key file,
+/// then every subject key rewrapped with it, with progress on stderr.
+async fn rotate_master(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let Some(path) = config.secret_key_path() else {
+        bail!("secret_key_file is not set: there is no key file to rotate");
+    };
+    if !path.exists() {
+        bail!(
+            "key file {} does not exist: start the server once to create it, or set \
+             secret_key_file",
+            path.display()
+        );
+    }
+    let (ring, id) = KeyRing::rotate_file(&path)?;
+    eprintln!(
+        "added master key {id} to {}; copy the file to every replica and worker",
+        path.display()
+    );
+    let vault = crate::server::open_vault(config, store).await?;
+    let started = std::time::Instant::now();
+    let rewrapped = vault
+        .rewrap(&ring, |done| {
+            eprintln!("rewrapped {done} subject key(s)...")
+        })
+        .await?;
+    eprintln!(
+        "rewrapped {rewrapped} subject key(s) with master key {id} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (master, count) in vault.keys_per_master().await? {
+        println!("master key {master}: {count} subject key(s)");
+    }
+    println!(
+        "master key {id} is active; keep the older master keys in the file while values sealed \
+         with them may remain (queued emails' gateway codes, backups)"
+    );
     Ok(())
 }

@@ -23,12 +23,12 @@ use lettre::message::dkim::{
 };
 use lettre::message::header::HeaderName;
 
+use crate::crypto::KeyRing;
 use crate::domain::deadline::Deadlines;
 use crate::events::{HubOptions, WatchOptions};
 use crate::mail::templates::TemplateError;
 use crate::mail::{Templates, Transport, WorkerOptions};
 use crate::scheduler::SchedulerOptions;
-use crate::secrets::SecretKey;
 use crate::store::{CodeOptions, DatabaseOptions};
 
 /// Default config file, read from the working directory when present.
@@ -177,6 +177,23 @@ pub struct Config {
     pub scheduler: bool,
     /// Seconds between two passes of the deadline scheduler.
     pub scheduler_interval_secs: u64,
+    /// Where the data subjects' keys are kept (`sqlite://PATH` or
+    /// `postgres://...`). Default with SQLite: `DATABASE_PATH.keys.db`
+    /// beside the database; with PostgreSQL: the same database. Kept apart
+    /// from the database (and its backups), erasing a person also makes
+    /// their data in old backups of the database unreadable.
+    pub key_store_url: Option<String>,
+    /// Consent purposes every submission must include; a submission without
+    /// one of them is refused (INVALID_ARGUMENT, reason `CONSENT_REQUIRED`).
+    pub consent_required_purposes: Vec<String>,
+    /// Days after its decision (or expiry) a closed request keeps the
+    /// applicant's personal data; then the retention job erases it and the
+    /// request stays as an anonymous record. 0 keeps it forever.
+    pub retention_closed_request_days: u32,
+    /// Days a sent email's recipient and template data are kept; then the
+    /// retention job purges them (the record of the sending stays). 0 keeps
+    /// them forever.
+    pub retention_sent_email_days: u32,
 }
 
 impl Default for Config {
@@ -218,6 +235,10 @@ impl Default for Config {
             gateway_failures_per_minute: 20,
             policy_file: None,
             policy_poll_interval_ms: 2000,
+            key_store_url: None,
+            consent_required_purposes: vec!["access_management".to_owned()],
+            retention_closed_request_days: 365,
+            retention_sent_email_days: 30,
             rate_limit_per_key: 1000,
             rate_limit_burst: 2000,
             tls_cert_file: None,
@@ -426,6 +447,27 @@ impl Config {
                     .to_owned(),
             );
         }
+        if let Some(url) = &self.key_store_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres"))
+        {
+            problems.push("key_store_url must be a sqlite:// or postgres:// URL".to_owned());
+        }
+        if self.retention_closed_request_days > 36_500 || self.retention_sent_email_days > 36_500 {
+            problems
+                .push("retention periods must be at most 36500 days (0 keeps forever)".to_owned());
+        }
+        if let Some(bad) = self.consent_required_purposes.iter().find(|purpose| {
+            purpose.is_empty()
+                || purpose.len() > crate::domain::validation::MAX_PURPOSE_CHARS
+                || !purpose.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
+                })
+        }) {
+            problems.push(format!(
+                "consent_required_purposes: {bad:?} is not a valid purpose (1 to 64 characters \
+                 from a-z, 0-9, _, - and .)"
+            ));
+        }
         if !(1..=3600).contains(&self.scheduler_interval_secs) {
             problems.push("scheduler_interval_secs must be between 1 and 3600".to_owned());
         }
@@ -492,7 +534,7 @@ impl Config {
 
     /// Loads the secret key: the default SQLite-side file is created when
     /// missing; a configured file must exist (replicas must share it).
-    pub fn secret_key(&self) -> Result<SecretKey, ConfigError> {
+    pub fn secret_key(&self) -> Result<KeyRing, ConfigError> {
         let path = self.secret_key_path().ok_or_else(|| {
             ConfigError::Invalid(
                 "secret_key_file is required with PostgreSQL: every replica and worker needs \
@@ -501,7 +543,31 @@ impl Config {
             )
         })?;
         let create = self.secret_key_file.is_none();
-        SecretKey::load(&path, create).map_err(|error| ConfigError::Invalid(error.to_string()))
+        KeyRing::load(&path, create).map_err(|error| ConfigError::Invalid(error.to_string()))
+    }
+
+    /// The key store's database, when it is not the main one (`None`: use
+    /// the main database's connections).
+    pub fn key_store(&self) -> Option<DatabaseOptions> {
+        let url = match &self.key_store_url {
+            Some(url) => url.clone(),
+            None => {
+                let path = self
+                    .database_url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() || path.contains(":memory:") {
+                    return None;
+                }
+                format!("sqlite://{path}.keys.db")
+            }
+        };
+        Some(DatabaseOptions {
+            url,
+            max_connections: (self.database_max_connections / 2).max(2),
+            acquire_timeout: Duration::from_secs(self.database_timeout_secs),
+        })
     }
 
     /// How gateway codes are issued, with the secret key.
@@ -702,6 +768,10 @@ impl Config {
             deadlines: self.deadlines(),
             interval: Duration::from_secs(self.scheduler_interval_secs),
             batch: 100,
+            retain_closed_requests: (self.retention_closed_request_days > 0)
+                .then(|| chrono::Duration::days(i64::from(self.retention_closed_request_days))),
+            retain_sent_emails: (self.retention_sent_email_days > 0)
+                .then(|| chrono::Duration::days(i64::from(self.retention_sent_email_days))),
         }
     }
 

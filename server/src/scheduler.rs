@@ -7,6 +7,11 @@
 //! takes each step (see `store/deadlines.rs`), so a step happens once.
 //! The time comes from a [`Clock`], which tests set ahead instead of
 //! sleeping; [`run_once`] is one pass at a chosen time.
+//!
+//! The same loop runs the retention job (at most every
+//! [`RETENTION_INTERVAL`]): closed requests past
+//! `retention_closed_request_days` are erased and sent emails past
+//! `retention_sent_email_days` purged (see `store/privacy.rs`).
 
 use std::time::Duration;
 
@@ -49,7 +54,14 @@ pub struct SchedulerOptions {
     pub interval: Duration,
     /// Requests read per query of a pass.
     pub batch: u64,
+    /// How long closed requests keep personal data; `None`: forever.
+    pub retain_closed_requests: Option<chrono::Duration>,
+    /// How long sent emails keep recipient and data; `None`: forever.
+    pub retain_sent_emails: Option<chrono::Duration>,
 }
+
+/// Least time between two retention passes of one scheduler.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(300);
 
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,7 +161,24 @@ pub async fn run_scheduler(
         pending_max_age_secs = options.deadlines.pending_max_age.as_secs(),
         "deadline scheduler started"
     );
+    let mut last_retention: Option<std::time::Instant> = None;
     while !shutdown.is_cancelled() {
+        let retention_due = last_retention.is_none_or(|at| at.elapsed() >= RETENTION_INTERVAL);
+        if retention_due
+            && (options.retain_closed_requests.is_some() || options.retain_sent_emails.is_some())
+        {
+            last_retention = Some(std::time::Instant::now());
+            if let Err(error) = store
+                .apply_retention(
+                    clock.now(),
+                    options.retain_closed_requests,
+                    options.retain_sent_emails,
+                )
+                .await
+            {
+                warn!(error = %error, "retention pass failed; will retry");
+            }
+        }
         match run_once(&store, &options, clock.now()).await {
             Ok(report) if report == PassReport::default() => debug!("no review deadline due"),
             Ok(report) => info!(

@@ -10,6 +10,7 @@ use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
 use sesame_proto::v1::email_service_server::EmailServiceServer;
 use sesame_proto::v1::event_service_server::EventServiceServer;
 use sesame_proto::v1::gateway_service_server::GatewayServiceServer;
+use sesame_proto::v1::privacy_service_server::PrivacyServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -18,9 +19,10 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi};
+use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
 use crate::auth::{AuthLayer, RateLimiter};
-use crate::config::Config;
+use crate::config::{Config, redact_url};
+use crate::crypto::Vault;
 use crate::events::Hub;
 use crate::mail::run_worker;
 use crate::policy::PolicyHandle;
@@ -36,11 +38,12 @@ use crate::telemetry::{Metrics, TelemetryLayer};
 pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// Names of the Sesame services in the health service.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "sesame.v1.AccessRequestService",
     "sesame.v1.EventService",
     "sesame.v1.EmailService",
     "sesame.v1.GatewayService",
+    "sesame.v1.PrivacyService",
 ];
 
 /// The sockets a server answers on.
@@ -93,6 +96,22 @@ pub async fn run_on(
     serve(config, store, listeners, shutdown).await
 }
 
+/// Opens the key store of the data subjects' keys: its own database when
+/// `key_store_url` (or the SQLite default beside the database) names one,
+/// else the main database.
+pub async fn open_vault(config: &Config, store: &Store) -> anyhow::Result<Vault> {
+    let ring = config.secret_key().context("could not load the key file")?;
+    let db = match config.key_store() {
+        Some(options) => crate::store::connect(&options).await.with_context(|| {
+            format!("could not open the key store {}", redact_url(&options.url))
+        })?,
+        None => store.connection().clone(),
+    };
+    Vault::open(db, ring, config.secret_key_path())
+        .await
+        .context("could not open the key store")
+}
+
 /// Serves an already opened store until `shutdown` is cancelled. On
 /// shutdown the health service turns NOT_SERVING first, then in-flight
 /// calls get `shutdown_grace_secs` to finish; the metrics listener closes
@@ -106,9 +125,27 @@ pub async fn serve(
     let codes = config
         .codes()
         .context("could not load the secret key for gateway codes")?;
+    let vault = open_vault(&config, &store).await?;
     let store = store
         .with_admin_emails(config.admin_emails.clone())
-        .with_codes(codes);
+        .with_codes(codes)
+        .with_vault(vault);
+    // Requests stored in clear by a version before encryption at rest.
+    tokio::spawn({
+        let store = store.clone();
+        async move {
+            match store.seal_legacy_requests().await {
+                Ok(0) => {}
+                Ok(sealed) => info!(
+                    requests = sealed,
+                    "sealed requests stored before encryption"
+                ),
+                Err(error) => {
+                    warn!(error = %error, "could not seal older requests; the next start retries")
+                }
+            }
+        }
+    });
     let listener = listeners.grpc;
     let metrics = Arc::new(Metrics::new(&[
         sesame_proto::FILE_DESCRIPTOR_SET,
@@ -165,6 +202,7 @@ pub async fn serve(
         store.clone(),
         policy,
         config.deadlines(),
+        config.consent_required_purposes.clone(),
     ))
     .max_decoding_message_size(config.max_decoding_message_bytes)
     .max_encoding_message_size(config.max_encoding_message_bytes);
@@ -202,6 +240,9 @@ pub async fn serve(
         ))
     });
     let emails = EmailServiceServer::new(EmailApi::new(store.clone(), templates))
+        .max_decoding_message_size(config.max_decoding_message_bytes)
+        .max_encoding_message_size(config.max_encoding_message_bytes);
+    let privacy = PrivacyServiceServer::new(PrivacyApi::new(store.clone()))
         .max_decoding_message_size(config.max_decoding_message_bytes)
         .max_encoding_message_size(config.max_encoding_message_bytes);
     let gateway = GatewayServiceServer::new(GatewayApi::new(
@@ -258,6 +299,7 @@ pub async fn serve(
         .add_service(access_requests)
         .add_service(events)
         .add_service(emails)
+        .add_service(privacy)
         .add_service(gateway);
     info!(addr = %local_addr, "sesame listening");
     // Request/response traffic must not wait on Nagle's algorithm; keepalive

@@ -12,12 +12,13 @@ use crate::retry::{RetryPolicy, is_retryable};
 use crate::v1::access_request_service_client::AccessRequestServiceClient;
 use crate::v1::email_service_client::EmailServiceClient;
 use crate::v1::event_service_client::EventServiceClient;
+use crate::v1::privacy_service_client::PrivacyServiceClient;
 use crate::v1::{
     AccessRequest, ApproveAccessRequestRequest, CancelAccessRequestRequest,
     GetAccessRequestRequest, ListAccessRequestsRequest, ListAccessRequestsResponse,
     RejectAccessRequestRequest, SubmitAccessRequestRequest, WatchEventsRequest,
 };
-use crate::{AccessRequestClient, Bearer, EmailClient, EventClient, Watch};
+use crate::{AccessRequestClient, Bearer, EmailClient, EventClient, PrivacyClient, Watch};
 
 /// How a [`SesameClient`] connects and calls.
 #[derive(Clone, Debug)]
@@ -138,6 +139,11 @@ impl SesameClient {
     /// The generated `EmailService` stub, key attached.
     pub fn emails(&self) -> EmailClient {
         EmailServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// The generated `PrivacyService` stub, key attached (admin keys).
+    pub fn privacy(&self) -> PrivacyClient {
+        PrivacyServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// The underlying channel, e.g. for the health service.

@@ -47,3 +47,6 @@ pub type EventClient =
 /// `EmailService` stub with the bearer key attached.
 pub type EmailClient =
     v1::email_service_client::EmailServiceClient<InterceptedService<Channel, Bearer>>;
+/// `PrivacyService` stub with the bearer key attached.
+pub type PrivacyClient =
+    v1::privacy_service_client::PrivacyServiceClient<InterceptedService<Channel, Bearer>>;

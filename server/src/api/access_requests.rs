@@ -4,7 +4,7 @@ use sesame_proto::v1 as pb;
 use sesame_proto::v1::access_request_service_server::AccessRequestService;
 use tonic::{Request, Response, Status};
 
-use super::{convert, paging, principal, scope};
+use super::{convert, paging, principal, scope, status};
 use crate::auth::{Permission, Principal, authorize};
 use crate::domain::deadline::{Deadlines, decision_times, stats_window};
 use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, validate_submission};
@@ -31,16 +31,24 @@ pub struct AccessRequestApi {
     policy: PolicyHandle,
     /// The review SLA that GetStats counts overdue requests against.
     deadlines: Deadlines,
+    /// Consent purposes every submission must include.
+    required_purposes: std::sync::Arc<Vec<String>>,
 }
 
 impl AccessRequestApi {
     /// The service over `store`, deciding by `policy` at submit, with the
     /// server's review `deadlines`.
-    pub fn new(store: Store, policy: PolicyHandle, deadlines: Deadlines) -> Self {
+    pub fn new(
+        store: Store,
+        policy: PolicyHandle,
+        deadlines: Deadlines,
+        required_purposes: Vec<String>,
+    ) -> Self {
         Self {
             store,
             policy,
             deadlines,
+            required_purposes: std::sync::Arc::new(required_purposes),
         }
     }
 
@@ -124,6 +132,24 @@ impl AccessRequestService for AccessRequestApi {
         let caller = principal(&request)?;
         authorize(&caller, Permission::SubmitRequest)?;
         let submission = validate_submission(&convert::raw_submission(request.into_inner()))?;
+        let missing: Vec<&str> = self
+            .required_purposes
+            .iter()
+            .filter(|required| !submission.consent.purposes.contains(required))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let description = format!(
+                "must include the purposes this service requires consent to: {}",
+                missing.join(", ")
+            );
+            return Err(status::bad_field(
+                "consent.purposes",
+                &description,
+                "CONSENT_REQUIRED",
+                format!("consent.purposes {description}"),
+            ));
+        }
         let evaluation = self.policy.current().evaluate(&submission);
         let (stored, _created) = self
             .store

@@ -212,6 +212,7 @@ pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
         EventKind::ApprovalRecorded => pb::EventType::RequestApprovalRecorded,
         EventKind::Reminded => pb::EventType::RequestReminded,
         EventKind::Escalated => pb::EventType::RequestEscalated,
+        EventKind::Erased => pb::EventType::RequestErased,
     }
 }
 
@@ -236,6 +237,7 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
             Ok(pb::EventType::RequestApprovalRecorded) => Some(EventKind::ApprovalRecorded),
             Ok(pb::EventType::RequestReminded) => Some(EventKind::Reminded),
             Ok(pb::EventType::RequestEscalated) => Some(EventKind::Escalated),
+            Ok(pb::EventType::RequestErased) => Some(EventKind::Erased),
             Ok(pb::EventType::Unspecified) | Err(_) => None,
         };
         match kind {

@@ -8,12 +8,14 @@ mod emails;
 mod events;
 mod gateway;
 mod paging;
+mod privacy;
 pub mod status;
 
 pub use access_requests::AccessRequestApi;
 pub use emails::EmailApi;
 pub use events::EventApi;
 pub use gateway::GatewayApi;
+pub use privacy::PrivacyApi;
 
 use tonic::{Code, Request, Status};
 

@@ -33,7 +33,12 @@ fn plain(code: Code, message: impl Into<String>, reason: &str) -> Status {
 }
 
 /// INVALID_ARGUMENT for one bad `field`, with its BadRequest and `reason`.
-fn bad_field(field: &str, description: &str, reason: &str, message: impl Into<String>) -> Status {
+pub fn bad_field(
+    field: &str,
+    description: &str,
+    reason: &str,
+    message: impl Into<String>,
+) -> Status {
     let mut details = ErrorDetails::with_bad_request(vec![FieldViolation::new(field, description)]);
     details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
     Status::with_error_details(Code::InvalidArgument, message, details)
@@ -161,6 +166,7 @@ impl From<StoreError> for Status {
                 message,
                 "ALREADY_APPROVED_BY_CALLER",
             ),
+            StoreError::Erased => plain(Code::FailedPrecondition, message, "SUBJECT_ERASED"),
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
                 plain(Code::Internal, "internal error", "INTERNAL")

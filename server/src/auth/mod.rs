@@ -99,6 +99,8 @@ pub enum Permission {
     ManageCodes,
     /// Read the review statistics (GetStats).
     ReadStats,
+    /// Export and erase a data subject, list their consents.
+    ManagePrivacy,
 }
 
 /// The caller's role does not allow the permission.

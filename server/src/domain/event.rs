@@ -26,7 +26,8 @@ pub struct RecordedEvent {
     pub actor: String,
     pub state: State,
     pub occurred_at: DateTime<Utc>,
-    /// The JSON object exactly as stored (hashed as stored).
+    /// The JSON object as stored, with a sealed `reason` opened (the chain
+    /// hashes the stored form; see `VerifyAuditChain`).
     pub data: String,
     pub prev_hash: String,
     pub hash: String,

@@ -132,7 +132,8 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         | EventKind::EmailRequeued
         | EventKind::EmailSent
         | EventKind::EmailFailed
-        | EventKind::EmailDead => Vec::new(),
+        | EventKind::EmailDead
+        | EventKind::Erased => Vec::new(),
     }
 }
 

@@ -290,11 +290,14 @@ pub enum EventKind {
     Reminded,
     /// The request passed its review SLA; the administrators were alerted.
     Escalated,
+    /// The applicant's personal data in the request was erased (their
+    /// erasure, or the retention period); the request stays anonymous.
+    Erased,
 }
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -311,6 +314,7 @@ impl EventKind {
         EventKind::ApprovalRecorded,
         EventKind::Reminded,
         EventKind::Escalated,
+        EventKind::Erased,
     ];
 
     /// Parses a name produced by [`EventKind::as_str`].
@@ -337,6 +341,7 @@ impl EventKind {
             EventKind::ApprovalRecorded => "request.approval_recorded",
             EventKind::Reminded => "request.reminded",
             EventKind::Escalated => "request.escalated",
+            EventKind::Erased => "request.erased",
         }
     }
 }

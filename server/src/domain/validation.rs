@@ -244,7 +244,9 @@ impl Validator {
         }
     }
 
-    fn email(&mut self, field: &str, raw: &str) -> Option<String> {
+    /// Checks an email address (one addr-spec, dotted domain, no display
+    /// text); `None` when invalid.
+    pub fn email(&mut self, field: &str, raw: &str) -> Option<String> {
         let value = self.text(field, raw, TextRule::required(MAX_EMAIL_CHARS))?;
         let options = EmailOptions {
             minimum_sub_domains: 2,

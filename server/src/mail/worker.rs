@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{SendError, Templates, Transport};
+use crate::crypto::KeyRing;
 use crate::domain::mail::retry_at;
-use crate::secrets::SecretKey;
 use crate::store::outbox::{ClaimedEmail, Outcome};
 use crate::store::{self, Store, StoreError, now};
 use crate::store::{SEALED_CODE_FIELD, seal_purpose};
@@ -47,7 +47,7 @@ pub struct WorkerOptions {
     /// DKIM signing of every email, when configured.
     pub dkim: Option<Arc<DkimConfig>>,
     /// Opens the gateway codes sealed in approval emails.
-    pub secret: Option<SecretKey>,
+    pub secret: Option<KeyRing>,
 }
 
 /// Sends emails until `shutdown` is cancelled; the emails already claimed
@@ -249,6 +249,11 @@ async fn attempt(
     options: &WorkerOptions,
     email: &ClaimedEmail,
 ) -> Outcome {
+    if email.erased {
+        return Outcome::Dead {
+            error: "the applicant's personal data was erased: nothing to send".to_owned(),
+        };
+    }
     // A code that does not open is the server's configuration (a missing
     // or different secret key), not the email's fault: retried on the
     // schedule, so fixing the key delivers it, rather than dead at once.
@@ -306,7 +311,7 @@ fn unseal_code(options: &WorkerOptions, email: &ClaimedEmail) -> Result<serde_js
         .as_str()
         .and_then(|sealed| {
             secret
-                .open(&seal_purpose(email.access_request), sealed)
+                .open_str(&seal_purpose(email.access_request), sealed)
                 .ok()
         })
         .ok_or("the gateway code does not open with this server's secret key")?;

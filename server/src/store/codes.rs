@@ -21,16 +21,17 @@ use super::entities::{access_request, gateway_code, outbox};
 use super::events::append_event;
 use super::outbox::enqueue;
 use super::requests::to_domain;
+use super::sealing::Sealer;
 use super::{Result, Store, StoreError, from_micros, now, to_micros};
+use crate::crypto::KeyRing;
 use crate::domain::mail::{MailTemplate, NewEmail, emails_for};
 use crate::domain::{AccessRequest, AccessRequestId, EventKind, GatewayCode, NewEvent, State};
-use crate::secrets::SecretKey;
 
 /// Stored code states. Expiry is read from the clock; it is written
 /// (`expired`) only when a new code needs the selector.
-const ACTIVE: &str = "active";
+pub(super) const ACTIVE: &str = "active";
 const REDEEMED: &str = "redeemed";
-const REVOKED: &str = "revoked";
+pub(super) const REVOKED: &str = "revoked";
 const EXPIRED: &str = "expired";
 
 /// Key of the sealed code in an outbox row's template data; removed once
@@ -47,7 +48,7 @@ pub fn seal_purpose(request: AccessRequestId) -> String {
 #[derive(Clone, Debug)]
 pub struct CodeOptions {
     /// Seals the code in the outbox until its email is sent.
-    pub secret: SecretKey,
+    pub secret: KeyRing,
     /// Validity of a code.
     pub validity: Duration,
     /// Validity per resource (gateway), overriding `validity`.
@@ -137,6 +138,7 @@ pub enum RedeemError {
 pub(crate) async fn issue_code(
     txn: &DatabaseTransaction,
     options: &CodeOptions,
+    sealer: &Sealer,
     request: &AccessRequest,
     actor: &str,
     reissued: bool,
@@ -209,7 +211,7 @@ pub(crate) async fn issue_code(
         if email.template == MailTemplate::ApplicantApproved {
             let sealed = options
                 .secret
-                .seal(&seal_purpose(request.id), &code.to_string());
+                .seal_str(&seal_purpose(request.id), &code.to_string());
             email.data[SEALED_CODE_FIELD] = json!(sealed);
             email.data["code_expires"] = json!(expires_at.format("%Y-%m-%d %H:%M UTC").to_string());
             if reissued {
@@ -217,7 +219,7 @@ pub(crate) async fn issue_code(
             }
         }
     }
-    enqueue(txn, request.id, seq, emails, at).await?;
+    enqueue(txn, sealer, request.id, seq, emails, at).await?;
     Ok(code)
 }
 
@@ -324,7 +326,7 @@ impl Store {
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("gateway code {} has no request", row.id))
                 })?;
-            let request = to_domain(request_row)?;
+            let request = self.request_from_row(request_row).await?;
             let event = code_event(EventKind::CodeRedeemed, request.id, gateway, at, json!({}));
             append_event(&txn, &event).await?;
             txn.commit().await?;
@@ -431,6 +433,8 @@ impl Store {
             select = select.lock(LockType::NoKeyUpdate);
         }
         let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
+        let (row, sealer) = self.open_request_row(row).await?;
+        let sealer = sealer.ok_or(StoreError::Erased)?;
         let current = to_domain(row)?;
         if current.state != State::Approved {
             return Err(StoreError::RequestNotApproved);
@@ -460,7 +464,7 @@ impl Store {
         // The previous approval email, if not sent yet, must not deliver
         // the revoked code (nor RetryEmail later).
         forget_unsent_codes(&txn, request).await?;
-        issue_code(&txn, &options, &current, actor, true, at).await?;
+        issue_code(&txn, &options, &sealer, &current, actor, true, at).await?;
         let latest = self
             .latest_code_row(&txn, request)
             .await?

@@ -141,12 +141,17 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or(StoreError::NotFound)?;
+        let (row, sealer) = self.open_request_row(row).await?;
         let request = to_domain(row)?;
         let event = deadline_event(kind, id, request.created_at, deadlines, at);
         let seq = append_event(&txn, &event).await?;
         let emails = emails_for(kind, &request, &self.admin_emails);
         let recipients = emails.len();
-        enqueue(&txn, id, seq, emails, now().min(at)).await?;
+        // Erased since it was submitted: the administrators learn of it
+        // from the event stream only; there is nobody to write about.
+        if let Some(sealer) = &sealer {
+            enqueue(&txn, sealer, id, seq, emails, now().min(at)).await?;
+        }
         txn.commit().await?;
         self.event_committed();
         info!(request = %id, event = kind.as_str(), recipients, "review deadline reached");

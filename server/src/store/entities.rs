@@ -67,6 +67,13 @@ pub mod access_request {
         pub reminded_at_us: Option<i64>,
         /// When the request was escalated (past the review SLA).
         pub escalated_at_us: Option<i64>,
+        /// Whose data key seals the personal columns; `None` for rows
+        /// stored before encryption and once erased.
+        pub subject_id: Option<String>,
+        /// Blind index of the applicant's email; `None` once erased.
+        pub applicant_index: Option<String>,
+        /// When the personal data was erased (erasure or retention).
+        pub erased_at_us: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -199,6 +206,8 @@ pub mod outbox {
         /// When RetryEmail last queued the dead email again; its lifetime
         /// counts from here.
         pub requeued_at_us: Option<i64>,
+        /// When the retention job purged the sent email's recipient and data.
+        pub purged_at_us: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -278,14 +278,19 @@ impl Store {
         if let Some(until) = until_seq {
             select = select.filter(event::Column::Seq.lte(until));
         }
-        select
+        let rows = select
             .order_by_asc(event::Column::Seq)
             .limit(limit)
             .all(&self.db)
-            .await?
-            .into_iter()
-            .map(to_recorded)
-            .collect()
+            .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            row.data = self
+                .open_event_data(&row.access_request_id, row.data)
+                .await?;
+            events.push(to_recorded(row)?);
+        }
+        Ok(events)
     }
 
     /// A page of the audit trail, oldest first. Page tokens are bound to

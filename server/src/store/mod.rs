@@ -14,7 +14,9 @@ mod key_cache;
 mod keys;
 pub mod outbox;
 mod pagination;
+mod privacy;
 mod requests;
+mod sealing;
 mod stats;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use sesame_migrations::{Migrator, MigratorTrait};
 use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
+use crate::crypto::Vault;
 use crate::domain::TransitionError;
 use crate::domain::request::DecisionError;
 pub use codes::{
@@ -42,6 +45,11 @@ pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_
 pub use key_cache::{KEY_CACHE_TTL, KeyDigest};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
 pub use pagination::{ListQuery, Page};
+pub use privacy::{
+    ConsentPage, ConsentRecord, Erasure, MAX_EXPORT_EVENTS, MAX_EXPORT_REQUESTS, RetentionPass,
+    SubjectExport,
+};
+pub use sealing::ERASED;
 pub use stats::{PoolUsage, Stats};
 
 /// Errors of the persistence layer. Database details stay in the source
@@ -86,6 +94,8 @@ pub enum StoreError {
     SelfApproval,
     #[error("this administrator already approved the request")]
     AlreadyApproved,
+    #[error("the applicant's personal data was erased; the request can no longer change")]
+    Erased,
 }
 
 impl From<DecisionError> for StoreError {
@@ -178,6 +188,8 @@ pub struct Store {
     /// SQLITE_BUSY and back off in sleeps of milliseconds (the busy
     /// handler); here they queue instead. Unused on PostgreSQL.
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The key store sealing personal data; see [`sealing`].
+    vault: Option<Vault>,
     /// Submissions waiting for a group commit, written with this store's
     /// settings: every `with_*` method that changes what a submission
     /// writes starts a queue of its own.
@@ -202,6 +214,7 @@ impl Store {
             admin_emails: Arc::new(Vec::new()),
             codes: None,
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
+            vault: None,
             group_commit: Arc::default(),
             key_cache: Arc::default(),
         })
@@ -210,6 +223,13 @@ impl Store {
     /// The same store, issuing gateway codes with `options`.
     pub fn with_codes(mut self, options: CodeOptions) -> Store {
         self.codes = Some(Arc::new(options));
+        self.group_commit = Arc::default();
+        self
+    }
+
+    /// The same store, sealing personal data with `vault`'s keys.
+    pub fn with_vault(mut self, vault: Vault) -> Store {
+        self.vault = Some(vault);
         self.group_commit = Arc::default();
         self
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::entities::{access_request, outbox};
 use super::events::append_event;
+use super::sealing::Sealer;
 use super::{Result, Store, StoreError, from_micros, now, to_micros};
 use crate::domain::mail::{MailTemplate, NewEmail, redact_addresses};
 use crate::domain::{AccessRequestId, EventKind, Locale, NewEvent, State, UserType};
@@ -44,6 +45,9 @@ pub struct ClaimedEmail {
     pub created_at: DateTime<Utc>,
     /// Proves the claim when the outcome is recorded.
     pub lease_token: String,
+    /// The applicant's personal data was erased (or the email purged):
+    /// recipient and data are empty and the email cannot be sent.
+    pub erased: bool,
 }
 
 /// How an attempt ended.
@@ -65,6 +69,7 @@ pub enum Outcome {
 /// A second enqueue of the same email fails on the idempotency key.
 pub(super) async fn enqueue(
     txn: &DatabaseTransaction,
+    sealer: &Sealer,
     request: AccessRequestId,
     event_seq: i64,
     emails: Vec<NewEmail>,
@@ -72,12 +77,14 @@ pub(super) async fn enqueue(
 ) -> Result<()> {
     for email in emails {
         let id = Uuid::now_v7();
+        // The recipient by its blind index: the key must not hold the
+        // address in clear.
         let key = format!(
             "{request}:{event_seq}:{}:{}",
             email.template.as_str(),
-            email.recipient
+            sealer.blind_index(&email.recipient)
         );
-        let row = outbox::ActiveModel {
+        let mut row = outbox::ActiveModel {
             id: Set(id.to_string()),
             idempotency_key: Set(key),
             message_id: Set(format!("<{id}@sesame>")),
@@ -98,7 +105,9 @@ pub(super) async fn enqueue(
             updated_at_us: Set(to_micros(at)),
             sent_at_us: Set(None),
             requeued_at_us: Set(None),
+            purged_at_us: Set(None),
         };
+        sealer.seal_email(&mut row);
         outbox::Entity::insert(row)
             .exec_without_returning(txn)
             .await?;
@@ -106,7 +115,11 @@ pub(super) async fn enqueue(
     Ok(())
 }
 
-fn claimed(row: outbox::Model) -> Result<ClaimedEmail> {
+/// A claimed row, its recipient and data opened (`None`: erased).
+fn claimed(
+    row: outbox::Model,
+    opened: Option<(String, serde_json::Value)>,
+) -> Result<ClaimedEmail> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("outbox {}: {what}", row.id));
     Ok(ClaimedEmail {
         access_request: row
@@ -116,7 +129,7 @@ fn claimed(row: outbox::Model) -> Result<ClaimedEmail> {
         template: MailTemplate::parse(&row.template).ok_or_else(|| corrupt("unknown template"))?,
         locale: Locale::parse(&row.locale).ok_or_else(|| corrupt("unknown locale"))?,
         user_type: UserType::parse(&row.user_type).ok_or_else(|| corrupt("unknown user type"))?,
-        data: serde_json::from_str(&row.data).map_err(|_| corrupt("bad data"))?,
+        erased: opened.is_none(),
         attempt: u32::try_from(row.attempts).unwrap_or(1),
         created_at: from_micros(row.requeued_at_us.unwrap_or(row.created_at_us))?,
         lease_token: row
@@ -125,7 +138,11 @@ fn claimed(row: outbox::Model) -> Result<ClaimedEmail> {
             .ok_or_else(|| corrupt("claimed without lease"))?,
         id: row.id,
         message_id: row.message_id,
-        recipient: row.recipient,
+        recipient: opened
+            .as_ref()
+            .map(|(to, _)| to.clone())
+            .unwrap_or_default(),
+        data: opened.map(|(_, data)| data).unwrap_or_default(),
     })
 }
 
@@ -173,7 +190,12 @@ impl Store {
                 .all(&txn)
                 .await?;
         txn.commit().await?;
-        rows.into_iter().map(claimed).collect()
+        let mut emails = Vec::with_capacity(rows.len());
+        for row in rows {
+            let opened = self.open_email(&row).await?;
+            emails.push(claimed(row, opened)?);
+        }
+        Ok(emails)
     }
 
     /// Extends, to `lease` from now, the leases of the emails claimed under
@@ -240,8 +262,20 @@ pub struct EmailRecord {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+impl Store {
+    /// An outbox row as listed, its recipient opened ([`super::ERASED`]
+    /// once erased or purged).
+    async fn email_record(&self, row: outbox::Model) -> Result<EmailRecord> {
+        let recipient = match self.open_email(&row).await? {
+            Some((recipient, _)) => recipient,
+            None => super::ERASED.to_owned(),
+        };
+        EmailRecord::from_row(row, recipient)
+    }
+}
+
 impl EmailRecord {
-    fn from_row(row: outbox::Model) -> Result<Self> {
+    fn from_row(row: outbox::Model, recipient: String) -> Result<Self> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("outbox {}: {what}", row.id));
         Ok(EmailRecord {
             access_request: row
@@ -255,7 +289,7 @@ impl EmailRecord {
             next_attempt_at: from_micros(row.next_attempt_at_us)?,
             sent_at: row.sent_at_us.map(from_micros).transpose()?,
             id: row.id,
-            recipient: row.recipient,
+            recipient,
             state: row.state,
             attempts: row.attempts,
             last_error: row.last_error,
@@ -319,11 +353,12 @@ impl Store {
             |row| (row.created_at_us, row.id.clone()),
         )
         .await?;
+        let mut emails = Vec::with_capacity(rows.len());
+        for row in rows {
+            emails.push(self.email_record(row).await?);
+        }
         Ok(EmailPage {
-            emails: rows
-                .into_iter()
-                .map(EmailRecord::from_row)
-                .collect::<Result<_>>()?,
+            emails,
             next_page_token,
         })
     }
@@ -379,7 +414,7 @@ impl Store {
         txn.commit().await?;
         self.event_committed();
         info!("dead email queued again");
-        EmailRecord::from_row(fresh)
+        self.email_record(fresh).await
     }
 }
 

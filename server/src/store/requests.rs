@@ -13,6 +13,7 @@ use super::entities::{access_request, idempotency_key};
 use super::events::{EventAppender, append_event};
 use super::outbox::enqueue;
 use super::pagination::{self, ListQuery, Page, Position};
+use super::sealing::Sealer;
 use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros, unique};
 use crate::domain::mail::emails_for;
 use crate::domain::policy::Evaluation;
@@ -35,8 +36,10 @@ pub(super) struct Submission {
     /// `request.submitted`.
     pub(super) event: NewEvent,
     /// The policy's decision, when a rule decided at once: the request as
-    /// decided and the decision's event.
+    /// decided and the decision's event (reason not sealed yet).
     pub(super) decided: Option<(AccessRequest, NewEvent)>,
+    /// Seals the applicant's personal data with their subject key.
+    pub(super) sealer: Sealer,
 }
 
 /// What writing a [`Submission`] did.
@@ -80,6 +83,7 @@ impl Store {
         let decided = request
             .decide_by_policy(evaluation, event.occurred_at)
             .transpose()?;
+        let sealer = self.sealer_for(&request.applicant.email).await?;
         let prepared = Submission {
             submitter: submitter.to_owned(),
             request_id,
@@ -87,6 +91,7 @@ impl Store {
             request,
             event,
             decided,
+            sealer,
         };
         let request = match self.commit_submission(prepared.clone()).await? {
             Written::Stored(request) => request,
@@ -122,7 +127,10 @@ impl Store {
             .decided
             .as_ref()
             .map_or(request, |(changed, _)| changed);
-        access_request::Entity::insert(access_request_row(stored))
+        let sealer = &submission.sealer;
+        let mut row = access_request_row(stored);
+        sealer.seal_request(&mut row, &request.applicant.email);
+        access_request::Entity::insert(row)
             .exec_without_returning(txn)
             .await?;
         if let Some(request_id) = &submission.request_id {
@@ -151,11 +159,13 @@ impl Store {
             &self.admin_emails
         };
         let emails = emails_for(event.kind, request, admins);
-        enqueue(txn, request.id, seq, emails, event.occurred_at).await?;
+        enqueue(txn, sealer, request.id, seq, emails, event.occurred_at).await?;
         let Some((changed, decision)) = &submission.decided else {
             return Ok(Written::Stored(request.clone()));
         };
-        let seq = events.append(txn, decision).await?;
+        let mut decision = decision.clone();
+        sealer.seal_event_reason(&mut decision);
+        let seq = events.append(txn, &decision).await?;
         if changed.state == State::Approved {
             let options = self.code_options()?.clone();
             // issue_code appends through the counter row: bring it up to date.
@@ -163,6 +173,7 @@ impl Store {
             issue_code(
                 txn,
                 &options,
+                sealer,
                 changed,
                 &decision.actor,
                 false,
@@ -171,7 +182,7 @@ impl Store {
             .await?;
         } else {
             let emails = emails_for(decision.kind, changed, &self.admin_emails);
-            enqueue(txn, changed.id, seq, emails, decision.occurred_at).await?;
+            enqueue(txn, sealer, changed.id, seq, emails, decision.occurred_at).await?;
         }
         Ok(Written::Stored(changed.clone()))
     }
@@ -194,7 +205,7 @@ impl Store {
         let row = unique(select, &self.db)
             .await?
             .ok_or_else(|| StoreError::Corrupt("idempotency key points nowhere".into()))?;
-        Ok(Some(to_domain(row)?))
+        Ok(Some(self.request_from_row(row).await?))
     }
 
     /// One request, if the scope may see it.
@@ -204,7 +215,15 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         check_scope(scope, &row)?;
-        to_domain(row)
+        self.request_from_row(row).await
+    }
+
+    /// The domain request of a stored row, personal data opened.
+    pub(super) async fn request_from_row(
+        &self,
+        row: access_request::Model,
+    ) -> Result<AccessRequest> {
+        to_domain(self.open_request_row(row).await?.0)
     }
 
     /// A page of requests, newest first. `page_size` must be at least 1.
@@ -252,10 +271,10 @@ impl Store {
             |row| (row.created_at_us, row.id.clone()),
         )
         .await?;
-        let items = rows
-            .into_iter()
-            .map(to_domain)
-            .collect::<Result<Vec<_>>>()?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.request_from_row(row).await?);
+        }
         Ok(Page {
             items,
             next_page_token,
@@ -302,13 +321,16 @@ impl Store {
         }
         let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
         check_scope(scope, &row)?;
+        let (row, sealer) = self.open_request_row(row).await?;
+        let sealer = sealer.ok_or(StoreError::Erased)?;
         let current = to_domain(row)?;
         if let Some(etag) = expected_etag
             && etag != current.etag()
         {
             return Err(StoreError::EtagMismatch);
         }
-        let (changed, event) = current.apply(action, actor, at)?;
+        let (changed, mut event) = current.apply(action, actor, at)?;
+        sealer.seal_event_reason(&mut event);
         let decision = changed.decision.as_ref();
         let updated = access_request::Entity::update_many()
             .col_expr(
@@ -325,7 +347,10 @@ impl Store {
             )
             .col_expr(
                 access_request::Column::DecisionReason,
-                Expr::value(decision.and_then(|d| d.reason.clone())),
+                Expr::value(sealer.seal_decision_reason(
+                    &id.to_string(),
+                    decision.and_then(|d| d.reason.clone()),
+                )),
             )
             .col_expr(
                 access_request::Column::DecisionAutomatic,
@@ -355,12 +380,21 @@ impl Store {
         // applicant's email, code included. Other decisions email at once.
         let code = if changed.state == State::Approved {
             let options = self.code_options()?.clone();
-            let code =
-                issue_code(&txn, &options, &changed, actor, false, event.occurred_at).await?;
+            let code = issue_code(
+                &txn,
+                &options,
+                &sealer,
+                &changed,
+                actor,
+                false,
+                event.occurred_at,
+            )
+            .await?;
             Some(code)
         } else {
             let emails = emails_for(event.kind, &changed, &self.admin_emails);
-            enqueue(&txn, changed.id, seq, emails, now().min(event.occurred_at)).await?;
+            let at = now().min(event.occurred_at);
+            enqueue(&txn, &sealer, changed.id, seq, emails, at).await?;
             None
         };
         txn.commit().await?;
@@ -414,6 +448,9 @@ fn access_request_row(request: &AccessRequest) -> access_request::ActiveModel {
         approvals: Set(approvals_json(&request.review.approvals)),
         reminded_at_us: Set(None),
         escalated_at_us: Set(None),
+        subject_id: Set(None),
+        applicant_index: Set(None),
+        erased_at_us: Set(None),
     }
 }
 

@@ -597,3 +597,96 @@ fn templates_render_prints_an_email_and_refuses_unknown_kinds() {
     let unknown = run_err(sesame(dir.path()).args(["templates", "render", "nope"]));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown email kind"));
 }
+
+/// `SELECT master_key_id, COUNT(*)` of the SQLite key store beside the
+/// default database.
+fn keys_per_master(dir: &Path) -> Vec<(i64, i64)> {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; [print(m, n) for m, n in sqlite3.connect(sys.argv[1]).execute(\
+             'SELECT master_key_id, COUNT(*) FROM subject_keys GROUP BY 1 ORDER BY 1')]",
+        ])
+        .arg(dir.join("sesame.db.keys.db"))
+        .output()
+        .expect("run python3");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (master, count) = line.split_once(' ').unwrap();
+            (master.parse().unwrap(), count.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rotating_the_master_key_keeps_every_value_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path()).await;
+    let key = served.bootstrap_key().unwrap();
+    let client = sesame_client::SesameClient::connect(&format!("http://{}", served.addr), &key)
+        .await
+        .unwrap();
+    let submit = async |email: &str| {
+        let mut submission = crate::harness::valid_submission();
+        submission.applicant.as_mut().unwrap().email = email.into();
+        client
+            .access_requests()
+            .submit_access_request(submission)
+            .await
+            .unwrap()
+            .into_inner()
+            .access_request
+            .unwrap()
+            .name
+    };
+    let before = [
+        submit("ada@example.com").await,
+        submit("bob@example.com").await,
+    ];
+    assert_eq!(keys_per_master(dir.path()), [(1, 2)]);
+
+    // While the server runs.
+    let output = run_ok(sesame(dir.path()).args(["keys", "rotate-master"]));
+    assert!(
+        output.contains("master key 2: 2 subject key(s)"),
+        "{output}"
+    );
+    let key_file = std::fs::read_to_string(dir.path().join("sesame.db.key")).unwrap();
+    assert!(key_file.contains("master 1 ") && key_file.contains("master 2 "));
+    assert_eq!(keys_per_master(dir.path()), [(2, 2)]);
+    // The running server wraps a new person's key with the new master.
+    let after = submit("carol@example.com").await;
+    assert_eq!(keys_per_master(dir.path()), [(2, 3)]);
+
+    // A restarted server (nothing cached) reads everything.
+    terminate(served).await;
+    let restarted = serve(dir.path()).await;
+    let client = sesame_client::SesameClient::connect(&format!("http://{}", restarted.addr), &key)
+        .await
+        .unwrap();
+    for (name, email) in before.iter().chain([&after]).zip([
+        "ada@example.com",
+        "bob@example.com",
+        "carol@example.com",
+    ]) {
+        let read = client
+            .access_requests()
+            .get_access_request(pb::GetAccessRequestRequest { name: name.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_request
+            .unwrap();
+        assert_eq!(read.applicant.unwrap().email, email);
+    }
+    terminate(restarted).await;
+
+    // Without a key file there is nothing to rotate: a clear error.
+    let empty = tempfile::tempdir().unwrap();
+    let output = run_err(sesame(empty.path()).args(["keys", "rotate-master"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}

@@ -32,9 +32,9 @@ const ADMINS: [&str; 2] = ["ops@example.com", "sec@example.com"];
 /// A store of another replica on the server's database, mailing the
 /// administrators as the server does.
 async fn replica_store(server: &TestServer) -> Store {
-    Store::open(&server.config.database(), false)
+    server
+        .other_store()
         .await
-        .expect("open a replica's store")
         .with_admin_emails(server.config.admin_emails.clone())
 }
 
@@ -81,14 +81,17 @@ async fn request_events(server: &TestServer, name: &str) -> Vec<pb::Event> {
 
 async fn outbox_templates(server: &TestServer, name: &str) -> Vec<(String, String)> {
     let id = name.trim_start_matches("accessRequests/");
-    let mut rows: Vec<(String, String)> = outbox::Entity::find()
+    let stored = outbox::Entity::find()
         .filter(outbox::Column::AccessRequestId.eq(id))
         .all(server.store.connection())
         .await
-        .unwrap()
-        .into_iter()
-        .map(|row| (row.template, row.recipient))
-        .collect();
+        .unwrap();
+    let mut rows = Vec::new();
+    for row in stored {
+        // Recipients are stored sealed.
+        let (recipient, _) = server.store.open_email(&row).await.unwrap().unwrap();
+        rows.push((row.template, recipient));
+    }
     rows.sort();
     rows
 }

@@ -83,7 +83,9 @@ pub struct TestServer {
 }
 
 /// The generated clients with a bearer key on every call.
-pub use sesame_client::{AccessRequestClient as Client, Bearer, EmailClient, EventClient};
+pub use sesame_client::{
+    AccessRequestClient as Client, Bearer, EmailClient, EventClient, PrivacyClient,
+};
 
 impl TestServer {
     /// Starts a server over a fresh database of `backend`.
@@ -111,9 +113,7 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let store = Store::open(&config.database(), true)
-            .await
-            .expect("open store");
+        let store = open_store(&config, true).await;
         let create = async |name: &str, role: Role| {
             store
                 .create_api_key(name, role)
@@ -177,11 +177,30 @@ impl TestServer {
         }
     }
 
+    /// A store on this server's database and key store, as another
+    /// replica's would be.
+    pub async fn other_store(&self) -> Store {
+        open_store(&self.config, false).await
+    }
+
+    /// A server on `database_url` (a restored backup, say) with this
+    /// server's key file, key store and API keys.
+    pub async fn on_database(&self, database_url: String) -> TestServer {
+        let mut config = self.config.clone();
+        config.key_store_url = Some(
+            self.config
+                .key_store()
+                .map_or_else(|| self.config.database_url.clone(), |options| options.url),
+        );
+        config.database_url = database_url;
+        let store = open_store(&config, true).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(config, store, self.keys.clone(), dir).await
+    }
+
     /// A second server on the same database, as another replica would be.
     pub async fn replica(&self) -> TestServer {
-        let store = Store::open(&self.config.database(), true)
-            .await
-            .expect("open store");
+        let store = open_store(&self.config, true).await;
         let dir = tempfile::tempdir().expect("temp dir");
         Self::launch(self.config.clone(), store, self.keys.clone(), dir).await
     }
@@ -207,6 +226,15 @@ impl TestServer {
     pub async fn emails(&self, key: &str) -> EmailClient {
         let bearer = Bearer::new(key).expect("ascii key");
         EmailServiceClient::with_interceptor(self.channel().await, bearer)
+    }
+
+    /// A privacy client calling with `key`.
+    pub async fn privacy(&self, key: &str) -> PrivacyClient {
+        let bearer = Bearer::new(key).expect("ascii key");
+        sesame_proto::v1::privacy_service_client::PrivacyServiceClient::with_interceptor(
+            self.channel().await,
+            bearer,
+        )
     }
 
     /// An event client calling with `key`.
@@ -333,4 +361,15 @@ pub fn valid_submission() -> pb::SubmitAccessRequestRequest {
         }),
         request_id: String::new(),
     }
+}
+
+/// Opens the store of `config` with its key store, as the server does.
+pub async fn open_store(config: &Config, migrate: bool) -> Store {
+    let store = Store::open(&config.database(), migrate)
+        .await
+        .expect("open store");
+    let vault = server::open_vault(config, &store)
+        .await
+        .expect("open key store");
+    store.with_vault(vault)
 }

@@ -202,13 +202,23 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// The outbox rows, recipient and data opened (they are stored sealed).
 async fn outbox_rows(server: &TestServer) -> Vec<outbox::Model> {
-    outbox::Entity::find()
+    let rows = outbox::Entity::find()
         .order_by_asc(outbox::Column::CreatedAtUs)
         .order_by_asc(outbox::Column::Template)
         .all(server.store.connection())
         .await
-        .unwrap()
+        .unwrap();
+    let mut opened = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        if let Some((recipient, data)) = server.store.open_email(&row).await.unwrap() {
+            row.recipient = recipient;
+            row.data = data.to_string();
+        }
+        opened.push(row);
+    }
+    opened
 }
 
 async fn email_events(server: &TestServer) -> Vec<String> {
@@ -564,11 +574,7 @@ async fn leases_are_renewed_while_a_slow_server_sends_so_no_second_worker_resend
             stop.clone(),
         ))
     };
-    let open_store = async || {
-        sesame_server::store::Store::open(&server.config.database(), false)
-            .await
-            .unwrap()
-    };
+    let open_store = async || server.other_store().await;
     let first = spawn_worker(open_store().await);
     wait_for("the first worker's claim", async || {
         outbox_rows(&server)
@@ -718,6 +724,7 @@ async fn enqueue_directly(server: &TestServer, request: &pb::AccessRequest, coun
                 updated_at_us: Set(now),
                 sent_at_us: Set(None),
                 requeued_at_us: Set(None),
+                purged_at_us: Set(None),
             }
         })
         .collect();
@@ -762,9 +769,7 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
     let stop = tokio_util::sync::CancellationToken::new();
     let mut workers = Vec::new();
     for _ in 0..2 {
-        let store = sesame_server::store::Store::open(&server.config.database(), false)
-            .await
-            .unwrap();
+        let store = server.other_store().await;
         let options = WorkerOptions {
             from: "Sesame <sesame@localhost>".parse().unwrap(),
             batch: 50,

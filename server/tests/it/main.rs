@@ -11,6 +11,7 @@ mod clients;
 mod codes;
 mod deadlines;
 mod events;
+mod gdpr;
 mod group_commit;
 mod mail;
 mod metrics;

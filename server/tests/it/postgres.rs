@@ -168,3 +168,43 @@ fn start_cluster() -> String {
 
     format!("postgres://postgres@127.0.0.1:{port}")
 }
+
+/// A logical dump of the database at `url`: `pg_dump`'s plain SQL, as an
+/// operator's backup would be.
+pub fn dump(url: &str) -> String {
+    let output = Command::new(bin_dir().join("pg_dump"))
+        .args(["--no-owner", "--no-privileges", "--dbname", url])
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        output.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("pg_dump writes UTF-8")
+}
+
+/// A new database restored from a plain `pg_dump` with `psql`; its URL.
+pub async fn restore(dump: &str) -> String {
+    let url = fresh_database().await;
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), dump).expect("write the dump");
+    let output = Command::new(bin_dir().join("psql"))
+        .args([
+            "--quiet",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--dbname",
+            &url,
+            "--file",
+        ])
+        .arg(file.path())
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "psql restore failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    url
+}

@@ -7,7 +7,9 @@ Every change of state appends one event, in the same transaction as the
 change. Events are numbered 1, 2, 3... with no gap, and become visible in
 that order. Each event is chained to the previous one by a SHA-256 hash, so
 editing, deleting or reordering stored events is detected by
-VerifyAuditChain. Events carry no personal data of the applicant.
+VerifyAuditChain. Events carry no personal data of the applicant; a
+decision's `reason`, which an administrator writes, is stored encrypted with
+the applicant's key and reads as `[erased]` once that key is erased.
 """
 
 from collections import abc as _abc
@@ -82,6 +84,12 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A PENDING request passed its review SLA and the administrators were
     alerted by email (actor `system`, automatic; at most once per request).
     """
+    EVENT_TYPE_REQUEST_ERASED: _EventType.ValueType  # 22
+    """The applicant's personal data in the request was erased: by an
+    administrator's EraseSubject (actor: that key) or by the retention period
+    (actor `system`, automatic). The request stays as an anonymous record;
+    the event carries no personal data, and the audit chain still verifies.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kinds of events."""
@@ -133,6 +141,12 @@ reminded by email (actor `system`, automatic; at most once per request).
 EVENT_TYPE_REQUEST_ESCALATED: EventType.ValueType  # 21
 """A PENDING request passed its review SLA and the administrators were
 alerted by email (actor `system`, automatic; at most once per request).
+"""
+EVENT_TYPE_REQUEST_ERASED: EventType.ValueType  # 22
+"""The applicant's personal data in the request was erased: by an
+administrator's EraseSubject (actor: that key) or by the retention period
+(actor `system`, automatic). The request stays as an anonymous record;
+the event carries no personal data, and the audit chain still verifies.
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 

@@ -7,7 +7,9 @@ Every change of state appends one event, in the same transaction as the
 change. Events are numbered 1, 2, 3... with no gap, and become visible in
 that order. Each event is chained to the previous one by a SHA-256 hash, so
 editing, deleting or reordering stored events is detected by
-VerifyAuditChain. Events carry no personal data of the applicant.
+VerifyAuditChain. Events carry no personal data of the applicant; a
+decision's `reason`, which an administrator writes, is stored encrypted with
+the applicant's key and reads as `[erased]` once that key is erased.
 """
 
 from collections import abc as _abc

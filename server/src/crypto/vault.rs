@@ -1,0 +1,404 @@
+//! The key store: one row per data subject in `subject_keys`, holding the
+//! subject's data key wrapped by a master key of the [`KeyRing`], found by
+//! the blind index of the subject's email.
+//!
+//! The key store may live in its own database (`key_store_url`; by default a
+//! SQLite file beside the SQLite database), so that erasing a subject (deleting
+//! its row here) also reaches backups of the main database: a restored old
+//! backup holds only ciphertext whose key is gone. The table is created here,
+//! not by the main migrations, because it may be in another database.
+//!
+//! Unwrapped keys are cached in memory for [`CACHE_TTL`]; erasing a subject
+//! evicts it at once on this replica, and other replicas stop using their
+//! cached copy within that time.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::{DataKey, KeyRing, Subject, SubjectId};
+
+/// How long an unwrapped data key is used from memory before it is read
+/// again: the bound on how long another replica can still open the data of
+/// a subject erased elsewhere.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+/// Most keys kept in memory; the cache is emptied when it is full.
+const CACHE_MAX: usize = 50_000;
+/// Rows rewrapped per transaction by a rotation.
+const REWRAP_BATCH: u64 = 500;
+
+/// Errors of the key store.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("key store: {0}")]
+    Database(#[from] DbErr),
+    #[error(
+        "subject key {subject} is wrapped by master key {master}, which the key file does \
+         not hold"
+    )]
+    UnknownMaster { subject: SubjectId, master: u32 },
+    #[error("subject key {0} does not unwrap: wrong key file or altered key store")]
+    Unwrap(SubjectId),
+}
+
+/// `subject_keys`: one wrapped data key per data subject.
+pub mod subject_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "subject_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject_id: String,
+        /// Blind index of the subject's email (see `KeyRing::blind_index`).
+        pub blind_index: String,
+        /// Which master key wrapped `wrapped_key`.
+        pub master_key_id: i32,
+        /// The data key sealed by that master key.
+        pub wrapped_key: String,
+        pub created_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS subject_keys (
+    subject_id VARCHAR(36) NOT NULL PRIMARY KEY,
+    blind_index VARCHAR(64) NOT NULL UNIQUE,
+    master_key_id INTEGER NOT NULL,
+    wrapped_key TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL
+)";
+
+#[derive(Default)]
+struct Cache {
+    by_subject: HashMap<SubjectId, (DataKey, Instant)>,
+    by_index: HashMap<String, SubjectId>,
+}
+
+/// The key store. Cheap to clone.
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    ring: RwLock<Arc<KeyRing>>,
+    /// The key file, read again when a key names a master the ring lacks,
+    /// or before a new key is wrapped if the file changed (another process
+    /// rotated).
+    ring_path: Option<PathBuf>,
+    /// The key file's modification time when it was last read.
+    ring_mtime: Mutex<Option<SystemTime>>,
+    cache: Mutex<Cache>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("ring", &*self.ring())
+            .finish_non_exhaustive()
+    }
+}
+
+fn wrap_purpose(subject: SubjectId) -> String {
+    format!("subject_key:{subject}")
+}
+
+impl Vault {
+    /// Opens the key store on `db`, creating its table if needed.
+    pub async fn open(
+        db: DatabaseConnection,
+        ring: KeyRing,
+        ring_path: Option<PathBuf>,
+    ) -> Result<Vault, VaultError> {
+        if let Err(error) = db.execute_unprepared(CREATE_TABLE).await {
+            // Two replicas creating it at once on PostgreSQL: one loses,
+            // the table exists.
+            subject_key::Entity::find()
+                .limit(1)
+                .all(&db)
+                .await
+                .map_err(|_| error)?;
+        }
+        let ring_mtime = Mutex::new(ring_path.as_deref().and_then(modified));
+        Ok(Vault {
+            inner: Arc::new(Inner {
+                db,
+                ring: RwLock::new(Arc::new(ring)),
+                ring_path,
+                ring_mtime,
+                cache: Mutex::new(Cache::default()),
+            }),
+        })
+    }
+
+    /// The key ring in use.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.inner.ring.read().expect("ring lock poisoned").clone()
+    }
+
+    /// The blind index of `email`.
+    pub fn blind_index(&self, email: &str) -> String {
+        self.ring().blind_index(email)
+    }
+
+    /// The subject whose email is `email`, created with a new data key on
+    /// first use.
+    pub async fn subject_for(&self, email: &str) -> Result<Subject, VaultError> {
+        let index = self.blind_index(email);
+        let cached = {
+            let cache = self.inner.cache.lock().expect("cache lock poisoned");
+            cache.by_index.get(&index).copied()
+        };
+        if let Some(id) = cached
+            && let Some(key) = self.cached_key(id)
+        {
+            return Ok(Subject { id, key });
+        }
+        if let Some(subject) = self.find_by_index(&index).await? {
+            return Ok(subject);
+        }
+        let fresh = Subject {
+            id: SubjectId(Uuid::new_v4()),
+            key: DataKey::generate(),
+        };
+        // A rotation elsewhere: wrap with the new active master key.
+        self.reload_if_changed();
+        let ring = self.ring();
+        let row = subject_key::ActiveModel {
+            subject_id: Set(fresh.id.to_string()),
+            blind_index: Set(index.clone()),
+            master_key_id: Set(ring.active_id() as i32),
+            wrapped_key: Set(ring.seal(&wrap_purpose(fresh.id), fresh.key.bytes())),
+            created_at_us: Set(chrono::Utc::now().timestamp_micros()),
+        };
+        // Two submits for a new person at once: the first row wins and
+        // both use it.
+        subject_key::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(subject_key::Column::BlindIndex)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.inner.db)
+            .await?;
+        self.find_by_index(&index)
+            .await?
+            .ok_or_else(|| VaultError::Database(DbErr::RecordNotFound("subject key".into())))
+    }
+
+    /// The subject whose email is `email`, if Sesame holds a key for them.
+    pub async fn find_subject(&self, email: &str) -> Result<Option<Subject>, VaultError> {
+        self.find_by_index(&self.blind_index(email)).await
+    }
+
+    async fn find_by_index(&self, index: &str) -> Result<Option<Subject>, VaultError> {
+        let row = subject_key::Entity::find()
+            .filter(subject_key::Column::BlindIndex.eq(index))
+            .one(&self.inner.db)
+            .await?;
+        row.map(|row| self.unwrap_and_cache(row)).transpose()
+    }
+
+    /// The data key of `subject`; `None` when it was erased (or never
+    /// existed).
+    pub async fn subject(&self, id: SubjectId) -> Result<Option<Subject>, VaultError> {
+        if let Some(key) = self.cached_key(id) {
+            return Ok(Some(Subject { id, key }));
+        }
+        let row = subject_key::Entity::find_by_id(id.to_string())
+            .one(&self.inner.db)
+            .await?;
+        row.map(|row| self.unwrap_and_cache(row)).transpose()
+    }
+
+    fn cached_key(&self, id: SubjectId) -> Option<DataKey> {
+        let cache = self.inner.cache.lock().expect("cache lock poisoned");
+        cache
+            .by_subject
+            .get(&id)
+            .filter(|(_, fetched)| fetched.elapsed() < CACHE_TTL)
+            .map(|(key, _)| key.clone())
+    }
+
+    fn unwrap_and_cache(&self, row: subject_key::Model) -> Result<Subject, VaultError> {
+        let id: SubjectId = row
+            .subject_id
+            .parse()
+            .map_err(|_| VaultError::Database(DbErr::Custom("bad subject id".into())))?;
+        let master = u32::try_from(row.master_key_id).unwrap_or(0);
+        let mut ring = self.ring();
+        if !ring.has_master(master) {
+            ring = self.reload_ring(id, master)?;
+        }
+        let bytes = ring
+            .open(&wrap_purpose(id), &row.wrapped_key)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or(VaultError::Unwrap(id))?;
+        let key = DataKey::from_bytes(bytes);
+        let mut cache = self.inner.cache.lock().expect("cache lock poisoned");
+        if cache.by_subject.len() >= CACHE_MAX {
+            cache.by_subject.clear();
+            cache.by_index.clear();
+        }
+        cache.by_subject.insert(id, (key.clone(), Instant::now()));
+        cache.by_index.insert(row.blind_index, id);
+        Ok(Subject { id, key })
+    }
+
+    /// Reads the key file again if it changed since it was read (a cheap
+    /// `stat`); keeps the ring in use when it cannot be read.
+    fn reload_if_changed(&self) {
+        let Some(path) = &self.inner.ring_path else {
+            return;
+        };
+        let now = modified(path);
+        let mut seen = self.inner.ring_mtime.lock().expect("mtime lock poisoned");
+        if now.is_none() || now == *seen {
+            return;
+        }
+        match KeyRing::load(path, false) {
+            Ok(ring) => {
+                info!(active = ring.active_id(), "key file changed; read again");
+                *self.inner.ring.write().expect("ring lock poisoned") = Arc::new(ring);
+                *seen = now;
+            }
+            Err(error) => {
+                warn!(%error, "the key file changed but cannot be read; keeping the keys in use")
+            }
+        }
+    }
+
+    /// Reads the key file again: another process added master `master`.
+    fn reload_ring(&self, subject: SubjectId, master: u32) -> Result<Arc<KeyRing>, VaultError> {
+        let unknown = VaultError::UnknownMaster { subject, master };
+        let Some(path) = &self.inner.ring_path else {
+            return Err(unknown);
+        };
+        let ring = KeyRing::load(path, false).map_err(|error| {
+            warn!(%error, "could not read the key file again");
+            VaultError::UnknownMaster { subject, master }
+        })?;
+        if !ring.has_master(master) {
+            return Err(unknown);
+        }
+        info!(master, "key file read again: a new master key is in use");
+        let ring = Arc::new(ring);
+        *self.inner.ring.write().expect("ring lock poisoned") = ring.clone();
+        Ok(ring)
+    }
+
+    /// Deletes `subject`'s data key: every value sealed with it, wherever it
+    /// is stored, can no longer be opened. Returns whether a key existed.
+    pub async fn erase(&self, id: SubjectId) -> Result<bool, VaultError> {
+        {
+            let mut cache = self.inner.cache.lock().expect("cache lock poisoned");
+            cache.by_subject.remove(&id);
+            cache.by_index.retain(|_, subject| *subject != id);
+        }
+        let deleted = subject_key::Entity::delete_by_id(id.to_string())
+            .exec(&self.inner.db)
+            .await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// Wraps every data key not yet under `ring`'s active master key with
+    /// it, in batches, calling `progress(done)` after each batch. Keys stay
+    /// readable throughout (the old master key is still in the ring).
+    pub async fn rewrap(
+        &self,
+        ring: &KeyRing,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, VaultError> {
+        let active = ring.active_id() as i32;
+        let mut done = 0;
+        loop {
+            let rows = subject_key::Entity::find()
+                .filter(subject_key::Column::MasterKeyId.ne(active))
+                .order_by_asc(subject_key::Column::SubjectId)
+                .limit(REWRAP_BATCH)
+                .all(&self.inner.db)
+                .await?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            for row in rows {
+                let id: SubjectId = row
+                    .subject_id
+                    .parse()
+                    .map_err(|_| VaultError::Database(DbErr::Custom("bad subject id".into())))?;
+                let master = u32::try_from(row.master_key_id).unwrap_or(0);
+                if !ring.has_master(master) {
+                    return Err(VaultError::UnknownMaster {
+                        subject: id,
+                        master,
+                    });
+                }
+                let bytes = ring
+                    .open(&wrap_purpose(id), &row.wrapped_key)
+                    .map_err(|_| VaultError::Unwrap(id))?;
+                let rewrapped = ring.seal(&wrap_purpose(id), &bytes);
+                // Conditional: an erasure meanwhile deletes the row, and
+                // the update then changes nothing.
+                subject_key::Entity::update_many()
+                    .col_expr(
+                        subject_key::Column::WrappedKey,
+                        sea_orm::sea_query::Expr::value(rewrapped),
+                    )
+                    .col_expr(
+                        subject_key::Column::MasterKeyId,
+                        sea_orm::sea_query::Expr::value(active),
+                    )
+                    .filter(subject_key::Column::SubjectId.eq(row.subject_id))
+                    .filter(subject_key::Column::MasterKeyId.eq(row.master_key_id))
+                    .exec(&self.inner.db)
+                    .await?;
+                done += 1;
+            }
+            progress(done);
+        }
+    }
+
+    /// How many data keys each master key wraps.
+    pub async fn keys_per_master(&self) -> Result<Vec<(u32, i64)>, VaultError> {
+        let rows: Vec<(i32, i64)> = subject_key::Entity::find()
+            .select_only()
+            .column(subject_key::Column::MasterKeyId)
+            .column_as(subject_key::Column::SubjectId.count(), "count")
+            .group_by(subject_key::Column::MasterKeyId)
+            .order_by_asc(subject_key::Column::MasterKeyId)
+            .into_tuple()
+            .all(&self.inner.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, count)| (u32::try_from(id).unwrap_or(0), count))
+            .collect())
+    }
+
+    /// The key store's connection, for tests and tools.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
+}
