@@ -45,8 +45,9 @@ pub(super) struct Submission {
 /// What writing a [`Submission`] did.
 #[derive(Debug)]
 pub(super) enum Written {
-    /// Stored; the request as stored.
-    Stored(AccessRequest),
+    /// Stored; the request as stored (boxed: it is large, and travels
+    /// through the group commit's channel).
+    Stored(Box<AccessRequest>),
     /// Nothing: another call committed the same idempotency key first.
     RequestIdTaken,
 }
@@ -94,7 +95,7 @@ impl Store {
             sealer,
         };
         let request = match self.commit_submission(prepared.clone()).await? {
-            Written::Stored(request) => request,
+            Written::Stored(request) => *request,
             Written::RequestIdTaken => {
                 // A concurrent call with this key committed first.
                 debug!("concurrent retry lost the race; returning the original request");
@@ -161,7 +162,7 @@ impl Store {
         let emails = emails_for(event.kind, request, admins);
         enqueue(txn, sealer, request.id, seq, emails, event.occurred_at).await?;
         let Some((changed, decision)) = &submission.decided else {
-            return Ok(Written::Stored(request.clone()));
+            return Ok(Written::Stored(Box::new(request.clone())));
         };
         let mut decision = decision.clone();
         sealer.seal_event_reason(&mut decision);
@@ -184,7 +185,7 @@ impl Store {
             let emails = emails_for(decision.kind, changed, &self.admin_emails);
             enqueue(txn, sealer, changed.id, seq, emails, decision.occurred_at).await?;
         }
-        Ok(Written::Stored(changed.clone()))
+        Ok(Written::Stored(Box::new(changed.clone())))
     }
 
     async fn idempotent_replay(
