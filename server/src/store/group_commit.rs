@@ -5,7 +5,8 @@
 //! A submitter queues its prepared submission and then either finds it
 //! answered or takes the committer's turn and writes every queued
 //! submission (up to [`MAX_BATCH`]) in one transaction, in a task of its
-//! own, so a caller that goes away cannot abandon the others' batch. Each
+//! own, so a caller that goes away cannot abandon the others' batch (its
+//! own submission is dropped if it went away before the batch began). Each
 //! one is answered only after the commit (or the failure) of the
 //! transaction that wrote it. When one submission of a batch fails, the
 //! transaction is rolled back and each submission is written again in a
@@ -90,7 +91,13 @@ impl Store {
     /// Writes `batch` in one transaction and answers each submission; on a
     /// failure before the commit, writes each in a transaction of its own.
     #[instrument(skip_all, fields(size = batch.len()))]
-    async fn write_batch(&self, batch: Vec<Queued>) {
+    async fn write_batch(&self, mut batch: Vec<Queued>) {
+        // A caller that went away before its transaction began (deadline,
+        // cancelled call) is not written, as without group commit.
+        batch.retain(|queued| !queued.reply.is_closed());
+        if batch.is_empty() {
+            return;
+        }
         let mut seen = HashSet::new();
         let (first_uses, repeats): (Vec<Queued>, Vec<Queued>) =
             batch
