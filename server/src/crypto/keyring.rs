@@ -323,6 +323,16 @@ impl KeyRing {
         String::from_utf8(self.open(purpose, sealed)?).map_err(|_| OpenError)
     }
 
+    /// A 32-byte key for `label`, derived from the index key (which no
+    /// rotation changes): the same on every process with this key file.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key).expect("any key length");
+        mac.update(b"sesame derived key: ");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The blind index of an email address: HMAC-SHA-256 of the normalised
     /// address (trimmed, lowercased) under the index key, hex. Equal
     /// addresses give equal indexes; the index reveals nothing else.

@@ -24,9 +24,8 @@ use chrono::{DateTime, Utc};
 use rand::TryRngCore;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, RuntimeErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sesame_migrations::{Migrator, MigratorTrait};
 use tokio::sync::OwnedMutexGuard;
@@ -165,14 +164,13 @@ pub struct DatabaseOptions {
     pub acquire_timeout: Duration,
 }
 
-const PAGE_TOKEN_KEY_SETTING: &str = "page_token_key";
-
 /// The database, shared by the API and the background tasks. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Signs page tokens, so a forged or altered token is refused. Shared by
-    /// every replica through the `settings` table.
+    /// Signs page tokens, so a forged or altered token is refused. Derived
+    /// from the key file (the same on every replica) once the key store is
+    /// set; random for this process until then. Never stored.
     page_token_key: Arc<[u8; 32]>,
     /// Signalled after every commit that appended events.
     commits: Arc<tokio::sync::Notify>,
@@ -190,14 +188,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects, applies pending migrations when `migrate` is true, and
-    /// loads the shared settings.
+    /// Connects and applies pending migrations when `migrate` is true.
     pub async fn open(options: &DatabaseOptions, migrate: bool) -> Result<Store> {
         let db = connect(options).await?;
         if migrate {
             run_migrations(&db).await?;
         }
-        let page_token_key = load_or_create_page_token_key(&db).await?;
+        let mut page_token_key = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut page_token_key)
+            .expect("the operating system's random number generator failed");
         Ok(Store {
             db,
             page_token_key: Arc::new(page_token_key),
@@ -215,8 +215,10 @@ impl Store {
         self
     }
 
-    /// The same store, sealing personal data with `vault`'s keys.
+    /// The same store, sealing personal data with `vault`'s keys, and
+    /// signing page tokens with a key derived from its key file.
     pub fn with_vault(mut self, vault: Vault) -> Store {
+        self.page_token_key = Arc::new(vault.ring().derive("page tokens"));
         self.vault = Some(vault);
         self
     }
@@ -321,43 +323,6 @@ where
 /// How many migrations are not applied yet.
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
     Ok(Migrator::get_pending_migrations(db).await?.len())
-}
-
-async fn load_or_create_page_token_key(db: &DatabaseConnection) -> Result<[u8; 32]> {
-    use entities::setting;
-    if let Some(row) = setting::Entity::find_by_id(PAGE_TOKEN_KEY_SETTING)
-        .one(db)
-        .await?
-    {
-        return decode_key(&row.value);
-    }
-    let mut fresh = [0u8; 32];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut fresh)
-        .expect("the operating system's random number generator failed");
-    let row = setting::ActiveModel {
-        key: sea_orm::Set(PAGE_TOKEN_KEY_SETTING.to_owned()),
-        value: sea_orm::Set(hex::encode(fresh)),
-    };
-    match row.insert(db).await {
-        Ok(_) => Ok(fresh),
-        // Another replica created it first: use theirs.
-        Err(error) if error.sql_err().is_some() => {
-            let row = setting::Entity::find_by_id(PAGE_TOKEN_KEY_SETTING)
-                .one(db)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("page token key vanished".into()))?;
-            decode_key(&row.value)
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn decode_key(raw: &str) -> Result<[u8; 32]> {
-    hex::decode(raw)
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .ok_or_else(|| StoreError::Corrupt("page token key is not 32 hex-encoded bytes".into()))
 }
 
 /// Microseconds since the Unix epoch, the stored form of every time.
