@@ -146,6 +146,21 @@ pub struct Config {
     pub rate_limit_per_key: u32,
     /// Calls one API key may make at once above the average.
     pub rate_limit_burst: u32,
+    /// Calls a second one peer address (an IPv4 address, or an IPv6 /64)
+    /// may make on average, checked before authentication so that floods
+    /// without a valid key are held too (per server process); 0 turns the
+    /// limit off. Behind a proxy every call comes from the proxy's address.
+    pub rate_limit_per_peer: u32,
+    /// Calls one peer address may make at once above the average.
+    pub rate_limit_peer_burst: u32,
+    /// Unary calls handled at once by this process; beyond it calls are
+    /// shed at once with UNAVAILABLE and a RetryInfo, not queued; 0 turns
+    /// the cap off.
+    pub max_in_flight_calls: usize,
+    /// Server streams (WatchEvents, health Watch, reflection) open at once,
+    /// counted apart from unary calls since they live long; beyond it new
+    /// streams are shed the same way; 0 turns the cap off.
+    pub max_open_streams: usize,
     /// Serve TLS with this certificate chain (PEM); with `tls_key_file`.
     pub tls_cert_file: Option<String>,
     /// The TLS private key (PEM).
@@ -220,6 +235,10 @@ impl Default for Config {
             policy_poll_interval_ms: 2000,
             rate_limit_per_key: 1000,
             rate_limit_burst: 2000,
+            rate_limit_per_peer: 2000,
+            rate_limit_peer_burst: 4000,
+            max_in_flight_calls: 512,
+            max_open_streams: 10_000,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -408,6 +427,20 @@ impl Config {
             problems.push(
                 "rate_limit_burst must be at least 1 when rate_limit_per_key is set".to_owned(),
             );
+        }
+        if self.rate_limit_per_peer > 0 && self.rate_limit_peer_burst == 0 {
+            problems.push(
+                "rate_limit_peer_burst must be at least 1 when rate_limit_per_peer is set"
+                    .to_owned(),
+            );
+        }
+        for (key, value) in [
+            ("max_in_flight_calls", self.max_in_flight_calls),
+            ("max_open_streams", self.max_open_streams),
+        ] {
+            if value > 1_000_000 {
+                problems.push(format!("{key} must be at most 1000000 (0 turns it off)"));
+            }
         }
         if !(50..=3_600_000).contains(&self.policy_poll_interval_ms) {
             problems.push("policy_poll_interval_ms must be between 50 and 3600000".to_owned());
@@ -702,6 +735,18 @@ impl Config {
             deadlines: self.deadlines(),
             interval: Duration::from_secs(self.scheduler_interval_secs),
             batch: 100,
+        }
+    }
+
+    /// The protective limits applied to every call.
+    pub fn limits(&self) -> crate::limits::LimitOptions {
+        crate::limits::LimitOptions {
+            per_peer_rate: self.rate_limit_per_peer,
+            per_peer_burst: self.rate_limit_peer_burst,
+            max_in_flight_calls: self.max_in_flight_calls,
+            max_open_streams: self.max_open_streams,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_message_bytes: self.max_decoding_message_bytes,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod limits;
 pub mod mail;
 pub mod policy;
 pub mod scheduler;
