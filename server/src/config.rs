@@ -255,16 +255,38 @@ impl Default for Config {
 }
 
 impl fmt::Debug for Config {
-    /// Every setting, with the database password redacted.
+    /// Every setting, with the passwords in `database_url` and
+    /// `mail_transport` redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = serde_json::to_value(self).map_err(|_| fmt::Error)?;
         shown["database_url"] = redact_url(&self.database_url).into();
+        shown["mail_transport"] = redact_url(&self.mail_transport).into();
         write!(f, "Config {shown}")
     }
 }
 
+impl fmt::Debug for Overrides {
+    /// The flags given, with the database password redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overrides")
+            .field("listen_addr", &self.listen_addr)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("allow_insecure", &self.allow_insecure)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
+}
+
 /// Values given on the command line; `None` leaves the lower layers alone.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Default, Serialize)]
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_addr: Option<SocketAddr>,
@@ -766,22 +788,36 @@ fn known_keys() -> Vec<String> {
     }
 }
 
-/// A URL with its password replaced by `***`.
+/// A URL with its passwords replaced by `***`: the one in the user info
+/// (even one holding `/`, `?` or `@`, which a URL would have to escape) and
+/// the value of any query parameter whose name has `password` in it
+/// (`?password=`, `sslpassword=`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(index) => rest.split_at(index),
-        None => (rest, ""),
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) if !user.contains('/') => {
+                format!("{user}:***@{host}")
+            }
+            _ => rest.to_owned(),
+        },
+        None => rest.to_owned(),
     };
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
+    let Some((base, query)) = rest.split_once('?') else {
+        return format!("{scheme}://{rest}");
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
-    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _value)) if name.to_ascii_lowercase().contains("password") => {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{scheme}://{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -807,6 +843,71 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
         assert!(shown.contains("watch_heartbeat_secs"), "{shown}");
+    }
+
+    /// Guards against a secret in the configuration reaching a log line or
+    /// an error message through `Debug`.
+    #[test]
+    fn every_secret_in_the_configuration_is_redacted() {
+        for (url, secret, shown) in [
+            (
+                "postgres://u:pa/ss@h/d",
+                "pa/ss",
+                "postgres://u:***@h/d",
+            ),
+            (
+                "postgres://u:p@ss@h:5432/d",
+                "p@ss",
+                "postgres://u:***@h:5432/d",
+            ),
+            (
+                "postgres://u@h/d?sslmode=require&password=hunter2",
+                "hunter2",
+                "postgres://u@h/d?sslmode=require&password=***",
+            ),
+            (
+                "postgres://h/d?sslpassword=hunter2",
+                "hunter2",
+                "postgres://h/d?sslpassword=***",
+            ),
+            (
+                "smtps://mailer:hunter2@smtp.example.com:465",
+                "hunter2",
+                "smtps://mailer:***@smtp.example.com:465",
+            ),
+        ] {
+            let redacted = redact_url(url);
+            assert!(!redacted.contains(secret), "{url} -> {redacted}");
+            assert_eq!(redacted, shown);
+        }
+        let config = Config {
+            database_url: "postgres://u:db-secret@h/d".into(),
+            mail_transport: "smtp://mailer:smtp-secret@smtp.example.com:587".into(),
+            mail_dkim_key_file: Some("/etc/sesame/dkim.key".into()),
+            secret_key_file: Some("/etc/sesame/secret.key".into()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("db-secret"), "{shown}");
+        assert!(!shown.contains("smtp-secret"), "{shown}");
+        assert!(shown.contains("smtp://mailer:***@smtp.example.com:587"), "{shown}");
+        // Paths to key files are not secrets; the keys are never read into
+        // the configuration.
+        assert!(shown.contains("/etc/sesame/secret.key"), "{shown}");
+        let overrides = Overrides {
+            database_url: Some("postgres://u:flag-secret@h/d".into()),
+            ..Overrides::default()
+        };
+        let shown = format!("{overrides:?}");
+        assert!(!shown.contains("flag-secret"), "{shown}");
+        assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
+        // A bad transport URL is refused without echoing its password.
+        let bad = Config {
+            mail_transport: "smtp://mailer:smtp-secret@".into(),
+            ..Config::default()
+        };
+        let message = bad.validate().unwrap_err().to_string();
+        assert!(!message.contains("smtp-secret"), "{message}");
     }
 
     #[test]
