@@ -850,11 +850,7 @@ mod tests {
     #[test]
     fn every_secret_in_the_configuration_is_redacted() {
         for (url, secret, shown) in [
-            (
-                "postgres://u:pa/ss@h/d",
-                "pa/ss",
-                "postgres://u:***@h/d",
-            ),
+            ("postgres://u:pa/ss@h/d", "pa/ss", "postgres://u:***@h/d"),
             (
                 "postgres://u:p@ss@h:5432/d",
                 "p@ss",
@@ -890,7 +886,10 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("db-secret"), "{shown}");
         assert!(!shown.contains("smtp-secret"), "{shown}");
-        assert!(shown.contains("smtp://mailer:***@smtp.example.com:587"), "{shown}");
+        assert!(
+            shown.contains("smtp://mailer:***@smtp.example.com:587"),
+            "{shown}"
+        );
         // Paths to key files are not secrets; the keys are never read into
         // the configuration.
         assert!(shown.contains("/etc/sesame/secret.key"), "{shown}");
