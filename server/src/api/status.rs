@@ -95,6 +95,13 @@ impl From<LimitError> for Status {
                     metadata,
                 )
             }
+            LimitError::MessageMalformed {
+                field: Some(field),
+                detail,
+            } => bad_field(&field, &detail, "MESSAGE_MALFORMED", message),
+            LimitError::MessageMalformed { field: None, .. } => {
+                plain(Code::InvalidArgument, message, "MESSAGE_MALFORMED")
+            }
         }
     }
 }

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use tonic::codegen::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tonic::codegen::Bytes;
 
 use super::LimitError;
 use crate::telemetry::Metrics;
@@ -51,13 +51,17 @@ impl<B> MessageLimitBody<B> {
                 continue;
             }
             let wanted = (PREFIX_LEN - self.prefix_len).min(data.len());
-            self.prefix[self.prefix_len..self.prefix_len + wanted]
-                .copy_from_slice(&data[..wanted]);
+            self.prefix[self.prefix_len..self.prefix_len + wanted].copy_from_slice(&data[..wanted]);
             self.prefix_len += wanted;
             data = &data[wanted..];
             if self.prefix_len == PREFIX_LEN {
                 self.prefix_len = 0;
-                let length = [self.prefix[1], self.prefix[2], self.prefix[3], self.prefix[4]];
+                let length = [
+                    self.prefix[1],
+                    self.prefix[2],
+                    self.prefix[3],
+                    self.prefix[4],
+                ];
                 let size = u32::from_be_bytes(length) as usize;
                 if size > self.limit {
                     return Some(size);

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -146,9 +146,7 @@ where
             if let Some(peer) = peer_key(request.extensions())
                 && let Err(wait) = shared.peers.check(&peer, Instant::now())
             {
-                return Ok(unlimited(
-                    shared.refuse(LimitError::PeerRateLimited(wait)),
-                ));
+                return Ok(unlimited(shared.refuse(LimitError::PeerRateLimited(wait))));
             }
             let kind = match shared.metrics.rpc(request.uri().path()).kind {
                 "unary" => CallKind::Unary,
@@ -167,7 +165,13 @@ where
                 // the caller wants; its deadline is the caller's.
                 CallKind::Stream => inner.call(request).await?,
                 CallKind::Unary => {
-                    let timeout = shared.options.request_timeout;
+                    let server_timeout = shared.options.request_timeout;
+                    // tonic ends a call at the caller's `grpc-timeout` with
+                    // CANCELLED; ending it a millisecond earlier here
+                    // answers DEADLINE_EXCEEDED, as gRPC specifies.
+                    let timeout = caller_timeout(request.headers())
+                        .map(|caller| caller.saturating_sub(Duration::from_millis(1)))
+                        .map_or(server_timeout, |caller| caller.min(server_timeout));
                     match tokio::time::timeout(timeout, inner.call(request)).await {
                         Ok(response) => response?,
                         Err(_elapsed) => {
@@ -178,6 +182,10 @@ where
                     }
                 }
             };
+            if let Some(error) = malformed_request(response.headers()) {
+                debug!(field = ?malformed_field(&error), "request message is not valid protobuf");
+                return Ok(unlimited(tonic::Status::from(error).into_http()));
+            }
             // The permit is held until the response body is done with.
             Ok(response.map(|inner| PermitBody {
                 inner,
@@ -185,6 +193,72 @@ where
             }))
         })
     }
+}
+
+/// The caller's deadline from its `grpc-timeout` header: up to 8 digits
+/// and a unit (H, M, S, m, u, n).
+fn caller_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let text = headers.get("grpc-timeout")?.to_str().ok()?;
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.checked_mul(3600)?),
+        "M" => Duration::from_secs(value.checked_mul(60)?),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+/// How tonic's prost codec begins the INTERNAL status of a request message
+/// it could not decode.
+const DECODE_ERROR_PREFIX: &str = "failed to decode Protobuf message: ";
+
+/// The refusal to send instead of a trailers-only INTERNAL answer that only
+/// says the request message did not decode: the caller's fault, not ours.
+fn malformed_request(headers: &http::HeaderMap) -> Option<LimitError> {
+    if headers.get("grpc-status")?.as_bytes() != b"13" {
+        return None;
+    }
+    let status = tonic::Status::from_header_map(headers)?;
+    let detail = status.message().strip_prefix(DECODE_ERROR_PREFIX)?;
+    Some(LimitError::MessageMalformed {
+        field: field_path(detail),
+        detail: detail.to_owned(),
+    })
+}
+
+fn malformed_field(error: &LimitError) -> Option<&str> {
+    match error {
+        LimitError::MessageMalformed { field, .. } => field.as_deref(),
+        _ => None,
+    }
+}
+
+/// The field path in prost's description of a decode error: its location
+/// stack `Inner.field: Outer.field: what went wrong` read outermost first,
+/// e.g. `applicant.email`.
+fn field_path(detail: &str) -> Option<String> {
+    let is_ident = |text: &str| {
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let mut fields: Vec<&str> = detail
+        .split(": ")
+        .map_while(|location| {
+            let (message, field) = location.split_once('.')?;
+            (is_ident(message) && is_ident(field)).then_some(field)
+        })
+        .collect();
+    if fields.is_empty() {
+        return None;
+    }
+    fields.reverse();
+    Some(fields.join("."))
 }
 
 /// The address a peer is limited by: its IPv4 address, or the /64 network
@@ -261,6 +335,41 @@ mod tests {
             remote_addr: Some(remote),
         });
         peer_key(&extensions)
+    }
+
+    #[test]
+    fn the_callers_deadline_is_read_from_grpc_timeout() {
+        let timeout = |value: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", http::HeaderValue::from_static(value));
+            caller_timeout(&headers)
+        };
+        assert_eq!(timeout("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S"] {
+            assert_eq!(timeout(bad), None, "{bad:?}");
+        }
+        assert_eq!(caller_timeout(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_field_of_a_decode_error_is_read_outermost_first() {
+        assert_eq!(
+            field_path(
+                "Applicant.email: SubmitAccessRequestRequest.applicant: invalid string value: \
+                 data is not UTF-8 encoded"
+            )
+            .as_deref(),
+            Some("applicant.email")
+        );
+        assert_eq!(
+            field_path("SubmitAccessRequestRequest.resource: invalid wire type").as_deref(),
+            Some("resource")
+        );
+        assert_eq!(field_path("invalid varint"), None);
+        assert_eq!(field_path("buffer underflow"), None);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! budget per peer address, a cap on calls in flight (unary calls and
 //! server streams counted apart) beyond which calls are shed at once, the
 //! server's default deadline for unary calls, and the largest request
-//! message, checked as its bytes arrive.
+//! message, checked as its bytes arrive. A request message that is not
+//! valid protobuf (tonic answers INTERNAL, as if the server were at fault)
+//! is answered INVALID_ARGUMENT here, naming the field when it can.
 //!
 //! [`LimitError`] says which limit refused a call; `api::status` turns it
 //! into a gRPC status with an ErrorInfo (and a RetryInfo where waiting
@@ -59,13 +61,21 @@ pub enum LimitError {
         what: &'static str,
         limit: usize,
     },
-    #[error("the call did not finish within the server's deadline of {} s", .0.as_secs())]
+    #[error("the call did not finish within its deadline ({} ms)", .0.as_millis())]
     DeadlineExceeded(Duration),
     #[error(
         "request message of {size} bytes is larger than the limit of {limit} bytes \
          (max_decoding_message_bytes)"
     )]
     MessageTooLarge { size: usize, limit: usize },
+    #[error("the request is not a valid protobuf message: {detail}")]
+    MessageMalformed {
+        /// The field path where decoding failed (`applicant.email`), when
+        /// known.
+        field: Option<String>,
+        /// The decoder's description of the problem.
+        detail: String,
+    },
 }
 
 impl LimitError {
@@ -76,6 +86,7 @@ impl LimitError {
             LimitError::Overloaded { .. } => "overloaded",
             LimitError::DeadlineExceeded(_) => "deadline_exceeded",
             LimitError::MessageTooLarge { .. } => "message_too_large",
+            LimitError::MessageMalformed { .. } => "message_malformed",
         }
     }
 }
