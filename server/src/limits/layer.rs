@@ -158,21 +158,21 @@ where
             };
             let limit = shared.options.max_message_bytes;
             let metrics = shared.metrics.clone();
-            let request = request
+            let limited = request
                 .map(|body| tonic::body::Body::new(MessageLimitBody::new(body, limit, metrics)));
             let response = match kind {
                 // A stream's response starts at once and lives as long as
                 // the caller wants; its deadline is the caller's.
-                CallKind::Stream => inner.call(request).await?,
+                CallKind::Stream => inner.call(limited).await?,
                 CallKind::Unary => {
                     let server_timeout = shared.options.request_timeout;
                     // tonic ends a call at the caller's `grpc-timeout` with
                     // CANCELLED; ending it a millisecond earlier here
                     // answers DEADLINE_EXCEEDED, as gRPC specifies.
-                    let timeout = caller_timeout(request.headers())
+                    let timeout = caller_timeout(limited.headers())
                         .map(|caller| caller.saturating_sub(Duration::from_millis(1)))
                         .map_or(server_timeout, |caller| caller.min(server_timeout));
-                    match tokio::time::timeout(timeout, inner.call(request)).await {
+                    match tokio::time::timeout(timeout, inner.call(limited)).await {
                         Ok(response) => response?,
                         Err(_elapsed) => {
                             return Ok(unlimited(
@@ -183,7 +183,6 @@ where
                 }
             };
             if let Some(error) = malformed_request(response.headers()) {
-                debug!(field = ?malformed_field(&error), "request message is not valid protobuf");
                 return Ok(unlimited(tonic::Status::from(error).into_http()));
             }
             // The permit is held until the response body is done with.
@@ -227,17 +226,15 @@ fn malformed_request(headers: &http::HeaderMap) -> Option<LimitError> {
     }
     let status = tonic::Status::from_header_map(headers)?;
     let detail = status.message().strip_prefix(DECODE_ERROR_PREFIX)?;
+    let field = field_path(detail);
+    debug!(
+        field = field.as_deref().unwrap_or(""),
+        "request message is not valid protobuf"
+    );
     Some(LimitError::MessageMalformed {
-        field: field_path(detail),
+        field,
         detail: detail.to_owned(),
     })
-}
-
-fn malformed_field(error: &LimitError) -> Option<&str> {
-    match error {
-        LimitError::MessageMalformed { field, .. } => field.as_deref(),
-        _ => None,
-    }
 }
 
 /// The field path in prost's description of a decode error: its location

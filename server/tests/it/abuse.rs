@@ -680,13 +680,13 @@ async fn sql_metacharacters_are_plain_data(backend: Backend) {
     hostile.justification = "100% sure_ \\'; SELECT * FROM api_keys; /* */ -- $1 ?".into();
     hostile.request_id = "a:1--".into();
     let accepted = submit(&mut alice, hostile.clone()).await;
-    let applicant = accepted.applicant.clone().unwrap();
+    let stored_applicant = accepted.applicant.clone().unwrap();
     assert_eq!(
-        applicant.full_name,
+        stored_applicant.full_name,
         "Robert'); DROP TABLE access_requests;--"
     );
-    assert_eq!(applicant.organization, "' OR '1'='1");
-    assert_eq!(applicant.email, "o'brien+%_@example.com");
+    assert_eq!(stored_applicant.organization, "' OR '1'='1");
+    assert_eq!(stored_applicant.email, "o'brien+%_@example.com");
     assert_eq!(accepted.resource, hostile.resource);
     assert_eq!(accepted.justification, hostile.justification);
 
@@ -994,10 +994,10 @@ async fn revoked_and_unknown_keys_are_refused(backend: Backend) {
         "API_KEY_INVALID",
     );
     // Bob's key with one character changed.
-    let mut near = server.keys.bob.clone().into_bytes();
-    let last = near.len() - 1;
-    near[last] = if near[last] == b'A' { b'B' } else { b'A' };
-    let mut near = server.client(&String::from_utf8(near).unwrap()).await;
+    let mut altered = server.keys.bob.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    let mut near = server.client(&String::from_utf8(altered).unwrap()).await;
     assert_error(
         near.submit_access_request(valid_submission()).await,
         Code::Unauthenticated,
@@ -1117,10 +1117,10 @@ async fn unary_calls_over_the_cap_are_shed_at_once() {
     }
     // Both have started (the telemetry layer counted them), and a moment
     // later hold their places.
-    let started = "grpc_server_started_total{grpc_service=\"sesame.v1.AccessRequestService\",\
+    let submits_started = "grpc_server_started_total{grpc_service=\"sesame.v1.AccessRequestService\",\
                    grpc_method=\"SubmitAccessRequest\",grpc_type=\"unary\"}";
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(metrics, started).await < 2.0 {
+    while metric(metrics, submits_started).await < 2.0 {
         assert!(Instant::now() < deadline, "the two submits never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1243,7 +1243,7 @@ async fn the_server_deadline_answers_deadline_exceeded() {
     // CANCELLED "Timeout expired".
     let mut request = tonic::Request::new(valid_submission());
     request.set_timeout(Duration::from_millis(200));
-    let started = Instant::now();
+    let caller_started = Instant::now();
     let status = alice
         .submit_access_request(request)
         .await
@@ -1252,7 +1252,7 @@ async fn the_server_deadline_answers_deadline_exceeded() {
         matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{status:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(900));
+    assert!(caller_started.elapsed() < Duration::from_millis(900));
     let ended = "grpc_server_handled_total{grpc_service=\"sesame.v1.AccessRequestService\",\
                  grpc_method=\"SubmitAccessRequest\",grpc_type=\"unary\",\
                  grpc_code=\"DEADLINE_EXCEEDED\"}";
