@@ -910,6 +910,35 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn protective_limits_come_from_the_environment_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESAME_RATE_LIMIT_PER_PEER", "50");
+            jail.set_env("SESAME_RATE_LIMIT_PEER_BURST", "80");
+            jail.set_env("SESAME_MAX_IN_FLIGHT_CALLS", "7");
+            jail.set_env("SESAME_MAX_OPEN_STREAMS", "0");
+            let loaded = Config::load(None, &Overrides::default()).expect("valid config");
+            assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+            let limits = loaded.config.limits();
+            assert_eq!((limits.per_peer_rate, limits.per_peer_burst), (50, 80));
+            assert_eq!(limits.max_in_flight_calls, 7);
+            assert_eq!(limits.max_open_streams, 0, "0 turns the cap off");
+            assert_eq!(limits.request_timeout, Duration::from_secs(30));
+            assert_eq!(limits.max_message_bytes, 64 * 1024);
+            Ok(())
+        });
+        let config = Config {
+            rate_limit_per_peer: 10,
+            rate_limit_peer_burst: 0,
+            max_in_flight_calls: 2_000_000,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("rate_limit_peer_burst"), "{message}");
+        assert!(message.contains("max_in_flight_calls"), "{message}");
+    }
+
+    #[test]
     fn plaintext_off_loopback_needs_an_explicit_opt_in() {
         let mut config = Config {
             listen_addr: "0.0.0.0:50051".parse().unwrap(),

@@ -1041,6 +1041,10 @@ async fn a_flooding_peer_is_limited_before_authentication() {
     .await;
     let metrics = server.metrics_addr.unwrap();
     let before = stored(&server).await;
+    // Connected beforehand, so that the calls after the flood follow it
+    // before a token comes back.
+    let mut alice = server.client(&server.keys.alice).await;
+    let mut health = HealthClient::new(server.channel().await);
     let mut anonymous = server.anonymous().await;
     let mut refused = 0;
     let mut status = None;
@@ -1072,13 +1076,11 @@ async fn a_flooding_peer_is_limited_before_authentication() {
     );
 
     // A valid key from the same address waits too, as does health.
-    let mut alice = server.client(&server.keys.alice).await;
     assert_error(
         alice.submit_access_request(valid_submission()).await,
         Code::ResourceExhausted,
         "PEER_RATE_LIMITED",
     );
-    let mut health = HealthClient::new(server.channel().await);
     assert_error(
         health.check(HealthCheckRequest::default()).await,
         Code::ResourceExhausted,
