@@ -154,7 +154,7 @@ pub enum Scope {
 }
 
 /// How to reach the database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DatabaseOptions {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
     pub url: String,
@@ -305,6 +305,16 @@ pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
 }
 
 /// Advisory lock key that serialises migrations between replicas.
+impl std::fmt::Debug for DatabaseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseOptions")
+            .field("url", &crate::config::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
 const MIGRATION_LOCK_KEY: i64 = 0x5e5a_4d00;
 
 async fn apply_pending<'c, C>(db: &'c C) -> Result<usize>
@@ -341,4 +351,21 @@ pub fn from_micros(micros: i64) -> Result<DateTime<Utc>> {
 pub fn now() -> DateTime<Utc> {
     let current = Utc::now();
     from_micros(current.timestamp_micros()).unwrap_or(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_options_never_print_the_password() {
+        let options = DatabaseOptions {
+            url: "postgres://sesame:hunter2@db.internal/sesame".to_owned(),
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db.internal"), "{shown}");
+    }
 }
