@@ -151,6 +151,12 @@ impl Vault {
         self.inner.ring.read().expect("ring lock poisoned").clone()
     }
 
+    /// The key ring after reading the key file again if it changed.
+    pub fn current_ring(&self) -> Arc<KeyRing> {
+        self.reload_if_changed();
+        self.ring()
+    }
+
     /// The blind index of `email`.
     pub fn blind_index(&self, email: &str) -> String {
         self.ring().blind_index(email)
