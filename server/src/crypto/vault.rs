@@ -10,11 +10,13 @@
 //!
 //! Unwrapped keys are cached in memory for [`CACHE_TTL`]; erasing a subject
 //! evicts it at once on this replica, and other replicas stop using their
-//! cached copy within that time.
+//! cached copy within that time. New keys are written by one task that
+//! inserts every key asked for meanwhile in one statement (group commit):
+//! concurrent submits for new people share one commit of the key store.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use sea_orm::sea_query::OnConflict;
@@ -22,6 +24,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -104,6 +107,47 @@ struct Inner {
     /// The key file's modification time when it was last read.
     ring_mtime: Mutex<Option<SystemTime>>,
     cache: Mutex<Cache>,
+    /// Queue of the key writer (see [`write_keys`]).
+    creations: mpsc::Sender<Creation>,
+}
+
+/// A new person's key to create; `done` says whether the batch committed.
+struct Creation {
+    index: String,
+    done: oneshot::Sender<bool>,
+}
+
+/// Most keys one insert of the key writer creates.
+const CREATE_BATCH: usize = 256;
+
+/// The key writer: takes every creation queued, inserts the keys in one
+/// statement, and tells each caller. Ends with the vault.
+async fn write_keys(inner: Weak<Inner>, mut queue: mpsc::Receiver<Creation>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < CREATE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let vault = Vault { inner };
+        let indexes: Vec<String> = batch.iter().map(|c| c.index.clone()).collect();
+        let committed = match vault.insert_keys(&indexes).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, keys = indexes.len(), "could not create a batch of subject keys; each is tried alone");
+                false
+            }
+        };
+        drop(vault);
+        for creation in batch {
+            let _ = creation.done.send(committed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -135,15 +179,17 @@ impl Vault {
                 .map_err(|_| error)?;
         }
         let ring_mtime = Mutex::new(ring_path.as_deref().and_then(modified));
-        Ok(Vault {
-            inner: Arc::new(Inner {
-                db,
-                ring: RwLock::new(Arc::new(ring)),
-                ring_path,
-                ring_mtime,
-                cache: Mutex::new(Cache::default()),
-            }),
-        })
+        let (creations, queue) = mpsc::channel(4 * CREATE_BATCH);
+        let inner = Arc::new(Inner {
+            db,
+            ring: RwLock::new(Arc::new(ring)),
+            ring_path,
+            ring_mtime,
+            cache: Mutex::new(Cache::default()),
+            creations,
+        });
+        tokio::spawn(write_keys(Arc::downgrade(&inner), queue));
+        Ok(Vault { inner })
     }
 
     /// The key ring in use.
@@ -178,23 +224,52 @@ impl Vault {
         if let Some(subject) = self.find_by_index(&index).await? {
             return Ok(subject);
         }
-        let fresh = Subject {
-            id: SubjectId(Uuid::new_v4()),
-            key: DataKey::generate(),
-        };
+        // New people met at the same time share one insert (one commit,
+        // one fsync): the key writer batches what is queued. If it fails,
+        // this caller inserts alone, to get the real error.
+        let (done, created) = oneshot::channel();
+        let queued = self
+            .inner
+            .creations
+            .send(Creation {
+                index: index.clone(),
+                done,
+            })
+            .await
+            .is_ok();
+        if !(queued && created.await.unwrap_or(false)) {
+            self.insert_keys(std::slice::from_ref(&index)).await?;
+        }
+        self.find_by_index(&index)
+            .await?
+            .ok_or_else(|| VaultError::Database(DbErr::RecordNotFound("subject key".into())))
+    }
+
+    /// Inserts a new data key for each blind index that has none, in one
+    /// statement. Two submits for a new person at once: the first row wins
+    /// and both use it.
+    async fn insert_keys(&self, indexes: &[String]) -> Result<(), VaultError> {
         // A rotation elsewhere: wrap with the new active master key.
         self.reload_if_changed();
         let ring = self.ring();
-        let row = subject_key::ActiveModel {
-            subject_id: Set(fresh.id.to_string()),
-            blind_index: Set(index.clone()),
-            master_key_id: Set(ring.active_id() as i32),
-            wrapped_key: Set(ring.seal(&wrap_purpose(fresh.id), fresh.key.bytes())),
-            created_at_us: Set(chrono::Utc::now().timestamp_micros()),
-        };
-        // Two submits for a new person at once: the first row wins and
-        // both use it.
-        subject_key::Entity::insert(row)
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut seen = std::collections::HashSet::new();
+        let rows: Vec<subject_key::ActiveModel> = indexes
+            .iter()
+            .filter(|index| seen.insert(index.as_str()))
+            .map(|index| {
+                let id = SubjectId(Uuid::new_v4());
+                let key = DataKey::generate();
+                subject_key::ActiveModel {
+                    subject_id: Set(id.to_string()),
+                    blind_index: Set(index.clone()),
+                    master_key_id: Set(ring.active_id() as i32),
+                    wrapped_key: Set(ring.seal(&wrap_purpose(id), key.bytes())),
+                    created_at_us: Set(now),
+                }
+            })
+            .collect();
+        subject_key::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(subject_key::Column::BlindIndex)
                     .do_nothing()
@@ -202,9 +277,7 @@ impl Vault {
             )
             .exec_without_returning(&self.inner.db)
             .await?;
-        self.find_by_index(&index)
-            .await?
-            .ok_or_else(|| VaultError::Database(DbErr::RecordNotFound("subject key".into())))
+        Ok(())
     }
 
     /// The subject whose email is `email`, if Sesame holds a key for them.
