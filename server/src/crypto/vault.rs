@@ -120,8 +120,9 @@ struct Creation {
 /// Most keys one insert of the key writer creates.
 const CREATE_BATCH: usize = 256;
 
-/// The key writer: takes every creation queued, inserts the keys in one
-/// statement, and tells each caller. Ends with the vault.
+/// The key writer: takes every request queued, reads the keys that exist
+/// and inserts the missing ones in one statement each, caches them all, and
+/// tells each caller. Ends with the vault.
 async fn write_keys(inner: Weak<Inner>, mut queue: mpsc::Receiver<Creation>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -136,10 +137,10 @@ async fn write_keys(inner: Weak<Inner>, mut queue: mpsc::Receiver<Creation>) {
         };
         let vault = Vault { inner };
         let indexes: Vec<String> = batch.iter().map(|c| c.index.clone()).collect();
-        let committed = match vault.insert_keys(&indexes).await {
+        let committed = match vault.load_or_create(&indexes).await {
             Ok(()) => true,
             Err(error) => {
-                warn!(%error, keys = indexes.len(), "could not create a batch of subject keys; each is tried alone");
+                warn!(%error, keys = indexes.len(), "could not load or create a batch of subject keys; each is tried alone");
                 false
             }
         };
@@ -221,12 +222,11 @@ impl Vault {
         {
             return Ok(Subject { id, key });
         }
-        if let Some(subject) = self.find_by_index(&index).await? {
-            return Ok(subject);
-        }
-        // New people met at the same time share one insert (one commit,
-        // one fsync): the key writer batches what is queued. If it fails,
-        // this caller inserts alone, to get the real error.
+        // People met at the same time share the key writer's statements:
+        // one read of those who have keys, one insert (one commit, one
+        // fsync) for those who have none, one read back; it leaves every
+        // key in the cache. If it fails, this caller goes alone, to get the
+        // real error.
         let (done, created) = oneshot::channel();
         let queued = self
             .inner
@@ -237,12 +237,58 @@ impl Vault {
             })
             .await
             .is_ok();
-        if !(queued && created.await.unwrap_or(false)) {
-            self.insert_keys(std::slice::from_ref(&index)).await?;
+        if queued && created.await.unwrap_or(false) {
+            let cached = {
+                let cache = self.inner.cache.lock().expect("cache lock poisoned");
+                cache.by_index.get(&index).copied()
+            };
+            if let Some(id) = cached
+                && let Some(key) = self.cached_key(id)
+            {
+                return Ok(Subject { id, key });
+            }
         }
+        if let Some(subject) = self.find_by_index(&index).await? {
+            return Ok(subject);
+        }
+        self.insert_keys(std::slice::from_ref(&index)).await?;
         self.find_by_index(&index)
             .await?
             .ok_or_else(|| VaultError::Database(DbErr::RecordNotFound("subject key".into())))
+    }
+
+    /// The keys of the people with these blind indexes, created for those
+    /// who have none, all left in the cache.
+    async fn load_or_create(&self, indexes: &[String]) -> Result<(), VaultError> {
+        let found = self.find_all(indexes).await?;
+        let missing: Vec<String> = indexes
+            .iter()
+            .filter(|index| !found.contains(*index))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.insert_keys(&missing).await?;
+            self.find_all(&missing).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads, unwraps and caches the keys of these blind indexes; returns
+    /// the indexes found.
+    async fn find_all(
+        &self,
+        indexes: &[String],
+    ) -> Result<std::collections::HashSet<String>, VaultError> {
+        let rows = subject_key::Entity::find()
+            .filter(subject_key::Column::BlindIndex.is_in(indexes.iter().cloned()))
+            .all(&self.inner.db)
+            .await?;
+        let mut found = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            found.insert(row.blind_index.clone());
+            self.unwrap_and_cache(row)?;
+        }
+        Ok(found)
     }
 
     /// Inserts a new data key for each blind index that has none, in one
