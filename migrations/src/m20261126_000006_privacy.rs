@@ -10,6 +10,10 @@
 //!   (subject erasure or retention); the row stays as an anonymous tombstone;
 //! - `outbox.purged_at_us`: when a sent email's recipient and data were
 //!   purged by the retention job.
+//!
+//! The page-token signing key leaves the `settings` table: it is derived from
+//! the key file now, so a dump holds no key in clear (tokens issued before
+//! the upgrade are refused as invalid; clients list again from the start).
 
 use sea_orm_migration::prelude::*;
 
@@ -66,6 +70,10 @@ impl MigrationTrait for Migration {
                     .add_column(ColumnDef::new(Outbox::PurgedAtUs).big_integer().null())
                     .to_owned(),
             )
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared("DELETE FROM settings WHERE key = 'page_token_key'")
             .await?;
         manager
             .create_index(

@@ -146,6 +146,21 @@ pub struct Config {
     pub rate_limit_per_key: u32,
     /// Calls one API key may make at once above the average.
     pub rate_limit_burst: u32,
+    /// Calls a second one peer address (an IPv4 address, or an IPv6 /64)
+    /// may make on average, checked before authentication so that floods
+    /// without a valid key are held too (per server process); 0 turns the
+    /// limit off. Behind a proxy every call comes from the proxy's address.
+    pub rate_limit_per_peer: u32,
+    /// Calls one peer address may make at once above the average.
+    pub rate_limit_peer_burst: u32,
+    /// Unary calls handled at once by this process; beyond it calls are
+    /// shed at once with UNAVAILABLE and a RetryInfo, not queued; 0 turns
+    /// the cap off.
+    pub max_in_flight_calls: usize,
+    /// Server streams (WatchEvents, health Watch, reflection) open at once,
+    /// counted apart from unary calls since they live long; beyond it new
+    /// streams are shed the same way; 0 turns the cap off.
+    pub max_open_streams: usize,
     /// Serve TLS with this certificate chain (PEM); with `tls_key_file`.
     pub tls_cert_file: Option<String>,
     /// The TLS private key (PEM).
@@ -241,6 +256,10 @@ impl Default for Config {
             retention_sent_email_days: 30,
             rate_limit_per_key: 1000,
             rate_limit_burst: 2000,
+            rate_limit_per_peer: 2000,
+            rate_limit_peer_burst: 4000,
+            max_in_flight_calls: 512,
+            max_open_streams: 10_000,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -257,16 +276,38 @@ impl Default for Config {
 }
 
 impl fmt::Debug for Config {
-    /// Every setting, with the database password redacted.
+    /// Every setting, with the passwords in `database_url` and
+    /// `mail_transport` redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = serde_json::to_value(self).map_err(|_| fmt::Error)?;
         shown["database_url"] = redact_url(&self.database_url).into();
+        shown["mail_transport"] = redact_url(&self.mail_transport).into();
         write!(f, "Config {shown}")
     }
 }
 
+impl fmt::Debug for Overrides {
+    /// The flags given, with the database password redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overrides")
+            .field("listen_addr", &self.listen_addr)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("allow_insecure", &self.allow_insecure)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
+}
+
 /// Values given on the command line; `None` leaves the lower layers alone.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Default, Serialize)]
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_addr: Option<SocketAddr>,
@@ -429,6 +470,20 @@ impl Config {
             problems.push(
                 "rate_limit_burst must be at least 1 when rate_limit_per_key is set".to_owned(),
             );
+        }
+        if self.rate_limit_per_peer > 0 && self.rate_limit_peer_burst == 0 {
+            problems.push(
+                "rate_limit_peer_burst must be at least 1 when rate_limit_per_peer is set"
+                    .to_owned(),
+            );
+        }
+        for (key, value) in [
+            ("max_in_flight_calls", self.max_in_flight_calls),
+            ("max_open_streams", self.max_open_streams),
+        ] {
+            if value > 1_000_000 {
+                problems.push(format!("{key} must be at most 1000000 (0 turns it off)"));
+            }
         }
         if !(50..=3_600_000).contains(&self.policy_poll_interval_ms) {
             problems.push("policy_poll_interval_ms must be between 50 and 3600000".to_owned());
@@ -775,6 +830,18 @@ impl Config {
         }
     }
 
+    /// The protective limits applied to every call.
+    pub fn limits(&self) -> crate::limits::LimitOptions {
+        crate::limits::LimitOptions {
+            per_peer_rate: self.rate_limit_per_peer,
+            per_peer_burst: self.rate_limit_peer_burst,
+            max_in_flight_calls: self.max_in_flight_calls,
+            max_open_streams: self.max_open_streams,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_message_bytes: self.max_decoding_message_bytes,
+        }
+    }
+
     /// Tuning of every WatchEvents stream.
     pub fn watch(&self) -> WatchOptions {
         WatchOptions {
@@ -791,22 +858,36 @@ fn known_keys() -> Vec<String> {
     }
 }
 
-/// A URL with its password replaced by `***`.
+/// A URL with its passwords replaced by `***`: the one in the user info
+/// (even one holding `/`, `?` or `@`, which a URL would have to escape) and
+/// the value of any query parameter whose name has `password` in it
+/// (`?password=`, `sslpassword=`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(index) => rest.split_at(index),
-        None => (rest, ""),
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) if !user.contains('/') => {
+                format!("{user}:***@{host}")
+            }
+            _ => rest.to_owned(),
+        },
+        None => rest.to_owned(),
     };
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
+    let Some((base, query)) = rest.split_once('?') else {
+        return format!("{scheme}://{rest}");
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
-    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _value)) if name.to_ascii_lowercase().contains("password") => {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{scheme}://{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -832,6 +913,99 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
         assert!(shown.contains("watch_heartbeat_secs"), "{shown}");
+    }
+
+    /// Guards against a secret in the configuration reaching a log line or
+    /// an error message through `Debug`.
+    #[test]
+    fn every_secret_in_the_configuration_is_redacted() {
+        for (url, secret, shown) in [
+            ("postgres://u:pa/ss@h/d", "pa/ss", "postgres://u:***@h/d"),
+            (
+                "postgres://u:p@ss@h:5432/d",
+                "p@ss",
+                "postgres://u:***@h:5432/d",
+            ),
+            (
+                "postgres://u@h/d?sslmode=require&password=hunter2",
+                "hunter2",
+                "postgres://u@h/d?sslmode=require&password=***",
+            ),
+            (
+                "postgres://h/d?sslpassword=hunter2",
+                "hunter2",
+                "postgres://h/d?sslpassword=***",
+            ),
+            (
+                "smtps://mailer:hunter2@smtp.example.com:465",
+                "hunter2",
+                "smtps://mailer:***@smtp.example.com:465",
+            ),
+        ] {
+            let redacted = redact_url(url);
+            assert!(!redacted.contains(secret), "{url} -> {redacted}");
+            assert_eq!(redacted, shown);
+        }
+        let config = Config {
+            database_url: "postgres://u:db-secret@h/d".into(),
+            mail_transport: "smtp://mailer:smtp-secret@smtp.example.com:587".into(),
+            mail_dkim_key_file: Some("/etc/sesame/dkim.key".into()),
+            secret_key_file: Some("/etc/sesame/secret.key".into()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("db-secret"), "{shown}");
+        assert!(!shown.contains("smtp-secret"), "{shown}");
+        assert!(
+            shown.contains("smtp://mailer:***@smtp.example.com:587"),
+            "{shown}"
+        );
+        // Paths to key files are not secrets; the keys are never read into
+        // the configuration.
+        assert!(shown.contains("/etc/sesame/secret.key"), "{shown}");
+        let overrides = Overrides {
+            database_url: Some("postgres://u:flag-secret@h/d".into()),
+            ..Overrides::default()
+        };
+        let shown = format!("{overrides:?}");
+        assert!(!shown.contains("flag-secret"), "{shown}");
+        assert!(shown.contains("postgres://u:***@h/d"), "{shown}");
+        // A bad transport URL is refused without echoing its password.
+        let bad = Config {
+            mail_transport: "smtp://mailer:smtp-secret@".into(),
+            ..Config::default()
+        };
+        let message = bad.validate().unwrap_err().to_string();
+        assert!(!message.contains("smtp-secret"), "{message}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn protective_limits_come_from_the_environment_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESAME_RATE_LIMIT_PER_PEER", "50");
+            jail.set_env("SESAME_RATE_LIMIT_PEER_BURST", "80");
+            jail.set_env("SESAME_MAX_IN_FLIGHT_CALLS", "7");
+            jail.set_env("SESAME_MAX_OPEN_STREAMS", "0");
+            let loaded = Config::load(None, &Overrides::default()).expect("valid config");
+            assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+            let limits = loaded.config.limits();
+            assert_eq!((limits.per_peer_rate, limits.per_peer_burst), (50, 80));
+            assert_eq!(limits.max_in_flight_calls, 7);
+            assert_eq!(limits.max_open_streams, 0, "0 turns the cap off");
+            assert_eq!(limits.request_timeout, Duration::from_secs(30));
+            assert_eq!(limits.max_message_bytes, 64 * 1024);
+            Ok(())
+        });
+        let config = Config {
+            rate_limit_per_peer: 10,
+            rate_limit_peer_burst: 0,
+            max_in_flight_calls: 2_000_000,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("rate_limit_peer_burst"), "{message}");
+        assert!(message.contains("max_in_flight_calls"), "{message}");
     }
 
     #[test]

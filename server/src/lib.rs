@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod events;
+pub mod limits;
 pub mod mail;
 pub mod policy;
 pub mod scheduler;

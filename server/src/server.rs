@@ -1,4 +1,4 @@
-//! Wires the gRPC server: store, telemetry and auth layers, Sesame
+//! Wires the gRPC server: store, telemetry, limits and auth layers, Sesame
 //! services, health and reflection, message limits, the optional metrics
 //! listener, and graceful shutdown.
 
@@ -24,6 +24,7 @@ use crate::auth::{AuthLayer, RateLimiter};
 use crate::config::{Config, redact_url};
 use crate::crypto::Vault;
 use crate::events::Hub;
+use crate::limits::LimitLayer;
 use crate::mail::run_worker;
 use crate::policy::PolicyHandle;
 use crate::scheduler::{Clock, run_scheduler};
@@ -176,6 +177,9 @@ pub async fn serve(
         .local_addr()
         .context("listener has no local address")?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health_service = health_service
+        .max_decoding_message_size(config.max_decoding_message_bytes)
+        .max_encoding_message_size(config.max_encoding_message_bytes);
     set_health(&health_reporter, ServingStatus::Serving).await;
     health_reporter
         .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
@@ -185,12 +189,16 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(sesame_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .context("could not build the reflection service")?;
+        .context("could not build the reflection service")?
+        .max_decoding_message_size(config.max_decoding_message_bytes)
+        .max_encoding_message_size(config.max_encoding_message_bytes);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sesame_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .context("could not build the v1alpha reflection service")?;
+        .context("could not build the v1alpha reflection service")?
+        .max_decoding_message_size(config.max_decoding_message_bytes)
+        .max_encoding_message_size(config.max_encoding_message_bytes);
 
     let policy = PolicyHandle::load(config.policy_file.as_deref().map(std::path::Path::new))
         .context("could not load the decision policy")?;
@@ -285,10 +293,13 @@ pub async fn serve(
         info!(mutual = config.tls_client_ca_file.is_some(), "serving TLS");
     }
     let router = builder
-        .timeout(Duration::from_secs(config.request_timeout_secs))
         // Outermost: every call gets its request id, span and metrics,
-        // including those the auth layer refuses.
+        // including those the limits and the auth layer refuse.
         .layer(TelemetryLayer::new(metrics.clone()))
+        // Before authentication: refusing a flood costs no database read.
+        // It also applies `request_timeout_secs` (answering
+        // DEADLINE_EXCEEDED, where tonic's own timeout answers CANCELLED).
+        .layer(LimitLayer::new(config.limits(), metrics.clone()))
         .layer(AuthLayer::new(
             store,
             RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),

@@ -12,6 +12,7 @@ use tracing::{error, warn};
 use crate::auth::{AuthError, Forbidden};
 use crate::domain::{CodeFormatError, Violations, encode_cursor};
 use crate::events::{WatchEnd, WatchError};
+use crate::limits::{LimitError, OVERLOAD_RETRY_AFTER};
 use crate::store::{RedeemError, StoreError};
 
 /// The ErrorInfo domain of every Sesame error.
@@ -50,9 +51,64 @@ fn retry_later(
     reason: &str,
     retry_after: std::time::Duration,
 ) -> Status {
+    retry_with(Code::ResourceExhausted, message, reason, retry_after)
+}
+
+/// `code` with `reason` and a RetryInfo saying when to come back.
+fn retry_with(
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    retry_after: std::time::Duration,
+) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(retry_after));
     details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(Code::ResourceExhausted, message, details)
+    Status::with_error_details(code, message, details)
+}
+
+impl From<LimitError> for Status {
+    fn from(error: LimitError) -> Self {
+        let message = error.to_string();
+        match error {
+            LimitError::PeerRateLimited(retry_after) => retry_later(
+                format!("{message}; retry in {} ms", retry_after.as_millis().max(1)),
+                "PEER_RATE_LIMITED",
+                retry_after,
+            ),
+            // UNAVAILABLE: nothing was done, and clients retry it with backoff.
+            LimitError::Overloaded { .. } => retry_with(
+                Code::Unavailable,
+                format!(
+                    "{message}; retry in {} s",
+                    OVERLOAD_RETRY_AFTER.as_secs().max(1)
+                ),
+                "SERVER_OVERLOADED",
+                OVERLOAD_RETRY_AFTER,
+            ),
+            LimitError::DeadlineExceeded(_) => {
+                plain(Code::DeadlineExceeded, message, "DEADLINE_EXCEEDED")
+            }
+            LimitError::MessageTooLarge { size, limit } => {
+                let metadata = HashMap::from([
+                    ("size".to_owned(), size.to_string()),
+                    ("limit".to_owned(), limit.to_string()),
+                ]);
+                with_reason(
+                    Code::ResourceExhausted,
+                    message,
+                    "MESSAGE_TOO_LARGE",
+                    metadata,
+                )
+            }
+            LimitError::MessageMalformed {
+                field: Some(field),
+                detail,
+            } => bad_field(&field, &detail, "MESSAGE_MALFORMED", message),
+            LimitError::MessageMalformed { field: None, .. } => {
+                plain(Code::InvalidArgument, message, "MESSAGE_MALFORMED")
+            }
+        }
+    }
 }
 
 impl From<Violations> for Status {

@@ -28,8 +28,8 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::{KeyInit, OsRng};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -259,18 +259,8 @@ impl KeyRing {
     /// one purpose does not open for another).
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
         let id = self.active_id();
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let payload = Payload {
-            msg: plaintext,
-            aad: purpose.as_bytes(),
-        };
-        let ciphertext = self.masters[&id]
-            .cipher
-            .encrypt(&nonce, payload)
-            .expect("XChaCha20-Poly1305 encrypts any message that fits in memory");
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ciphertext);
-        format!("{SEALED_PREFIX}{id}.{}", URL_SAFE_NO_PAD.encode(sealed))
+        let body = super::seal_with(&self.masters[&id].cipher, plaintext, purpose.as_bytes());
+        format!("{SEALED_PREFIX}{id}.{body}")
     }
 
     /// The master key id a sealed value names, if it is one.
@@ -299,18 +289,7 @@ impl KeyRing {
             }
         };
         let key = self.masters.get(&id).ok_or(OpenError)?;
-        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| OpenError)?;
-        if bytes.len() < 24 {
-            return Err(OpenError);
-        }
-        let (nonce, ciphertext) = bytes.split_at(24);
-        let payload = Payload {
-            msg: ciphertext,
-            aad: purpose.as_bytes(),
-        };
-        key.cipher
-            .decrypt(XNonce::from_slice(nonce), payload)
-            .map_err(|_| OpenError)
+        super::open_with(&key.cipher, body, purpose.as_bytes())
     }
 
     /// Seals a UTF-8 string; see [`KeyRing::seal`].
@@ -321,6 +300,16 @@ impl KeyRing {
     /// Opens a string sealed by [`KeyRing::seal_str`].
     pub fn open_str(&self, purpose: &str, sealed: &str) -> Result<String, OpenError> {
         String::from_utf8(self.open(purpose, sealed)?).map_err(|_| OpenError)
+    }
+
+    /// A 32-byte key for `label`, derived from the index key (which no
+    /// rotation changes): the same on every process with this key file.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key).expect("any key length");
+        mac.update(b"sesame derived key: ");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// The blind index of an email address: HMAC-SHA-256 of the normalised

@@ -9,10 +9,8 @@
 
 use std::fmt;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::{KeyInit, OsRng};
 use uuid::Uuid;
 
 use super::OpenError;
@@ -81,23 +79,8 @@ impl Subject {
     /// Seals `plaintext` for the place `context` (e.g.
     /// `access_requests.applicant_email:<row id>`).
     pub fn seal(&self, context: &str, plaintext: &str) -> String {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let payload = Payload {
-            msg: plaintext.as_bytes(),
-            aad: context.as_bytes(),
-        };
-        let ciphertext = self
-            .key
-            .cipher
-            .encrypt(&nonce, payload)
-            .expect("XChaCha20-Poly1305 encrypts any message that fits in memory");
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ciphertext);
-        format!(
-            "{FIELD_PREFIX}{}.{}",
-            self.id,
-            URL_SAFE_NO_PAD.encode(sealed)
-        )
+        let body = super::seal_with(&self.key.cipher, plaintext.as_bytes(), context.as_bytes());
+        format!("{FIELD_PREFIX}{}.{body}", self.id)
     }
 
     /// Opens a field this subject's key sealed for `context`.
@@ -106,20 +89,7 @@ impl Subject {
         if subject != self.id {
             return Err(OpenError);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| OpenError)?;
-        if bytes.len() < 24 {
-            return Err(OpenError);
-        }
-        let (nonce, ciphertext) = bytes.split_at(24);
-        let payload = Payload {
-            msg: ciphertext,
-            aad: context.as_bytes(),
-        };
-        let plaintext = self
-            .key
-            .cipher
-            .decrypt(XNonce::from_slice(nonce), payload)
-            .map_err(|_| OpenError)?;
+        let plaintext = super::open_with(&self.key.cipher, body, context.as_bytes())?;
         String::from_utf8(plaintext).map_err(|_| OpenError)
     }
 }

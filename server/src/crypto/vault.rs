@@ -10,11 +10,13 @@
 //!
 //! Unwrapped keys are cached in memory for [`CACHE_TTL`]; erasing a subject
 //! evicts it at once on this replica, and other replicas stop using their
-//! cached copy within that time.
+//! cached copy within that time. New keys are written by one task that
+//! inserts every key asked for meanwhile in one statement (group commit):
+//! concurrent submits for new people share one commit of the key store.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use sea_orm::sea_query::OnConflict;
@@ -22,6 +24,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -104,6 +107,48 @@ struct Inner {
     /// The key file's modification time when it was last read.
     ring_mtime: Mutex<Option<SystemTime>>,
     cache: Mutex<Cache>,
+    /// Queue of the key writer (see [`write_keys`]).
+    creations: mpsc::Sender<Creation>,
+}
+
+/// A new person's key to create; `done` says whether the batch committed.
+struct Creation {
+    index: String,
+    done: oneshot::Sender<bool>,
+}
+
+/// Most keys one insert of the key writer creates.
+const CREATE_BATCH: usize = 256;
+
+/// The key writer: takes every request queued, reads the keys that exist
+/// and inserts the missing ones in one statement each, caches them all, and
+/// tells each caller. Ends with the vault.
+async fn write_keys(inner: Weak<Inner>, mut queue: mpsc::Receiver<Creation>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < CREATE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let vault = Vault { inner };
+        let indexes: Vec<String> = batch.iter().map(|c| c.index.clone()).collect();
+        let committed = match vault.load_or_create(&indexes).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, keys = indexes.len(), "could not load or create a batch of subject keys; each is tried alone");
+                false
+            }
+        };
+        drop(vault);
+        for creation in batch {
+            let _ = creation.done.send(committed);
+        }
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -135,20 +180,28 @@ impl Vault {
                 .map_err(|_| error)?;
         }
         let ring_mtime = Mutex::new(ring_path.as_deref().and_then(modified));
-        Ok(Vault {
-            inner: Arc::new(Inner {
-                db,
-                ring: RwLock::new(Arc::new(ring)),
-                ring_path,
-                ring_mtime,
-                cache: Mutex::new(Cache::default()),
-            }),
-        })
+        let (creations, queue) = mpsc::channel(4 * CREATE_BATCH);
+        let inner = Arc::new(Inner {
+            db,
+            ring: RwLock::new(Arc::new(ring)),
+            ring_path,
+            ring_mtime,
+            cache: Mutex::new(Cache::default()),
+            creations,
+        });
+        tokio::spawn(write_keys(Arc::downgrade(&inner), queue));
+        Ok(Vault { inner })
     }
 
     /// The key ring in use.
     pub fn ring(&self) -> Arc<KeyRing> {
         self.inner.ring.read().expect("ring lock poisoned").clone()
+    }
+
+    /// The key ring after reading the key file again if it changed.
+    pub fn current_ring(&self) -> Arc<KeyRing> {
+        self.reload_if_changed();
+        self.ring()
     }
 
     /// The blind index of `email`.
@@ -169,26 +222,100 @@ impl Vault {
         {
             return Ok(Subject { id, key });
         }
+        // People met at the same time share the key writer's statements:
+        // one read of those who have keys, one insert (one commit, one
+        // fsync) for those who have none, one read back; it leaves every
+        // key in the cache. If it fails, this caller goes alone, to get the
+        // real error.
+        let (done, created) = oneshot::channel();
+        let queued = self
+            .inner
+            .creations
+            .send(Creation {
+                index: index.clone(),
+                done,
+            })
+            .await
+            .is_ok();
+        if queued && created.await.unwrap_or(false) {
+            let cached = {
+                let cache = self.inner.cache.lock().expect("cache lock poisoned");
+                cache.by_index.get(&index).copied()
+            };
+            if let Some(id) = cached
+                && let Some(key) = self.cached_key(id)
+            {
+                return Ok(Subject { id, key });
+            }
+        }
         if let Some(subject) = self.find_by_index(&index).await? {
             return Ok(subject);
         }
-        let fresh = Subject {
-            id: SubjectId(Uuid::new_v4()),
-            key: DataKey::generate(),
-        };
+        self.insert_keys(std::slice::from_ref(&index)).await?;
+        self.find_by_index(&index)
+            .await?
+            .ok_or_else(|| VaultError::Database(DbErr::RecordNotFound("subject key".into())))
+    }
+
+    /// The keys of the people with these blind indexes, created for those
+    /// who have none, all left in the cache.
+    async fn load_or_create(&self, indexes: &[String]) -> Result<(), VaultError> {
+        let found = self.find_all(indexes).await?;
+        let missing: Vec<String> = indexes
+            .iter()
+            .filter(|index| !found.contains(*index))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.insert_keys(&missing).await?;
+            self.find_all(&missing).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads, unwraps and caches the keys of these blind indexes; returns
+    /// the indexes found.
+    async fn find_all(
+        &self,
+        indexes: &[String],
+    ) -> Result<std::collections::HashSet<String>, VaultError> {
+        let rows = subject_key::Entity::find()
+            .filter(subject_key::Column::BlindIndex.is_in(indexes.iter().cloned()))
+            .all(&self.inner.db)
+            .await?;
+        let mut found = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            found.insert(row.blind_index.clone());
+            self.unwrap_and_cache(row)?;
+        }
+        Ok(found)
+    }
+
+    /// Inserts a new data key for each blind index that has none, in one
+    /// statement. Two submits for a new person at once: the first row wins
+    /// and both use it.
+    async fn insert_keys(&self, indexes: &[String]) -> Result<(), VaultError> {
         // A rotation elsewhere: wrap with the new active master key.
         self.reload_if_changed();
         let ring = self.ring();
-        let row = subject_key::ActiveModel {
-            subject_id: Set(fresh.id.to_string()),
-            blind_index: Set(index.clone()),
-            master_key_id: Set(ring.active_id() as i32),
-            wrapped_key: Set(ring.seal(&wrap_purpose(fresh.id), fresh.key.bytes())),
-            created_at_us: Set(chrono::Utc::now().timestamp_micros()),
-        };
-        // Two submits for a new person at once: the first row wins and
-        // both use it.
-        subject_key::Entity::insert(row)
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut seen = std::collections::HashSet::new();
+        let rows: Vec<subject_key::ActiveModel> = indexes
+            .iter()
+            .filter(|index| seen.insert(index.as_str()))
+            .map(|index| {
+                let id = SubjectId(Uuid::new_v4());
+                let key = DataKey::generate();
+                subject_key::ActiveModel {
+                    subject_id: Set(id.to_string()),
+                    blind_index: Set(index.clone()),
+                    master_key_id: Set(ring.active_id() as i32),
+                    wrapped_key: Set(ring.seal(&wrap_purpose(id), key.bytes())),
+                    created_at_us: Set(now),
+                }
+            })
+            .collect();
+        subject_key::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(subject_key::Column::BlindIndex)
                     .do_nothing()
@@ -196,9 +323,7 @@ impl Vault {
             )
             .exec_without_returning(&self.inner.db)
             .await?;
-        self.find_by_index(&index)
-            .await?
-            .ok_or_else(|| VaultError::Database(DbErr::RecordNotFound("subject key".into())))
+        Ok(())
     }
 
     /// The subject whose email is `email`, if Sesame holds a key for them.

@@ -33,7 +33,7 @@ impl SharedEvent {
 }
 
 /// Tuning of the hub.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HubOptions {
     /// Events kept for receivers that fall behind before they must read the
     /// log instead.
@@ -46,6 +46,21 @@ pub struct HubOptions {
     /// burst of lagging watchers cannot take every pooled connection from
     /// the writers.
     pub catch_up_readers: usize,
+}
+
+impl std::fmt::Debug for HubOptions {
+    /// Every setting, with the password of `listen_url` redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubOptions")
+            .field("buffer", &self.buffer)
+            .field("poll_interval", &self.poll_interval)
+            .field(
+                "listen_url",
+                &self.listen_url.as_deref().map(crate::config::redact_url),
+            )
+            .field("catch_up_readers", &self.catch_up_readers)
+            .finish()
+    }
 }
 
 /// Hands out subscriptions to the live event stream. Cheap to clone.
@@ -181,5 +196,25 @@ async fn listen(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards against the database password reaching a log line through
+    /// the hub's options.
+    #[test]
+    fn the_listen_url_password_is_redacted() {
+        let options = HubOptions {
+            buffer: 1,
+            poll_interval: Duration::from_secs(1),
+            listen_url: Some("postgres://sesame:hunter2@db/sesame".into()),
+            catch_up_readers: 1,
+        };
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://sesame:***@db/sesame"), "{shown}");
     }
 }

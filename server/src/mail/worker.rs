@@ -155,7 +155,11 @@ async fn send_one(
     held: &HeldLeases,
     email: ClaimedEmail,
 ) {
-    let outcome = attempt(templates, transport, options, &email).await;
+    // The key file as it is now (a rotation elsewhere adds master keys),
+    // else the one read at start.
+    let ring = store.key_ring();
+    let ring = ring.as_deref().or(options.secret.as_ref());
+    let outcome = attempt(templates, transport, options, ring, &email).await;
     // Counted once recorded: an outcome another worker's lease overrode is
     // that worker's to count.
     let counter = match &outcome {
@@ -247,6 +251,7 @@ async fn attempt(
     templates: &Templates,
     transport: &Transport,
     options: &WorkerOptions,
+    ring: Option<&KeyRing>,
     email: &ClaimedEmail,
 ) -> Outcome {
     if email.erased {
@@ -257,7 +262,7 @@ async fn attempt(
     // A code that does not open is the server's configuration (a missing
     // or different secret key), not the email's fault: retried on the
     // schedule, so fixing the key delivers it, rather than dead at once.
-    let data = match unseal_code(options, email) {
+    let data = match unseal_code(ring, email) {
         Ok(data) => data,
         Err(error) => return retry_or_give_up(options, email, error),
     };
@@ -295,7 +300,7 @@ fn retry_or_give_up(options: &WorkerOptions, email: &ClaimedEmail, error: String
 
 /// The email's template values with its sealed gateway code, if any,
 /// opened into `gateway_code`.
-fn unseal_code(options: &WorkerOptions, email: &ClaimedEmail) -> Result<serde_json::Value, String> {
+fn unseal_code(ring: Option<&KeyRing>, email: &ClaimedEmail) -> Result<serde_json::Value, String> {
     let mut data = email.data.clone();
     let Some(sealed) = data
         .as_object_mut()
@@ -303,10 +308,7 @@ fn unseal_code(options: &WorkerOptions, email: &ClaimedEmail) -> Result<serde_js
     else {
         return Ok(data);
     };
-    let secret = options
-        .secret
-        .as_ref()
-        .ok_or("the email carries a gateway code but no secret key is configured")?;
+    let secret = ring.ok_or("the email carries a gateway code but no secret key is configured")?;
     let code = sealed
         .as_str()
         .and_then(|sealed| {

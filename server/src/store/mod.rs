@@ -26,9 +26,8 @@ use chrono::{DateTime, Utc};
 use rand::TryRngCore;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, RuntimeErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sesame_migrations::{Migrator, MigratorTrait};
 use tokio::sync::OwnedMutexGuard;
@@ -158,7 +157,7 @@ pub enum Scope {
 }
 
 /// How to reach the database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DatabaseOptions {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
     pub url: String,
@@ -168,14 +167,13 @@ pub struct DatabaseOptions {
     pub acquire_timeout: Duration,
 }
 
-const PAGE_TOKEN_KEY_SETTING: &str = "page_token_key";
-
 /// The database, shared by the API and the background tasks. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Signs page tokens, so a forged or altered token is refused. Shared by
-    /// every replica through the `settings` table.
+    /// Signs page tokens, so a forged or altered token is refused. Derived
+    /// from the key file (the same on every replica) once the key store is
+    /// set; random for this process until then. Never stored.
     page_token_key: Arc<[u8; 32]>,
     /// Signalled after every commit that appended events.
     commits: Arc<tokio::sync::Notify>,
@@ -199,14 +197,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects, applies pending migrations when `migrate` is true, and
-    /// loads the shared settings.
+    /// Connects and applies pending migrations when `migrate` is true.
     pub async fn open(options: &DatabaseOptions, migrate: bool) -> Result<Store> {
         let db = connect(options).await?;
         if migrate {
             run_migrations(&db).await?;
         }
-        let page_token_key = load_or_create_page_token_key(&db).await?;
+        let mut page_token_key = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut page_token_key)
+            .expect("the operating system's random number generator failed");
         Ok(Store {
             db,
             page_token_key: Arc::new(page_token_key),
@@ -227,8 +227,10 @@ impl Store {
         self
     }
 
-    /// The same store, sealing personal data with `vault`'s keys.
+    /// The same store, sealing personal data with `vault`'s keys, and
+    /// signing page tokens with a key derived from its key file.
     pub fn with_vault(mut self, vault: Vault) -> Store {
+        self.page_token_key = Arc::new(vault.ring().derive("page tokens"));
         self.vault = Some(vault);
         self.group_commit = Arc::default();
         self
@@ -317,6 +319,16 @@ pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
 }
 
 /// Advisory lock key that serialises migrations between replicas.
+impl std::fmt::Debug for DatabaseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseOptions")
+            .field("url", &crate::config::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
 const MIGRATION_LOCK_KEY: i64 = 0x5e5a_4d00;
 
 async fn apply_pending<'c, C>(db: &'c C) -> Result<usize>
@@ -337,50 +349,13 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
     Ok(Migrator::get_pending_migrations(db).await?.len())
 }
 
-async fn load_or_create_page_token_key(db: &DatabaseConnection) -> Result<[u8; 32]> {
-    use entities::setting;
-    if let Some(row) = setting::Entity::find_by_id(PAGE_TOKEN_KEY_SETTING)
-        .one(db)
-        .await?
-    {
-        return decode_key(&row.value);
-    }
-    let mut fresh = [0u8; 32];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut fresh)
-        .expect("the operating system's random number generator failed");
-    let row = setting::ActiveModel {
-        key: sea_orm::Set(PAGE_TOKEN_KEY_SETTING.to_owned()),
-        value: sea_orm::Set(hex::encode(fresh)),
-    };
-    match row.insert(db).await {
-        Ok(_) => Ok(fresh),
-        // Another replica created it first: use theirs.
-        Err(error) if error.sql_err().is_some() => {
-            let row = setting::Entity::find_by_id(PAGE_TOKEN_KEY_SETTING)
-                .one(db)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("page token key vanished".into()))?;
-            decode_key(&row.value)
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn decode_key(raw: &str) -> Result<[u8; 32]> {
-    hex::decode(raw)
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .ok_or_else(|| StoreError::Corrupt("page token key is not 32 hex-encoded bytes".into()))
-}
-
 /// The row a unique key selects, if any. Not `Select::one`: it binds its
 /// `LIMIT 1` as a parameter, and SQLite re-prepares (parses and plans
 /// again) a statement whose LIMIT is a bound parameter each time it runs
 /// with new bindings; without a LIMIT the cached statement is reused.
 pub(crate) async fn unique<E, C>(select: sea_orm::Select<E>, db: &C) -> Result<Option<E::Model>>
 where
-    E: EntityTrait,
+    E: sea_orm::EntityTrait,
     C: ConnectionTrait,
 {
     let mut rows = select.all(db).await?;
@@ -408,4 +383,21 @@ pub fn from_micros(micros: i64) -> Result<DateTime<Utc>> {
 pub fn now() -> DateTime<Utc> {
     let current = Utc::now();
     from_micros(current.timestamp_micros()).unwrap_or(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_options_never_print_the_password() {
+        let options = DatabaseOptions {
+            url: "postgres://sesame:hunter2@db.internal/sesame".to_owned(),
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db.internal"), "{shown}");
+    }
 }

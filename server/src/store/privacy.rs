@@ -456,6 +456,8 @@ async fn erase_request(
             Expr::value(Option::<String>::None),
         )
         .col_expr(Column::SubjectId, Expr::value(Option::<String>::None))
+        // The caller's idempotency key may name the person too.
+        .col_expr(Column::RequestId, Expr::value(Option::<String>::None))
         .col_expr(Column::ApplicantIndex, Expr::value(Option::<String>::None))
         .col_expr(Column::ErasedAtUs, Expr::value(Some(to_micros(at))))
         .col_expr(Column::Version, Expr::value(row.version + 1))

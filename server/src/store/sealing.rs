@@ -141,6 +141,12 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("this store was opened without a key store".into()))
     }
 
+    /// The key ring as the key file holds it now (read again if it
+    /// changed); `None` without a key store.
+    pub fn key_ring(&self) -> Option<Arc<KeyRing>> {
+        self.vault.as_ref().map(Vault::current_ring)
+    }
+
     /// The sealer of the person with this email (created on first use).
     pub(super) async fn sealer_for(&self, email: &str) -> Result<Sealer> {
         let vault = self.vault()?;

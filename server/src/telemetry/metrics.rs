@@ -51,6 +51,7 @@ pub struct Metrics {
     pub db_pool_connections: GaugeVec,
     pub db_pool_max_connections: GaugeVec,
     pub refresh_failures: CounterVec,
+    pub rpcs_shed: CounterVec,
     pub build_info: GaugeVec,
     /// `/package.Service/Method` -> labels, from the served descriptors.
     rpcs: HashMap<String, Rpc>,
@@ -141,6 +142,11 @@ impl Metrics {
                 "Refreshes of the database gauges that failed (the gauges keep their last values).",
                 &[],
             ),
+            rpcs_shed: CounterVec::new(
+                "sesame_rpcs_shed_total",
+                "RPCs refused or cut short by a protective limit, by reason (peer_rate_limited, overloaded, deadline_exceeded, message_too_large).",
+                &["reason"],
+            ),
             build_info,
             rpcs: rpc_table(descriptors),
         }
@@ -162,6 +168,11 @@ impl Metrics {
             .inc(&[rpc.service, rpc.method, rpc.kind, code]);
         self.grpc_handling_seconds
             .observe(&[rpc.service, rpc.method, rpc.kind], seconds);
+    }
+
+    /// Counts one call refused or cut short by a protective limit.
+    pub fn rpc_shed(&self, reason: &str) {
+        self.rpcs_shed.inc(&[reason]);
     }
 
     /// Counts a watcher in until the returned guard is dropped.
@@ -189,6 +200,7 @@ impl Metrics {
             Family::Gauge(&self.db_pool_connections),
             Family::Gauge(&self.db_pool_max_connections),
             Family::Counter(&self.refresh_failures),
+            Family::Counter(&self.rpcs_shed),
             Family::Gauge(&self.build_info),
         ])
     }

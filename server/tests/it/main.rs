@@ -4,6 +4,7 @@
 mod harness;
 mod postgres;
 
+mod abuse;
 mod access_requests;
 mod cli;
 mod client;

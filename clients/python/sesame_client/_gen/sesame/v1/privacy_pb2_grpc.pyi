@@ -56,7 +56,8 @@ class PrivacyServiceStub:
     """Erases one person's personal data: their PENDING requests are cancelled,
     active gateway codes revoked, unsent emails dropped, every request of
     theirs becomes an anonymous record (state, times, resource, user type
-    remain for statistics), and their key is deleted. Each request gets a
+    remain for statistics; the caller's `request_id` goes too, as it may
+    name the person), and their key is deleted. Each request gets a
     `request.erased` event without personal data; the audit chain still
     verifies. Idempotent: erasing someone already erased, or unknown,
     succeeds with zero counts.
@@ -82,7 +83,8 @@ class PrivacyServiceAsyncStub(PrivacyServiceStub):
     """Erases one person's personal data: their PENDING requests are cancelled,
     active gateway codes revoked, unsent emails dropped, every request of
     theirs becomes an anonymous record (state, times, resource, user type
-    remain for statistics), and their key is deleted. Each request gets a
+    remain for statistics; the caller's `request_id` goes too, as it may
+    name the person), and their key is deleted. Each request gets a
     `request.erased` event without personal data; the audit chain still
     verifies. Idempotent: erasing someone already erased, or unknown,
     succeeds with zero counts.
@@ -117,7 +119,8 @@ class PrivacyServiceServicer(metaclass=_abc_1.ABCMeta):
         """Erases one person's personal data: their PENDING requests are cancelled,
         active gateway codes revoked, unsent emails dropped, every request of
         theirs becomes an anonymous record (state, times, resource, user type
-        remain for statistics), and their key is deleted. Each request gets a
+        remain for statistics; the caller's `request_id` goes too, as it may
+        name the person), and their key is deleted. Each request gets a
         `request.erased` event without personal data; the audit chain still
         verifies. Idempotent: erasing someone already erased, or unknown,
         succeeds with zero counts.
