@@ -270,21 +270,20 @@ pub async fn run_rpc(args: &RpcArgs) -> anyhow::Result<RpcReport> {
                 errors: BTreeMap::new(),
                 not_sent: 0,
             };
-            let mut next_send =
-                period.map(|period| started + period * caller as u32 / callers as u32);
+            let mut next_send = period.map(|gap| started + gap * caller as u32 / callers as u32);
             let mut turn: u64 = caller as u64;
             loop {
                 let measured_from = match (next_send, period) {
-                    (Some(scheduled), Some(period)) => {
+                    (Some(scheduled), Some(gap)) => {
                         if scheduled >= deadline {
                             break;
                         }
                         if Instant::now() >= hard_stop {
-                            let left = (deadline - scheduled).as_secs_f64() / period.as_secs_f64();
+                            let left = (deadline - scheduled).as_secs_f64() / gap.as_secs_f64();
                             outcome.not_sent += left.ceil() as u64;
                             break;
                         }
-                        next_send = Some(scheduled + period);
+                        next_send = Some(scheduled + gap);
                         tokio::time::sleep_until(scheduled.into()).await;
                         scheduled
                     }
@@ -300,11 +299,11 @@ pub async fn run_rpc(args: &RpcArgs) -> anyhow::Result<RpcReport> {
                 let (result, approval_sent) = call(&mut client, &shared, kind, turn).await;
                 // Closed loop: an approval is timed alone. Open loop: from
                 // its scheduled time, preparatory submit included.
-                let measured_from = match (period, approval_sent) {
+                let timed_from = match (period, approval_sent) {
                     (None, Some(sent)) => sent,
                     _ => measured_from,
                 };
-                let micros = u64::try_from(measured_from.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let micros = u64::try_from(timed_from.elapsed().as_micros()).unwrap_or(u64::MAX);
                 outcome.latencies.saturating_record(micros.max(1));
                 shared.calls.fetch_add(1, Ordering::Relaxed);
                 if let Err(status) = result {

@@ -455,18 +455,17 @@ pub async fn run_watch(args: &WatchArgs) -> anyhow::Result<WatchReport> {
             break;
         }
         tokio::time::sleep_until(scheduled.into()).await;
-        let permit = match tokio::time::timeout_at(
-            hard_stop.into(),
-            in_flight.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(permit) => permit.expect("semaphore open"),
-            Err(_) => {
-                let left = (deadline - scheduled).as_secs_f64() / interval.as_secs_f64();
-                submits_not_sent = left.ceil() as u64;
-                break;
-            }
+        let acquired = if Instant::now() >= hard_stop {
+            None
+        } else {
+            tokio::time::timeout_at(hard_stop.into(), in_flight.clone().acquire_owned())
+                .await
+                .ok()
+        };
+        let Some(Ok(permit)) = acquired else {
+            let left = (deadline - scheduled).as_secs_f64() / interval.as_secs_f64();
+            submits_not_sent = left.ceil() as u64;
+            break;
         };
         let mut client = AccessRequestServiceClient::with_interceptor(
             submitters[(sent % 4) as usize].clone(),
