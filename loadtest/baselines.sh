@@ -1,32 +1,67 @@
 #!/usr/bin/env bash
-# The baselines of docs/performance.md and our figures next to them, measured
-# on this machine in this run, each printed as a ratio:
-#   1. durable submit on PostgreSQL (synchronous_commit on) vs pgbench running
-#      the same three inserts per transaction at the same concurrency;
+# Issue 8's baselines and Sesame's figures, measured on this machine in one
+# run, each printed as a ratio with its goal met or missed:
+#   1. durable submit on PostgreSQL (synchronous_commit=on) vs pgbench running
+#      the same three inserts per transaction at the same concurrency; then
+#      the p99 of submits arriving open-loop at 80 % of the pgbench rate;
 #   2. durable submit on SQLite (WAL, synchronous=FULL) vs a minimal Rust loop
 #      doing the same inserts, one transaction each;
 #   3. GetAccessRequest vs a minimal tonic server (the health service), both
 #      driven by h2load with the same connections and streams;
-#   4. idle server memory.
-# Email (loadtest/bench-mail.sh) and fan-out (loadtest/bench-watch.sh) have
-# their own scripts. Loopback only; every step is bounded by DURATION.
-# Needs: cargo, PostgreSQL's initdb/pg_ctl/pgbench, h2load (Debian package
-# nghttp2-client, installed here when missing and run as root).
+#   4. event fan-out: commit-to-receipt p99 at 500 submits/s x 1,000 watchers
+#      (every event checked to reach every watcher once, in order), and
+#      server RSS per idle watcher;
+#   5. email: smtp-source into smtp-sink vs Sesame's worker draining its
+#      outbox into the same sink; the sink's Message-IDs checked for
+#      duplicates and losses;
+#   6. server RSS idle, after each scenario's load, and at its peak.
+# Writes loadtest/results/baselines.json and prints a summary table.
+#
+# Loopback only. Every step is bounded: DURATION seconds of load per step
+# (default 10), MAIL_EMAILS emails (default 5000). STEPS picks steps
+# (default "postgres sqlite get watch mail"). Installs what is missing
+# (Debian packages postgresql, nghttp2-client, postfix, python3, openssl;
+# no daemon is started by the install) and builds the release binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 CONCURRENCY="${CONCURRENCY:-16}"
 CONNECTIONS="${CONNECTIONS:-4}"
+WATCHERS="${WATCHERS:-1000}"
+WATCH_RATE="${WATCH_RATE:-500}"
+IDLE_WATCHERS="${IDLE_WATCHERS:-10000}"
+MAIL_EMAILS="${MAIL_EMAILS:-5000}"
+STEPS="${STEPS:-postgres sqlite get watch mail}"
 PGPORT="${PGPORT:-55432}"
 PORT="${PORT:-50661}"
 ECHO_PORT="${ECHO_PORT:-50662}"
+SINK_PORT="${SINK_PORT:-50663}"
+step_on() { [[ " $STEPS " == *" $1 "* ]]; }
 
-if ! command -v h2load >/dev/null; then
-  echo "installing h2load (nghttp2-client)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null
+# --- what the run needs -------------------------------------------------
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+step_on postgres && { ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing+=(postgresql); }
+step_on get && { command -v h2load >/dev/null || missing+=(nghttp2-client); }
+step_on mail && { [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ] || missing+=(postfix); }
+command -v python3 >/dev/null || missing+=(python3)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  # Install without starting any daemon (postfix, the default PostgreSQL
+  # cluster): invoke-rc.d asks policy-rc.d, which refuses every start.
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 755 /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  [ -z "$policy_added" ] || as_root rm -f /usr/sbin/policy-rc.d
 fi
-PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
-[ -x "$PGBIN/pgbench" ] || { echo "PostgreSQL (initdb, pg_ctl, pgbench) is needed" >&2; exit 1; }
 
 cargo build --release --locked --bin sesame --bin sesame-loadtest
 SESAME="$PWD/target/release/sesame"
@@ -35,45 +70,73 @@ OUT="$PWD/loadtest/results"
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 chmod 755 "$WORK"
+R="$WORK/results" # one JSON file per measure, merged at the end
+mkdir -p "$R"
 PIDS=()
+PGBIN=""
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+  if [ -n "$PGBIN" ]; then as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
-rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+status_kib() { awk -v field="$2:" '$1 == field { print $2 }' "/proc/$1/status"; }
+field() { python3 -c "import json, sys; print(sys.argv[2].format(**json.load(open(sys.argv[1]))))" "$@"; } # field FILE '{a[b]:.0f}'
 
-# Starts `sesame serve` with the given environment; sets KEY and SERVER_PID.
-start_sesame() { # start_sesame DIR [VAR=VALUE...]
-  local dir="$1"; shift
+note() { printf '{"value": %s}\n' "$2" >"$R/$1.json"; }
+lt() { "$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json "$@"; }
+
+# Starts `sesame serve` in DIR with the given environment, waits for its
+# port; sets KEY and SERVER_PID and records its idle RSS as NAME.
+start_sesame() { # start_sesame NAME [VAR=VALUE...]
+  local name="$1"; shift
+  local dir="$WORK/$name"
   mkdir -p "$dir"
-  (cd "$dir" && exec env SESAME_LOG_FILTER=warn SESAME_MAIL_WORKER=false SESAME_RATE_LIMIT_PER_KEY=0 "$@" \
+  # The load comes from one key and one address, and the idle-watcher step
+  # opens as many streams as the default cap: the protective limits are off.
+  (cd "$dir" && exec env SESAME_LOG_FILTER=warn SESAME_MAIL_WORKER=false SESAME_RATE_LIMIT_PER_KEY=0 \
+     SESAME_RATE_LIMIT_PER_PEER=0 SESAME_MAX_OPEN_STREAMS=0 "$@" \
      "$SESAME" serve --listen "127.0.0.1:$PORT" >stdout.log 2>stderr.log) &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
-  for _ in $(seq 1 200); do grep -q 'sesame_' "$dir/stdout.log" 2>/dev/null && break; sleep 0.1; done
-  KEY="$(grep -o "sesame_[A-Za-z0-9_-]*" "$dir/stdout.log" | head -1 || true)"
-  [ -n "$KEY" ] || { cat "$dir/stderr.log"; echo "sesame did not start" >&2; exit 1; }
-  sleep 0.5
+  SERVER_NAME="$name"
+  KEY=""
+  for _ in $(seq 1 300); do
+    KEY="$(grep -o "sesame_[A-Za-z0-9_-]*" "$dir/stdout.log" 2>/dev/null | head -1 || true)"
+    [ -n "$KEY" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$KEY" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    cat "$dir/stdout.log" "$dir/stderr.log" >&2
+    echo "sesame ($name) did not start" >&2
+    exit 1
+  fi
+  sleep 1 # let start-up allocations settle before the idle figure
+  note "rss_idle_$name" "$(status_kib "$SERVER_PID" VmRSS)"
 }
-stop_sesame() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
-submit_rate() { # the ok submits per second of an rpc run
-  "$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json rpc --kind submit \
-    --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --duration-secs "$DURATION" >"$WORK/rpc.json"
-  python3 -c "import json; r = json.load(open('$WORK/rpc.json')); print(f\"{r['calls_per_s']:.0f} {r['latency']['p99_ms']:.2f} {sum(r['errors'].values())}\")"
+# Records RSS now and at its peak as NAME's loaded figures, and stops it.
+stop_sesame() {
+  note "rss_loaded_$SERVER_NAME" "$(status_kib "$SERVER_PID" VmRSS)"
+  note "rss_peak_$SERVER_NAME" "$(status_kib "$SERVER_PID" VmHWM)"
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
 }
 
-echo "== PostgreSQL: throwaway cluster on port $PGPORT"
-mkdir -p "$WORK/pg" && chown postgres "$WORK/pg" 2>/dev/null || true
-as_postgres "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
-as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w \
-  -o "-h 127.0.0.1 -p $PGPORT -k $WORK/pg -c synchronous_commit=on -c fsync=on -c max_connections=200" start >/dev/null
-psql_pg() { "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
-psql_pg -c "CREATE DATABASE bench" -c "CREATE DATABASE sesame"
-psql_pg -d bench <<'SQL'
+# --- 1. PostgreSQL --------------------------------------------------------
+if step_on postgres; then
+  PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+  echo "== PostgreSQL: throwaway cluster on 127.0.0.1:$PGPORT (synchronous_commit=on, fsync=on)"
+  mkdir -p "$WORK/pg"
+  chown postgres "$WORK/pg" 2>/dev/null || true
+  as_postgres "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
+  as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w \
+    -o "-h 127.0.0.1 -p $PGPORT -k $WORK/pg -c synchronous_commit=on -c fsync=on -c max_connections=200" start >/dev/null
+  psql_pg() { "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
+  psql_pg -c "CREATE DATABASE bench" -c "CREATE DATABASE sesame"
+  psql_pg -d bench <<'SQL'
 CREATE TABLE requests (id TEXT PRIMARY KEY, email TEXT, name TEXT, organization TEXT, resource TEXT,
   justification TEXT, state TEXT, version BIGINT, created_at_us BIGINT);
 CREATE TABLE events (seq BIGSERIAL PRIMARY KEY, request TEXT, kind TEXT, actor TEXT, data TEXT,
@@ -81,7 +144,7 @@ CREATE TABLE events (seq BIGSERIAL PRIMARY KEY, request TEXT, kind TEXT, actor T
 CREATE TABLE outbox (id TEXT PRIMARY KEY, request TEXT, template TEXT, recipient TEXT, data TEXT,
   state TEXT, next_attempt_at_us BIGINT);
 SQL
-cat >"$WORK/submit.sql" <<'SQL'
+  cat >"$WORK/submit.sql" <<'SQL'
 \set n random(1, 1000000000)
 BEGIN;
 INSERT INTO requests VALUES (gen_random_uuid()::text, 'ada' || :n || '@example.com', 'Ada Lovelace',
@@ -92,68 +155,239 @@ INSERT INTO outbox VALUES (gen_random_uuid()::text, :n::text, 'applicant_receive
   'ada' || :n || '@example.com', '{"full_name":"Ada Lovelace"}', 'pending', 0);
 END;
 SQL
-echo "== baseline: pgbench, 3 inserts per transaction, $CONCURRENCY clients, ${DURATION}s"
-pg_tps=$("$PGBIN/pgbench" -n -c "$CONCURRENCY" -j 2 -T "$DURATION" -f "$WORK/submit.sql" \
-  -h 127.0.0.1 -p "$PGPORT" -U postgres bench 2>/dev/null | awk '/^tps =/ { print int($3); exit }')
-echo "pgbench: $pg_tps tps"
-openssl rand -base64 32 >"$WORK/secret.key"
-start_sesame "$WORK/pg-sesame" SESAME_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/sesame" \
-  SESAME_SECRET_KEY_FILE="$WORK/secret.key" SESAME_DATABASE_MAX_CONNECTIONS=$((CONCURRENCY + 4))
-echo "== sesame: SubmitAccessRequest on PostgreSQL, $CONCURRENCY callers, ${DURATION}s"
-read -r pg_submit pg_p99 pg_errors < <(submit_rate)
-echo "sesame: $pg_submit submits/s (p99 ${pg_p99} ms, $pg_errors errors)"
-stop_sesame
+  echo "== baseline: pgbench, the same 3 inserts per transaction, $CONCURRENCY clients, ${DURATION}s"
+  "$PGBIN/pgbench" -n -c "$CONCURRENCY" -j 2 -T "$DURATION" -f "$WORK/submit.sql" \
+    -h 127.0.0.1 -p "$PGPORT" -U postgres bench >"$WORK/pgbench.txt" 2>&1
+  pg_tps=$(awk '/^tps =/ { print int($3); exit }' "$WORK/pgbench.txt")
+  [ -n "$pg_tps" ] || { cat "$WORK/pgbench.txt"; exit 1; }
+  note pgbench_tps "$pg_tps"
+  echo "pgbench: $pg_tps tps"
+  openssl rand -base64 32 >"$WORK/secret.key"
+  start_sesame postgres SESAME_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/sesame" \
+    SESAME_SECRET_KEY_FILE="$WORK/secret.key" SESAME_DATABASE_MAX_CONNECTIONS=$((CONCURRENCY + 4))
+  echo "== sesame: submit on PostgreSQL, closed loop, $CONCURRENCY callers over $CONNECTIONS connections, ${DURATION}s"
+  lt submit --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --duration "${DURATION}s" \
+    --server-pid "$SERVER_PID" >"$R/pg_submit.json"
+  echo "sesame: $(field "$R/pg_submit.json" '{calls_per_s:.0f} submits/s, p99 {latency[p99_ms]} ms, errors {errors}')"
+  rate80=$((pg_tps * 8 / 10))
+  echo "== sesame: submit on PostgreSQL, open loop at $rate80/s (80 % of pgbench), up to $((CONCURRENCY * 4)) in flight, ${DURATION}s"
+  lt submit --rate "$rate80" --concurrency $((CONCURRENCY * 4)) --connections "$CONNECTIONS" \
+    --duration "${DURATION}s" --server-pid "$SERVER_PID" >"$R/pg_submit_80.json"
+  echo "sesame: $(field "$R/pg_submit_80.json" 'achieved {achieved_rate_per_s:.0f}/s, not sent {not_sent}, p99 {latency[p99_ms]} ms from the scheduled send, errors {errors}')"
+  stop_sesame
+  as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null
+  PGBIN=""
+fi
 
-echo "== baseline: SQLite loop, 3 inserts per transaction (WAL, synchronous=FULL), ${DURATION}s"
-sqlite_tps=$("$LOADTEST" sqlite-baseline --db "$WORK/loop.db" --duration-secs "$DURATION" |
-  python3 -c "import json, sys; print(int(json.load(sys.stdin)['transactions_per_s']))")
-echo "loop: $sqlite_tps tps"
-start_sesame "$WORK/sqlite-sesame"
-idle_rss=$(rss_kib "$SERVER_PID")
-echo "== sesame: SubmitAccessRequest on SQLite, $CONCURRENCY callers, ${DURATION}s"
-read -r sqlite_submit sqlite_p99 sqlite_errors < <(submit_rate)
-echo "sesame: $sqlite_submit submits/s (p99 ${sqlite_p99} ms, $sqlite_errors errors)"
+# --- 2. SQLite --------------------------------------------------------------
+if step_on sqlite; then
+  echo "== baseline: Rust loop, the same 3 inserts per transaction (WAL, synchronous=FULL), ${DURATION}s"
+  "$LOADTEST" sqlite-baseline --db "$WORK/loop.db" --duration "${DURATION}s" >"$R/sqlite_loop.json"
+  echo "loop: $(field "$R/sqlite_loop.json" '{transactions_per_s:.0f}') tps"
+  start_sesame sqlite
+  echo "== sesame: submit on SQLite, closed loop, $CONCURRENCY callers over $CONNECTIONS connections, ${DURATION}s"
+  lt submit --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --duration "${DURATION}s" \
+    --server-pid "$SERVER_PID" >"$R/sqlite_submit.json"
+  echo "sesame: $(field "$R/sqlite_submit.json" '{calls_per_s:.0f} submits/s, p99 {latency[p99_ms]} ms, errors {errors}')"
+  stop_sesame
+fi
 
-echo "== GetAccessRequest vs a minimal tonic server, h2load -c $CONNECTIONS -m $CONCURRENCY, ${DURATION}s each"
-NAME="$("$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" seed --count 1)"
-python3 - "$NAME" "$WORK/get.bin" "$WORK/check.bin" <<'PY'
+# --- 3. GetAccessRequest vs a minimal tonic server ---------------------------
+if step_on get; then
+  h2_rate() { awk '/^finished in/ { gsub(",", "", $4); print int($4); exit }' "$1"; }
+  grpc_headers=(-H 'content-type: application/grpc' -H 'te: trailers')
+  start_sesame get
+  NAME="$(lt seed --count 1)"
+  python3 - "$NAME" "$WORK/get.bin" "$WORK/check.bin" <<'PY'
 import struct, sys
 name = sys.argv[1].encode()
 message = b"\x0a" + bytes([len(name)]) + name  # GetAccessRequestRequest.name (len < 128)
 open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
 open(sys.argv[3], "wb").write(b"\x00\x00\x00\x00\x00")  # HealthCheckRequest {}
 PY
-grpc_headers=(-H 'content-type: application/grpc' -H 'te: trailers')
-h2_rate() { awk '/^finished in/ { gsub(",", "", $4); print int($4); exit }'; }
-get_rps=$(h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
-  -H "authorization: Bearer $KEY" -d "$WORK/get.bin" \
-  "http://127.0.0.1:$PORT/sesame.v1.AccessRequestService/GetAccessRequest" | tee "$WORK/h2-get.txt" | h2_rate)
-# h2load counts HTTP statuses and a gRPC error is an HTTP 200 too: the same
-# gets through the real client count errors by gRPC code (must be none).
-"$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json rpc --kind get \
-  --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --duration-secs "$DURATION" >"$WORK/rpc-get.json"
-read -r client_get client_get_errors < <(python3 -c "import json; r = json.load(open('$WORK/rpc-get.json')); print(f\"{r['calls_per_s']:.0f} {sum(r['errors'].values())}\")")
-echo "h2load: $get_rps gets/s; sesame-loadtest client: $client_get gets/s, $client_get_errors errors"
-[ "$client_get_errors" = 0 ] || { echo "GetAccessRequest failed under load" >&2; exit 1; }
-loaded_rss=$(rss_kib "$SERVER_PID")
-stop_sesame
-"$LOADTEST" echo-server --listen "127.0.0.1:$ECHO_PORT" --duration-secs $((DURATION + 30)) &
-ECHO_PID=$!
-PIDS+=("$ECHO_PID")
-sleep 1
-echo_rps=$(h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
-  -d "$WORK/check.bin" "http://127.0.0.1:$ECHO_PORT/grpc.health.v1.Health/Check" | tee "$WORK/h2-echo.txt" | h2_rate)
-kill "$ECHO_PID" 2>/dev/null || true
+  echo "== sesame: GetAccessRequest with h2load -c $CONNECTIONS -m $CONCURRENCY, ${DURATION}s"
+  h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
+    -H "authorization: Bearer $KEY" -d "$WORK/get.bin" \
+    "http://127.0.0.1:$PORT/sesame.v1.AccessRequestService/GetAccessRequest" >"$WORK/h2-get.txt"
+  note h2load_get_rps "$(h2_rate "$WORK/h2-get.txt")"
+  echo "h2load: $(field "$R/h2load_get_rps.json" '{value}') gets/s"
+  # h2load counts HTTP statuses and a gRPC error is an HTTP 200 too: the same
+  # gets through the real client count errors by gRPC code (must be none).
+  echo "== sesame: GetAccessRequest through sesame-loadtest, $CONCURRENCY callers, ${DURATION}s"
+  lt get --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --duration "${DURATION}s" \
+    --server-pid "$SERVER_PID" >"$R/client_get.json"
+  echo "sesame-loadtest: $(field "$R/client_get.json" '{calls_per_s:.0f} gets/s, p99 {latency[p99_ms]} ms, errors {errors}')"
+  stop_sesame
+  "$LOADTEST" echo-server --listen "127.0.0.1:$ECHO_PORT" --duration "$((DURATION + 30))s" &
+  ECHO_PID=$!
+  PIDS+=("$ECHO_PID")
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$ECHO_PORT") 2>/dev/null && break; sleep 0.1; done
+  echo "== baseline: minimal tonic server (health Check) with h2load -c $CONNECTIONS -m $CONCURRENCY, ${DURATION}s"
+  h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
+    -d "$WORK/check.bin" "http://127.0.0.1:$ECHO_PORT/grpc.health.v1.Health/Check" >"$WORK/h2-echo.txt"
+  note h2load_echo_rps "$(h2_rate "$WORK/h2-echo.txt")"
+  echo "h2load: $(field "$R/h2load_echo_rps.json" '{value}') checks/s"
+  kill "$ECHO_PID" 2>/dev/null || true
+  wait "$ECHO_PID" 2>/dev/null || true
+fi
 
-printf '\n%-44s %12s %12s %8s %6s\n' "measure (same machine, same run)" "sesame" "baseline" "ratio" "goal"
-printf '%-44s %12s %12s %8s %6s\n' "submit/s on PostgreSQL vs pgbench 3 inserts" "$pg_submit" "$pg_tps" "$(ratio "$pg_submit" "$pg_tps")" ">=1.0"
-printf '%-44s %12s %12s %8s %6s\n' "submit/s on SQLite vs a Rust loop" "$sqlite_submit" "$sqlite_tps" "$(ratio "$sqlite_submit" "$sqlite_tps")" ">=2.0"
-printf '%-44s %12s %12s %8s %6s\n' "GetAccessRequest/s vs tonic health (h2load)" "$get_rps" "$echo_rps" "$(ratio "$get_rps" "$echo_rps")" ">=0.5"
-printf '%-44s %12s\n' "GetAccessRequest/s, sesame-loadtest client" "$client_get"
-printf '%-44s %12s %12s\n' "server RSS idle / after load (KiB)" "$idle_rss" "$loaded_rss"
-printf '{\n  "duration_s": %d,\n  "concurrency": %d,\n  "connections": %d,\n  "postgres": {"pgbench_tps": %d, "sesame_submit_per_s": %d, "sesame_p99_ms": %s, "errors": %d, "ratio": %s},\n  "sqlite": {"loop_tps": %d, "sesame_submit_per_s": %d, "sesame_p99_ms": %s, "errors": %d, "ratio": %s},\n  "get": {"echo_rps": %d, "sesame_get_rps": %d, "ratio": %s, "client_get_per_s": %d},\n  "rss_kib": {"idle": %d, "after_load": %d}\n}\n' \
-  "$DURATION" "$CONCURRENCY" "$CONNECTIONS" \
-  "$pg_tps" "$pg_submit" "$pg_p99" "$pg_errors" "$(ratio "$pg_submit" "$pg_tps")" \
-  "$sqlite_tps" "$sqlite_submit" "$sqlite_p99" "$sqlite_errors" "$(ratio "$sqlite_submit" "$sqlite_tps")" \
-  "$echo_rps" "$get_rps" "$(ratio "$get_rps" "$echo_rps")" "$client_get" "$idle_rss" "$loaded_rss" >"$OUT/baselines.json"
-echo "written: loadtest/results/baselines.json"
+# --- 4. Event fan-out and idle watchers -------------------------------------
+if step_on watch; then
+  start_sesame idle
+  echo "== sesame: $IDLE_WATCHERS idle watchers over 100 connections"
+  lt idle --watchers "$IDLE_WATCHERS" --connections 100 --server-pid "$SERVER_PID" >"$R/idle.json"
+  echo "sesame: $(field "$R/idle.json" '{kib_per_watcher:.1f} KiB per idle watcher')"
+  stop_sesame
+  start_sesame watch
+  echo "== sesame: $WATCHERS watchers, submits at $WATCH_RATE/s for ${DURATION}s"
+  lt watch --watchers "$WATCHERS" --connections 10 --rate "$WATCH_RATE" --duration "${DURATION}s" \
+    --server-pid "$SERVER_PID" >"$R/watch.json"
+  echo "sesame: $(field "$R/watch.json" 'commit-to-receipt p99 between {reply_to_receipt[p99_ms]} and {latency[p99_ms]} ms; submits {achieved_submit_rate_per_s:.0f}/s of {target_rate_per_s}/s ({submits_not_sent} not sent); {delivered_per_s:.0f} deliveries/s; lost {lost}, out of order or duplicate {out_of_order_or_duplicate}, watch errors {watch_errors}')"
+  stop_sesame
+fi
+
+# --- 5. Email ------------------------------------------------------------------
+if step_on mail; then
+  mkdir -p "$WORK/sink"
+  chmod 777 "$WORK/sink" # smtp-sink drops to the postfix user before writing its dump
+  sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u postfix)
+  start_sink() { # start_sink DUMP: the same sink for the baseline and for sesame
+    /usr/sbin/smtp-sink "${sink_user[@]}" -D "$1" "127.0.0.1:$SINK_PORT" 512 >"$WORK/sink/sink.log" 2>&1 &
+    SINK_PID=$!
+    PIDS+=("$SINK_PID")
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.1; done
+  }
+  stop_sink() { kill "$SINK_PID" 2>/dev/null || true; wait "$SINK_PID" 2>/dev/null || true; }
+  start_sink "$WORK/sink/baseline.dump"
+  echo "== baseline: smtp-source -s 10 -l 2048 -m $MAIL_EMAILS into smtp-sink"
+  start=$(date +%s.%N)
+  timeout 600 /usr/sbin/smtp-source -s 10 -l 2048 -m "$MAIL_EMAILS" -f bench@example.com -t sink@example.com \
+    "127.0.0.1:$SINK_PORT"
+  end=$(date +%s.%N)
+  sleep 0.5
+  stop_sink
+  received=$(grep -c '^X-Client-Addr:' "$WORK/sink/baseline.dump" || true)
+  python3 -c "import json, sys; n, s, e, got = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]); json.dump({'emails': n, 'seconds': e - s, 'emails_per_s': n / (e - s), 'sink_received': got}, open(sys.argv[5], 'w'))" \
+    "$MAIL_EMAILS" "$start" "$end" "$received" "$R/smtp_source.json"
+  echo "smtp-source: $(field "$R/smtp_source.json" '{emails_per_s:.0f} emails/s, sink received {sink_received}')"
+  start_sink "$WORK/sink/sesame.dump"
+  start_sesame mail SESAME_MAIL_TRANSPORT="smtp://127.0.0.1:$SINK_PORT"
+  echo "== sesame: $MAIL_EMAILS emails queued (worker off), then drained by sesame worker into the same sink"
+  (cd "$WORK/mail" && SESAME_LOG_FILTER=warn SESAME_MAIL_TRANSPORT="smtp://127.0.0.1:$SINK_PORT" \
+    lt mail --emails "$MAIL_EMAILS" --sink-dump "$WORK/sink/sesame.dump" --server-pid "$SERVER_PID" \
+    -- "$SESAME" worker) >"$R/mail.json"
+  echo "sesame: $(field "$R/mail.json" '{emails_per_s:.0f} emails/s, sent {sent} of {queued}, dead {dead}, sink {sink}')"
+  stop_sesame
+  stop_sink
+fi
+
+# --- summary --------------------------------------------------------------------
+python3 - "$R" "$OUT/baselines.json" "$DURATION" "$CONCURRENCY" "$CONNECTIONS" "$WATCHERS" "$WATCH_RATE" \
+  "$IDLE_WATCHERS" "$MAIL_EMAILS" <<'PY'
+import datetime, glob, json, os, platform, sys
+
+results, out = sys.argv[1], sys.argv[2]
+duration, concurrency, connections, watchers, watch_rate, idle_watchers, mail_emails = map(int, sys.argv[3:10])
+r = {}
+for path in glob.glob(os.path.join(results, "*.json")):
+    with open(path) as f:
+        data = json.load(f)
+    r[os.path.basename(path)[:-5]] = data["value"] if set(data) == {"value"} else data
+
+rows = []  # (goal, measure, sesame, baseline, ratio, target, met)
+def row(goal, measure, sesame, baseline, ratio, target, met):
+    rows.append({"goal": goal, "measure": measure, "sesame": sesame, "baseline": baseline,
+                 "ratio": ratio, "target": target, "met": met})
+
+def fmt(value, digits=0):
+    return f"{value:,.{digits}f}"
+
+if "pg_submit" in r:
+    s, b = r["pg_submit"], r["pgbench_tps"]
+    errors = sum(s["errors"].values())
+    row(1, f"submit/s PostgreSQL vs pgbench, {concurrency} clients", f"{fmt(s['calls_per_s'])} (p99 {s['latency']['p99_ms']:.1f} ms, {errors} errors)",
+        f"{fmt(b)} tps", s["calls_per_s"] / b, ">= 1.0x", errors == 0 and s["calls_per_s"] >= b)
+    o = r["pg_submit_80"]
+    errors = sum(o["errors"].values())
+    kept_up = o["not_sent"] == 0 and o["achieved_rate_per_s"] >= 0.95 * o["target_rate_per_s"]
+    row(1, f"submit p99 open loop at 80 % of pgbench ({o['target_rate_per_s']}/s)",
+        f"{o['latency']['p99_ms']:.1f} ms (achieved {fmt(o['achieved_rate_per_s'])}/s, {o['not_sent']} not sent, {errors} errors)",
+        "", None, "p99 < 25 ms", kept_up and errors == 0 and o["latency"]["p99_ms"] < 25)
+if "sqlite_submit" in r:
+    s, b = r["sqlite_submit"], r["sqlite_loop"]["transactions_per_s"]
+    errors = sum(s["errors"].values())
+    row(2, f"submit/s SQLite vs a Rust loop, {concurrency} callers", f"{fmt(s['calls_per_s'])} (p99 {s['latency']['p99_ms']:.1f} ms, {errors} errors)",
+        f"{fmt(b)} tps", s["calls_per_s"] / b, ">= 2.0x", errors == 0 and s["calls_per_s"] >= 2 * b)
+if "h2load_get_rps" in r:
+    s, b, c = r["h2load_get_rps"], r["h2load_echo_rps"], r["client_get"]
+    errors = sum(c["errors"].values())
+    row(3, f"GetAccessRequest/s vs tonic health, h2load -c {connections} -m {concurrency}", fmt(s),
+        f"{fmt(b)} req/s", s / b, ">= 0.5x", errors == 0 and s >= 0.5 * b)
+    row(3, "GetAccessRequest/s via sesame-loadtest (errors checked)",
+        f"{fmt(c['calls_per_s'])} (p99 {c['latency']['p99_ms']:.2f} ms, {errors} errors)", "", None, "0 errors", errors == 0)
+if "watch" in r:
+    w = r["watch"]
+    clean = w["lost"] == 0 and w["out_of_order_or_duplicate"] == 0 and not w["watch_errors"] and w["complete_watchers"] == w["watchers"]
+    kept_up = w["submits_not_sent"] == 0 and w["submits_unfinished"] == 0 and w["achieved_submit_rate_per_s"] >= 0.95 * w["target_rate_per_s"]
+    upper, lower = w["latency"]["p99_ms"], w["reply_to_receipt"]["p99_ms"]
+    # Commit-to-receipt lies between the two bounds.
+    met = (upper < 50) if upper < 50 or lower >= 50 else "unclear"
+    row(4, f"fan-out p99 commit-to-receipt, {w['target_rate_per_s']} submits/s x {w['watchers']} watchers",
+        f"between {lower:.1f} and {upper:.1f} ms (submits achieved {fmt(w['achieved_submit_rate_per_s'])}/s, {w['submits_not_sent']} not sent; {fmt(w['delivered_per_s'])} deliveries/s; lost {w['lost']}, out of order {w['out_of_order_or_duplicate']})",
+        f"health rtt p99 {w['baseline_health_rtt']['p99_ms']:.2f} ms", w["p99_vs_baseline"], "p99 < 50 ms, none lost",
+        met if clean and kept_up else False)
+if "idle" in r:
+    i = r["idle"]
+    row(4, f"server RSS per idle watcher ({i['watchers']:,} watchers)", f"{i['kib_per_watcher']:.1f} KiB",
+        "", None, "< 30 KB", i["kib_per_watcher"] * 1024 < 30_000)
+if "mail" in r:
+    m, b = r["mail"], r["smtp_source"]
+    sink = m.get("sink") or {}
+    row(5, f"emails/s into smtp-sink vs smtp-source, {m['requests']:,} emails",
+        f"{fmt(m['emails_per_s'])} (sink: {sink.get('messages')} messages, {sink.get('duplicates')} duplicates, {sink.get('lost')} lost)",
+        f"{fmt(b['emails_per_s'])}/s", m["emails_per_s"] / b["emails_per_s"], ">= 0.5x, none lost or twice",
+        m["ok"] and m["emails_per_s"] >= 0.5 * b["emails_per_s"])
+memory = {}
+for name in ["postgres", "sqlite", "get", "idle", "watch", "mail"]:
+    if f"rss_idle_{name}" in r:
+        memory[name] = {"idle_kib": r[f"rss_idle_{name}"], "after_load_kib": r[f"rss_loaded_{name}"], "peak_kib": r[f"rss_peak_{name}"]}
+if memory:
+    idle_max = max(m["idle_kib"] for m in memory.values())
+    row(6, "idle server RSS (largest of the fresh servers)", f"{idle_max / 1024:.1f} MiB", "", None, "< 40 MB",
+        idle_max * 1024 < 40_000_000)
+    for name, m in memory.items():
+        row(6, f"server RSS, {name} scenario: idle / after load / peak",
+            f"{m['idle_kib'] / 1024:.1f} / {m['after_load_kib'] / 1024:.1f} / {m['peak_kib'] / 1024:.1f} MiB", "", None, "reported", None)
+if "mail" in r and r["mail"].get("worker_peak_rss_kib"):
+    row(6, "mail worker process peak RSS", f"{r['mail']['worker_peak_rss_kib'] / 1024:.1f} MiB", "", None, "reported", None)
+
+machine = {
+    "cpus": os.cpu_count(),
+    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    "kernel": platform.release(),
+    "load_average_at_end": os.getloadavg(),
+}
+report = {
+    "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "machine": machine,
+    "settings": {"duration_s": duration, "concurrency": concurrency, "connections": connections,
+                 "watchers": watchers, "watch_rate_per_s": watch_rate, "idle_watchers": idle_watchers,
+                 "mail_emails": mail_emails},
+    "summary": rows,
+    "memory_kib": memory,
+    "raw": r,
+}
+with open(out, "w") as f:
+    json.dump(report, f, indent=2)
+    f.write("\n")
+
+print(f"\nSame machine, same run: {machine['cpus']} CPUs, {machine['memory_gib']} GiB, load average at end {machine['load_average_at_end'][0]:.2f}")
+header = ("goal", "measure", "sesame", "baseline", "ratio", "target", "")
+lines = [header] + [
+    (str(x["goal"]), x["measure"], x["sesame"], x["baseline"], "" if x["ratio"] is None else f"{x['ratio']:.3f}x",
+     x["target"], {True: "met", False: "MISSED", None: "", "unclear": "unclear"}[x["met"]]) for x in rows]
+widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+for line in lines:
+    print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+print(f"written: {os.path.relpath(out)}")
+PY

@@ -31,13 +31,22 @@ pub async fn channels(target: &str, count: usize) -> anyhow::Result<Vec<Channel>
 
 /// Resident memory of a process in KiB, from `/proc/PID/status`.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The largest resident memory a process has had so far, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read the memory of process {pid}"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS line")
+        .with_context(|| format!("no {field} line in /proc/{pid}/status"))
 }
 
 /// CPU time (user + system) a process has used so far, in seconds, from

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use sesame_loadtest::mail::{MailArgs, run_mail};
 use sesame_loadtest::rpc::{RpcArgs, RpcKind, run_rpc};
 use sesame_loadtest::watch::{WatchArgs, run_idle, run_watch};
 
@@ -15,43 +17,111 @@ struct Cli {
     /// Server URL.
     #[arg(long, default_value = "http://127.0.0.1:50051", global = true)]
     target: String,
-    /// Admin API key (watches and submits).
+    /// Admin API key.
     #[arg(
         long,
         env = "SESAME_LOADTEST_API_KEY",
         global = true,
-        default_value = ""
+        default_value = "",
+        hide_env_values = true
     )]
     api_key: String,
-    /// Print the report as JSON.
+    /// Print the report as JSON (progress lines still go to stderr).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
+/// The options every unary scenario takes.
+#[derive(Debug, Args)]
+struct Load {
+    /// Callers, each with one call in flight at most.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// HTTP/2 connections the callers share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// How long to load: `30s`, `500ms`, `2m` or seconds (at most 5 minutes).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Open loop: total calls per second, latency measured from each
+    /// call's scheduled send time. Default: closed loop, as fast as the
+    /// callers go.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Server pid, to report its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// Unary calls from concurrent callers: throughput, latency, errors.
-    Rpc {
-        /// Which calls.
-        #[arg(long, value_enum, default_value_t = RpcKind::Get)]
-        kind: RpcKind,
-        /// Callers making calls one after the other.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// HTTP/2 connections the callers share.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        /// Seconds of load (at most 300).
+    /// SubmitAccessRequest, each a new request.
+    Submit(Load),
+    /// GetAccessRequest by name, over 200 requests submitted first.
+    Get(Load),
+    /// ListAccessRequests, first page of 20.
+    List(Load),
+    /// ApproveAccessRequest, each on a request submitted just before (closed
+    /// loop: only the approval is timed; open loop: from the scheduled time,
+    /// the submit included).
+    Approve(Load),
+    /// 70 % get, 20 % list, 10 % submit.
+    Mixed(Load),
+    /// Watchers receive events while submits arrive at a fixed rate:
+    /// commit-to-receipt latency, delivered events/s, every event checked
+    /// to reach every watcher once and in order.
+    Watch {
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        /// HTTP/2 connections the watchers share.
         #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
-        /// Total calls per second; default: as fast as possible.
+        connections: usize,
+        /// Submits per second (open loop).
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// How long submits arrive (at most 5 minutes).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Server pid, to report its resident memory and CPU time.
         #[arg(long)]
-        rate: Option<u64>,
+        server_pid: Option<u32>,
+    },
+    /// Idle watchers: the server's resident memory per watcher.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Server pid (required: memory is read from /proc).
+        #[arg(long)]
+        server_pid: u32,
+    },
+    /// Queue emails (one per submitted request, with no worker running),
+    /// start WORKER, wait for the drain into an SMTP sink: emails/s, and
+    /// every Message-ID in the sink's dump checked against the emails sent.
+    Mail {
+        /// Requests to submit (one applicant email each).
+        #[arg(long, default_value_t = 5000)]
+        emails: u64,
+        /// Submits in flight while queuing.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The sink's dump file (`smtp-sink -D FILE`), checked after the drain.
+        #[arg(long)]
+        sink_dump: Option<std::path::PathBuf>,
+        /// Give up on the drain after this long (at most 10 minutes).
+        #[arg(long, default_value = "300s", value_parser = parse_duration)]
+        timeout: Duration,
         /// Server pid, to report its resident memory.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// The worker command, started once the emails are queued and
+        /// stopped after the drain (e.g. `-- sesame worker`); none: a
+        /// worker already running drains them.
+        #[arg(last = true)]
+        worker: Vec<String>,
     },
     /// Submits COUNT requests and prints their names, one per line (for
     /// tools like h2load that need a name to read).
@@ -65,59 +135,158 @@ enum Scenario {
         /// Database file (created).
         #[arg(long)]
         db: String,
-        #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
     },
     /// Baseline: a minimal tonic server (the health service only) for
     /// h2load. Needs no key; stops after the duration.
     EchoServer {
         #[arg(long, default_value = "127.0.0.1:50999")]
         listen: std::net::SocketAddr,
-        #[arg(long, default_value_t = 60)]
-        duration_secs: u64,
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: Duration,
     },
-    /// Watchers receive events while submits arrive at a fixed rate.
-    Watch {
-        #[arg(long, default_value_t = 100)]
-        watchers: usize,
-        #[arg(long, default_value_t = 10)]
-        connections: usize,
-        /// Submits per second.
-        #[arg(long, default_value_t = 500)]
-        rate: u64,
-        /// Seconds of load (at most 300).
-        #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
-        /// Server pid, to report its resident memory.
-        #[arg(long)]
-        server_pid: Option<u32>,
-    },
-    /// Submit requests (one applicant email each) for a later drain.
-    MailEnqueue {
-        #[arg(long, default_value_t = 1000)]
-        requests: u64,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-    },
-    /// Wait until a worker has sent every pending email; report emails/s.
-    MailDrain {
-        /// How many emails the drain covers (for the rate).
-        #[arg(long)]
-        emails: u64,
-        /// Give up after this many seconds (at most 600).
-        #[arg(long, default_value_t = 300)]
-        timeout_secs: u64,
-    },
-    /// Idle watchers: the server's memory per watcher.
-    Idle {
-        #[arg(long, default_value_t = 10_000)]
-        watchers: usize,
-        #[arg(long, default_value_t = 100)]
-        connections: usize,
-        /// Server pid (required: memory is read from /proc).
-        #[arg(long)]
-        server_pid: u32,
-    },
+}
+
+/// `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (ms, s, m or h)")),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `duration`, at most `limit`.
+fn bounded(duration: Duration, limit: u64) -> Duration {
+    duration.min(Duration::from_secs(limit))
+}
+
+fn render<T: Serialize + std::fmt::Display>(report: &T, json: bool) -> String {
+    if json {
+        serde_json::to_string_pretty(report).expect("report serializes")
+    } else {
+        report.to_string()
+    }
+}
+
+async fn run_load(cli: &Cli, kind: RpcKind, load: &Load) -> anyhow::Result<String> {
+    let args = RpcArgs {
+        target: cli.target.clone(),
+        api_key: cli.api_key.clone(),
+        kind,
+        concurrency: load.concurrency,
+        connections: load.connections,
+        duration: bounded(load.duration, 300),
+        rate: load.rate,
+        server_pid: load.server_pid,
+        progress: true,
+    };
+    let report = run_rpc(&args).await?;
+    Ok(render(&report, cli.json))
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<String> {
+    match &cli.scenario {
+        Scenario::Submit(load) => run_load(cli, RpcKind::Submit, load).await,
+        Scenario::Get(load) => run_load(cli, RpcKind::Get, load).await,
+        Scenario::List(load) => run_load(cli, RpcKind::List, load).await,
+        Scenario::Approve(load) => run_load(cli, RpcKind::Approve, load).await,
+        Scenario::Mixed(load) => run_load(cli, RpcKind::Mixed, load).await,
+        Scenario::Watch {
+            watchers,
+            connections,
+            rate,
+            duration,
+            server_pid,
+        } => {
+            let args = WatchArgs {
+                target: cli.target.clone(),
+                api_key: cli.api_key.clone(),
+                watchers: *watchers,
+                connections: *connections,
+                rate: *rate,
+                duration: bounded(*duration, 300),
+                server_pid: *server_pid,
+            };
+            let report = run_watch(&args).await?;
+            Ok(render(&report, cli.json))
+        }
+        Scenario::Idle {
+            watchers,
+            connections,
+            server_pid,
+        } => {
+            let report = run_idle(
+                &cli.target,
+                &cli.api_key,
+                *watchers,
+                *connections,
+                *server_pid,
+            )
+            .await?;
+            Ok(if cli.json {
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            } else {
+                format!(
+                    "idle watchers={} server rss {} -> {} KiB: {:.1} KiB per watcher",
+                    report.watchers,
+                    report.server_rss_kib_before,
+                    report.server_rss_kib_after,
+                    report.kib_per_watcher
+                )
+            })
+        }
+        Scenario::Mail {
+            emails,
+            concurrency,
+            sink_dump,
+            timeout,
+            server_pid,
+            worker,
+        } => {
+            let args = MailArgs {
+                target: cli.target.clone(),
+                api_key: cli.api_key.clone(),
+                requests: (*emails).clamp(1, 1_000_000),
+                concurrency: *concurrency,
+                sink_dump: sink_dump.clone(),
+                worker: worker.clone(),
+                timeout: bounded(*timeout, 600),
+                server_pid: *server_pid,
+            };
+            let report = run_mail(&args).await?;
+            Ok(render(&report, cli.json))
+        }
+        Scenario::Seed { count } => {
+            sesame_loadtest::rpc::seed(&cli.target, &cli.api_key, (*count).clamp(1, 10_000))
+                .await
+                .map(|names| names.join("\n"))
+        }
+        Scenario::SqliteBaseline { db, duration } => {
+            let report =
+                sesame_loadtest::baseline::sqlite_loop(db, bounded(*duration, 300)).await?;
+            Ok(serde_json::to_string_pretty(&report).expect("report serializes"))
+        }
+        Scenario::EchoServer { listen, duration } => {
+            sesame_loadtest::baseline::echo_server(*listen, bounded(*duration, 600)).await?;
+            Ok("echo server stopped".to_owned())
+        }
+    }
 }
 
 #[tokio::main]
@@ -131,144 +300,7 @@ async fn main() -> ExitCode {
         eprintln!("error: --api-key (or SESAME_LOADTEST_API_KEY) is required");
         return ExitCode::FAILURE;
     }
-    let outcome = match cli.scenario {
-        Scenario::Rpc {
-            kind,
-            concurrency,
-            connections,
-            duration_secs,
-            rate,
-            server_pid,
-        } => {
-            let args = RpcArgs {
-                target: cli.target.clone(),
-                api_key: cli.api_key.clone(),
-                kind,
-                concurrency,
-                connections,
-                duration: Duration::from_secs(duration_secs.clamp(1, 300)),
-                rate,
-                server_pid,
-                progress: true,
-            };
-            run_rpc(&args).await.map(|report| {
-                if cli.json {
-                    serde_json::to_string_pretty(&report).expect("report serializes")
-                } else {
-                    format!(
-                        "{:?} x{} over {} connections: {} ok of {} calls in {:.1}s = {:.0}/s; errors {:?}\nlatency: {}",
-                        report.kind,
-                        report.concurrency,
-                        report.connections,
-                        report.ok,
-                        report.calls,
-                        report.seconds,
-                        report.calls_per_s,
-                        report.errors,
-                        report.latency,
-                    )
-                }
-            })
-        }
-        Scenario::Seed { count } => {
-            sesame_loadtest::rpc::seed(&cli.target, &cli.api_key, count.clamp(1, 10_000))
-                .await
-                .map(|names| names.join("\n"))
-        }
-        Scenario::SqliteBaseline { db, duration_secs } => sesame_loadtest::baseline::sqlite_loop(
-            &db,
-            Duration::from_secs(duration_secs.clamp(1, 300)),
-        )
-        .await
-        .map(|report| serde_json::to_string_pretty(&report).expect("report serializes")),
-        Scenario::EchoServer {
-            listen,
-            duration_secs,
-        } => sesame_loadtest::baseline::echo_server(
-            listen,
-            Duration::from_secs(duration_secs.clamp(1, 600)),
-        )
-        .await
-        .map(|()| "echo server stopped".to_owned()),
-        Scenario::Watch {
-            watchers,
-            connections,
-            rate,
-            duration_secs,
-            server_pid,
-        } => {
-            let args = WatchArgs {
-                target: cli.target.clone(),
-                api_key: cli.api_key.clone(),
-                watchers,
-                connections,
-                rate,
-                duration: Duration::from_secs(duration_secs.clamp(1, 300)),
-                server_pid,
-            };
-            run_watch(&args).await.map(|report| {
-                if cli.json {
-                    serde_json::to_string_pretty(&report).expect("report serializes")
-                } else {
-                    format!(
-                        "watchers={} rate={}/s submitted={} errors={:?} delivered={}/{} ({:.0}/s)\n\
-                         change-to-receipt: {}\nbaseline health rtt: {}\n\
-                         p50 x{:.1} p99 x{:.1} of baseline; server rss {:?} -> {:?} KiB",
-                        report.watchers,
-                        report.target_rate_per_s,
-                        report.submitted,
-                        report.submit_errors,
-                        report.delivered,
-                        report.expected_deliveries,
-                        report.delivered_per_s,
-                        report.latency,
-                        report.baseline_health_rtt,
-                        report.p50_vs_baseline,
-                        report.p99_vs_baseline,
-                        report.server_rss_kib_before,
-                        report.server_rss_kib_after,
-                    )
-                }
-            })
-        }
-        Scenario::MailEnqueue {
-            requests,
-            concurrency,
-        } => sesame_loadtest::mail::enqueue(&cli.target, &cli.api_key, requests, concurrency)
-            .await
-            .map(|report| serde_json::to_string_pretty(&report).expect("report serializes")),
-        Scenario::MailDrain {
-            emails,
-            timeout_secs,
-        } => sesame_loadtest::mail::drain(
-            &cli.target,
-            &cli.api_key,
-            emails,
-            Duration::from_secs(timeout_secs.clamp(1, 600)),
-        )
-        .await
-        .map(|report| serde_json::to_string_pretty(&report).expect("report serializes")),
-        Scenario::Idle {
-            watchers,
-            connections,
-            server_pid,
-        } => run_idle(&cli.target, &cli.api_key, watchers, connections, server_pid)
-            .await
-            .map(|report| {
-                if cli.json {
-                    serde_json::to_string_pretty(&report).expect("report serializes")
-                } else {
-                    format!(
-                        "idle watchers={} server rss {} -> {} KiB: {:.1} KiB per watcher",
-                        report.watchers,
-                        report.server_rss_kib_before,
-                        report.server_rss_kib_after,
-                        report.kib_per_watcher
-                    )
-                }
-            }),
-    };
-    match outcome {
+    match run(&cli).await {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS
@@ -277,5 +309,49 @@ async fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_issue_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "sesame-loadtest",
+            "submit",
+            "--target",
+            "http://127.0.0.1:50051",
+            "--api-key",
+            "k",
+            "--concurrency",
+            "8",
+            "--connections",
+            "2",
+            "--duration",
+            "30s",
+            "--rate",
+            "100",
+            "--json",
+        ])
+        .expect("parses");
+        assert!(cli.json);
+        let Scenario::Submit(load) = cli.scenario else {
+            panic!("not a submit");
+        };
+        assert_eq!(load.duration, Duration::from_secs(30));
+        assert_eq!(load.rate, Some(100));
     }
 }
