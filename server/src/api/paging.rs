@@ -15,7 +15,7 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 const MAX_PAGE_TOKEN_BYTES: usize = 1024;
 
 /// Page size and token of a List call.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Paging<'a> {
     pub page_size: u32,
     /// `None` for the first page.
