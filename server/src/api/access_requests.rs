@@ -4,24 +4,163 @@ use sesame_proto::v1 as pb;
 use sesame_proto::v1::access_request_service_server::AccessRequestService;
 use tonic::{Request, Response, Status};
 
+use super::paging::Paging;
 use super::{convert, paging, principal, scope, status};
 use crate::auth::{Permission, Principal, authorize};
 use crate::domain::deadline::{Deadlines, decision_times, stats_window};
-use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, validate_submission};
-use crate::domain::{AccessRequest, AccessRequestId, Action, GatewayCode, State};
+use crate::domain::validation::{
+    MAX_REASON_CHARS, TextRule, Validator, Violations, validate_submission,
+};
+use crate::domain::{AccessRequest, AccessRequestId, Action, GatewayCode, NewAccessRequest, State};
 use crate::policy::PolicyHandle;
 use crate::store::{ListQuery, Store, now};
 
 /// The parts of a decision call that differ between approve, reject and
 /// cancel.
 struct DecisionCall<'a> {
-    permission: Permission,
     name: &'a str,
     etag: &'a str,
     /// Name of the note or reason field, for violations.
     text_field: &'static str,
     text: &'a str,
     text_required: bool,
+}
+
+/// The checked arguments of ApproveAccessRequest, RejectAccessRequest or
+/// CancelAccessRequest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionArgs {
+    pub id: AccessRequestId,
+    /// The note or reason, normalised; `None` when empty.
+    pub text: Option<String>,
+    /// `None`: no etag given, decide whatever the version.
+    pub etag: Option<String>,
+}
+
+fn check_decision(call: DecisionCall<'_>) -> Result<DecisionArgs, Violations> {
+    let mut check = Validator::new();
+    let id = check.name("name", call.name);
+    let rule = TextRule {
+        required: call.text_required,
+        max_chars: MAX_REASON_CHARS,
+        multiline: true,
+    };
+    let text = check.text(call.text_field, call.text, rule);
+    let etag = check.text("etag", call.etag, TextRule::optional(64));
+    check.finish()?;
+    Ok(DecisionArgs {
+        id: id.expect("validated above"),
+        text,
+        etag,
+    })
+}
+
+// The argument checks of each RPC, run after authorization and before any
+// store call. Public so that the fuzz targets (fuzz/) run exactly these.
+
+/// Checks a SubmitAccessRequest message.
+pub fn check_submit_access_request(
+    message: pb::SubmitAccessRequestRequest,
+) -> Result<NewAccessRequest, Violations> {
+    validate_submission(&convert::raw_submission(message))
+}
+
+/// Checks an ExplainDecision message: a submission is required.
+pub fn check_explain_decision(
+    message: pb::ExplainDecisionRequest,
+) -> Result<NewAccessRequest, Violations> {
+    let Some(submission) = message.submission else {
+        let mut check = Validator::new();
+        check.violation("submission", "is required");
+        return Err(check.finish().expect_err("a violation was recorded"));
+    };
+    validate_submission(&convert::raw_submission(submission))
+}
+
+/// Checks a GetAccessRequest message.
+pub fn check_get_access_request(
+    message: &pb::GetAccessRequestRequest,
+) -> Result<AccessRequestId, Violations> {
+    let mut check = Validator::new();
+    let id = check.name("name", &message.name);
+    check.finish()?;
+    Ok(id.expect("validated above"))
+}
+
+/// Checks a ListAccessRequests message: its paging and its filters.
+pub fn check_list_access_requests(
+    message: &pb::ListAccessRequestsRequest,
+) -> Result<(Paging<'_>, ListQuery), Violations> {
+    let mut check = Validator::new();
+    let paging = paging::paging(&mut check, message.page_size, &message.page_token);
+    let state = check.optional_enum("state", convert::state_input(message.state));
+    let user_type = check.optional_enum("user_type", convert::user_type_input(message.user_type));
+    let (created_from, created_before) = paging::time_range(
+        &mut check,
+        ("create_time_start", message.create_time_start.as_ref()),
+        ("create_time_end", message.create_time_end.as_ref()),
+    );
+    check.finish()?;
+    let query = ListQuery {
+        state,
+        user_type,
+        created_from,
+        created_before,
+    };
+    Ok((paging, query))
+}
+
+/// Checks an ApproveAccessRequest message (the note is optional).
+pub fn check_approve_access_request(
+    message: &pb::ApproveAccessRequestRequest,
+) -> Result<DecisionArgs, Violations> {
+    check_decision(DecisionCall {
+        name: &message.name,
+        etag: &message.etag,
+        text_field: "note",
+        text: &message.note,
+        text_required: false,
+    })
+}
+
+/// Checks a RejectAccessRequest message (the reason is required).
+pub fn check_reject_access_request(
+    message: &pb::RejectAccessRequestRequest,
+) -> Result<DecisionArgs, Violations> {
+    check_decision(DecisionCall {
+        name: &message.name,
+        etag: &message.etag,
+        text_field: "reason",
+        text: &message.reason,
+        text_required: true,
+    })
+}
+
+/// Checks a CancelAccessRequest message (the reason is optional).
+pub fn check_cancel_access_request(
+    message: &pb::CancelAccessRequestRequest,
+) -> Result<DecisionArgs, Violations> {
+    check_decision(DecisionCall {
+        name: &message.name,
+        etag: &message.etag,
+        text_field: "reason",
+        text: &message.reason,
+        text_required: false,
+    })
+}
+
+/// Checks a GetStats message: the window it asks for.
+pub fn check_get_stats(message: &pb::GetStatsRequest) -> Result<std::time::Duration, Violations> {
+    let mut check = Validator::new();
+    let window = match stats_window(message.window_secs) {
+        Ok(window) => Some(window),
+        Err(problem) => {
+            check.violation("window_secs", problem);
+            None
+        }
+    };
+    check.finish()?;
+    Ok(window.expect("validated above"))
 }
 
 /// Serves the access-request RPCs over a [`Store`].
@@ -72,33 +211,20 @@ impl AccessRequestApi {
         Ok(wire.remove(0))
     }
 
-    /// Validates a decision's name, etag and text, applies it, and returns
-    /// the changed request.
+    /// Applies a checked decision and returns the changed request.
     async fn decide(
         &self,
         request_principal: Principal,
-        call: DecisionCall<'_>,
+        args: DecisionArgs,
         make_action: impl FnOnce(Option<String>) -> Action,
     ) -> Result<(pb::AccessRequest, Option<GatewayCode>), Status> {
-        authorize(&request_principal, call.permission)?;
-        let mut check = Validator::new();
-        let id = check.name("name", call.name);
-        let rule = TextRule {
-            required: call.text_required,
-            max_chars: MAX_REASON_CHARS,
-            multiline: true,
-        };
-        let text = check.text(call.text_field, call.text, rule);
-        let etag = check.text("etag", call.etag, TextRule::optional(64));
-        check.finish()?;
-        let id: AccessRequestId = id.expect("validated above");
         let (changed, code) = self
             .store
             .decide_request(
                 &scope(&request_principal),
-                id,
-                etag.as_deref(),
-                make_action(text),
+                args.id,
+                args.etag.as_deref(),
+                make_action(args.text),
                 &request_principal.name,
             )
             .await?;
@@ -114,13 +240,7 @@ impl AccessRequestService for AccessRequestApi {
     ) -> Result<Response<pb::ExplainDecisionResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::SubmitRequest)?;
-        let Some(submission) = request.into_inner().submission else {
-            let mut check = Validator::new();
-            check.violation("submission", "is required");
-            check.finish()?;
-            unreachable!("a violation was recorded");
-        };
-        let submission = validate_submission(&convert::raw_submission(submission))?;
+        let submission = check_explain_decision(request.into_inner())?;
         let evaluation = self.policy.current().evaluate(&submission);
         Ok(Response::new(convert::explanation(&evaluation)))
     }
@@ -131,7 +251,7 @@ impl AccessRequestService for AccessRequestApi {
     ) -> Result<Response<pb::SubmitAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::SubmitRequest)?;
-        let submission = validate_submission(&convert::raw_submission(request.into_inner()))?;
+        let submission = check_submit_access_request(request.into_inner())?;
         let missing: Vec<&str> = self
             .required_purposes
             .iter()
@@ -166,10 +286,7 @@ impl AccessRequestService for AccessRequestApi {
     ) -> Result<Response<pb::GetAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ReadRequests)?;
-        let mut check = Validator::new();
-        let id = check.name("name", &request.get_ref().name);
-        check.finish()?;
-        let id = id.expect("validated above");
+        let id = check_get_access_request(request.get_ref())?;
         let found = self.store.get_request(&scope(&caller), id).await?;
         Ok(Response::new(pb::GetAccessRequestResponse {
             access_request: Some(self.one_to_wire(&found).await?),
@@ -183,23 +300,7 @@ impl AccessRequestService for AccessRequestApi {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ReadRequests)?;
         let message = request.into_inner();
-        let mut check = Validator::new();
-        let paging = paging::paging(&mut check, message.page_size, &message.page_token);
-        let state = check.optional_enum("state", convert::state_input(message.state));
-        let user_type =
-            check.optional_enum("user_type", convert::user_type_input(message.user_type));
-        let (created_from, created_before) = paging::time_range(
-            &mut check,
-            ("create_time_start", message.create_time_start.as_ref()),
-            ("create_time_end", message.create_time_end.as_ref()),
-        );
-        check.finish()?;
-        let query = ListQuery {
-            state,
-            user_type,
-            created_from,
-            created_before,
-        };
+        let (paging, query) = check_list_access_requests(&message)?;
         let page = self
             .store
             .list_requests(&scope(&caller), &query, paging.page_size, paging.page_token)
@@ -215,25 +316,15 @@ impl AccessRequestService for AccessRequestApi {
         request: Request<pb::ApproveAccessRequestRequest>,
     ) -> Result<Response<pb::ApproveAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
+        authorize(&caller, Permission::DecideRequest)?;
         let message = request.into_inner();
-        let message_return_code = message.return_code;
+        let args = check_approve_access_request(&message)?;
         let (approved, code) = self
-            .decide(
-                caller,
-                DecisionCall {
-                    permission: Permission::DecideRequest,
-                    name: &message.name,
-                    etag: &message.etag,
-                    text_field: "note",
-                    text: &message.note,
-                    text_required: false,
-                },
-                |note| Action::Approve { note },
-            )
+            .decide(caller, args, |note| Action::Approve { note })
             .await?;
         // The code is shown here only when asked for; it is always emailed.
         let gateway_code = match code {
-            Some(code) if message_return_code => code.to_string(),
+            Some(code) if message.return_code => code.to_string(),
             _ => String::new(),
         };
         Ok(Response::new(pb::ApproveAccessRequestResponse {
@@ -247,22 +338,12 @@ impl AccessRequestService for AccessRequestApi {
         request: Request<pb::RejectAccessRequestRequest>,
     ) -> Result<Response<pb::RejectAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
-        let message = request.into_inner();
+        authorize(&caller, Permission::DecideRequest)?;
+        let args = check_reject_access_request(request.get_ref())?;
         let (rejected, _) = self
-            .decide(
-                caller,
-                DecisionCall {
-                    permission: Permission::DecideRequest,
-                    name: &message.name,
-                    etag: &message.etag,
-                    text_field: "reason",
-                    text: &message.reason,
-                    text_required: true,
-                },
-                |reason| Action::Reject {
-                    reason: reason.unwrap_or_default(),
-                },
-            )
+            .decide(caller, args, |reason| Action::Reject {
+                reason: reason.unwrap_or_default(),
+            })
             .await?;
         Ok(Response::new(pb::RejectAccessRequestResponse {
             access_request: Some(rejected),
@@ -274,20 +355,10 @@ impl AccessRequestService for AccessRequestApi {
         request: Request<pb::CancelAccessRequestRequest>,
     ) -> Result<Response<pb::CancelAccessRequestResponse>, Status> {
         let caller = principal(&request)?;
-        let message = request.into_inner();
+        authorize(&caller, Permission::CancelRequest)?;
+        let args = check_cancel_access_request(request.get_ref())?;
         let (cancelled, _) = self
-            .decide(
-                caller,
-                DecisionCall {
-                    permission: Permission::CancelRequest,
-                    name: &message.name,
-                    etag: &message.etag,
-                    text_field: "reason",
-                    text: &message.reason,
-                    text_required: false,
-                },
-                |reason| Action::Cancel { reason },
-            )
+            .decide(caller, args, |reason| Action::Cancel { reason })
             .await?;
         Ok(Response::new(pb::CancelAccessRequestResponse {
             access_request: Some(cancelled),
@@ -300,16 +371,7 @@ impl AccessRequestService for AccessRequestApi {
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ReadStats)?;
-        let mut check = Validator::new();
-        let window = match stats_window(request.get_ref().window_secs) {
-            Ok(window) => Some(window),
-            Err(problem) => {
-                check.violation("window_secs", problem);
-                None
-            }
-        };
-        check.finish()?;
-        let window = window.expect("validated above");
+        let window = check_get_stats(request.get_ref())?;
         let at = now();
         let window_start = at - chrono::Duration::from_std(window).unwrap_or_default();
         let overdue_cutoff = self.deadlines.cutoffs(at).escalate;

@@ -6,17 +6,18 @@ use sesame_proto::v1 as pb;
 use sesame_proto::v1::email_service_server::EmailService;
 use tonic::{Request, Response, Status};
 
+use super::paging::Paging;
 use super::{convert, paging, principal};
 use crate::auth::{Permission, authorize};
 use crate::domain::mail::MailTemplate;
-use crate::domain::validation::{EnumInput, Validator};
+use crate::domain::validation::{EnumInput, Validator, Violations};
 use crate::domain::{Locale, UserType};
 use crate::mail::Templates;
 use crate::store::Store;
 use crate::store::outbox::{DEAD, EmailFilter, EmailRecord, PENDING, SENT};
 
 /// Largest `data_json` accepted by PreviewEmail.
-const MAX_PREVIEW_DATA_BYTES: usize = 16 * 1024;
+pub const MAX_PREVIEW_DATA_BYTES: usize = 16 * 1024;
 /// Resource collection of emails.
 const EMAILS: &str = "emails/";
 
@@ -104,6 +105,92 @@ fn email(record: &EmailRecord) -> pb::Email {
     }
 }
 
+// The argument checks of each RPC, run after authorization and before any
+// store call. Public so that the fuzz targets (fuzz/) run exactly these.
+
+/// Checks a ListEmails message: its paging and its filters.
+pub fn check_list_emails(
+    message: &pb::ListEmailsRequest,
+) -> Result<(Paging<'_>, EmailFilter), Violations> {
+    let mut check = Validator::new();
+    let paging = paging::paging(&mut check, message.page_size, &message.page_token);
+    let state = check.optional_enum("state", state_input(message.state));
+    let access_request = check.optional_name("access_request", &message.access_request);
+    check.finish()?;
+    let filter = EmailFilter {
+        state,
+        access_request,
+    };
+    Ok((paging, filter))
+}
+
+/// Checks a RetryEmail message: the email's id.
+pub fn check_retry_email(message: &pb::RetryEmailRequest) -> Result<uuid::Uuid, Violations> {
+    let id = message
+        .name
+        .strip_prefix(EMAILS)
+        .and_then(|raw| uuid::Uuid::try_parse(raw).ok());
+    let Some(id) = id else {
+        let mut check = Validator::new();
+        check.violation("name", "must be a resource name of the form emails/{uuid}");
+        return Err(check.finish().expect_err("a violation was recorded"));
+    };
+    Ok(id)
+}
+
+/// The checked arguments of PreviewEmail.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreviewArgs {
+    pub template: MailTemplate,
+    pub locale: Locale,
+    pub user_type: UserType,
+    /// The sample values overridden by the caller's `data_json`.
+    pub data: serde_json::Value,
+}
+
+/// Checks a PreviewEmail message; rendering may still refuse the data.
+pub fn check_preview_email(message: &pb::PreviewEmailRequest) -> Result<PreviewArgs, Violations> {
+    let mut check = Validator::new();
+    let template = check.required_enum("template", template_input(message.template));
+    let locale = match message.locale.trim().to_ascii_lowercase().as_str() {
+        "" => Some(Locale::En),
+        raw => {
+            let parsed = Locale::parse(raw);
+            if parsed.is_none() {
+                check.violation("locale", "must be one of: en, fr");
+            }
+            parsed
+        }
+    };
+    let user_type = check
+        .optional_enum("user_type", convert::user_type_input(message.user_type))
+        .unwrap_or(UserType::Employee);
+    let mut data = crate::mail::sample_data(user_type.as_str());
+    if message.data_json.len() > MAX_PREVIEW_DATA_BYTES {
+        check.violation("data_json", "must be at most 16 KiB");
+    } else if !message.data_json.trim().is_empty() {
+        match serde_json::from_str::<serde_json::Value>(&message.data_json) {
+            Ok(serde_json::Value::Object(given)) => {
+                for (key, value) in given {
+                    data[key] = value;
+                }
+            }
+            Ok(_) => check.violation("data_json", "must be a JSON object"),
+            Err(error) => check.violation("data_json", format!("is not valid JSON: {error}")),
+        }
+    }
+    check.finish()?;
+    let (Some(template), Some(locale)) = (template, locale) else {
+        unreachable!("validated above");
+    };
+    Ok(PreviewArgs {
+        template,
+        locale,
+        user_type,
+        data,
+    })
+}
+
 #[tonic::async_trait]
 impl EmailService for EmailApi {
     async fn list_emails(
@@ -113,15 +200,7 @@ impl EmailService for EmailApi {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManageEmails)?;
         let message = request.into_inner();
-        let mut check = Validator::new();
-        let paging = paging::paging(&mut check, message.page_size, &message.page_token);
-        let state = check.optional_enum("state", state_input(message.state));
-        let access_request = check.optional_name("access_request", &message.access_request);
-        check.finish()?;
-        let filter = EmailFilter {
-            state,
-            access_request,
-        };
+        let (paging, filter) = check_list_emails(&message)?;
         let page = self
             .store
             .list_emails(&caller.name, &filter, paging.page_size, paging.page_token)
@@ -138,15 +217,7 @@ impl EmailService for EmailApi {
     ) -> Result<Response<pb::RetryEmailResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManageEmails)?;
-        let name = &request.get_ref().name;
-        let id = name
-            .strip_prefix(EMAILS)
-            .and_then(|raw| uuid::Uuid::try_parse(raw).ok());
-        let Some(id) = id else {
-            let mut check = Validator::new();
-            check.violation("name", "must be a resource name of the form emails/{uuid}");
-            return Err(check.finish().unwrap_err().into());
-        };
+        let id = check_retry_email(request.get_ref())?;
         let retried = self.store.retry_email(id, &caller.name).await?;
         Ok(Response::new(pb::RetryEmailResponse {
             email: Some(email(&retried)),
@@ -159,43 +230,10 @@ impl EmailService for EmailApi {
     ) -> Result<Response<pb::PreviewEmailResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManageEmails)?;
-        let message = request.into_inner();
-        let mut check = Validator::new();
-        let template = check.required_enum("template", template_input(message.template));
-        let locale = match message.locale.trim().to_ascii_lowercase().as_str() {
-            "" => Some(Locale::En),
-            raw => {
-                let parsed = Locale::parse(raw);
-                if parsed.is_none() {
-                    check.violation("locale", "must be one of: en, fr");
-                }
-                parsed
-            }
-        };
-        let user_type = check
-            .optional_enum("user_type", convert::user_type_input(message.user_type))
-            .unwrap_or(UserType::Employee);
-        let mut data = crate::mail::sample_data(user_type.as_str());
-        if message.data_json.len() > MAX_PREVIEW_DATA_BYTES {
-            check.violation("data_json", "must be at most 16 KiB");
-        } else if !message.data_json.trim().is_empty() {
-            match serde_json::from_str::<serde_json::Value>(&message.data_json) {
-                Ok(serde_json::Value::Object(given)) => {
-                    for (key, value) in given {
-                        data[key] = value;
-                    }
-                }
-                Ok(_) => check.violation("data_json", "must be a JSON object"),
-                Err(error) => check.violation("data_json", format!("is not valid JSON: {error}")),
-            }
-        }
-        check.finish()?;
-        let (Some(template), Some(locale)) = (template, locale) else {
-            unreachable!("validated above");
-        };
+        let args = check_preview_email(request.get_ref())?;
         let rendered = self
             .templates
-            .render(template, locale, user_type, &data)
+            .render(args.template, args.locale, args.user_type, &args.data)
             .map_err(|error| {
                 let mut check = Validator::new();
                 check.violation("data_json", error.to_string());

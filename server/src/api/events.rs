@@ -10,10 +10,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::paging::Paging;
 use super::{convert, paging, principal};
 use crate::auth::{Permission, authorize};
 use crate::domain::decode_cursor;
-use crate::domain::validation::{TextRule, Validator};
+use crate::domain::validation::{TextRule, Validator, Violations};
 use crate::events::{self, Hub, WatchItem, WatchOptions, WatchRequest};
 use crate::store::{EventFilter, Store};
 use crate::telemetry::Metrics;
@@ -68,6 +69,84 @@ fn watch_message(item: WatchItem) -> pb::WatchEventsResponse {
     pb::WatchEventsResponse { kind: Some(kind) }
 }
 
+// The argument checks of each RPC, run after authorization and before any
+// store call. Public so that the fuzz targets (fuzz/) run exactly these.
+
+/// The checked arguments of WatchEvents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchArgs {
+    /// Resume after this sequence; `None`: from now on.
+    pub after: Option<i64>,
+    /// The kinds and request to watch (the other filters are unused).
+    pub filter: EventFilter,
+}
+
+/// Checks a WatchEvents message: its filters, then its cursor.
+pub fn check_watch_events(message: &pb::WatchEventsRequest) -> Result<WatchArgs, Status> {
+    let mut check = Validator::new();
+    let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
+    let access_request = check.optional_name("access_request", &message.access_request);
+    check.finish()?;
+    let after = if message.after.is_empty() {
+        None
+    } else {
+        Some(decode_cursor(&message.after).ok_or_else(super::status::cursor_invalid)?)
+    };
+    Ok(WatchArgs {
+        after,
+        filter: EventFilter {
+            kinds,
+            access_request,
+            ..EventFilter::default()
+        },
+    })
+}
+
+/// Checks a ListEvents message: its paging and its filters.
+pub fn check_list_events(
+    message: &pb::ListEventsRequest,
+) -> Result<(Paging<'_>, EventFilter), Violations> {
+    let mut check = Validator::new();
+    let paging = paging::paging(&mut check, message.page_size, &message.page_token);
+    let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
+    let access_request = check.optional_name("access_request", &message.access_request);
+    let actor = check.text("actor", &message.actor, TextRule::optional(64));
+    let (from, before) = paging::time_range(
+        &mut check,
+        ("occur_time_start", message.occur_time_start.as_ref()),
+        ("occur_time_end", message.occur_time_end.as_ref()),
+    );
+    check.finish()?;
+    let filter = EventFilter {
+        kinds,
+        access_request,
+        actor,
+        from,
+        before,
+    };
+    Ok((paging, filter))
+}
+
+/// Checks a VerifyAuditChain message: the first sequence and the last
+/// (`None`: up to the head of the log).
+pub fn check_verify_audit_chain(
+    message: &pb::VerifyAuditChainRequest,
+) -> Result<(i64, Option<i64>), Violations> {
+    let mut check = Validator::new();
+    if message.start_sequence < 0 {
+        check.violation("start_sequence", "must not be negative");
+    }
+    if message.end_sequence < 0 {
+        check.violation("end_sequence", "must not be negative");
+    }
+    if message.end_sequence > 0 && message.end_sequence < message.start_sequence {
+        check.violation("end_sequence", "must not be before start_sequence");
+    }
+    check.finish()?;
+    let end = (message.end_sequence > 0).then_some(message.end_sequence);
+    Ok((message.start_sequence, end))
+}
+
 #[tonic::async_trait]
 impl EventService for EventApi {
     type WatchEventsStream = WatchEventsStream;
@@ -78,24 +157,11 @@ impl EventService for EventApi {
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ReadEvents)?;
-        let message = request.into_inner();
-        let mut check = Validator::new();
-        let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
-        let access_request = check.optional_name("access_request", &message.access_request);
-        check.finish()?;
-        let after = if message.after.is_empty() {
-            None
-        } else {
-            Some(decode_cursor(&message.after).ok_or_else(super::status::cursor_invalid)?)
-        };
+        let args = check_watch_events(request.get_ref())?;
         let watch_request = WatchRequest {
             caller: Some(caller.name.clone()),
-            after,
-            filter: EventFilter {
-                kinds,
-                access_request,
-                ..EventFilter::default()
-            },
+            after: args.after,
+            filter: args.filter,
         };
         let opened = events::open(
             &self.hub,
@@ -125,24 +191,7 @@ impl EventService for EventApi {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ReadEvents)?;
         let message = request.into_inner();
-        let mut check = Validator::new();
-        let paging = paging::paging(&mut check, message.page_size, &message.page_token);
-        let kinds = convert::event_types_input(&mut check, "event_types", &message.event_types);
-        let access_request = check.optional_name("access_request", &message.access_request);
-        let actor = check.text("actor", &message.actor, TextRule::optional(64));
-        let (from, before) = paging::time_range(
-            &mut check,
-            ("occur_time_start", message.occur_time_start.as_ref()),
-            ("occur_time_end", message.occur_time_end.as_ref()),
-        );
-        check.finish()?;
-        let filter = EventFilter {
-            kinds,
-            access_request,
-            actor,
-            from,
-            before,
-        };
+        let (paging, filter) = check_list_events(&message)?;
         let page = self
             .store
             .list_events(&caller.name, &filter, paging.page_size, paging.page_token)
@@ -159,20 +208,8 @@ impl EventService for EventApi {
     ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ReadEvents)?;
-        let message = request.into_inner();
-        let mut check = Validator::new();
-        if message.start_sequence < 0 {
-            check.violation("start_sequence", "must not be negative");
-        }
-        if message.end_sequence < 0 {
-            check.violation("end_sequence", "must not be negative");
-        }
-        if message.end_sequence > 0 && message.end_sequence < message.start_sequence {
-            check.violation("end_sequence", "must not be before start_sequence");
-        }
-        check.finish()?;
-        let end = (message.end_sequence > 0).then_some(message.end_sequence);
-        let report = self.store.verify_chain(message.start_sequence, end).await?;
+        let (start, end) = check_verify_audit_chain(request.get_ref())?;
+        let report = self.store.verify_chain(start, end).await?;
         let (broken_sequence, problem) = report.broken.clone().unwrap_or_default();
         Ok(Response::new(pb::VerifyAuditChainResponse {
             intact: report.broken.is_none(),

@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::{convert, principal, status};
 use crate::auth::{Permission, authorize};
-use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator};
+use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, Violations};
 use crate::domain::{AccessRequestId, GatewayCode};
 use crate::store::Store;
 
@@ -91,13 +91,41 @@ impl GatewayApi {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    fn request_name(field: &str, raw: &str) -> Result<AccessRequestId, Status> {
-        let mut check = Validator::new();
-        let id = check.name(field, raw);
-        check.finish()?;
-        Ok(id.expect("validated above"))
-    }
+// The argument checks of each RPC, run after authorization and before any
+// store call. Public so that the fuzz targets (fuzz/) run exactly these.
+
+/// Checks a RedeemGatewayCode message: the code as typed.
+pub fn check_redeem_gateway_code(
+    message: &pb::RedeemGatewayCodeRequest,
+) -> Result<GatewayCode, Status> {
+    GatewayCode::parse(&message.code).map_err(|error| status::code_malformed(&error))
+}
+
+/// Checks a RevokeGatewayCode message: the request and an optional reason.
+pub fn check_revoke_gateway_code(
+    message: &pb::RevokeGatewayCodeRequest,
+) -> Result<(AccessRequestId, Option<String>), Violations> {
+    let mut check = Validator::new();
+    let id = check.name("access_request", &message.access_request);
+    let reason = check.text(
+        "reason",
+        &message.reason,
+        TextRule::optional(MAX_REASON_CHARS),
+    );
+    check.finish()?;
+    Ok((id.expect("validated above"), reason))
+}
+
+/// Checks a ReissueGatewayCode message: the request.
+pub fn check_reissue_gateway_code(
+    message: &pb::ReissueGatewayCodeRequest,
+) -> Result<AccessRequestId, Violations> {
+    let mut check = Validator::new();
+    let id = check.name("access_request", &message.access_request);
+    check.finish()?;
+    Ok(id.expect("validated above"))
 }
 
 #[tonic::async_trait]
@@ -119,10 +147,8 @@ impl GatewayService for GatewayApi {
             }
             failures.record(&caller.name, at);
         }
-        let outcome = match GatewayCode::parse(&request.get_ref().code) {
-            Ok(code) => self.store.redeem_code(&code, &caller.name).await,
-            Err(error) => return Err(status::code_malformed(&error)),
-        };
+        let code = check_redeem_gateway_code(request.get_ref())?;
+        let outcome = self.store.redeem_code(&code, &caller.name).await;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -155,16 +181,7 @@ impl GatewayService for GatewayApi {
     ) -> Result<Response<pb::RevokeGatewayCodeResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManageCodes)?;
-        let message = request.into_inner();
-        let mut check = Validator::new();
-        let id = check.name("access_request", &message.access_request);
-        let reason = check.text(
-            "reason",
-            &message.reason,
-            TextRule::optional(MAX_REASON_CHARS),
-        );
-        check.finish()?;
-        let id = id.expect("validated above");
+        let (id, reason) = check_revoke_gateway_code(request.get_ref())?;
         let revoked = self.store.revoke_code(id, &caller.name, reason).await?;
         Ok(Response::new(pb::RevokeGatewayCodeResponse {
             gateway_code: Some(convert::code_status(&revoked)),
@@ -177,7 +194,7 @@ impl GatewayService for GatewayApi {
     ) -> Result<Response<pb::ReissueGatewayCodeResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManageCodes)?;
-        let id = Self::request_name("access_request", &request.get_ref().access_request)?;
+        let id = check_reissue_gateway_code(request.get_ref())?;
         let issued = self.store.reissue_code(id, &caller.name).await?;
         Ok(Response::new(pb::ReissueGatewayCodeResponse {
             gateway_code: Some(convert::code_status(&issued)),

@@ -331,22 +331,33 @@ fn build(
     let rendered = templates
         .render(email.template, email.locale, email.user_type, data)
         .map_err(|error| error.to_string())?;
-    let to: Mailbox = email
-        .recipient
-        .parse()
-        .map_err(|error| format!("invalid recipient address: {error}"))?;
-    let mut message = Message::builder()
-        .from(options.from.clone())
-        .to(to)
-        .subject(rendered.subject)
-        .message_id(Some(email.message_id.clone()))
-        .multipart(MultiPart::alternative_plain_html(
-            rendered.text,
-            rendered.html,
-        ))
-        .map_err(|error| format!("could not build the message: {error}"))?;
+    let mut message = compose(&options.from, &email.recipient, &email.message_id, rendered)?;
     if let Some(dkim) = &options.dkim {
         message.sign(dkim);
     }
     Ok(message)
+}
+
+/// The message (headers and both parts) for a rendered email, before any
+/// DKIM signature. Public so that the fuzz targets (`fuzz/`) check the
+/// headers the worker really builds.
+pub fn compose(
+    from: &Mailbox,
+    recipient: &str,
+    message_id: &str,
+    rendered: super::Rendered,
+) -> Result<Message, String> {
+    let to: Mailbox = recipient
+        .parse()
+        .map_err(|error| format!("invalid recipient address: {error}"))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(rendered.subject)
+        .message_id(Some(message_id.to_owned()))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text,
+            rendered.html,
+        ))
+        .map_err(|error| format!("could not build the message: {error}"))
 }
