@@ -331,11 +331,15 @@ impl Vault {
         self.find_by_index(&self.blind_index(email)).await
     }
 
+    // Lookups by a unique column read `all` rows (at most one), not `one`:
+    // SeaORM's `one` binds `LIMIT 1` as a parameter, which makes SQLite
+    // prepare the statement again on every call.
     async fn find_by_index(&self, index: &str) -> Result<Option<Subject>, VaultError> {
         let row = subject_key::Entity::find()
             .filter(subject_key::Column::BlindIndex.eq(index))
-            .one(&self.inner.db)
-            .await?;
+            .all(&self.inner.db)
+            .await?
+            .pop();
         row.map(|row| self.unwrap_and_cache(row)).transpose()
     }
 
@@ -346,8 +350,9 @@ impl Vault {
             return Ok(Some(Subject { id, key }));
         }
         let row = subject_key::Entity::find_by_id(id.to_string())
-            .one(&self.inner.db)
-            .await?;
+            .all(&self.inner.db)
+            .await?
+            .pop();
         row.map(|row| self.unwrap_and_cache(row)).transpose()
     }
 
