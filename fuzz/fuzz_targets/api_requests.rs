@@ -1,4 +1,4 @@
-//! Fuzz target `api_requests`: the first byte picks one of the 17 request
+//! Fuzz target `api_requests`: the first byte picks one of the 20 request
 //! messages of `sesame.v1` ([`REQUEST_MESSAGES`]), the rest is decoded as
 //! that message with prost, as tonic does, then given to the same
 //! `check_*` function its handler runs before touching the store.
@@ -21,7 +21,7 @@ use prost::Message;
 use sesame_fuzz::{REQUEST_MESSAGES, sample_policy};
 use sesame_proto::v1 as pb;
 use sesame_server::api::paging::{MAX_PAGE_SIZE, Paging};
-use sesame_server::api::{access_requests, convert, emails, events, gateway};
+use sesame_server::api::{access_requests, convert, emails, events, gateway, privacy};
 use sesame_server::domain::policy::Policy;
 use sesame_server::domain::{AccessRequest, AccessRequestId, NewAccessRequest, Violations};
 use sesame_server::domain::{encode_cursor, validation::MAX_PURPOSES};
@@ -50,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
         13 => verify_audit_chain(body),
         14 => redeem(body),
         15 => revoke(body),
-        _ => reissue(body),
+        16 => reissue(body),
+        17 => export_subject(body),
+        18 => erase_subject(body),
+        _ => list_consents(body),
     }
 });
 
@@ -490,4 +493,51 @@ fn reissue(body: &[u8]) {
         },
         refused_fields,
     );
+}
+
+fn export_subject(body: &[u8]) {
+    let Some(message) = decode::<pb::ExportSubjectDataRequest>(body) else {
+        return;
+    };
+    round_trip(
+        &message,
+        privacy::check_export_subject_data,
+        |email| pb::ExportSubjectDataRequest {
+            email: email.clone(),
+        },
+        refused_fields,
+    );
+}
+
+fn erase_subject(body: &[u8]) {
+    let Some(message) = decode::<pb::EraseSubjectRequest>(body) else {
+        return;
+    };
+    round_trip(
+        &message,
+        privacy::check_erase_subject,
+        |(email, reason)| pb::EraseSubjectRequest {
+            email: email.clone(),
+            reason: reason.clone(),
+        },
+        refused_fields,
+    );
+}
+
+fn list_consents(body: &[u8]) {
+    let Some(message) = decode::<pb::ListConsentRecordsRequest>(body) else {
+        return;
+    };
+    let (email, paging) = match privacy::check_list_consent_records(&message) {
+        Ok(checked) => checked,
+        Err(violations) => return refused_fields(violations),
+    };
+    let (page_size, page_token) = paging_fields(&paging);
+    let rebuilt = pb::ListConsentRecordsRequest {
+        email: email.clone(),
+        page_size,
+        page_token,
+    };
+    let again = privacy::check_list_consent_records(&rebuilt).expect("accepted again");
+    assert_eq!(again, (email, paging));
 }

@@ -6,17 +6,17 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use sesame_server::crypto::{KeyRing, Vault};
 use sesame_server::domain::policy::Policy;
 use sesame_server::domain::validation::{
     EnumInput, RawApplicant, RawConsent, RawSubmission, validate_submission,
 };
 use sesame_server::domain::{Locale, NewAccessRequest, UserType};
-use sesame_server::crypto::{KeyRing, Vault};
 use sesame_server::store::{self, DatabaseOptions, Store};
 
 /// The request message of every RPC of every `sesame.v1` service; the
 /// first byte of an `api_requests` input picks one (modulo the count).
-pub const REQUEST_MESSAGES: [&str; 17] = [
+pub const REQUEST_MESSAGES: [&str; 20] = [
     "SubmitAccessRequestRequest",
     "ExplainDecisionRequest",
     "GetAccessRequestRequest",
@@ -34,6 +34,9 @@ pub const REQUEST_MESSAGES: [&str; 17] = [
     "RedeemGatewayCodeRequest",
     "RevokeGatewayCodeRequest",
     "ReissueGatewayCodeRequest",
+    "ExportSubjectDataRequest",
+    "EraseSubjectRequest",
+    "ListConsentRecordsRequest",
 ];
 
 /// Separates the text fields of a `mail_render` input (ASCII unit
@@ -183,7 +186,6 @@ pub fn fixture() -> &'static Fixture {
         }
     })
 }
-
 
 /// A page token signed with [`page_token_key`] around any `payload`, in
 /// the server's token format (`base64url(payload).base64url(tag)`, the tag

@@ -303,6 +303,38 @@ fn api_requests() -> Vec<(String, Vec<u8>)> {
                 access_request: REQUEST.into(),
             },
         ),
+        message(
+            "ExportSubjectDataRequest",
+            "valid",
+            &pb::ExportSubjectDataRequest {
+                email: "Ada@Example.com".into(),
+            },
+        ),
+        message(
+            "EraseSubjectRequest",
+            "valid",
+            &pb::EraseSubjectRequest {
+                email: "ada@example.com".into(),
+                reason: "ticket GDPR-42".into(),
+            },
+        ),
+        message(
+            "EraseSubjectRequest",
+            "invalid",
+            &pb::EraseSubjectRequest {
+                email: "ada@example.com\r\nBcc: x@evil.example".into(),
+                reason: String::new(),
+            },
+        ),
+        message(
+            "ListConsentRecordsRequest",
+            "valid",
+            &pb::ListConsentRecordsRequest {
+                email: "ada@example.com".into(),
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ),
         // Not protobuf at all: a truncated length-delimited field.
         ("truncated".to_owned(), vec![0, 0x0a, 0xff, 0x01, b'x']),
     ]

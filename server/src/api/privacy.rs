@@ -5,9 +5,10 @@ use sesame_proto::v1 as pb;
 use sesame_proto::v1::privacy_service_server::PrivacyService;
 use tonic::{Code, Request, Response, Status};
 
+use super::paging::Paging;
 use super::{convert, paging, principal, status};
 use crate::auth::{Permission, authorize};
-use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator};
+use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, Violations};
 use crate::store::Store;
 
 /// Serves the privacy RPCs.
@@ -23,9 +24,46 @@ impl PrivacyApi {
     }
 }
 
-/// The checked email of a data subject.
-fn subject_email(check: &mut Validator, raw: &str) -> Option<String> {
-    check.email("email", raw)
+// Each RPC's argument checks, run after authorization and before the
+// store call. Public so that the fuzz targets (fuzz/) run exactly these.
+
+/// Checks an ExportSubjectData message: the person's email.
+pub fn check_export_subject_data(
+    message: &pb::ExportSubjectDataRequest,
+) -> Result<String, Violations> {
+    let mut check = Validator::new();
+    let email = check.email("email", &message.email);
+    check.finish()?;
+    Ok(email.expect("validated above"))
+}
+
+/// Checks an EraseSubject message: the person's email and the reason.
+pub fn check_erase_subject(
+    message: &pb::EraseSubjectRequest,
+) -> Result<(String, String), Violations> {
+    let mut check = Validator::new();
+    let email = check.email("email", &message.email);
+    let reason = check.text(
+        "reason",
+        &message.reason,
+        TextRule::required(MAX_REASON_CHARS),
+    );
+    check.finish()?;
+    let (Some(email), Some(reason)) = (email, reason) else {
+        unreachable!("validated above");
+    };
+    Ok((email, reason))
+}
+
+/// Checks a ListConsentRecords message: the person's email and paging.
+pub fn check_list_consent_records(
+    message: &pb::ListConsentRecordsRequest,
+) -> Result<(String, Paging<'_>), Violations> {
+    let mut check = Validator::new();
+    let email = check.email("email", &message.email);
+    let paging = paging::paging(&mut check, message.page_size, &message.page_token);
+    check.finish()?;
+    Ok((email.expect("validated above"), paging))
 }
 
 #[tonic::async_trait]
@@ -36,10 +74,7 @@ impl PrivacyService for PrivacyApi {
     ) -> Result<Response<pb::ExportSubjectDataResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManagePrivacy)?;
-        let mut check = Validator::new();
-        let email = subject_email(&mut check, &request.get_ref().email);
-        check.finish()?;
-        let email = email.expect("validated above");
+        let email = check_export_subject_data(request.get_ref())?;
         let Some(export) = self.store.export_subject(&email).await? else {
             return Err(status::with_reason(
                 Code::NotFound,
@@ -62,18 +97,7 @@ impl PrivacyService for PrivacyApi {
     ) -> Result<Response<pb::EraseSubjectResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManagePrivacy)?;
-        let message = request.into_inner();
-        let mut check = Validator::new();
-        let email = subject_email(&mut check, &message.email);
-        let reason = check.text(
-            "reason",
-            &message.reason,
-            TextRule::required(MAX_REASON_CHARS),
-        );
-        check.finish()?;
-        let (Some(email), Some(reason)) = (email, reason) else {
-            unreachable!("validated above");
-        };
+        let (email, reason) = check_erase_subject(request.get_ref())?;
         let erasure = self
             .store
             .erase_subject(&email, &caller.name, &reason)
@@ -93,12 +117,7 @@ impl PrivacyService for PrivacyApi {
     ) -> Result<Response<pb::ListConsentRecordsResponse>, Status> {
         let caller = principal(&request)?;
         authorize(&caller, Permission::ManagePrivacy)?;
-        let message = request.get_ref();
-        let mut check = Validator::new();
-        let email = subject_email(&mut check, &message.email);
-        let paging = paging::paging(&mut check, message.page_size, &message.page_token);
-        check.finish()?;
-        let email = email.expect("validated above");
+        let (email, paging) = check_list_consent_records(request.get_ref())?;
         let page = self
             .store
             .list_consents(&caller.name, &email, paging.page_size, paging.page_token)
