@@ -273,6 +273,27 @@ impl Vault {
         Ok(())
     }
 
+    /// Reads, unwraps and caches in one query the keys of these subjects
+    /// that are not cached yet (a batch of claimed emails, say).
+    pub async fn prefetch(&self, ids: &[SubjectId]) -> Result<(), VaultError> {
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| self.cached_key(**id).is_none())
+            .map(ToString::to_string)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = subject_key::Entity::find()
+            .filter(subject_key::Column::SubjectId.is_in(missing))
+            .all(&self.inner.db)
+            .await?;
+        for row in rows {
+            self.unwrap_and_cache(row)?;
+        }
+        Ok(())
+    }
+
     /// Reads, unwraps and caches the keys of these blind indexes; returns
     /// the indexes found.
     async fn find_all(

@@ -190,6 +190,16 @@ impl Store {
                 .all(&txn)
                 .await?;
         txn.commit().await?;
+        // One key-store query for the whole batch, not one per email.
+        let subjects: Vec<_> = rows
+            .iter()
+            .filter_map(|row| crate::crypto::sealed_subject(&row.recipient))
+            .collect();
+        if let Some(vault) = &self.vault
+            && !subjects.is_empty()
+        {
+            vault.prefetch(&subjects).await?;
+        }
         let mut emails = Vec::with_capacity(rows.len());
         for row in rows {
             let opened = self.open_email(&row).await?;
