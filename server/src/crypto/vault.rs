@@ -213,14 +213,8 @@ impl Vault {
     /// first use.
     pub async fn subject_for(&self, email: &str) -> Result<Subject, VaultError> {
         let index = self.blind_index(email);
-        let cached = {
-            let cache = self.inner.cache.lock().expect("cache lock poisoned");
-            cache.by_index.get(&index).copied()
-        };
-        if let Some(id) = cached
-            && let Some(key) = self.cached_key(id)
-        {
-            return Ok(Subject { id, key });
+        if let Some(subject) = self.cached_by_index(&index) {
+            return Ok(subject);
         }
         // People met at the same time share the key writer's statements:
         // one read of those who have keys, one insert (one commit, one
@@ -237,16 +231,11 @@ impl Vault {
             })
             .await
             .is_ok();
-        if queued && created.await.unwrap_or(false) {
-            let cached = {
-                let cache = self.inner.cache.lock().expect("cache lock poisoned");
-                cache.by_index.get(&index).copied()
-            };
-            if let Some(id) = cached
-                && let Some(key) = self.cached_key(id)
-            {
-                return Ok(Subject { id, key });
-            }
+        if queued
+            && created.await.unwrap_or(false)
+            && let Some(subject) = self.cached_by_index(&index)
+        {
+            return Ok(subject);
         }
         if let Some(subject) = self.find_by_index(&index).await? {
             return Ok(subject);
@@ -375,6 +364,16 @@ impl Vault {
             .await?
             .pop();
         row.map(|row| self.unwrap_and_cache(row)).transpose()
+    }
+
+    /// The subject of a blind index, from the cache only.
+    fn cached_by_index(&self, index: &str) -> Option<Subject> {
+        let id = {
+            let cache = self.inner.cache.lock().expect("cache lock poisoned");
+            cache.by_index.get(index).copied()
+        }?;
+        let key = self.cached_key(id)?;
+        Some(Subject { id, key })
     }
 
     fn cached_key(&self, id: SubjectId) -> Option<DataKey> {
