@@ -196,8 +196,12 @@ def test_deadline_bounds_retries_and_is_overridable_per_call(server: SesameServe
         with pytest.raises(SesameError) as own_deadline:
             client.list_access_requests(timeout=1.5)
         own_elapsed = time.monotonic() - started
-    assert default_deadline.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert own_deadline.value.code() == grpc.StatusCode.UNAVAILABLE
+    # The last attempt either fails at once (UNAVAILABLE) or, when grpc is
+    # reconnecting meanwhile, waits out the little time left: both end the
+    # retries at the deadline, which is what the timings below check.
+    ended = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert default_deadline.value.code() in ended
+    assert own_deadline.value.code() in ended
     assert 0.3 < default_elapsed < 2.0
     assert 1.2 < own_elapsed < 3.5
 

@@ -97,10 +97,14 @@ async fn send_until_shutdown(
 ) {
     let concurrency = options.concurrency.max(1);
     let mut waiting: VecDeque<ClaimedEmail> = VecDeque::new();
-    // Each email is sent and its outcome recorded, in its own transaction,
-    // as soon as it is known. A crash in between leaves the lease to
-    // expire: the email is sent again, with the same Message-ID.
+    // The outcomes known are recorded together, in one transaction, while
+    // the next ones are sent: whatever finished during a recording waits
+    // for the next one (group commit). A crash before its outcome is
+    // recorded leaves the lease to expire: the email is sent again, with
+    // the same Message-ID.
     let mut in_flight = FuturesUnordered::new();
+    let mut finished: Vec<(ClaimedEmail, Outcome)> = Vec::new();
+    let mut recording: Fuse<BoxFuture<'_, ()>> = Fuse::terminated();
     let mut claiming: Fuse<BoxFuture<'_, store::Result<Vec<ClaimedEmail>>>> = Fuse::terminated();
     // After a claim found nothing due: when to look again.
     let mut idle_until: Option<Instant> = None;
@@ -108,9 +112,12 @@ async fn send_until_shutdown(
         while in_flight.len() < concurrency
             && let Some(email) = waiting.pop_front()
         {
-            in_flight.push(send_one(
-                store, templates, transport, options, metrics, held, email,
-            ));
+            in_flight.push(send_one(store, templates, transport, options, email));
+        }
+        if recording.is_terminated() && !finished.is_empty() {
+            recording = record(store, metrics, held, std::mem::take(&mut finished))
+                .boxed()
+                .fuse();
         }
         let resting = idle_until.is_some_and(|until| Instant::now() < until);
         if waiting.is_empty() && claiming.is_terminated() && !resting && !shutdown.is_cancelled() {
@@ -119,13 +126,19 @@ async fn send_until_shutdown(
                 .boxed()
                 .fuse();
         }
-        if shutdown.is_cancelled() && in_flight.is_empty() && claiming.is_terminated() {
+        if shutdown.is_cancelled()
+            && in_flight.is_empty()
+            && claiming.is_terminated()
+            && recording.is_terminated()
+            && finished.is_empty()
+        {
             // `waiting` is empty too: its emails start as soon as a send
             // is free.
             return;
         }
         tokio::select! {
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => finished.push(done),
+            () = &mut recording, if !recording.is_terminated() => {}
             claimed = &mut claiming, if !claiming.is_terminated() => {
                 let claimed = claimed.unwrap_or_else(|error| {
                     warn!(error = %error, "could not claim emails; will retry");
@@ -145,38 +158,50 @@ async fn send_until_shutdown(
     }
 }
 
-/// Sends one claimed email and records its outcome in its own transaction.
+/// Sends one claimed email; the outcome is recorded later, with others.
 async fn send_one(
     store: &Store,
     templates: &Templates,
     transport: &Transport,
     options: &WorkerOptions,
-    metrics: &Metrics,
-    held: &HeldLeases,
     email: ClaimedEmail,
-) {
+) -> (ClaimedEmail, Outcome) {
     // The key file as it is now (a rotation elsewhere adds master keys),
     // else the one read at start.
     let ring = store.key_ring();
     let ring = ring.as_deref().or(options.secret.as_ref());
     let outcome = attempt(templates, transport, options, ring, &email).await;
-    // Counted once recorded: an outcome another worker's lease overrode is
-    // that worker's to count.
-    let counter = match &outcome {
-        Outcome::Sent => &metrics.emails_sent,
-        Outcome::RetryAt { .. } => &metrics.emails_failed,
-        Outcome::Dead { .. } => &metrics.emails_dead,
-    };
-    match store.complete_email(&email, outcome).await {
-        Ok(()) => counter.inc(&[]),
-        Err(StoreError::LeaseLost) => {
-            warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
+    (email, outcome)
+}
+
+/// Records the outcomes of finished emails in one transaction and stops
+/// renewing their leases.
+async fn record(
+    store: &Store,
+    metrics: &Metrics,
+    held: &HeldLeases,
+    finished: Vec<(ClaimedEmail, Outcome)>,
+) {
+    let results = store.complete_emails(&finished).await;
+    for ((email, outcome), result) in finished.iter().zip(results) {
+        // Counted once recorded: an outcome another worker's lease
+        // overrode is that worker's to count.
+        let counter = match outcome {
+            Outcome::Sent => &metrics.emails_sent,
+            Outcome::RetryAt { .. } => &metrics.emails_failed,
+            Outcome::Dead { .. } => &metrics.emails_dead,
+        };
+        match result {
+            Ok(()) => counter.inc(&[]),
+            Err(StoreError::LeaseLost) => {
+                warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
+            }
+            Err(error) => {
+                warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried");
+            }
         }
-        Err(error) => {
-            warn!(email = %email.id, error = %error, "could not record the email outcome; its lease will expire and it will be retried");
-        }
+        held.completed(email);
     }
-    held.completed(&email);
 }
 
 /// The lease tokens under which this worker holds emails not completed

@@ -1,23 +1,24 @@
 //! The email outbox: enqueue in the caller's transaction, claim due rows
 //! under a lease, and record each outcome (with its event) only while the
-//! lease is still ours.
+//! lease is still ours, many outcomes in one transaction.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QuerySelect, Set, Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
 };
 use serde_json::json;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use super::entities::{access_request, outbox};
-use super::events::append_event;
+use super::events::{EventAppender, append_event};
 use super::sealing::Sealer;
-use super::{Result, Store, StoreError, from_micros, now, to_micros};
+use super::{Result, Store, StoreError, from_micros, now, to_micros, unique};
 use crate::domain::mail::{MailTemplate, NewEmail, redact_addresses};
 use crate::domain::{AccessRequestId, EventKind, Locale, NewEvent, State, UserType};
 
@@ -232,16 +233,101 @@ impl Store {
     /// Records the outcome of an attempt and its event, if `email` was not
     /// claimed again since (by another worker, after its lease expired);
     /// otherwise it returns [`StoreError::LeaseLost`] and changes nothing.
-    #[instrument(skip_all, fields(email = %email.id, attempt = email.attempt), err)]
     pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
-        let (_turn, txn) = self.begin_write().await?;
-        let recorded = record_outcome(&txn, email, &outcome, now()).await?;
-        if !recorded {
-            return Err(StoreError::LeaseLost);
+        self.complete_emails(&[(email.clone(), outcome)])
+            .await
+            .pop()
+            .expect("one result per outcome")
+    }
+
+    /// Records the outcomes of several attempts, each with its event, in one
+    /// transaction: one commit for all of them (group commit). Returns one
+    /// result per outcome, in order: `Ok`, or [`StoreError::LeaseLost`] for
+    /// an email claimed again since, which changes nothing. If the shared
+    /// transaction fails, each outcome is recorded again in a transaction of
+    /// its own, so that one bad row fails alone.
+    #[instrument(skip_all, fields(emails = outcomes.len()))]
+    pub async fn complete_emails(&self, outcomes: &[(ClaimedEmail, Outcome)]) -> Vec<Result<()>> {
+        if outcomes.len() > 1 {
+            match self.record_outcomes(outcomes).await {
+                Ok(results) => return results,
+                Err(error) => {
+                    warn!(%error, emails = outcomes.len(), "could not record a batch of email outcomes; each is recorded alone");
+                }
+            }
         }
+        let mut results = Vec::with_capacity(outcomes.len());
+        for one in outcomes {
+            results.push(
+                match self.record_outcomes(std::slice::from_ref(one)).await {
+                    Ok(mut result) => result.pop().expect("one result per outcome"),
+                    Err(error) => Err(error),
+                },
+            );
+        }
+        results
+    }
+
+    async fn record_outcomes(
+        &self,
+        outcomes: &[(ClaimedEmail, Outcome)],
+    ) -> Result<Vec<Result<()>>> {
+        let (_turn, txn) = self.begin_write().await?;
+        let at = now();
+        // The rows in one query, locked on PostgreSQL (in id order, as any
+        // other batch locks them) so that a claim by another worker, which
+        // skips locked rows, cannot slip in between the check and the update.
+        let mut select = outbox::Entity::find()
+            .filter(outbox::Column::Id.is_in(outcomes.iter().map(|(email, _)| email.id.clone())))
+            .order_by_asc(outbox::Column::Id);
+        if txn.get_database_backend() == DbBackend::Postgres {
+            select = select.lock_exclusive();
+        }
+        let mut rows: HashMap<String, outbox::Model> = select
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|row| (row.id.clone(), row))
+            .collect();
+        // Email events record the state of their request.
+        let request_states: HashMap<String, String> = access_request::Entity::find()
+            .select_only()
+            .columns([access_request::Column::Id, access_request::Column::State])
+            .filter(
+                access_request::Column::Id
+                    .is_in(rows.values().map(|row| row.access_request_id.clone())),
+            )
+            .into_tuple::<(String, String)>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
+        let mut events = EventAppender::default();
+        let mut results = Vec::with_capacity(outcomes.len());
+        for (email, outcome) in outcomes {
+            let recorded = match rows.remove(&email.id) {
+                Some(row) => {
+                    let request_state = request_states
+                        .get(&row.access_request_id)
+                        .and_then(|state| State::parse(state))
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("outbox {} has no request", row.id))
+                        })?;
+                    record_outcome(&txn, &mut events, row, request_state, email, outcome, at)
+                        .await?
+                }
+                None => false,
+            };
+            results.push(if recorded {
+                Ok(())
+            } else {
+                Err(StoreError::LeaseLost)
+            });
+        }
+        events.flush(&txn).await?;
         txn.commit().await?;
         self.event_committed();
-        Ok(())
+        Ok(results)
     }
 
     /// Counts outbox rows in `state`.
@@ -431,11 +517,13 @@ impl Store {
 /// The current state of the request an email is about: email events record
 /// it as the request's state.
 async fn request_state(txn: &DatabaseTransaction, row: &outbox::Model) -> Result<State> {
-    access_request::Entity::find_by_id(row.access_request_id.clone())
-        .one(txn)
-        .await?
-        .and_then(|request| State::parse(&request.state))
-        .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))
+    unique(
+        access_request::Entity::find_by_id(row.access_request_id.clone()),
+        txn,
+    )
+    .await?
+    .and_then(|request| State::parse(&request.state))
+    .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))
 }
 
 /// `data` without its sealed gateway code; `None` when it has none.
@@ -445,23 +533,18 @@ pub(super) fn without_sealed_code(data: &str) -> Option<String> {
     Some(value.to_string())
 }
 
-/// Records one outcome and its event in `txn`; `false` (and no change)
-/// when the lease is no longer ours.
+/// Records one outcome and its event in `txn`, given the email's `row`
+/// (locked on PostgreSQL); `false` (and no change) when the lease is no
+/// longer ours.
 async fn record_outcome(
     txn: &DatabaseTransaction,
+    events: &mut EventAppender,
+    row: outbox::Model,
+    request_state: State,
     email: &ClaimedEmail,
     outcome: &Outcome,
     at: DateTime<Utc>,
 ) -> Result<bool> {
-    // Locked on PostgreSQL, so a claim by another worker (which skips
-    // locked rows) cannot slip in between this check and the update.
-    let mut select = outbox::Entity::find_by_id(email.id.clone());
-    if txn.get_database_backend() == DbBackend::Postgres {
-        select = select.lock_exclusive();
-    }
-    let Some(row) = select.one(txn).await? else {
-        return Ok(false);
-    };
     // Every claim sets a new token, so a matching token proves no other
     // worker has claimed the email since, even if the lease ran out: the
     // outcome is real and is kept (dropping it would send the email again).
@@ -485,7 +568,6 @@ async fn record_outcome(
             row.next_attempt_at_us,
         ),
     };
-    let request_state = request_state(txn, &row).await?;
     // Once sent, the sealed gateway code has done its job: drop it. A dead
     // email keeps it, so that RetryEmail can still deliver the code.
     let purged = (state == SENT)
@@ -506,7 +588,12 @@ async fn record_outcome(
     if *outcome == Outcome::Sent {
         active.sent_at_us = Set(Some(to_micros(at)));
     }
-    active.update(txn).await?;
+    // Not `ActiveModel::update`, which reads the row back.
+    outbox::Entity::update_many()
+        .set(active)
+        .filter(outbox::Column::Id.eq(email.id.clone()))
+        .exec(txn)
+        .await?;
     let event = NewEvent {
         kind,
         access_request: email.access_request,
@@ -522,7 +609,7 @@ async fn record_outcome(
             "error": error.as_deref().map(redact_addresses),
         }),
     };
-    append_event(txn, &event).await?;
+    events.append(txn, &event).await?;
     match outcome {
         Outcome::Sent => info!(email = %email.id, template = email.template.as_str(), "email sent"),
         Outcome::RetryAt { .. } => {

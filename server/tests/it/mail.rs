@@ -20,6 +20,7 @@ both_backends!(
     smtp_transient_failures_are_retried_and_delivered_once,
     smtp_permanent_failures_go_dead_at_once,
     an_expired_lease_cannot_record_an_outcome,
+    outcomes_recorded_together_each_keep_their_own_fate,
     a_renewal_never_extends_a_lease_another_worker_took,
     leases_are_renewed_while_a_slow_server_sends_so_no_second_worker_resends,
     a_worker_crash_after_acceptance_resends_with_the_same_message_id,
@@ -448,6 +449,93 @@ async fn an_expired_lease_cannot_record_an_outcome(backend: Backend) {
     let rows = outbox_rows(&server).await;
     assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("sent", 2));
     assert_eq!(email_events(&server).await, ["email.sent"]);
+    server.stop().await;
+}
+
+/// Guards the worker's group commit of outcomes: in one transaction, an
+/// outcome whose lease another worker took changes nothing, while the
+/// others are recorded, each with its own event.
+async fn outcomes_recorded_together_each_keep_their_own_fate(backend: Backend) {
+    // No worker runs: the test claims by hand.
+    let server = TestServer::start(backend).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    for _ in 0..3 {
+        submit(&mut alice).await;
+    }
+    let store = &server.store;
+    let first = store
+        .claim_emails(10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut second = store
+        .claim_emails(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 3);
+    second.sort_by(|a, b| a.id.cmp(&b.id));
+    let stale = first
+        .iter()
+        .find(|email| email.id == second[1].id)
+        .unwrap()
+        .clone();
+    let retry_at = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let results = store
+        .complete_emails(&[
+            (second[0].clone(), Outcome::Sent),
+            (stale, Outcome::Sent),
+            (
+                second[2].clone(),
+                Outcome::RetryAt {
+                    error: "451 4.3.0 try later".into(),
+                    at: retry_at,
+                },
+            ),
+        ])
+        .await;
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1], Err(sesame_server::store::StoreError::LeaseLost)),
+        "{:?}",
+        results[1]
+    );
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    let rows: std::collections::HashMap<String, outbox::Model> = outbox_rows(&server)
+        .await
+        .into_iter()
+        .map(|row| (row.id.clone(), row))
+        .collect();
+    let sent = &rows[&second[0].id];
+    assert_eq!(
+        (sent.state.as_str(), sent.lease_token.as_deref()),
+        ("sent", None)
+    );
+    assert!(sent.sent_at_us.is_some());
+    // The stale worker's outcome left the second worker's claim alone.
+    let taken = &rows[&second[1].id];
+    assert_eq!(
+        (taken.state.as_str(), taken.lease_token.as_deref()),
+        ("pending", Some(second[1].lease_token.as_str()))
+    );
+    let failed = &rows[&second[2].id];
+    assert_eq!(
+        (
+            failed.state.as_str(),
+            failed.lease_token.as_deref(),
+            failed.last_error.as_deref()
+        ),
+        ("pending", None, Some("451 4.3.0 try later"))
+    );
+    assert_eq!(
+        failed.next_attempt_at_us,
+        sesame_server::store::to_micros(retry_at)
+    );
+    assert_eq!(email_events(&server).await, ["email.sent", "email.failed"]);
+    // The event chain still verifies after the shared transaction.
+    let check = store.verify_chain(1, None).await.unwrap();
+    assert!(check.broken.is_none(), "{check:?}");
     server.stop().await;
 }
 
