@@ -64,9 +64,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cargo build --release --locked --bin sesame --bin sesame-loadtest
-# SESAME_BIN: another build of the server to measure (an older commit's, to
+# SERVER_BIN: another build of the server to measure (an older commit's, to
 # compare two versions in runs side by side).
-SESAME="${SESAME_BIN:-$PWD/target/release/sesame}"
+SESAME="${SERVER_BIN:-$PWD/target/release/sesame}"
 LOADTEST="$PWD/target/release/sesame-loadtest"
 OUT="$PWD/loadtest/results"
 mkdir -p "$OUT"
