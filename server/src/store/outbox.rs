@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
 };
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -219,11 +219,29 @@ impl Store {
             return Ok(0);
         }
         let expires = to_micros(now()) + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+        let held = || {
+            Condition::all()
+                .add(outbox::Column::LeaseToken.is_in(tokens.iter().cloned()))
+                .add(outbox::Column::State.eq(PENDING))
+        };
         let (_turn, txn) = self.begin_write().await?;
+        if self.backend() == DbBackend::Postgres {
+            // The rows locked in id order first, as recording outcomes
+            // locks them: the worker's renewals and its recordings run
+            // side by side and must not deadlock on each other's rows.
+            outbox::Entity::find()
+                .select_only()
+                .column(outbox::Column::Id)
+                .filter(held())
+                .order_by_asc(outbox::Column::Id)
+                .lock_exclusive()
+                .into_tuple::<String>()
+                .all(&txn)
+                .await?;
+        }
         let renewed = outbox::Entity::update_many()
             .col_expr(outbox::Column::LeaseExpiresAtUs, Expr::value(Some(expires)))
-            .filter(outbox::Column::LeaseToken.is_in(tokens.iter().cloned()))
-            .filter(outbox::Column::State.eq(PENDING))
+            .filter(held())
             .exec(&txn)
             .await?;
         txn.commit().await?;
