@@ -209,10 +209,9 @@ impl Vault {
         self.ring().blind_index(email)
     }
 
-    /// The subject whose email is `email`, created with a new data key on
-    /// first use.
-    pub async fn subject_for(&self, email: &str) -> Result<Subject, VaultError> {
-        let index = self.blind_index(email);
+    /// The subject whose email has the blind index `index` (see
+    /// [`KeyRing::blind_index`]), created with a new data key on first use.
+    pub async fn subject_by_index(&self, index: String) -> Result<Subject, VaultError> {
         if let Some(subject) = self.cached_by_index(&index) {
             return Ok(subject);
         }
@@ -255,8 +254,9 @@ impl Vault {
             .filter(|index| !found.contains(*index))
             .cloned()
             .collect();
-        if !missing.is_empty() {
-            self.insert_keys(&missing).await?;
+        // Read back only when a concurrent insert (another replica) won
+        // some of the rows: its keys are the ones stored.
+        if !missing.is_empty() && !self.insert_keys(&missing).await? {
             self.find_all(&missing).await?;
         }
         Ok(())
@@ -303,29 +303,34 @@ impl Vault {
 
     /// Inserts a new data key for each blind index that has none, in one
     /// statement. Two submits for a new person at once: the first row wins
-    /// and both use it.
-    async fn insert_keys(&self, indexes: &[String]) -> Result<(), VaultError> {
+    /// and both use it. `true` when every row was inserted: the new keys
+    /// are then cached as they were written, with no read back; `false`
+    /// when another writer had inserted some first (read them back).
+    async fn insert_keys(&self, indexes: &[String]) -> Result<bool, VaultError> {
         // A rotation elsewhere: wrap with the new active master key.
         self.reload_if_changed();
         let ring = self.ring();
         let now = chrono::Utc::now().timestamp_micros();
         let mut seen = std::collections::HashSet::new();
+        let mut created = Vec::with_capacity(indexes.len());
         let rows: Vec<subject_key::ActiveModel> = indexes
             .iter()
             .filter(|index| seen.insert(index.as_str()))
             .map(|index| {
                 let id = SubjectId(Uuid::new_v4());
                 let key = DataKey::generate();
-                subject_key::ActiveModel {
+                let row = subject_key::ActiveModel {
                     subject_id: Set(id.to_string()),
                     blind_index: Set(index.clone()),
                     master_key_id: Set(ring.active_id() as i32),
                     wrapped_key: Set(ring.seal(&wrap_purpose(id), key.bytes())),
                     created_at_us: Set(now),
-                }
+                };
+                created.push((id, index.clone(), key));
+                row
             })
             .collect();
-        subject_key::Entity::insert_many(rows)
+        let inserted = subject_key::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(subject_key::Column::BlindIndex)
                     .do_nothing()
@@ -333,7 +338,13 @@ impl Vault {
             )
             .exec_without_returning(&self.inner.db)
             .await?;
-        Ok(())
+        if inserted != created.len() as u64 {
+            return Ok(false);
+        }
+        for (id, index, key) in created {
+            self.cache(id, index, key.clone());
+        }
+        Ok(true)
     }
 
     /// The subject whose email is `email`, if Sesame holds a key for them.
@@ -401,14 +412,19 @@ impl Vault {
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .ok_or(VaultError::Unwrap(id))?;
         let key = DataKey::from_bytes(bytes);
+        self.cache(id, row.blind_index, key.clone());
+        Ok(Subject { id, key })
+    }
+
+    /// Keeps a subject's key in memory for [`CACHE_TTL`].
+    fn cache(&self, id: SubjectId, index: String, key: DataKey) {
         let mut cache = self.inner.cache.lock().expect("cache lock poisoned");
         if cache.by_subject.len() >= CACHE_MAX {
             cache.by_subject.clear();
             cache.by_index.clear();
         }
-        cache.by_subject.insert(id, (key.clone(), Instant::now()));
-        cache.by_index.insert(row.blind_index, id);
-        Ok(Subject { id, key })
+        cache.by_subject.insert(id, (key, Instant::now()));
+        cache.by_index.insert(index, id);
     }
 
     /// Reads the key file again if it changed since it was read (a cheap

@@ -34,6 +34,10 @@ impl From<VaultError> for StoreError {
 pub(super) struct Sealer {
     pub subject: Subject,
     ring: Arc<KeyRing>,
+    /// The email the sealer was found by and its blind index, computed
+    /// once: a submission needs it for the key, the row and the
+    /// applicant's emails.
+    known: Option<(String, String)>,
 }
 
 fn context(column: &str, row: &str) -> String {
@@ -56,7 +60,10 @@ fn seal_set_option(value: &mut ActiveValue<Option<String>>, subject: &Subject, c
 impl Sealer {
     /// The blind index of an email address.
     pub fn blind_index(&self, email: &str) -> String {
-        self.ring.blind_index(email)
+        match &self.known {
+            Some((known, index)) if known == email => index.clone(),
+            _ => self.ring.blind_index(email),
+        }
     }
 
     /// Seals the personal columns of a request row about to be inserted and
@@ -150,9 +157,12 @@ impl Store {
     /// The sealer of the person with this email (created on first use).
     pub(super) async fn sealer_for(&self, email: &str) -> Result<Sealer> {
         let vault = self.vault()?;
+        let ring = vault.ring();
+        let index = ring.blind_index(email);
         Ok(Sealer {
-            subject: vault.subject_for(email).await?,
-            ring: vault.ring(),
+            subject: vault.subject_by_index(index.clone()).await?,
+            ring,
+            known: Some((email.to_owned(), index)),
         })
     }
 
@@ -168,6 +178,7 @@ impl Store {
         Ok(vault.subject(id).await?.map(|subject| Sealer {
             subject,
             ring: vault.ring(),
+            known: None,
         }))
     }
 
