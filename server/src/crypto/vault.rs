@@ -342,7 +342,7 @@ impl Vault {
             return Ok(false);
         }
         for (id, index, key) in created {
-            self.cache(id, index, key.clone());
+            self.cache(id, index, key);
         }
         Ok(true)
     }
