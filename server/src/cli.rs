@@ -4,26 +4,19 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use std::sync::Arc;
-
+use crate::app::App;
 use crate::auth::Role;
 use crate::config::{Config, LogFormat, Overrides, redact_url};
 use crate::crypto::KeyRing;
 use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
-use crate::mail::run_worker;
-use crate::scheduler::{Clock, run_scheduler};
 use crate::store::{self, Store, keys_validate_name};
-use crate::telemetry::Metrics;
-use crate::telemetry::http::serve_metrics;
-use crate::telemetry::refresh::run_refresh;
 
 /// Sesame: access requests, decisions and gateway codes over gRPC.
 #[derive(Debug, Parser)]
@@ -235,64 +228,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn worker(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.database(), true)
         .await
-        .context("could not open the database")?
-        .with_admin_emails(config.admin_emails.clone());
-    let vault = crate::server::open_vault(&config, &store).await?;
-    let store = store.with_vault(vault);
-    let templates = config
-        .templates()
-        .context("could not load the email templates")?;
-    let transport = config.transport()?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    // No gRPC here: the metrics are the email counters, the database
-    // gauges and the pool.
-    let metrics = Arc::new(Metrics::default());
-    metrics
-        .db_pool_max_connections
-        .set(&[], f64::from(config.database_max_connections));
-    let metrics_tasks = match config.metrics_addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
+        .context("could not open the database")?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("could not listen on {addr} for metrics"))?;
-            Some((
-                tokio::spawn(serve_metrics(listener, metrics.clone(), shutdown.clone())),
-                tokio::spawn(run_refresh(
-                    store.clone(),
-                    metrics.clone(),
-                    Duration::from_secs(config.metrics_refresh_secs),
-                    shutdown.clone(),
-                )),
-            ))
-        }
+                .with_context(|| format!("could not listen on {addr} for metrics"))?,
+        ),
         None => None,
     };
-    // The deadline scheduler may run here too: each step still happens once.
-    let scheduler = config.scheduler.then(|| {
-        tokio::spawn(run_scheduler(
-            store.clone(),
-            config.scheduler(),
-            Clock::System,
-            shutdown.clone(),
-        ))
-    });
-    run_worker(
-        store,
-        Arc::new(templates),
-        Arc::new(transport),
-        config.worker()?,
-        metrics,
-        shutdown,
-    )
-    .await;
-    if let Some((http, refresh)) = metrics_tasks {
-        let _ = http.await;
-        let _ = refresh.await;
-    }
-    if let Some(scheduler) = scheduler {
-        let _ = scheduler.await;
-    }
+    // No gRPC here: the metrics are the email counters, the database
+    // gauges and the pool. The deadline scheduler may run here too: each
+    // step still happens once.
+    let app = App::build(config, store).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let background = app.start_background(metrics_listener, true, &shutdown, &shutdown)?;
+    background.join().await;
     Ok(())
 }
 
@@ -451,7 +403,7 @@ async fn rotate_master(config: &Config, store: &Store) -> anyhow::Result<()> {
         "added master key {id} to {}; copy the file to every replica and worker",
         path.display()
     );
-    let vault = crate::server::open_vault(config, store).await?;
+    let vault = crate::app::open_vault(config, store).await?;
     let started = std::time::Instant::now();
     let rewrapped = vault
         .rewrap(&ring, |done| {

@@ -2,6 +2,7 @@
 //! binary. [`server::run`] is the entry point tests and the CLI share.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;

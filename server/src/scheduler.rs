@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::domain::deadline::{Deadlines, Due, SYSTEM_ACTOR};
-use crate::domain::{AccessRequestId, Action};
+use crate::domain::{AccessRequestId, Action, DomainError};
 use crate::store::{Scope, Store, StoreError};
 
 /// Where the scheduler reads the time.
@@ -140,7 +140,9 @@ async fn take_step(
             match expired {
                 Ok(_) => Ok(true),
                 // Decided or expired meanwhile, here or by another replica.
-                Err(StoreError::Transition(_) | StoreError::EtagMismatch) => Ok(false),
+                Err(StoreError::Refused(
+                    DomainError::Transition(_) | DomainError::EtagMismatch,
+                )) => Ok(false),
                 Err(error) => Err(error),
             }
         }

@@ -5,15 +5,16 @@ use sesame_proto::v1::access_request_service_server::AccessRequestService;
 use tonic::{Request, Response, Status};
 
 use super::paging::Paging;
-use super::{convert, paging, principal, scope, status};
+use super::{convert, paging, principal, scope};
 use crate::auth::{Permission, Principal, authorize};
 use crate::domain::deadline::{Deadlines, decision_times, stats_window};
+use crate::domain::operations;
 use crate::domain::validation::{
     MAX_REASON_CHARS, TextRule, Validator, Violations, validate_submission,
 };
 use crate::domain::{AccessRequest, AccessRequestId, Action, GatewayCode, NewAccessRequest, State};
 use crate::policy::PolicyHandle;
-use crate::store::{ListQuery, Store, now};
+use crate::store::{ListQuery, Store, Stored, now};
 
 /// The parts of a decision call that differ between approve, reject and
 /// cancel.
@@ -211,6 +212,12 @@ impl AccessRequestApi {
         Ok(wire.remove(0))
     }
 
+    /// The wire form of a request a change just stored: its code status
+    /// came back from the writer, so nothing is read again.
+    fn stored_to_wire(stored: &Stored) -> pb::AccessRequest {
+        convert::access_request(&stored.request, stored.code.as_ref())
+    }
+
     /// Applies a checked decision and returns the changed request.
     async fn decide(
         &self,
@@ -228,7 +235,7 @@ impl AccessRequestApi {
                 &request_principal.name,
             )
             .await?;
-        Ok((self.one_to_wire(&changed).await?, code))
+        Ok((Self::stored_to_wire(&changed), code))
     }
 }
 
@@ -252,31 +259,14 @@ impl AccessRequestService for AccessRequestApi {
         let caller = principal(&request)?;
         authorize(&caller, Permission::SubmitRequest)?;
         let submission = check_submit_access_request(request.into_inner())?;
-        let missing: Vec<&str> = self
-            .required_purposes
-            .iter()
-            .filter(|required| !submission.consent.purposes.contains(required))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            let description = format!(
-                "must include the purposes this service requires consent to: {}",
-                missing.join(", ")
-            );
-            return Err(status::bad_field(
-                "consent.purposes",
-                &description,
-                "CONSENT_REQUIRED",
-                format!("consent.purposes {description}"),
-            ));
-        }
+        operations::require_consent(&submission, &self.required_purposes)?;
         let evaluation = self.policy.current().evaluate(&submission);
         let (stored, _created) = self
             .store
             .submit_request(&caller.name, submission, &evaluation)
             .await?;
         Ok(Response::new(pb::SubmitAccessRequestResponse {
-            access_request: Some(self.one_to_wire(&stored).await?),
+            access_request: Some(Self::stored_to_wire(&stored)),
         }))
     }
 

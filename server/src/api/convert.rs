@@ -7,16 +7,8 @@ use sesame_proto::v1 as pb;
 
 use crate::domain::policy::{Evaluation, Outcome};
 use crate::domain::validation::{EnumInput, RawApplicant, RawConsent, RawSubmission, Validator};
-use crate::domain::{AccessRequest, EventKind, RecordedEvent, State, UserType, encode_cursor};
-use crate::store::{CodeState, CodeStatus};
-
-/// A protobuf timestamp.
-pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+use crate::domain::{AccessRequest, CodeState, CodeStatus, EventKind, State, UserType};
+pub use crate::events::wire::{event, event_type_to_proto, state_to_proto, timestamp};
 
 /// A protobuf duration.
 pub fn duration(span: std::time::Duration) -> prost_types::Duration {
@@ -42,17 +34,6 @@ pub fn optional_time(
         check.violation(field, "is not a valid timestamp");
     }
     time
-}
-
-/// The wire enum of a state.
-pub fn state_to_proto(state: State) -> pb::AccessRequestState {
-    match state {
-        State::Pending => pb::AccessRequestState::Pending,
-        State::Approved => pb::AccessRequestState::Approved,
-        State::Rejected => pb::AccessRequestState::Rejected,
-        State::Cancelled => pb::AccessRequestState::Cancelled,
-        State::Expired => pb::AccessRequestState::Expired,
-    }
 }
 
 /// A state filter as received.
@@ -193,29 +174,6 @@ pub fn explanation(evaluation: &Evaluation) -> pb::ExplainDecisionResponse {
     }
 }
 
-/// The wire enum of an event kind.
-pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
-    match kind {
-        EventKind::Submitted => pb::EventType::RequestSubmitted,
-        EventKind::Approved => pb::EventType::RequestApproved,
-        EventKind::Rejected => pb::EventType::RequestRejected,
-        EventKind::Cancelled => pb::EventType::RequestCancelled,
-        EventKind::Expired => pb::EventType::RequestExpired,
-        EventKind::EmailSent => pb::EventType::EmailSent,
-        EventKind::EmailFailed => pb::EventType::EmailFailed,
-        EventKind::EmailDead => pb::EventType::EmailDead,
-        EventKind::EmailRequeued => pb::EventType::EmailRequeued,
-        EventKind::CodeIssued => pb::EventType::CodeIssued,
-        EventKind::CodeRedeemed => pb::EventType::CodeRedeemed,
-        EventKind::CodeRevoked => pb::EventType::CodeRevoked,
-        EventKind::CodeRedemptionFailed => pb::EventType::CodeRedemptionFailed,
-        EventKind::ApprovalRecorded => pb::EventType::RequestApprovalRecorded,
-        EventKind::Reminded => pb::EventType::RequestReminded,
-        EventKind::Escalated => pb::EventType::RequestEscalated,
-        EventKind::Erased => pb::EventType::RequestErased,
-    }
-}
-
 /// Event type filters as received: every value must be a known type.
 pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec<EventKind> {
     let mut kinds = Vec::with_capacity(raw.len());
@@ -250,30 +208,4 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
         }
     }
     kinds
-}
-
-/// The wire form of an event.
-pub fn event(record: &RecordedEvent) -> pb::Event {
-    let data: serde_json::Value = serde_json::from_str(&record.data).unwrap_or_default();
-    pb::Event {
-        sequence: record.seq,
-        cursor: encode_cursor(record.seq),
-        r#type: event_type_to_proto(record.kind).into(),
-        occur_time: Some(timestamp(record.occurred_at)),
-        actor: record.actor.clone(),
-        access_request: record.access_request.name(),
-        state: state_to_proto(record.state).into(),
-        reason: data["reason"]
-            .as_str()
-            .or_else(|| data["error"].as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        automatic: data["automatic"].as_bool().unwrap_or(false),
-        hash: record.hash.clone(),
-        rule_id: if data["automatic"].as_bool() == Some(true) {
-            data["rule"].as_str().unwrap_or_default().to_owned()
-        } else {
-            String::new()
-        },
-    }
 }

@@ -19,7 +19,7 @@ pub use events::EventApi;
 pub use gateway::GatewayApi;
 pub use privacy::PrivacyApi;
 
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 
 use crate::auth::{Principal, Role};
 use crate::store::Scope;
@@ -31,14 +31,7 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| {
-            status::with_reason(
-                Code::Internal,
-                "internal error",
-                "INTERNAL",
-                Default::default(),
-            )
-        })
+        .ok_or_else(status::internal)
 }
 
 /// What the caller may see: everything, or only its own requests.

@@ -3,7 +3,7 @@
 
 use sesame_proto::v1 as pb;
 use sesame_proto::v1::privacy_service_server::PrivacyService;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::paging::Paging;
 use super::{convert, paging, principal, status};
@@ -76,12 +76,7 @@ impl PrivacyService for PrivacyApi {
         authorize(&caller, Permission::ManagePrivacy)?;
         let email = check_export_subject_data(request.get_ref())?;
         let Some(export) = self.store.export_subject(&email).await? else {
-            return Err(status::with_reason(
-                Code::NotFound,
-                "Sesame holds no personal data about this email address",
-                "SUBJECT_NOT_FOUND",
-                Default::default(),
-            ));
+            return Err(status::subject_not_found());
         };
         Ok(Response::new(pb::ExportSubjectDataResponse {
             json: serde_json::to_string_pretty(&export.document)

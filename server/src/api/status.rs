@@ -10,10 +10,10 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 use tracing::{error, warn};
 
 use crate::auth::{AuthError, Forbidden};
-use crate::domain::{CodeFormatError, Violations, encode_cursor};
+use crate::domain::{CodeFormatError, DomainError, RedeemError, Violations, encode_cursor};
 use crate::events::{WatchEnd, WatchError};
 use crate::limits::{LimitError, OVERLOAD_RETRY_AFTER};
-use crate::store::{RedeemError, StoreError};
+use crate::store::StoreError;
 
 /// The ErrorInfo domain of every Sesame error.
 pub const ERROR_DOMAIN: &str = "sesame.dev";
@@ -160,28 +160,47 @@ impl From<AuthError> for Status {
     }
 }
 
+impl From<DomainError> for Status {
+    fn from(error: DomainError) -> Self {
+        let message = error.to_string();
+        let reason = error.reason();
+        match error {
+            DomainError::Transition(transition) => {
+                let metadata =
+                    HashMap::from([("state".to_owned(), transition.from.as_str().to_uppercase())]);
+                with_reason(Code::FailedPrecondition, message, reason, metadata)
+            }
+            DomainError::EtagMismatch => plain(
+                Code::Aborted,
+                format!("{message}: read it again and retry"),
+                reason,
+            ),
+            DomainError::RequestIdReused => plain(Code::AlreadyExists, message, reason),
+            DomainError::SelfApproval => plain(Code::PermissionDenied, message, reason),
+            DomainError::ConsentRequired { missing } => {
+                let description = format!(
+                    "must include the purposes this service requires consent to: {}",
+                    missing.join(", ")
+                );
+                bad_field("consent.purposes", &description, reason, message)
+            }
+            DomainError::AlreadyApproved
+            | DomainError::CodeNotActive
+            | DomainError::CodeUsed
+            | DomainError::RequestNotApproved
+            | DomainError::Erased
+            | DomainError::EmailNotDead(_) => plain(Code::FailedPrecondition, message, reason),
+        }
+    }
+}
+
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Self {
         let message = error.to_string();
         match error {
+            StoreError::Refused(refused) => Status::from(refused),
             StoreError::NotFound => plain(Code::NotFound, message, "REQUEST_NOT_FOUND"),
             StoreError::NotOwner => plain(Code::PermissionDenied, message, "NOT_REQUEST_OWNER"),
-            StoreError::EtagMismatch => plain(
-                Code::Aborted,
-                format!("{message}: read it again and retry"),
-                "ETAG_MISMATCH",
-            ),
-            StoreError::Transition(transition) => {
-                let metadata =
-                    HashMap::from([("state".to_owned(), transition.from.as_str().to_uppercase())]);
-                with_reason(
-                    Code::FailedPrecondition,
-                    transition.to_string(),
-                    transition.reason(),
-                    metadata,
-                )
-            }
-            StoreError::RequestIdReused => plain(Code::AlreadyExists, message, "REQUEST_ID_REUSED"),
             StoreError::InvalidPageToken(_) => bad_field(
                 "page_token",
                 &message,
@@ -202,33 +221,30 @@ impl From<StoreError> for Status {
             }
             StoreError::Database(source) => {
                 error!(error = %source, "database error");
-                plain(Code::Internal, "internal error", "INTERNAL")
+                internal()
             }
             StoreError::LeaseLost => plain(Code::Aborted, message, "LEASE_LOST"),
             StoreError::EmailNotFound => plain(Code::NotFound, message, "EMAIL_NOT_FOUND"),
-            StoreError::EmailNotDead(_) => {
-                plain(Code::FailedPrecondition, message, "EMAIL_NOT_DEAD")
-            }
-            StoreError::CodeNotActive => {
-                plain(Code::FailedPrecondition, message, "GATEWAY_CODE_NOT_ACTIVE")
-            }
-            StoreError::CodeUsed => plain(Code::FailedPrecondition, message, "GATEWAY_CODE_USED"),
-            StoreError::RequestNotApproved => {
-                plain(Code::FailedPrecondition, message, "REQUEST_NOT_APPROVED")
-            }
-            StoreError::SelfApproval => plain(Code::PermissionDenied, message, "SELF_APPROVAL"),
-            StoreError::AlreadyApproved => plain(
-                Code::FailedPrecondition,
-                message,
-                "ALREADY_APPROVED_BY_CALLER",
-            ),
-            StoreError::Erased => plain(Code::FailedPrecondition, message, "SUBJECT_ERASED"),
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
-                plain(Code::Internal, "internal error", "INTERNAL")
+                internal()
             }
         }
     }
+}
+
+/// INTERNAL with nothing of the cause: it was logged where it is known.
+pub fn internal() -> Status {
+    plain(Code::Internal, "internal error", "INTERNAL")
+}
+
+/// An export about a person Sesame holds nothing about.
+pub fn subject_not_found() -> Status {
+    plain(
+        Code::NotFound,
+        "Sesame holds no personal data about this email address",
+        "SUBJECT_NOT_FOUND",
+    )
 }
 
 /// A redemption whose `code` is not a gateway code at all.

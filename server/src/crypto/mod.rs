@@ -3,6 +3,7 @@
 //! seal ([`Subject`]), and the key store holding the wrapped data keys
 //! ([`Vault`]). Nothing here is ever logged or stored in clear.
 
+pub mod codes;
 mod keyring;
 mod subject;
 mod vault;

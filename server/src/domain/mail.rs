@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{AccessRequest, EventKind, Locale, UserType};
+use super::request::SYSTEM_ACTOR;
+use super::{AccessRequest, AccessRequestId, EventKind, Locale, NewEvent, State, UserType};
 
 /// Every kind of email, each with a template per locale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,6 +135,30 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         | EventKind::EmailFailed
         | EventKind::EmailDead
         | EventKind::Erased => Vec::new(),
+    }
+}
+
+/// An event about one email of `request` (sent, failed, dead, requeued),
+/// by `system`, recording the request's current `state`. An `error` in
+/// `data` loses its addresses: events carry no personal data (the full
+/// reply stays in the admin-only outbox row).
+pub fn delivery_event(
+    kind: EventKind,
+    request: AccessRequestId,
+    state: State,
+    mut data: serde_json::Value,
+    at: DateTime<Utc>,
+) -> NewEvent {
+    if let Some(error) = data.get("error").and_then(|error| error.as_str()) {
+        data["error"] = json!(redact_addresses(error));
+    }
+    NewEvent {
+        kind,
+        access_request: request,
+        actor: SYSTEM_ACTOR.to_owned(),
+        state,
+        occurred_at: at,
+        data,
     }
 }
 

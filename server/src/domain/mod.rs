@@ -4,15 +4,22 @@
 //! Nothing here knows about SeaORM, tonic or the clock: callers pass the
 //! time in and persist what comes out.
 
+pub mod codes;
 pub mod deadline;
+pub mod effects;
+pub mod error;
 pub mod event;
 pub mod gateway_code;
 pub mod ids;
 pub mod mail;
+pub mod operations;
 pub mod policy;
 pub mod request;
 pub mod validation;
 
+pub use codes::{CodePolicy, CodeState, CodeStatus, RedeemError};
+pub use effects::{Change, CodeChange, Effect, RequestWrite};
+pub use error::DomainError;
 pub use event::{ChainedFields, GENESIS_HASH, RecordedEvent, decode_cursor, encode_cursor};
 pub use gateway_code::{CodeFormatError, GatewayCode};
 pub use ids::{AccessRequestId, NameError};

@@ -27,7 +27,7 @@ pub struct SharedEvent {
 impl SharedEvent {
     /// Wraps a record read from the log.
     pub fn new(record: RecordedEvent) -> Arc<SharedEvent> {
-        let wire = crate::api::convert::event(&record);
+        let wire = super::wire::event(&record);
         Arc::new(SharedEvent { record, wire })
     }
 }

@@ -143,6 +143,10 @@ where
                     _permit: None,
                 })
             };
+            if !crate::telemetry::is_grpc(&request) {
+                // Not a gRPC call: its route brings its own rules.
+                return Ok(unlimited(inner.call(request).await?));
+            }
             if let Some(peer) = peer_key(request.extensions())
                 && let Err(wait) = shared.peers.check(&peer, Instant::now())
             {

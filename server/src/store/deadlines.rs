@@ -12,18 +12,16 @@
 //! PENDING.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::Condition;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use tracing::{info, instrument};
 
 use super::entities::access_request;
-use super::events::append_event;
-use super::outbox::enqueue;
-use super::requests::to_domain;
-use super::{Result, Store, StoreError, from_micros, now, to_micros};
-use crate::domain::deadline::{Deadlines, Due, deadline_event};
-use crate::domain::mail::emails_for;
-use crate::domain::{AccessRequestId, EventKind, State};
+use super::rows::to_domain;
+use super::{Result, Store, StoreError, from_micros, to_micros};
+use crate::domain::deadline::{Deadlines, Due};
+use crate::domain::operations;
+use crate::domain::{AccessRequestId, State};
 
 /// A PENDING request past one of its deadlines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,49 +110,29 @@ impl Store {
         deadlines: &Deadlines,
         at: DateTime<Utc>,
     ) -> Result<bool> {
-        use access_request::Column;
-        let (kind, column) = match step {
-            Due::Remind => (EventKind::Reminded, Column::RemindedAtUs),
-            Due::Escalate => (EventKind::Escalated, Column::EscalatedAtUs),
-            Due::Expire => {
-                return Err(StoreError::Corrupt(
-                    "expiry is a decision, not a deadline mark".to_owned(),
-                ));
-            }
-        };
-        let (_turn, txn) = self.begin_write().await?;
-        // The arbiter: of concurrent attempts, one UPDATE matches the row.
-        let mut update = access_request::Entity::update_many()
-            .col_expr(column, Expr::value(Some(to_micros(at))))
-            .filter(Column::Id.eq(id.to_string()))
-            .filter(Column::State.eq(State::Pending.as_str()))
-            .filter(column.is_null());
-        if step == Due::Remind {
-            // An escalated request gets no late reminder.
-            update = update.filter(Column::EscalatedAtUs.is_null());
-        }
-        let updated = update.exec(&txn).await?;
-        if updated.rows_affected != 1 {
-            return Ok(false);
-        }
+        let mut writer = self.writer().await?;
         let row = access_request::Entity::find_by_id(id.to_string())
-            .one(&txn)
+            .one(writer.txn())
             .await?
             .ok_or(StoreError::NotFound)?;
         let (row, sealer) = self.open_request_row(row).await?;
         let request = to_domain(row)?;
-        let event = deadline_event(kind, id, request.created_at, deadlines, at);
-        let seq = append_event(&txn, &event).await?;
-        let emails = emails_for(kind, &request, &self.admin_emails);
-        let recipients = emails.len();
-        // Erased since it was submitted: the administrators learn of it
-        // from the event stream only; there is nobody to write about.
-        if let Some(sealer) = &sealer {
-            enqueue(&txn, sealer, id, seq, emails, now().min(at)).await?;
+        let change = operations::deadline_step(
+            &request,
+            sealer.is_none(),
+            step,
+            deadlines,
+            &self.admin_emails,
+            at,
+        )
+        .ok_or_else(|| StoreError::Corrupt("expiry is a decision, not a deadline mark".into()))?;
+        if writer.apply(&change, sealer.as_ref()).await?.is_none() {
+            // Not PENDING any more, or the step was taken meanwhile.
+            writer.rollback().await?;
+            return Ok(false);
         }
-        txn.commit().await?;
-        self.event_committed();
-        info!(request = %id, event = kind.as_str(), recipients, "review deadline reached");
+        writer.commit().await?;
+        info!(request = %id, step = ?step, "review deadline reached");
         Ok(true)
     }
 

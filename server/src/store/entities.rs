@@ -175,6 +175,13 @@ pub mod event_counter {
 pub mod outbox {
     use sea_orm::entity::prelude::*;
 
+    /// Waiting to be sent (or being sent, under a lease).
+    pub const PENDING: &str = "pending";
+    /// Accepted by the mail server.
+    pub const SENT: &str = "sent";
+    /// Will not be sent.
+    pub const DEAD: &str = "dead";
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "outbox")]
     pub struct Model {
@@ -218,6 +225,13 @@ pub mod outbox {
 
 pub mod gateway_code {
     use sea_orm::entity::prelude::*;
+
+    /// Stored code states. Expiry is read from the clock; it is written
+    /// (`expired`) only when a new code needs the selector.
+    pub const ACTIVE: &str = "active";
+    pub const REDEEMED: &str = "redeemed";
+    pub const REVOKED: &str = "revoked";
+    pub const EXPIRED: &str = "expired";
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "gateway_codes")]

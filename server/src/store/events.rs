@@ -109,23 +109,15 @@ pub struct ChainReport {
     pub next_start_seq: Option<i64>,
 }
 
-/// Appends one event. The `UPDATE ... RETURNING` on the counter row takes
-/// its lock until the transaction ends, so sequences become visible in the
-/// order they were assigned, with no gap, and each hash chains to the one
-/// committed before it.
-pub(super) async fn append_event(txn: &DatabaseTransaction, new_event: &NewEvent) -> Result<i64> {
-    let mut events = EventAppender::default();
-    let seq = events.append(txn, new_event).await?;
-    events.flush(txn).await?;
-    Ok(seq)
-}
-
 /// Appends the events of one transaction while touching the counter row
-/// twice in all: the first append locks and reads it (held until the
-/// transaction ends, as in [`append_event`]), later ones continue from
+/// twice in all: the first append locks and reads it with `UPDATE ...
+/// RETURNING` (the lock is held until the transaction ends, so sequences
+/// become visible in the order they were assigned, with no gap, and each
+/// hash chains to the one committed before it), later ones continue from
 /// memory, and [`EventAppender::flush`] writes it back and, on PostgreSQL,
-/// notifies the other replicas once. Flush before anything else in the
-/// transaction appends (through [`append_event`]), and before the commit.
+/// notifies the other replicas once. The store's one writer
+/// (`commit.rs`) owns the only appender of a transaction and flushes it
+/// before the commit.
 #[derive(Debug, Default)]
 pub(super) struct EventAppender {
     /// The last sequence and hash appended, once the counter is locked.

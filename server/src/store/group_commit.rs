@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tracing::{debug, instrument, warn};
 
-use super::events::EventAppender;
 use super::requests::{Submission, Written};
 use super::{Result, Store, StoreError};
 
@@ -174,29 +173,24 @@ impl Store {
         &self,
         submissions: &[&Submission],
     ) -> std::result::Result<Vec<Written>, BatchError> {
-        let (_turn, txn) = self.begin_write().await.map_err(BatchError::Statement)?;
-        let mut events = EventAppender::default();
+        let mut writer = self.writer().await.map_err(BatchError::Statement)?;
         let mut written = Vec::with_capacity(submissions.len());
         for submission in submissions {
-            let outcome = self
-                .write_submission(&txn, &mut events, submission)
+            let outcome = Store::write_submission(&mut writer, submission)
                 .await
                 .map_err(BatchError::Statement)?;
             if matches!(outcome, Written::RequestIdTaken) {
                 // Our statement failed; on PostgreSQL the transaction is
                 // unusable. Ours must not exist: roll back.
-                txn.rollback()
-                    .await
-                    .map_err(|error| BatchError::Statement(error.into()))?;
+                writer.rollback().await.map_err(BatchError::Statement)?;
                 return Err(BatchError::LostRace);
             }
             written.push(outcome);
         }
-        events.flush(&txn).await.map_err(BatchError::Statement)?;
-        txn.commit()
-            .await
-            .map_err(|error| BatchError::Commit(error.into()))?;
-        self.event_committed();
+        // The counter's write-back is a statement like the others: its
+        // failure leaves nothing committed.
+        writer.flush().await.map_err(BatchError::Statement)?;
+        writer.commit().await.map_err(BatchError::Commit)?;
         Ok(written)
     }
 }

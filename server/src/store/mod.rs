@@ -1,11 +1,13 @@
 //! Persistence: SeaORM entities and the transactions that store domain
 //! changes, on SQLite (embedded default) or PostgreSQL (production).
 //!
-//! Every change is committed together with its event-log rows in one
-//! transaction. Read functions take a [`Scope`], so a submitter's query can
+//! Every change is decided by the domain and written by the one writer
+//! (`commit.rs`) together with its event-log rows, emails and gateway codes
+//! in one transaction. Read functions take a [`Scope`], so a submitter's query can
 //! only ever see that submitter's rows.
 
 mod codes;
+mod commit;
 mod deadlines;
 pub mod entities;
 mod events;
@@ -16,6 +18,7 @@ pub mod outbox;
 mod pagination;
 mod privacy;
 mod requests;
+mod rows;
 mod sealing;
 mod stats;
 
@@ -34,11 +37,8 @@ use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use crate::crypto::Vault;
-use crate::domain::TransitionError;
-use crate::domain::request::DecisionError;
-pub use codes::{
-    CodeOptions, CodeState, CodeStatus, RedeemError, Redeemed, SEALED_CODE_FIELD, seal_purpose,
-};
+use crate::domain::DomainError;
+pub use codes::{CodeOptions, Redeemed, SEALED_CODE_FIELD, seal_purpose};
 pub use deadlines::{DueRequest, RequestStats};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use key_cache::{KEY_CACHE_TTL, KeyDigest};
@@ -48,63 +48,37 @@ pub use privacy::{
     ConsentPage, ConsentRecord, Erasure, MAX_EXPORT_EVENTS, MAX_EXPORT_REQUESTS, RetentionPass,
     SubjectExport,
 };
+pub use requests::Stored;
 pub use sealing::ERASED;
 pub use stats::{PoolUsage, Stats};
 
 /// Errors of the persistence layer. Database details stay in the source
-/// chain for logs and never reach a caller.
+/// chain for logs and never reach a caller. A change the business rules
+/// refuse is [`StoreError::Refused`], carrying the domain's reason.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(transparent)]
+    Refused(#[from] DomainError),
     #[error("access request not found")]
     NotFound,
     #[error("the access request belongs to another submitter")]
     NotOwner,
-    #[error("the etag does not match the current version of the access request")]
-    EtagMismatch,
-    #[error(transparent)]
-    Transition(#[from] TransitionError),
-    #[error("request_id was already used with a different payload")]
-    RequestIdReused,
     #[error("page_token is invalid: {0}")]
     InvalidPageToken(&'static str),
     #[error("API key {0:?} not found")]
     ApiKeyNotFound(String),
     #[error("an API key named {0:?} already exists")]
     ApiKeyNameTaken(String),
+    #[error("email not found")]
+    EmailNotFound,
+    #[error("the email's lease expired: another worker may have claimed it")]
+    LeaseLost,
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
     #[error("database error")]
     Database(#[source] DbErr),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
-    #[error("the email's lease expired: another worker may have claimed it")]
-    LeaseLost,
-    #[error("email not found")]
-    EmailNotFound,
-    #[error("only a dead email can be retried; this one is {0}")]
-    EmailNotDead(String),
-    #[error("the request has no active gateway code")]
-    CodeNotActive,
-    #[error("the request's gateway code was already redeemed")]
-    CodeUsed,
-    #[error("the access request is not approved")]
-    RequestNotApproved,
-    #[error("the submitter of a request under review may not approve it")]
-    SelfApproval,
-    #[error("this administrator already approved the request")]
-    AlreadyApproved,
-    #[error("the applicant's personal data was erased; the request can no longer change")]
-    Erased,
-}
-
-impl From<DecisionError> for StoreError {
-    fn from(error: DecisionError) -> Self {
-        match error {
-            DecisionError::Transition(transition) => StoreError::Transition(transition),
-            DecisionError::SelfApproval => StoreError::SelfApproval,
-            DecisionError::AlreadyApproved => StoreError::AlreadyApproved,
-        }
-    }
 }
 
 impl From<DbErr> for StoreError {
@@ -180,7 +154,7 @@ pub struct Store {
     /// Who receives the administrators' emails.
     admin_emails: Arc<Vec<String>>,
     /// How gateway codes are issued; approvals need it.
-    codes: Option<Arc<CodeOptions>>,
+    codes: Option<Arc<codes::CodeSettings>>,
     /// On SQLite, the turn to write: one write transaction of this process
     /// at a time. Writers on several pooled connections otherwise meet
     /// SQLITE_BUSY and back off in sleeps of milliseconds (the busy
@@ -222,7 +196,7 @@ impl Store {
 
     /// The same store, issuing gateway codes with `options`.
     pub fn with_codes(mut self, options: CodeOptions) -> Store {
-        self.codes = Some(Arc::new(options));
+        self.codes = Some(Arc::new(options.into()));
         self.group_commit = Arc::default();
         self
     }

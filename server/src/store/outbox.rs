@@ -8,26 +8,22 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
+    ColumnTrait, Condition, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
 };
 use serde_json::json;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+use super::commit::{About, Writer};
 use super::entities::{access_request, outbox};
-use super::events::{EventAppender, append_event};
-use super::sealing::Sealer;
 use super::{Result, Store, StoreError, from_micros, now, to_micros, unique};
-use crate::domain::mail::{MailTemplate, NewEmail, redact_addresses};
-use crate::domain::{AccessRequestId, EventKind, Locale, NewEvent, State, UserType};
+use crate::crypto::codes::without_sealed_code;
+use crate::domain::codes::event_effect;
+use crate::domain::mail::{MailTemplate, delivery_event};
+use crate::domain::{AccessRequestId, DomainError, EventKind, Locale, State, UserType};
 
-/// Outbox states.
-pub const PENDING: &str = "pending";
-/// Accepted by the mail server.
-pub const SENT: &str = "sent";
-/// Will not be sent.
-pub const DEAD: &str = "dead";
+pub use super::entities::outbox::{DEAD, PENDING, SENT};
 
 /// An email claimed by a worker.
 #[derive(Clone, Debug)]
@@ -64,56 +60,6 @@ pub enum Outcome {
     Dead {
         error: String,
     },
-}
-
-/// Inserts `emails` caused by event `event_seq` in the caller's transaction.
-/// A second enqueue of the same email fails on the idempotency key.
-pub(super) async fn enqueue(
-    txn: &DatabaseTransaction,
-    sealer: &Sealer,
-    request: AccessRequestId,
-    event_seq: i64,
-    emails: Vec<NewEmail>,
-    at: DateTime<Utc>,
-) -> Result<()> {
-    for email in emails {
-        let id = Uuid::now_v7();
-        // The recipient by its blind index: the key must not hold the
-        // address in clear.
-        let key = format!(
-            "{request}:{event_seq}:{}:{}",
-            email.template.as_str(),
-            sealer.blind_index(&email.recipient)
-        );
-        let mut row = outbox::ActiveModel {
-            id: Set(id.to_string()),
-            idempotency_key: Set(key),
-            message_id: Set(format!("<{id}@sesame>")),
-            access_request_id: Set(request.to_string()),
-            event_seq: Set(event_seq),
-            template: Set(email.template.as_str().to_owned()),
-            locale: Set(email.locale.as_str().to_owned()),
-            user_type: Set(email.user_type.as_str().to_owned()),
-            recipient: Set(email.recipient),
-            data: Set(email.data.to_string()),
-            state: Set(PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at_us: Set(to_micros(at)),
-            lease_token: Set(None),
-            lease_expires_at_us: Set(None),
-            last_error: Set(None),
-            created_at_us: Set(to_micros(at)),
-            updated_at_us: Set(to_micros(at)),
-            sent_at_us: Set(None),
-            requeued_at_us: Set(None),
-            purged_at_us: Set(None),
-        };
-        sealer.seal_email(&mut row);
-        outbox::Entity::insert(row)
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// A claimed row, its recipient and data opened (`None`: erased).
@@ -290,7 +236,7 @@ impl Store {
         &self,
         outcomes: &[(ClaimedEmail, Outcome)],
     ) -> Result<Vec<Result<()>>> {
-        let (_turn, txn) = self.begin_write().await?;
+        let mut writer = self.writer().await?;
         let at = now();
         // The rows in one query, locked on PostgreSQL (in id order, as any
         // other batch locks them) so that a claim by another worker, which
@@ -298,11 +244,11 @@ impl Store {
         let mut select = outbox::Entity::find()
             .filter(outbox::Column::Id.is_in(outcomes.iter().map(|(email, _)| email.id.clone())))
             .order_by_asc(outbox::Column::Id);
-        if txn.get_database_backend() == DbBackend::Postgres {
+        if self.backend() == DbBackend::Postgres {
             select = select.lock_exclusive();
         }
         let mut rows: HashMap<String, outbox::Model> = select
-            .all(&txn)
+            .all(writer.txn())
             .await?
             .into_iter()
             .map(|row| (row.id.clone(), row))
@@ -316,11 +262,10 @@ impl Store {
                     .is_in(rows.values().map(|row| row.access_request_id.clone())),
             )
             .into_tuple::<(String, String)>()
-            .all(&txn)
+            .all(writer.txn())
             .await?
             .into_iter()
             .collect();
-        let mut events = EventAppender::default();
         let mut results = Vec::with_capacity(outcomes.len());
         for (email, outcome) in outcomes {
             let recorded = match rows.remove(&email.id) {
@@ -331,8 +276,7 @@ impl Store {
                         .ok_or_else(|| {
                             StoreError::Corrupt(format!("outbox {} has no request", row.id))
                         })?;
-                    record_outcome(&txn, &mut events, row, request_state, email, outcome, at)
-                        .await?
+                    record_outcome(&mut writer, row, request_state, email, outcome, at).await?
                 }
                 None => false,
             };
@@ -342,9 +286,7 @@ impl Store {
                 Err(StoreError::LeaseLost)
             });
         }
-        events.flush(&txn).await?;
-        txn.commit().await?;
-        self.event_committed();
+        writer.commit().await?;
         Ok(results)
     }
 
@@ -481,9 +423,9 @@ impl Store {
     #[instrument(skip_all, fields(email = %id), err)]
     pub async fn retry_email(&self, id: Uuid, actor: &str) -> Result<EmailRecord> {
         let at = now();
-        let (_turn, txn) = self.begin_write().await?;
+        let mut writer = self.writer().await?;
         let row = outbox::Entity::find_by_id(id.to_string())
-            .one(&txn)
+            .one(writer.txn())
             .await?
             .ok_or(StoreError::EmailNotFound)?;
         // Conditional on the state, so two admins retrying at once requeue
@@ -503,30 +445,32 @@ impl Store {
             .col_expr(outbox::Column::UpdatedAtUs, Expr::value(to_micros(at)))
             .filter(outbox::Column::Id.eq(id.to_string()))
             .filter(outbox::Column::State.eq(DEAD))
-            .exec(&txn)
+            .exec(writer.txn())
             .await?;
         if updated.rows_affected != 1 {
-            return Err(StoreError::EmailNotDead(row.state));
+            return Err(DomainError::EmailNotDead(row.state).into());
         }
-        let request_state = request_state(&txn, &row).await?;
-        let event = NewEvent {
-            kind: EventKind::EmailRequeued,
-            access_request: row
-                .access_request_id
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("outbox {}: bad request id", row.id)))?,
-            actor: actor.to_owned(),
-            state: request_state,
-            occurred_at: at,
-            data: json!({ "template": row.template, "message_id": row.message_id }),
-        };
-        append_event(&txn, &event).await?;
+        let request_state = request_state(writer.txn(), &row).await?;
+        let request: AccessRequestId = row
+            .access_request_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("outbox {}: bad request id", row.id)))?;
+        let mut event = delivery_event(
+            EventKind::EmailRequeued,
+            request,
+            request_state,
+            json!({ "template": row.template, "message_id": row.message_id }),
+            at,
+        );
+        event.actor = actor.to_owned();
+        writer
+            .apply_effects(About::Id(request), &[event_effect(event)], None)
+            .await?;
         let fresh = outbox::Entity::find_by_id(id.to_string())
-            .one(&txn)
+            .one(writer.txn())
             .await?
             .ok_or(StoreError::EmailNotFound)?;
-        txn.commit().await?;
-        self.event_committed();
+        writer.commit().await?;
         info!("dead email queued again");
         self.email_record(fresh).await
     }
@@ -544,19 +488,11 @@ async fn request_state(txn: &DatabaseTransaction, row: &outbox::Model) -> Result
     .ok_or_else(|| StoreError::Corrupt(format!("outbox {} has no request", row.id)))
 }
 
-/// `data` without its sealed gateway code; `None` when it has none.
-pub(super) fn without_sealed_code(data: &str) -> Option<String> {
-    let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
-    value.as_object_mut()?.remove(super::SEALED_CODE_FIELD)?;
-    Some(value.to_string())
-}
-
 /// Records one outcome and its event in `txn`, given the email's `row`
 /// (locked on PostgreSQL); `false` (and no change) when the lease is no
 /// longer ours.
 async fn record_outcome(
-    txn: &DatabaseTransaction,
-    events: &mut EventAppender,
+    writer: &mut Writer,
     row: outbox::Model,
     request_state: State,
     email: &ClaimedEmail,
@@ -610,24 +546,27 @@ async fn record_outcome(
     outbox::Entity::update_many()
         .set(active)
         .filter(outbox::Column::Id.eq(email.id.clone()))
-        .exec(txn)
+        .exec(writer.txn())
         .await?;
-    let event = NewEvent {
+    let event = delivery_event(
         kind,
-        access_request: email.access_request,
-        actor: "system".to_owned(),
-        state: request_state,
-        occurred_at: at,
-        data: json!({
+        email.access_request,
+        request_state,
+        json!({
             "template": email.template.as_str(),
             "message_id": email.message_id,
             "attempt": email.attempt,
-            // The server's reply without addresses: events carry no
-            // personal data (the full reply stays in the admin-only row).
-            "error": error.as_deref().map(redact_addresses),
+            "error": error.as_deref(),
         }),
-    };
-    events.append(txn, &event).await?;
+        at,
+    );
+    writer
+        .apply_effects(
+            About::Id(email.access_request),
+            &[event_effect(event)],
+            None,
+        )
+        .await?;
     match outcome {
         Outcome::Sent => info!(email = %email.id, template = email.template.as_str(), "email sent"),
         Outcome::RetryAt { .. } => {

@@ -6,19 +6,18 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 use tracing::{info, instrument};
 
+use super::commit::{About, Writer};
 use super::entities::{access_request, event, gateway_code, idempotency_key, outbox};
-use super::events::append_event;
 use super::pagination::{self, Position};
-use super::requests::to_domain;
+use super::rows::to_domain;
 use super::{Result, Store, StoreError, now, to_micros};
 use crate::crypto::SubjectId;
-use crate::domain::{AccessRequest, EventKind, NewEvent, State};
+use crate::domain::operations;
+use crate::domain::{AccessRequest, State};
 
 /// Most requests one export holds.
 pub const MAX_EXPORT_REQUESTS: u64 = 1000;
@@ -238,7 +237,7 @@ impl Store {
             if rows.is_empty() {
                 break;
             }
-            let (_turn, txn) = self.begin_write().await?;
+            let mut writer = self.writer().await?;
             let at = now();
             let mut progressed = false;
             for row in rows {
@@ -247,15 +246,16 @@ impl Store {
                 {
                     subjects.push(id);
                 }
-                if let Some(done) = erase_request(&txn, row, actor, false, reason, at).await? {
+                if let Some(done) =
+                    erase_request(&mut writer, row, actor, false, reason, at).await?
+                {
                     progressed = true;
                     erasure.erased_requests += 1;
                     erasure.cancelled_requests += u64::from(done.cancelled);
                     erasure.dropped_emails += done.dropped_emails;
                 }
             }
-            txn.commit().await?;
-            self.event_committed();
+            writer.commit().await?;
             if progressed {
                 stalled = 0;
             } else {
@@ -342,7 +342,7 @@ impl Store {
                 .col_expr(outbox::Column::Recipient, Expr::value(""))
                 .col_expr(outbox::Column::Data, Expr::value("{}"))
                 .col_expr(outbox::Column::PurgedAtUs, Expr::value(to_micros(at)))
-                .filter(outbox::Column::State.eq(super::outbox::SENT))
+                .filter(outbox::Column::State.eq(outbox::SENT))
                 .filter(outbox::Column::SentAtUs.lte(cutoff))
                 .filter(outbox::Column::PurgedAtUs.is_null())
                 .exec(&self.db)
@@ -365,12 +365,12 @@ impl Store {
             if rows.is_empty() {
                 break;
             }
-            let (_turn, txn) = self.begin_write().await?;
+            let mut writer = self.writer().await?;
             let mut progressed = false;
             for row in rows {
                 let subject = row.subject_id.clone();
                 let reason = "the retention period of closed requests passed";
-                if erase_request(&txn, row, "system", true, reason, at)
+                if erase_request(&mut writer, row, "system", true, reason, at)
                     .await?
                     .is_some()
                 {
@@ -379,8 +379,7 @@ impl Store {
                     subjects.extend(subject);
                 }
             }
-            txn.commit().await?;
-            self.event_committed();
+            writer.commit().await?;
             if !progressed {
                 break;
             }
@@ -420,12 +419,12 @@ struct ErasedRequest {
     dropped_emails: u64,
 }
 
-/// Erases one request in `txn`: cancels it if PENDING, revokes its active
+/// Erases one request with `writer`: cancels it if PENDING, revokes its active
 /// code, drops its unsent emails and purges the others, blanks its personal
 /// columns, forgets its idempotency key, and appends the events. `None`
 /// when the row changed or was erased meanwhile (nothing done).
 async fn erase_request(
-    txn: &DatabaseTransaction,
+    writer: &mut Writer,
     row: access_request::Model,
     actor: &str,
     automatic: bool,
@@ -473,60 +472,26 @@ async fn erase_request(
         .filter(Column::Id.eq(id.clone()))
         .filter(Column::Version.eq(row.version))
         .filter(Column::ErasedAtUs.is_null())
-        .exec(txn)
+        .exec(writer.txn())
         .await?;
     if updated.rows_affected != 1 {
         return Ok(None);
     }
-    let event = |kind, state, data| NewEvent {
-        kind,
-        access_request: request,
-        actor: actor.to_owned(),
-        state,
-        occurred_at: at,
-        data,
-    };
-    if pending {
-        append_event(
-            txn,
-            &event(
-                EventKind::Cancelled,
-                State::Cancelled,
-                json!({
-                    "previous_state": State::Pending.as_str(),
-                    "reason": "the applicant's personal data was erased",
-                    "automatic": automatic,
-                }),
-            ),
-        )
-        .await?;
-    }
     let revoked = gateway_code::Entity::update_many()
         .col_expr(
             gateway_code::Column::State,
-            Expr::value(super::codes::REVOKED),
+            Expr::value(gateway_code::REVOKED),
         )
         .col_expr(
             gateway_code::Column::UpdatedAtUs,
             Expr::value(to_micros(at)),
         )
         .filter(gateway_code::Column::AccessRequestId.eq(id.clone()))
-        .filter(gateway_code::Column::State.eq(super::codes::ACTIVE))
-        .exec(txn)
+        .filter(gateway_code::Column::State.eq(gateway_code::ACTIVE))
+        .exec(writer.txn())
         .await?;
-    if revoked.rows_affected > 0 {
-        append_event(
-            txn,
-            &event(
-                EventKind::CodeRevoked,
-                state,
-                json!({ "reason": "the applicant's personal data was erased" }),
-            ),
-        )
-        .await?;
-    }
     let dropped = outbox::Entity::update_many()
-        .col_expr(outbox::Column::State, Expr::value(super::outbox::DEAD))
+        .col_expr(outbox::Column::State, Expr::value(outbox::DEAD))
         .col_expr(
             outbox::Column::LastError,
             Expr::value(Some("the applicant's personal data was erased".to_owned())),
@@ -536,8 +501,8 @@ async fn erase_request(
             Expr::value(Option::<String>::None),
         )
         .filter(outbox::Column::AccessRequestId.eq(id.clone()))
-        .filter(outbox::Column::State.eq(super::outbox::PENDING))
-        .exec(txn)
+        .filter(outbox::Column::State.eq(outbox::PENDING))
+        .exec(writer.txn())
         .await?;
     outbox::Entity::update_many()
         .col_expr(outbox::Column::Recipient, Expr::value(""))
@@ -546,21 +511,25 @@ async fn erase_request(
         .col_expr(outbox::Column::UpdatedAtUs, Expr::value(to_micros(at)))
         .filter(outbox::Column::AccessRequestId.eq(id.clone()))
         .filter(outbox::Column::PurgedAtUs.is_null())
-        .exec(txn)
+        .exec(writer.txn())
         .await?;
     idempotency_key::Entity::delete_many()
         .filter(idempotency_key::Column::AccessRequestId.eq(id))
-        .exec(txn)
+        .exec(writer.txn())
         .await?;
-    append_event(
-        txn,
-        &event(
-            EventKind::Erased,
-            state,
-            json!({ "reason": reason, "automatic": automatic }),
-        ),
-    )
-    .await?;
+    let state_before = if pending { State::Pending } else { state };
+    let effects = operations::erasure_effects(
+        request,
+        state_before,
+        revoked.rows_affected > 0,
+        actor,
+        reason,
+        automatic,
+        at,
+    );
+    writer
+        .apply_effects(About::Id(request), &effects, None)
+        .await?;
     Ok(Some(ErasedRequest {
         cancelled: pending,
         dropped_emails: dropped.rows_affected,

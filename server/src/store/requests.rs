@@ -1,26 +1,26 @@
-//! Access-request transactions: submit (idempotent), get, list, and the
-//! decisions, each committed with its event in one transaction.
+//! Access requests in the database: submit (idempotent, group-committed),
+//! get, list, and the decisions. Each change is decided by the domain
+//! (`domain::operations`) from the row read here and written by the one
+//! writer (`commit.rs`).
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, LockType};
+use sea_orm::sea_query::LockType;
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
 };
 use tracing::{debug, info, instrument};
 
-use super::codes::issue_code;
+use super::commit::{About, Writer};
 use super::entities::{access_request, idempotency_key};
-use super::events::{EventAppender, append_event};
-use super::outbox::enqueue;
 use super::pagination::{self, ListQuery, Page, Position};
+use super::rows::to_domain;
 use super::sealing::Sealer;
-use super::{Result, Scope, Store, StoreError, from_micros, now, to_micros, unique};
-use crate::domain::mail::emails_for;
+use super::{Result, Scope, Store, StoreError, now, to_micros, unique};
+use crate::domain::operations;
 use crate::domain::policy::Evaluation;
-use crate::domain::request::Review;
 use crate::domain::{
-    AccessRequest, AccessRequestId, Action, Applicant, Consent, Decision, GatewayCode, Locale,
-    NewAccessRequest, NewEvent, State, UserType,
+    AccessRequest, AccessRequestId, Action, Change, CodeStatus, DomainError, GatewayCode,
+    NewAccessRequest,
 };
 
 /// A submission decided and ready to be written by
@@ -31,42 +31,47 @@ pub(super) struct Submission {
     pub(super) request_id: Option<String>,
     /// Of the payload, to tell a retry from a reuse of its request_id.
     pub(super) fingerprint: String,
-    /// As submitted, before any decision by the policy.
-    pub(super) request: AccessRequest,
-    /// `request.submitted`.
-    pub(super) event: NewEvent,
-    /// The policy's decision, when a rule decided at once: the request as
-    /// decided and the decision's event (reason not sealed yet).
-    pub(super) decided: Option<(AccessRequest, NewEvent)>,
+    /// What the domain decided: the request as stored (decided at once
+    /// by a rule, or PENDING) and its effects.
+    pub(super) change: Change,
     /// Seals the applicant's personal data with their subject key.
     pub(super) sealer: Sealer,
+}
+
+/// A request as stored by a change, with its gateway code's status when
+/// the change issued one.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub request: AccessRequest,
+    pub code: Option<CodeStatus>,
 }
 
 /// What writing a [`Submission`] did.
 #[derive(Debug)]
 pub(super) enum Written {
-    /// Stored; the request as stored (boxed: it is large, and travels
-    /// through the group commit's channel).
-    Stored(Box<AccessRequest>),
+    /// Stored (boxed: it is large, and travels through the group commit's
+    /// channel).
+    Stored(Box<Stored>),
     /// Nothing: another call committed the same idempotency key first.
     RequestIdTaken,
 }
 
 impl Store {
-    /// Stores a new request and its `request.submitted` event; when the
-    /// policy's `evaluation` approves or rejects it, the decision (by
-    /// `system`) and its event follow in the same transaction, with the
-    /// gateway code of an approval. With an idempotency key already used by
-    /// this submitter, returns the request the first call created instead
-    /// (`false` = not created now). Concurrent submissions share one
-    /// transaction (group commit); each answers after its commit.
+    /// Stores a new request as the domain decides it ([`operations::submit`]
+    /// with the policy's `evaluation`): its `request.submitted` event and,
+    /// when a rule approves or rejects it at once, the decision (by
+    /// `system`) with the gateway code of an approval, in one transaction.
+    /// With an idempotency key already used by this submitter, returns the
+    /// request the first call created instead (`false` = not created now).
+    /// Concurrent submissions share one transaction (group commit); each
+    /// answers after its commit.
     #[instrument(skip_all, fields(submitter = %submitter), err)]
     pub async fn submit_request(
         &self,
         submitter: &str,
         submission: NewAccessRequest,
         evaluation: &Evaluation,
-    ) -> Result<(AccessRequest, bool)> {
+    ) -> Result<(Stored, bool)> {
         let fingerprint = submission.fingerprint();
         let request_id = submission.request_id.clone();
         if let Some(request_id) = &request_id
@@ -76,26 +81,24 @@ impl Store {
         {
             return Ok((original, false));
         }
-
-        let (mut request, mut event) =
-            AccessRequest::submit(AccessRequestId::generate(), submitter, submission, now());
-        request.review = Review::from_evaluation(evaluation);
-        event.data["rule"] = serde_json::json!(evaluation.rule);
-        let decided = request
-            .decide_by_policy(evaluation, event.occurred_at)
-            .transpose()?;
-        let sealer = self.sealer_for(&request.applicant.email).await?;
+        let sealer = self.sealer_for(&submission.applicant.email).await?;
+        let change = operations::submit(
+            AccessRequestId::generate(),
+            submitter,
+            submission,
+            evaluation,
+            &self.admin_emails,
+            now(),
+        )?;
         let prepared = Submission {
             submitter: submitter.to_owned(),
             request_id,
             fingerprint,
-            request,
-            event,
-            decided,
+            change,
             sealer,
         };
-        let request = match self.commit_submission(prepared.clone()).await? {
-            Written::Stored(request) => *request,
+        let stored = match self.commit_submission(prepared.clone()).await? {
+            Written::Stored(stored) => *stored,
             Written::RequestIdTaken => {
                 // A concurrent call with this key committed first.
                 debug!("concurrent retry lost the race; returning the original request");
@@ -107,33 +110,24 @@ impl Store {
                     .ok_or_else(|| StoreError::Corrupt("idempotency key vanished".into()));
             }
         };
+        let request = &stored.request;
         info!(request = %request.id, state = request.state.as_str(), rule = ?evaluation.rule, "access request submitted");
-        Ok((request, true))
+        Ok((stored, true))
     }
 
-    /// Writes one prepared submission in `txn`, which may hold others: the
-    /// request row, its idempotency key, its events, emails and gateway
-    /// code. [`Written::RequestIdTaken`] when another call committed the
-    /// same idempotency key first (the transaction is then unusable on
-    /// PostgreSQL and must be rolled back).
+    /// Writes one prepared submission with `writer`, whose transaction may
+    /// hold others: the request row, its idempotency key, then its effects
+    /// (events, emails, gateway code). [`Written::RequestIdTaken`] when
+    /// another call committed the same idempotency key first (the
+    /// transaction is then unusable on PostgreSQL and must be rolled back).
     pub(super) async fn write_submission(
-        &self,
-        txn: &DatabaseTransaction,
-        events: &mut EventAppender,
+        writer: &mut Writer,
         submission: &Submission,
     ) -> Result<Written> {
-        let request = &submission.request;
-        let event = &submission.event;
-        let stored = submission
-            .decided
-            .as_ref()
-            .map_or(request, |(changed, _)| changed);
-        let sealer = &submission.sealer;
-        let mut row = access_request_row(stored);
-        sealer.seal_request(&mut row, &request.applicant.email);
-        access_request::Entity::insert(row)
-            .exec_without_returning(txn)
-            .await?;
+        let change = &submission.change;
+        let request = &change.request;
+        let sealer = Some(&submission.sealer);
+        writer.write_request(change, sealer).await?;
         if let Some(request_id) = &submission.request_id {
             let key_row = idempotency_key::ActiveModel {
                 principal: Set(submission.submitter.clone()),
@@ -143,7 +137,7 @@ impl Store {
                 created_at_us: Set(to_micros(request.created_at)),
             };
             let inserted = idempotency_key::Entity::insert(key_row)
-                .exec_without_returning(txn)
+                .exec_without_returning(writer.txn())
                 .await;
             if let Err(error) = inserted {
                 if error.sql_err().is_none() {
@@ -152,40 +146,14 @@ impl Store {
                 return Ok(Written::RequestIdTaken);
             }
         }
-        let seq = events.append(txn, event).await?;
-        // A request a rule decided at once asks no administrator to review it.
-        let admins: &[String] = if submission.decided.is_some() {
-            &[]
-        } else {
-            &self.admin_emails
-        };
-        let emails = emails_for(event.kind, request, admins);
-        enqueue(txn, sealer, request.id, seq, emails, event.occurred_at).await?;
-        let Some((changed, decision)) = &submission.decided else {
-            return Ok(Written::Stored(Box::new(request.clone())));
-        };
-        let mut decision = decision.clone();
-        sealer.seal_event_reason(&mut decision);
-        let seq = events.append(txn, &decision).await?;
-        if changed.state == State::Approved {
-            let options = self.code_options()?.clone();
-            // issue_code appends through the counter row: bring it up to date.
-            events.flush(txn).await?;
-            issue_code(
-                txn,
-                &options,
-                sealer,
-                changed,
-                &decision.actor,
-                false,
-                decision.occurred_at,
-            )
-            .await?;
-        } else {
-            let emails = emails_for(decision.kind, changed, &self.admin_emails);
-            enqueue(txn, sealer, changed.id, seq, emails, decision.occurred_at).await?;
-        }
-        Ok(Written::Stored(Box::new(changed.clone())))
+        let applied = writer
+            .apply_effects(About::Request(request), &change.effects, sealer)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a new request's effects met a guard".into()))?;
+        Ok(Written::Stored(Box::new(Stored {
+            request: request.clone(),
+            code: applied.issued.map(|(_, status)| status),
+        })))
     }
 
     async fn idempotent_replay(
@@ -193,20 +161,22 @@ impl Store {
         submitter: &str,
         request_id: &str,
         fingerprint: &str,
-    ) -> Result<Option<AccessRequest>> {
+    ) -> Result<Option<Stored>> {
         let select =
             idempotency_key::Entity::find_by_id((submitter.to_owned(), request_id.to_owned()));
         let Some(key_row) = unique(select, &self.db).await? else {
             return Ok(None);
         };
         if key_row.request_hash != fingerprint {
-            return Err(StoreError::RequestIdReused);
+            return Err(DomainError::RequestIdReused.into());
         }
         let select = access_request::Entity::find_by_id(key_row.access_request_id);
         let row = unique(select, &self.db)
             .await?
             .ok_or_else(|| StoreError::Corrupt("idempotency key points nowhere".into()))?;
-        Ok(Some(self.request_from_row(row).await?))
+        let request = self.request_from_row(row).await?;
+        let code = self.code_status_of(&request).await?;
+        Ok(Some(Stored { request, code }))
     }
 
     /// One request, if the scope may see it.
@@ -283,8 +253,9 @@ impl Store {
     }
 
     /// Applies a decision (approve, reject, cancel, expire) by `actor`.
-    /// With `expected_etag`, fails with [`StoreError::EtagMismatch`] if the
-    /// request changed since the caller read it.
+    /// With `expected_etag`, fails with [`DomainError::EtagMismatch`] if the
+    /// request changed since the caller read it. An approval returns the
+    /// gateway code it issued.
     pub async fn decide_request(
         &self,
         scope: &Scope,
@@ -292,7 +263,7 @@ impl Store {
         expected_etag: Option<&str>,
         action: Action,
         actor: &str,
-    ) -> Result<(AccessRequest, Option<GatewayCode>)> {
+    ) -> Result<(Stored, Option<GatewayCode>)> {
         self.decide_request_at(scope, id, expected_etag, action, actor, now())
             .await
     }
@@ -310,103 +281,54 @@ impl Store {
         action: Action,
         actor: &str,
         at: DateTime<Utc>,
-    ) -> Result<(AccessRequest, Option<GatewayCode>)> {
-        let (_turn, txn) = self.begin_write().await?;
+    ) -> Result<(Stored, Option<GatewayCode>)> {
+        let mut writer = self.writer().await?;
+        let row = self.lock_request_row(writer.txn(), id).await?;
+        check_scope(scope, &row)?;
+        let (row, sealer) = self.open_request_row(row).await?;
+        let current = to_domain(row)?;
+        let change = operations::decide(
+            &current,
+            sealer.is_none(),
+            expected_etag,
+            action,
+            actor,
+            &self.admin_emails,
+            at,
+        )?;
+        let Some(applied) = writer.apply(&change, sealer.as_ref()).await? else {
+            return Err(DomainError::EtagMismatch.into());
+        };
+        writer.commit().await?;
+        info!(
+            state = change.request.state.as_str(),
+            "access request decided"
+        );
+        let (code, status) = applied.issued.unzip();
+        let stored = Stored {
+            request: change.request,
+            code: status,
+        };
+        Ok((stored, code))
+    }
+
+    /// The row of request `id` in `txn`, locked against concurrent changes
+    /// until the transaction ends.
+    pub(super) async fn lock_request_row(
+        &self,
+        txn: &DatabaseTransaction,
+        id: AccessRequestId,
+    ) -> Result<access_request::Model> {
         let mut select = access_request::Entity::find_by_id(id.to_string());
         if self.backend() == DbBackend::Postgres {
-            // FOR NO KEY UPDATE, not FOR UPDATE: the decision changes no key,
+            // FOR NO KEY UPDATE, not FOR UPDATE: a change writes no key,
             // and a mail worker recording an outcome of this request holds
             // the event counter while its event's foreign key takes FOR KEY
             // SHARE on this row; FOR UPDATE would deadlock with it.
             select = select.lock(LockType::NoKeyUpdate);
         }
-        let row = select.one(&txn).await?.ok_or(StoreError::NotFound)?;
-        check_scope(scope, &row)?;
-        let (row, sealer) = self.open_request_row(row).await?;
-        let sealer = sealer.ok_or(StoreError::Erased)?;
-        let current = to_domain(row)?;
-        if let Some(etag) = expected_etag
-            && etag != current.etag()
-        {
-            return Err(StoreError::EtagMismatch);
-        }
-        let (changed, mut event) = current.apply(action, actor, at)?;
-        sealer.seal_event_reason(&mut event);
-        let decision = changed.decision.as_ref();
-        let updated = access_request::Entity::update_many()
-            .col_expr(
-                access_request::Column::State,
-                Expr::value(changed.state.as_str()),
-            )
-            .col_expr(
-                access_request::Column::DecidedBy,
-                Expr::value(decision.map(|d| d.actor.clone())),
-            )
-            .col_expr(
-                access_request::Column::DecidedAtUs,
-                Expr::value(decision.map(|d| to_micros(d.decided_at))),
-            )
-            .col_expr(
-                access_request::Column::DecisionReason,
-                Expr::value(sealer.seal_decision_reason(
-                    &id.to_string(),
-                    decision.and_then(|d| d.reason.clone()),
-                )),
-            )
-            .col_expr(
-                access_request::Column::DecisionAutomatic,
-                Expr::value(decision.is_some_and(|d| d.automatic)),
-            )
-            .col_expr(
-                access_request::Column::Version,
-                Expr::value(changed.version),
-            )
-            .col_expr(
-                access_request::Column::UpdatedAtUs,
-                Expr::value(to_micros(changed.updated_at)),
-            )
-            .col_expr(
-                access_request::Column::Approvals,
-                Expr::value(approvals_json(&changed.review.approvals)),
-            )
-            .filter(access_request::Column::Id.eq(id.to_string()))
-            .filter(access_request::Column::Version.eq(current.version))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(StoreError::EtagMismatch);
-        }
-        let seq = append_event(&txn, &event).await?;
-        // An approval issues the gateway code; its event carries the
-        // applicant's email, code included. Other decisions email at once.
-        let code = if changed.state == State::Approved {
-            let options = self.code_options()?.clone();
-            let code = issue_code(
-                &txn,
-                &options,
-                &sealer,
-                &changed,
-                actor,
-                false,
-                event.occurred_at,
-            )
-            .await?;
-            Some(code)
-        } else {
-            let emails = emails_for(event.kind, &changed, &self.admin_emails);
-            let at = now().min(event.occurred_at);
-            enqueue(&txn, &sealer, changed.id, seq, emails, at).await?;
-            None
-        };
-        txn.commit().await?;
-        self.event_committed();
-        info!(state = changed.state.as_str(), "access request decided");
-        Ok((changed, code))
+        select.one(txn).await?.ok_or(StoreError::NotFound)
     }
-}
-
-fn approvals_json(approvals: &[String]) -> String {
-    serde_json::to_string(approvals).expect("strings always serialize")
 }
 
 fn check_scope(scope: &Scope, row: &access_request::Model) -> Result<()> {
@@ -415,96 +337,4 @@ fn check_scope(scope: &Scope, row: &access_request::Model) -> Result<()> {
         Scope::OwnedBy(owner) if *owner == row.submitter => Ok(()),
         Scope::OwnedBy(_) => Err(StoreError::NotOwner),
     }
-}
-
-fn access_request_row(request: &AccessRequest) -> access_request::ActiveModel {
-    let decision = request.decision.as_ref();
-    access_request::ActiveModel {
-        id: Set(request.id.to_string()),
-        submitter: Set(request.submitter.clone()),
-        request_id: Set(request.request_id.clone()),
-        applicant_email: Set(request.applicant.email.clone()),
-        applicant_full_name: Set(request.applicant.full_name.clone()),
-        applicant_organization: Set(request.applicant.organization.clone()),
-        applicant_phone: Set(request.applicant.phone.clone()),
-        user_type: Set(request.user_type.as_str().to_owned()),
-        locale: Set(request.locale.as_str().to_owned()),
-        resource: Set(request.resource.clone()),
-        justification: Set(request.justification.clone()),
-        consent_version: Set(request.consent.version.clone()),
-        consent_purposes: Set(
-            serde_json::to_string(&request.consent.purposes).expect("strings always serialize")
-        ),
-        state: Set(request.state.as_str().to_owned()),
-        decided_by: Set(decision.map(|d| d.actor.clone())),
-        decided_at_us: Set(decision.map(|d| to_micros(d.decided_at))),
-        decision_reason: Set(decision.and_then(|d| d.reason.clone())),
-        decision_automatic: Set(decision.is_some_and(|d| d.automatic)),
-        version: Set(request.version),
-        created_at_us: Set(to_micros(request.created_at)),
-        updated_at_us: Set(to_micros(request.updated_at)),
-        policy_rule: Set(request.review.rule.clone()),
-        policy_explanation: Set(request.review.explanation.clone()),
-        required_approvals: Set(i32::try_from(request.review.required_approvals).unwrap_or(1)),
-        approvals: Set(approvals_json(&request.review.approvals)),
-        reminded_at_us: Set(None),
-        escalated_at_us: Set(None),
-        subject_id: Set(None),
-        applicant_index: Set(None),
-        erased_at_us: Set(None),
-    }
-}
-
-pub(super) fn to_domain(row: access_request::Model) -> Result<AccessRequest> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("access request {}: {what}", row.id));
-    let id = row
-        .id
-        .parse::<AccessRequestId>()
-        .map_err(|_| corrupt("bad id"))?;
-    let state = State::parse(&row.state).ok_or_else(|| corrupt("unknown state"))?;
-    let user_type = UserType::parse(&row.user_type).ok_or_else(|| corrupt("unknown user type"))?;
-    let locale = Locale::parse(&row.locale).ok_or_else(|| corrupt("unknown locale"))?;
-    let purposes: Vec<String> =
-        serde_json::from_str(&row.consent_purposes).map_err(|_| corrupt("bad consent purposes"))?;
-    let decision = match (row.decided_by, row.decided_at_us) {
-        (Some(actor), Some(decided_at_us)) => Some(Decision {
-            actor,
-            decided_at: from_micros(decided_at_us)?,
-            reason: row.decision_reason,
-            automatic: row.decision_automatic,
-        }),
-        _ => None,
-    };
-    Ok(AccessRequest {
-        id,
-        submitter: row.submitter,
-        request_id: row.request_id,
-        applicant: Applicant {
-            email: row.applicant_email,
-            full_name: row.applicant_full_name,
-            organization: row.applicant_organization,
-            phone: row.applicant_phone,
-        },
-        user_type,
-        locale,
-        resource: row.resource,
-        justification: row.justification,
-        consent: Consent {
-            version: row.consent_version,
-            purposes,
-        },
-        state,
-        decision,
-        version: row.version,
-        created_at: from_micros(row.created_at_us)?,
-        updated_at: from_micros(row.updated_at_us)?,
-        review: Review {
-            rule: row.policy_rule,
-            explanation: row.policy_explanation,
-            required_approvals: u32::try_from(row.required_approvals)
-                .map_err(|_| corrupt("bad required approvals"))?,
-            approvals: serde_json::from_str(&row.approvals)
-                .map_err(|_| corrupt("bad approvals"))?,
-        },
-    })
 }

@@ -9,8 +9,8 @@ use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tracing::instrument;
 
+use super::entities::outbox::PENDING;
 use super::entities::{access_request, outbox};
-use super::outbox::PENDING;
 use super::{Result, Store, from_micros, to_micros};
 
 /// What the refresh of the gauges reads.

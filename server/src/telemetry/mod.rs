@@ -18,6 +18,20 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Whether `request` is a gRPC (or gRPC-Web) call: by its content type,
+/// or by a path of a gRPC service (`/sesame.*`, `/grpc.*`). The layers
+/// apply their gRPC rules to these only; any other route (the console's
+/// files, HTTP webhooks) brings its own.
+pub fn is_grpc<B>(request: &::http::Request<B>) -> bool {
+    let grpc_type = request
+        .headers()
+        .get(::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    let path = request.uri().path();
+    grpc_type || path.starts_with("/sesame.") || path.starts_with("/grpc.")
+}
+
 /// Installs the global subscriber. Safe to call more than once (tests):
 /// later calls keep the first subscriber.
 pub fn init(format: LogFormat, filter: &str) {

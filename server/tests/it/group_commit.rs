@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use sesame_proto::v1 as pb;
 use sesame_server::api::convert::raw_submission;
-use sesame_server::domain::NewAccessRequest;
 use sesame_server::domain::policy::{Evaluation, Outcome};
 use sesame_server::domain::validation::validate_submission;
+use sesame_server::domain::{DomainError, NewAccessRequest};
 use sesame_server::store::{Store, StoreError};
 use tonic::Code;
 
@@ -61,7 +61,7 @@ async fn store_submit(
     store
         .submit_request("alice", submission, &evaluation)
         .await
-        .map(|(request, created)| (request.id.to_string(), created))
+        .map(|(stored, created)| (stored.request.id.to_string(), created))
 }
 
 /// One submission that fails inside the transaction (an approval needs a
@@ -147,7 +147,7 @@ async fn concurrent_store_submits_fail_alone_and_replay_their_keys(backend: Back
     for answer in clash {
         match answer {
             Ok(_) => {}
-            Err(StoreError::RequestIdReused) => {}
+            Err(StoreError::Refused(DomainError::RequestIdReused)) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }

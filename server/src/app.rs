@@ -1,0 +1,425 @@
+//! Builds the application once, for `serve`, `worker` and the tests: the
+//! store with its key store, gateway-code keys and administrators; the
+//! metrics; the email templates and transport; the background tasks (mail
+//! worker, deadline scheduler, metrics listener and refresh); and the
+//! routes the server answers. [`App::routes`] is the one place where a
+//! route is added: today the Sesame gRPC services, health and reflection;
+//! non-gRPC routes (the console's files, HTTP webhooks) and gRPC-Web join
+//! them there. The tower layers of [`App::serve`] apply their gRPC rules
+//! to gRPC requests only and let any other request through to its route,
+//! which brings its own rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
+use sesame_proto::v1::email_service_server::EmailServiceServer;
+use sesame_proto::v1::event_service_server::EventServiceServer;
+use sesame_proto::v1::gateway_service_server::GatewayServiceServer;
+use sesame_proto::v1::privacy_service_server::PrivacyServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
+
+use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
+use crate::auth::{AuthLayer, RateLimiter};
+use crate::config::{Config, redact_url};
+use crate::crypto::Vault;
+use crate::events::Hub;
+use crate::limits::LimitLayer;
+use crate::mail::{Templates, run_worker};
+use crate::policy::PolicyHandle;
+use crate::scheduler::{Clock, run_scheduler};
+use crate::store::Store;
+use crate::telemetry::http::serve_metrics;
+use crate::telemetry::refresh::run_refresh;
+use crate::telemetry::{Metrics, TelemetryLayer};
+
+/// The health service name that answers SERVING for as long as the process
+/// answers at all, database or not: for liveness probes, which must not
+/// restart a replica because the database is away.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// Names of the Sesame services in the health service.
+const SERVICES: [&str; 5] = [
+    "sesame.v1.AccessRequestService",
+    "sesame.v1.EventService",
+    "sesame.v1.EmailService",
+    "sesame.v1.GatewayService",
+    "sesame.v1.PrivacyService",
+];
+
+/// The parts every process of Sesame shares, built once from the config.
+#[derive(Clone)]
+pub struct App {
+    config: Arc<Config>,
+    /// The store, sealing with the key store, issuing gateway codes and
+    /// mailing the configured administrators.
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Compiled at build: a template that does not compile stops the
+    /// start, with its file and line.
+    pub templates: Arc<Templates>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// The background tasks a process started, joined at its end.
+#[derive(Debug, Default)]
+pub struct Background {
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Background {
+    fn push(&mut self, name: &'static str, task: JoinHandle<()>) {
+        self.tasks.push((name, task));
+    }
+
+    /// Waits for each task, in the order they started: the mail worker
+    /// finishes the email in hand (its outcome recorded), the scheduler its
+    /// pass (no step left half-taken).
+    pub async fn join(self) {
+        for (name, task) in self.tasks {
+            if let Err(error) = task.await {
+                warn!(task = name, error = %error, "background task ended abnormally");
+            }
+        }
+    }
+}
+
+/// Opens the key store of the data subjects' keys: its own database when
+/// `key_store_url` (or the SQLite default beside the database) names one,
+/// else the main database.
+pub async fn open_vault(config: &Config, store: &Store) -> anyhow::Result<Vault> {
+    let ring = config.secret_key().context("could not load the key file")?;
+    let db = match config.key_store() {
+        Some(options) => crate::store::connect(&options).await.with_context(|| {
+            format!("could not open the key store {}", redact_url(&options.url))
+        })?,
+        None => store.connection().clone(),
+    };
+    Vault::open(db, ring, config.secret_key_path())
+        .await
+        .context("could not open the key store")
+}
+
+impl App {
+    /// Builds the application over an opened `store`: key store, code
+    /// keys, administrators, metrics and templates.
+    pub async fn build(config: Config, store: Store) -> anyhow::Result<App> {
+        let codes = config
+            .codes()
+            .context("could not load the secret key for gateway codes")?;
+        let vault = open_vault(&config, &store).await?;
+        let store = store
+            .with_admin_emails(config.admin_emails.clone())
+            .with_codes(codes)
+            .with_vault(vault);
+        let metrics = Arc::new(Metrics::new(&[
+            sesame_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]));
+        metrics
+            .db_pool_max_connections
+            .set(&[], f64::from(config.database_max_connections));
+        let templates = Arc::new(
+            config
+                .templates()
+                .context("could not load the email templates")?,
+        );
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            metrics,
+            templates,
+        })
+    }
+
+    /// The configuration the application was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Seals, in the background, requests stored in clear by a version
+    /// before encryption at rest.
+    pub fn seal_legacy_requests(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            match store.seal_legacy_requests().await {
+                Ok(0) => {}
+                Ok(sealed) => info!(
+                    requests = sealed,
+                    "sealed requests stored before encryption"
+                ),
+                Err(error) => {
+                    warn!(error = %error, "could not seal older requests; the next start retries")
+                }
+            }
+        });
+    }
+
+    /// Starts the background tasks the config turns on: the metrics
+    /// listener and the refresh of its database gauges (until `shutdown`),
+    /// the mail worker and the deadline scheduler (until `tasks`).
+    pub fn start_background(
+        &self,
+        metrics_listener: Option<TcpListener>,
+        mail_worker: bool,
+        shutdown: &CancellationToken,
+        tasks: &CancellationToken,
+    ) -> anyhow::Result<Background> {
+        let mut background = Background::default();
+        if mail_worker {
+            let transport = Arc::new(self.config.transport()?);
+            let worker = run_worker(
+                self.store.clone(),
+                self.templates.clone(),
+                transport,
+                self.config.worker()?,
+                self.metrics.clone(),
+                tasks.clone(),
+            );
+            background.push("mail worker", tokio::spawn(worker));
+        }
+        // Scrapes read memory only; the database gauges are refreshed
+        // apart, and only when someone can scrape them.
+        if let Some(listener) = metrics_listener {
+            let refresh = run_refresh(
+                self.store.clone(),
+                self.metrics.clone(),
+                Duration::from_secs(self.config.metrics_refresh_secs),
+                shutdown.clone(),
+            );
+            background.push("metrics refresh", tokio::spawn(refresh));
+            let http = serve_metrics(listener, self.metrics.clone(), shutdown.clone());
+            background.push("metrics listener", tokio::spawn(http));
+        }
+        if self.config.scheduler {
+            let scheduler = run_scheduler(
+                self.store.clone(),
+                self.config.scheduler(),
+                Clock::System,
+                tasks.clone(),
+            );
+            background.push("scheduler", tokio::spawn(scheduler));
+        }
+        Ok(background)
+    }
+
+    /// Every route the server answers: the Sesame services (the event hub
+    /// started with `tasks`), health (reported through the returned
+    /// reporter) and reflection. Watch streams end with `shutdown`.
+    pub async fn routes(
+        &self,
+        policy: PolicyHandle,
+        shutdown: &CancellationToken,
+        tasks: &CancellationToken,
+    ) -> anyhow::Result<(Routes, HealthReporter)> {
+        let config = &self.config;
+        let (decoding, encoding) = (
+            config.max_decoding_message_bytes,
+            config.max_encoding_message_bytes,
+        );
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        set_health(&health_reporter, ServingStatus::Serving).await;
+        health_reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
+        let hub = Hub::start(self.store.clone(), config.hub(), tasks.clone())
+            .await
+            .context("could not start the event hub")?;
+        let store = &self.store;
+        let access_requests = AccessRequestApi::new(
+            store.clone(),
+            policy,
+            config.deadlines(),
+            config.consent_required_purposes.clone(),
+        );
+        let events = EventApi::new(
+            store.clone(),
+            hub,
+            config.watch(),
+            self.metrics.clone(),
+            shutdown.clone(),
+        );
+        let gateway = GatewayApi::new(store.clone(), config.gateway_failures_per_minute);
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(sesame_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .context("could not build the reflection service")?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .context("could not build the v1alpha reflection service")?;
+        let routes = Routes::new(
+            health_service
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            reflection_v1
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            reflection_v1alpha
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            AccessRequestServiceServer::new(access_requests)
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            EventServiceServer::new(events)
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            EmailServiceServer::new(EmailApi::new(store.clone(), self.templates.clone()))
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            PrivacyServiceServer::new(PrivacyApi::new(store.clone()))
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            GatewayServiceServer::new(gateway)
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        );
+        Ok((routes, health_reporter))
+    }
+
+    /// Serves `routes` on `listener` behind the telemetry, limits and auth
+    /// layers (and TLS when configured) until `shutdown`; then in-flight
+    /// calls get `shutdown_grace_secs` to finish, and health turns
+    /// NOT_SERVING first.
+    pub async fn serve(
+        &self,
+        routes: Routes,
+        health: HealthReporter,
+        listener: TcpListener,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let config = &self.config;
+        let local_addr = listener
+            .local_addr()
+            .context("listener has no local address")?;
+        let mut builder = Server::builder();
+        if let Some(tls) = config.tls()? {
+            builder = builder
+                .tls_config(tls)
+                .context("the TLS certificate or key does not load")?;
+            info!(mutual = config.tls_client_ca_file.is_some(), "serving TLS");
+        }
+        let router = builder
+            // Outermost: every call gets its request id, span and metrics,
+            // including those the limits and the auth layer refuse.
+            .layer(TelemetryLayer::new(self.metrics.clone()))
+            // Before authentication: refusing a flood costs no database
+            // read. It also applies `request_timeout_secs` (answering
+            // DEADLINE_EXCEEDED, where tonic's own timeout answers
+            // CANCELLED).
+            .layer(LimitLayer::new(config.limits(), self.metrics.clone()))
+            .layer(AuthLayer::new(
+                self.store.clone(),
+                RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),
+            ))
+            .add_routes(routes);
+        info!(addr = %local_addr, "sesame listening");
+        // Request/response traffic must not wait on Nagle's algorithm;
+        // keepalive notices dead peers (and their watch streams) at the
+        // TCP level.
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
+        let graceful = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                info!("shutting down: health is NOT_SERVING, finishing in-flight calls");
+                set_health(&health, ServingStatus::NotServing).await;
+            }
+        };
+        let serving = router.serve_with_incoming_shutdown(incoming, graceful);
+        let grace = Duration::from_secs(config.shutdown_grace_secs);
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serving => result.context("the gRPC server failed")?,
+            () = deadline => warn!(grace_secs = grace.as_secs(), "in-flight calls did not finish in time; stopping anyway"),
+        }
+        Ok(())
+    }
+
+    /// Reports NOT_SERVING on `health` while the database does not answer,
+    /// until `shutdown`.
+    pub fn watch_database(
+        &self,
+        health: HealthReporter,
+        shutdown: &CancellationToken,
+    ) -> JoinHandle<()> {
+        tokio::spawn(watch_database(
+            self.store.clone(),
+            health,
+            Duration::from_secs(self.config.health_check_interval_secs),
+            shutdown.clone(),
+        ))
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for service in SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Reports NOT_SERVING while the database does not answer.
+async fn watch_database(
+    store: Store,
+    reporter: HealthReporter,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let reachable = store.ping().await.is_ok();
+        if reachable != healthy && !shutdown.is_cancelled() {
+            healthy = reachable;
+            if healthy {
+                info!("database reachable again; serving");
+                set_health(&reporter, ServingStatus::Serving).await;
+            } else {
+                warn!("database unreachable; health is NOT_SERVING");
+                set_health(&reporter, ServingStatus::NotServing).await;
+            }
+        }
+    }
+}
