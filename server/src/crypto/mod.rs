@@ -10,7 +10,7 @@ mod vault;
 
 pub use keyring::{KeyRing, KeyRingError, OpenError};
 pub use subject::{DataKey, Subject, SubjectId, sealed_subject};
-pub use vault::{CACHE_TTL, Vault, VaultError, subject_key};
+pub use vault::{CACHE_TTL, Vault, VaultError};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{DataKey, KeyRing, Subject, SubjectId};
+use crate::store::entities::subject_key;
 
 /// How long an unwrapped data key is used from memory before it is read
 /// again: the bound on how long another replica can still open the data of
@@ -52,38 +53,6 @@ pub enum VaultError {
     #[error("subject key {0} does not unwrap: wrong key file or altered key store")]
     Unwrap(SubjectId),
 }
-
-/// `subject_keys`: one wrapped data key per data subject.
-pub mod subject_key {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "subject_keys")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub subject_id: String,
-        /// Blind index of the subject's email (see `KeyRing::blind_index`).
-        pub blind_index: String,
-        /// Which master key wrapped `wrapped_key`.
-        pub master_key_id: i32,
-        /// The data key sealed by that master key.
-        pub wrapped_key: String,
-        pub created_at_us: i64,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS subject_keys (
-    subject_id VARCHAR(36) NOT NULL PRIMARY KEY,
-    blind_index VARCHAR(64) NOT NULL UNIQUE,
-    master_key_id INTEGER NOT NULL,
-    wrapped_key TEXT NOT NULL,
-    created_at_us BIGINT NOT NULL
-)";
 
 #[derive(Default)]
 struct Cache {
@@ -170,7 +139,7 @@ impl Vault {
         ring: KeyRing,
         ring_path: Option<PathBuf>,
     ) -> Result<Vault, VaultError> {
-        if let Err(error) = db.execute_unprepared(CREATE_TABLE).await {
+        if let Err(error) = db.execute_unprepared(subject_key::CREATE_TABLE).await {
             // Two replicas creating it at once on PostgreSQL: one loses,
             // the table exists.
             subject_key::Entity::find()

@@ -394,10 +394,9 @@ pub struct RawSubmission {
     pub request_id: String,
 }
 
-/// Validates a submission, listing every invalid field.
-pub fn validate_submission(raw: &RawSubmission) -> Result<NewAccessRequest, Violations> {
-    let mut check = Validator::new();
-    let applicant = match &raw.applicant {
+/// The applicant of a submission, or its violations recorded in `check`.
+fn check_applicant(check: &mut Validator, applicant: Option<&RawApplicant>) -> Option<Applicant> {
+    match applicant {
         None => {
             check.violation("applicant", "is required");
             None
@@ -430,20 +429,12 @@ pub fn validate_submission(raw: &RawSubmission) -> Result<NewAccessRequest, Viol
                 _ => None,
             }
         }
-    };
-    let user_type = check.required_enum("user_type", raw.user_type);
-    let locale = check.locale("locale", &raw.locale);
-    let resource = check.text(
-        "resource",
-        &raw.resource,
-        TextRule::required(MAX_RESOURCE_CHARS),
-    );
-    let justification = check.text(
-        "justification",
-        &raw.justification,
-        TextRule::required(MAX_JUSTIFICATION_CHARS).multiline(),
-    );
-    let consent = match &raw.consent {
+    }
+}
+
+/// The consent of a submission, or its violations recorded in `check`.
+fn check_consent(check: &mut Validator, consent: Option<&RawConsent>) -> Option<Consent> {
+    match consent {
         None => {
             check.violation(
                 "consent",
@@ -462,7 +453,26 @@ pub fn validate_submission(raw: &RawSubmission) -> Result<NewAccessRequest, Viol
                 .zip(purposes)
                 .map(|(version, purposes)| Consent { version, purposes })
         }
-    };
+    }
+}
+
+/// Validates a submission, listing every invalid field.
+pub fn validate_submission(raw: &RawSubmission) -> Result<NewAccessRequest, Violations> {
+    let mut check = Validator::new();
+    let applicant = check_applicant(&mut check, raw.applicant.as_ref());
+    let user_type = check.required_enum("user_type", raw.user_type);
+    let locale = check.locale("locale", &raw.locale);
+    let resource = check.text(
+        "resource",
+        &raw.resource,
+        TextRule::required(MAX_RESOURCE_CHARS),
+    );
+    let justification = check.text(
+        "justification",
+        &raw.justification,
+        TextRule::required(MAX_JUSTIFICATION_CHARS).multiline(),
+    );
+    let consent = check_consent(&mut check, raw.consent.as_ref());
     let request_id = if raw.request_id.is_empty() {
         Some(None)
     } else {

@@ -218,6 +218,7 @@ impl Store {
     }
 
     /// The latest code of each request in `requests` that has one.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn code_statuses(
         &self,
         requests: &[AccessRequestId],
@@ -256,6 +257,7 @@ impl Store {
     }
 
     /// `stored` with its latest code's status, when it is approved.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn with_code_status(&self, request: AccessRequest) -> Result<Stored> {
         let code = self.code_status_of(&request).await?;
         Ok(Stored { request, code })

@@ -43,6 +43,7 @@ pub struct RequestStats {
 
 impl Store {
     /// Up to `limit` PENDING requests owed a step at `now`, oldest first.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn due_requests(
         &self,
         deadlines: &Deadlines,
@@ -139,6 +140,7 @@ impl Store {
     /// The figures of GetStats: requests per state, the requests decided at
     /// or after `window_start`, and the PENDING ones created at or before
     /// `overdue_cutoff`.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn request_stats(
         &self,
         window_start: DateTime<Utc>,

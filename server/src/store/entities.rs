@@ -259,3 +259,37 @@ pub mod gateway_code {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `subject_keys`: one wrapped data key per data subject.
+pub mod subject_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "subject_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject_id: String,
+        /// Blind index of the subject's email (see `KeyRing::blind_index`).
+        pub blind_index: String,
+        /// Which master key wrapped `wrapped_key`.
+        pub master_key_id: i32,
+        /// The data key sealed by that master key.
+        pub wrapped_key: String,
+        pub created_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    /// The key store's schema, created by the key store when it opens: it
+    /// may live in a database of its own, which the migrations never see.
+    pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS subject_keys (
+    subject_id VARCHAR(36) NOT NULL PRIMARY KEY,
+    blind_index VARCHAR(64) NOT NULL UNIQUE,
+    master_key_id INTEGER NOT NULL,
+    wrapped_key TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL
+)";
+}

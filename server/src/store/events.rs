@@ -8,6 +8,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set, Statement,
 };
+use tracing::instrument;
 
 use super::entities::{event, event_counter};
 use super::pagination::{self, EventPosition};
@@ -233,12 +234,14 @@ impl Store {
 
     /// Resolves when this process commits events (a permit is kept if
     /// nobody is waiting, so no commit is missed).
+    #[instrument(level = "debug", skip_all)]
     pub async fn event_commits(&self) {
         self.commits.notified().await;
     }
 
     /// The highest committed sequence (0 for an empty log). Every event up
     /// to it is committed and visible.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn event_head(&self) -> Result<i64> {
         let head = event_counter::Entity::find_by_id(1)
             .one(&self.db)
@@ -248,6 +251,7 @@ impl Store {
     }
 
     /// The oldest sequence still in the log, if any.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn first_event_seq(&self) -> Result<Option<i64>> {
         let first = event::Entity::find()
             .order_by_asc(event::Column::Seq)
@@ -258,6 +262,7 @@ impl Store {
 
     /// Events after `after_seq` (exclusive) up to `until_seq` (inclusive)
     /// that pass `filter`, oldest first, at most `limit`.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn read_events(
         &self,
         after_seq: i64,
@@ -287,6 +292,7 @@ impl Store {
 
     /// A page of the audit trail, oldest first. Page tokens are bound to
     /// the filter and to `caller`.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn list_events(
         &self,
         caller: &str,
@@ -327,6 +333,7 @@ impl Store {
     /// reports the first broken link: an altered row (its hash no longer
     /// matches), a missing row (a gap, or a tail shorter than the counter
     /// says), or rows out of order (`prev_hash` not the previous hash).
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn verify_chain(&self, start_seq: i64, end_seq: Option<i64>) -> Result<ChainReport> {
         let start_seq = start_seq.max(1);
         let head = event_counter::Entity::find_by_id(1)

@@ -95,6 +95,7 @@ impl Store {
     }
 
     /// Every key, revoked ones included, oldest first.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         api_key::Entity::find()
             .order_by_asc(api_key::Column::CreatedAtUs)
@@ -130,6 +131,7 @@ impl Store {
     }
 
     /// Whether the key named `name` exists and is not revoked.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn api_key_active(&self, name: &str) -> Result<bool> {
         let found = api_key::Entity::find()
             .filter(api_key::Column::Name.eq(name))
@@ -144,6 +146,7 @@ impl Store {
     /// the key less than [`super::KEY_CACHE_TTL`] ago; revoked keys are
     /// refused at once when revoked through this store, and within the TTL
     /// when revoked by another process.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn find_active_key(&self, digest: &KeyDigest) -> Result<Option<Principal>> {
         let asked_at = Instant::now();
         if let Some(principal) = self.key_cache.get(digest, asked_at) {
@@ -169,6 +172,7 @@ impl Store {
 
     /// On an empty key table, creates the `bootstrap-admin` key and returns
     /// its secret. When several replicas start at once only one creates it.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn bootstrap_admin_key(&self) -> Result<Option<GeneratedKey>> {
         let existing = api_key::Entity::find().count(&self.db).await?;
         if existing > 0 {

@@ -34,7 +34,7 @@ use sea_orm::{
 };
 use sesame_migrations::{Migrator, MigratorTrait};
 use tokio::sync::OwnedMutexGuard;
-use tracing::info;
+use tracing::{info, instrument};
 
 use crate::crypto::Vault;
 use crate::domain::DomainError;
@@ -172,6 +172,7 @@ pub struct Store {
 
 impl Store {
     /// Connects and applies pending migrations when `migrate` is true.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn open(options: &DatabaseOptions, migrate: bool) -> Result<Store> {
         let db = connect(options).await?;
         if migrate {
@@ -223,6 +224,7 @@ impl Store {
     }
 
     /// Answers when the database answers a trivial query.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await.map_err(StoreError::Unavailable)
     }
@@ -251,6 +253,7 @@ impl Store {
 }
 
 /// Opens the connection pool with the settings each backend needs.
+#[instrument(level = "debug", skip_all, err)]
 pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
     let mut connect_options = ConnectOptions::new(options.url.clone());
     let busy_timeout = options.acquire_timeout;
@@ -278,6 +281,7 @@ pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
 /// Applies every pending migration; returns how many ran. On PostgreSQL the
 /// migrations run in one transaction holding an advisory lock, so replicas
 /// starting together take turns and the later ones find nothing to do.
+#[instrument(level = "debug", skip_all, err)]
 pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
     if db.get_database_backend() != DbBackend::Postgres {
         return apply_pending(db).await;
@@ -319,6 +323,7 @@ where
 }
 
 /// How many migrations are not applied yet.
+#[instrument(level = "debug", skip_all, err)]
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
     Ok(Migrator::get_pending_migrations(db).await?.len())
 }
@@ -327,6 +332,7 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
 /// `LIMIT 1` as a parameter, and SQLite re-prepares (parses and plans
 /// again) a statement whose LIMIT is a bound parameter each time it runs
 /// with new bindings; without a LIMIT the cached statement is reused.
+#[instrument(level = "debug", skip_all, err)]
 pub(crate) async fn unique<E, C>(select: sea_orm::Select<E>, db: &C) -> Result<Option<E::Model>>
 where
     E: sea_orm::EntityTrait,

@@ -197,6 +197,7 @@ impl Store {
     /// Records the outcome of an attempt and its event, if `email` was not
     /// claimed again since (by another worker, after its lease expired);
     /// otherwise it returns [`StoreError::LeaseLost`] and changes nothing.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
         self.complete_emails(&[(email.clone(), outcome)])
             .await
@@ -291,6 +292,7 @@ impl Store {
     }
 
     /// Counts outbox rows in `state`.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn count_emails(&self, state: &str) -> Result<u64> {
         use sea_orm::PaginatorTrait;
         Ok(outbox::Entity::find()
@@ -372,6 +374,7 @@ pub struct EmailPage {
 impl Store {
     /// A page of emails, newest first; tokens are bound to the filter and
     /// `caller`.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn list_emails(
         &self,
         caller: &str,

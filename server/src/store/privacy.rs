@@ -6,7 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use serde_json::json;
 use tracing::{info, instrument};
 
@@ -280,6 +282,7 @@ impl Store {
 
     /// The consents of the person with `email`, newest first; tokens are
     /// bound to the person and `caller`.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn list_consents(
         &self,
         caller: &str,
@@ -477,6 +480,34 @@ async fn erase_request(
     if updated.rows_affected != 1 {
         return Ok(None);
     }
+    let (code_revoked, dropped_emails) = forget_codes_and_emails(writer.txn(), &id, at).await?;
+    let state_before = if pending { State::Pending } else { state };
+    let effects = operations::erasure_effects(
+        request,
+        state_before,
+        code_revoked,
+        actor,
+        reason,
+        automatic,
+        at,
+    );
+    writer
+        .apply_effects(About::Id(request), &effects, None)
+        .await?;
+    Ok(Some(ErasedRequest {
+        cancelled: pending,
+        dropped_emails,
+    }))
+}
+
+/// Revokes the active code of erased request `id`, drops its unsent
+/// emails, purges the others and forgets its idempotency key: whether a
+/// code was revoked, and how many emails were dropped.
+async fn forget_codes_and_emails(
+    txn: &DatabaseTransaction,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<(bool, u64)> {
     let revoked = gateway_code::Entity::update_many()
         .col_expr(
             gateway_code::Column::State,
@@ -486,9 +517,9 @@ async fn erase_request(
             gateway_code::Column::UpdatedAtUs,
             Expr::value(to_micros(at)),
         )
-        .filter(gateway_code::Column::AccessRequestId.eq(id.clone()))
+        .filter(gateway_code::Column::AccessRequestId.eq(id))
         .filter(gateway_code::Column::State.eq(gateway_code::ACTIVE))
-        .exec(writer.txn())
+        .exec(txn)
         .await?;
     let dropped = outbox::Entity::update_many()
         .col_expr(outbox::Column::State, Expr::value(outbox::DEAD))
@@ -500,38 +531,22 @@ async fn erase_request(
             outbox::Column::LeaseToken,
             Expr::value(Option::<String>::None),
         )
-        .filter(outbox::Column::AccessRequestId.eq(id.clone()))
+        .filter(outbox::Column::AccessRequestId.eq(id))
         .filter(outbox::Column::State.eq(outbox::PENDING))
-        .exec(writer.txn())
+        .exec(txn)
         .await?;
     outbox::Entity::update_many()
         .col_expr(outbox::Column::Recipient, Expr::value(""))
         .col_expr(outbox::Column::Data, Expr::value("{}"))
         .col_expr(outbox::Column::PurgedAtUs, Expr::value(Some(to_micros(at))))
         .col_expr(outbox::Column::UpdatedAtUs, Expr::value(to_micros(at)))
-        .filter(outbox::Column::AccessRequestId.eq(id.clone()))
+        .filter(outbox::Column::AccessRequestId.eq(id))
         .filter(outbox::Column::PurgedAtUs.is_null())
-        .exec(writer.txn())
+        .exec(txn)
         .await?;
     idempotency_key::Entity::delete_many()
         .filter(idempotency_key::Column::AccessRequestId.eq(id))
-        .exec(writer.txn())
+        .exec(txn)
         .await?;
-    let state_before = if pending { State::Pending } else { state };
-    let effects = operations::erasure_effects(
-        request,
-        state_before,
-        revoked.rows_affected > 0,
-        actor,
-        reason,
-        automatic,
-        at,
-    );
-    writer
-        .apply_effects(About::Id(request), &effects, None)
-        .await?;
-    Ok(Some(ErasedRequest {
-        cancelled: pending,
-        dropped_emails: dropped.rows_affected,
-    }))
+    Ok((revoked.rows_affected > 0, dropped.rows_affected))
 }

@@ -180,6 +180,7 @@ impl Store {
     }
 
     /// One request, if the scope may see it.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn get_request(&self, scope: &Scope, id: AccessRequestId) -> Result<AccessRequest> {
         let select = access_request::Entity::find_by_id(id.to_string());
         let row = unique(select, &self.db)
@@ -198,6 +199,7 @@ impl Store {
     }
 
     /// A page of requests, newest first. `page_size` must be at least 1.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn list_requests(
         &self,
         scope: &Scope,
@@ -256,6 +258,7 @@ impl Store {
     /// With `expected_etag`, fails with [`DomainError::EtagMismatch`] if the
     /// request changed since the caller read it. An approval returns the
     /// gateway code it issued.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn decide_request(
         &self,
         scope: &Scope,

@@ -9,6 +9,7 @@
 //! prefix); they are read as they are.
 
 use std::sync::Arc;
+use tracing::instrument;
 
 use sea_orm::{ActiveValue, Set};
 
@@ -271,6 +272,7 @@ impl Store {
 
     /// An outbox row's recipient and data opened; `None` when the subject
     /// was erased or the row purged.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn open_email(
         &self,
         row: &outbox::Model,
@@ -332,6 +334,7 @@ impl Store {
     /// many requests were sealed. Their event notes stay as they are (the
     /// log is never rewritten). Safe to run on several replicas at once:
     /// each row changes only if it is still unsealed.
+    #[instrument(level = "debug", skip_all, err)]
     pub async fn seal_legacy_requests(&self) -> Result<u64> {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
@@ -402,43 +405,7 @@ impl Store {
                     .exec(&txn)
                     .await?;
                 if updated.rows_affected == 1 {
-                    let emails = outbox::Entity::find()
-                        .filter(outbox::Column::AccessRequestId.eq(row.id.clone()))
-                        .filter(outbox::Column::PurgedAtUs.is_null())
-                        .all(&txn)
-                        .await?;
-                    for email in emails {
-                        let clear = sealed_subject(&email.recipient).is_none()
-                            && !email.data.contains(&format!("\"{SEALED_DATA_FIELD}\""));
-                        if !clear {
-                            continue;
-                        }
-                        // The old idempotency key ended with the address.
-                        let key = match email.idempotency_key.strip_suffix(email.recipient.as_str())
-                        {
-                            Some(prefix) => {
-                                format!("{prefix}{}", sealer.blind_index(&email.recipient))
-                            }
-                            None => email.idempotency_key.clone(),
-                        };
-                        let mut active = outbox::ActiveModel {
-                            id: Set(email.id.clone()),
-                            recipient: Set(email.recipient),
-                            data: Set(email.data),
-                            ..Default::default()
-                        };
-                        sealer.seal_email(&mut active);
-                        outbox::Entity::update_many()
-                            .col_expr(outbox::Column::IdempotencyKey, Expr::value(key))
-                            .col_expr(
-                                outbox::Column::Recipient,
-                                Expr::value(active.recipient.unwrap()),
-                            )
-                            .col_expr(outbox::Column::Data, Expr::value(active.data.unwrap()))
-                            .filter(outbox::Column::Id.eq(email.id))
-                            .exec(&txn)
-                            .await?;
-                    }
+                    seal_legacy_emails(&txn, &sealer, &row.id).await?;
                     sealed += 1;
                     progressed = true;
                 }
@@ -451,4 +418,53 @@ impl Store {
             }
         }
     }
+}
+
+/// Seals the emails of legacy request `request` still stored in clear, in
+/// `txn`; their idempotency keys name the recipient by its blind index.
+async fn seal_legacy_emails(
+    txn: &sea_orm::DatabaseTransaction,
+    sealer: &Sealer,
+    request: &str,
+) -> Result<()> {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let emails = outbox::Entity::find()
+        .filter(outbox::Column::AccessRequestId.eq(request))
+        .filter(outbox::Column::PurgedAtUs.is_null())
+        .all(txn)
+        .await?;
+    for email in emails {
+        let clear = sealed_subject(&email.recipient).is_none()
+            && !email.data.contains(&format!("\"{SEALED_DATA_FIELD}\""));
+        if !clear {
+            continue;
+        }
+        // The old idempotency key ended with the address.
+        let key = match email.idempotency_key.strip_suffix(email.recipient.as_str()) {
+            Some(prefix) => {
+                format!("{prefix}{}", sealer.blind_index(&email.recipient))
+            }
+            None => email.idempotency_key.clone(),
+        };
+        let mut active = outbox::ActiveModel {
+            id: Set(email.id.clone()),
+            recipient: Set(email.recipient),
+            data: Set(email.data),
+            ..Default::default()
+        };
+        sealer.seal_email(&mut active);
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::IdempotencyKey, Expr::value(key))
+            .col_expr(
+                outbox::Column::Recipient,
+                Expr::value(active.recipient.unwrap()),
+            )
+            .col_expr(outbox::Column::Data, Expr::value(active.data.unwrap()))
+            .filter(outbox::Column::Id.eq(email.id))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
 }
