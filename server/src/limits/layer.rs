@@ -147,7 +147,12 @@ where
                 // Not a gRPC call: its route brings its own rules.
                 return Ok(unlimited(inner.call(request).await?));
             }
-            if let Some(peer) = peer_key(request.extensions())
+            // Health is never shed (its size limit stays): an orchestrator
+            // that finds a busy replica unhealthy restarts it exactly when
+            // it is needed most. A health check costs no database read.
+            let health = request.uri().path().starts_with(HEALTH_PATH);
+            if !health
+                && let Some(peer) = peer_key(request.extensions())
                 && let Err(wait) = shared.peers.check(&peer, Instant::now())
             {
                 return Ok(unlimited(shared.refuse(LimitError::PeerRateLimited(wait))));
@@ -156,9 +161,13 @@ where
                 "unary" => CallKind::Unary,
                 _ => CallKind::Stream,
             };
-            let permit = match shared.permit(kind) {
-                Ok(permit) => permit,
-                Err(error) => return Ok(unlimited(shared.refuse(error))),
+            let permit = if health {
+                None
+            } else {
+                match shared.permit(kind) {
+                    Ok(permit) => permit,
+                    Err(error) => return Ok(unlimited(shared.refuse(error))),
+                }
             };
             let limit = shared.options.max_message_bytes;
             let metrics = shared.metrics.clone();
@@ -197,6 +206,9 @@ where
         })
     }
 }
+
+/// The path prefix of the gRPC health service (readiness and liveness).
+const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 
 /// The caller's deadline from its `grpc-timeout` header: up to 8 digits
 /// and a unit (H, M, S, m, u, n).

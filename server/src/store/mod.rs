@@ -99,7 +99,11 @@ impl From<DbErr> for StoreError {
 
 /// Errors worth retrying: the connection, or contention that outlasted the
 /// lock timeout (SQLite busy or locked; PostgreSQL serialization failure,
-/// deadlock, lock not available, statement timeout).
+/// deadlock, lock not available, statement timeout), or a server that ended
+/// or refused the session (connection exceptions, class 08; "terminating
+/// connection due to administrator command" and the other operator
+/// interventions, 57P01-57P03, as `pg_ctl restart -m fast` causes; too many
+/// connections, 53300).
 fn is_transient(error: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error;
     match error {
@@ -112,10 +116,21 @@ fn is_transient(error: &sea_orm::sqlx::Error) -> bool {
                 && code
                     .parse::<i32>()
                     .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6));
-            sqlite_busy_or_locked || matches!(code.as_ref(), "40001" | "40P01" | "55P03" | "57014")
+            sqlite_busy_or_locked || is_transient_sqlstate(&code)
         }
         _ => false,
     }
+}
+
+/// The PostgreSQL SQLSTATEs after which the same call may succeed: see
+/// [`is_transient`].
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.len() == 5
+        && (code.starts_with("08")
+            || matches!(
+                code,
+                "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "53300"
+            ))
 }
 
 /// Shorthand for store results.
@@ -368,6 +383,19 @@ pub fn now() -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_loss_and_contention_are_transient_other_states_are_not() {
+        for code in [
+            "08000", "08003", "08006", "08001", "08P01", "57P01", "57P02", "57P03", "53300",
+            "40001", "40P01", "55P03", "57014",
+        ] {
+            assert!(is_transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22001", "57000", "0800", ""] {
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
+    }
 
     #[test]
     fn database_options_never_print_the_password() {

@@ -12,6 +12,7 @@ mod clients;
 mod codes;
 mod deadlines;
 mod events;
+mod faults;
 mod gdpr;
 mod group_commit;
 mod mail;
