@@ -292,7 +292,7 @@ pub fn list_page(
                 };
                 let page = fixture
                     .store
-                    .list_requests(&scope, &query, page_size, token)
+                    .list_requests(FIXTURE_CALLER, &scope, &query, page_size, token)
                     .await?;
                 let names = page.items.iter().map(|item| item.id.name()).collect();
                 Ok((names, page.next_page_token))

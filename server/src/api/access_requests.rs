@@ -293,7 +293,13 @@ impl AccessRequestService for AccessRequestApi {
         let (paging, query) = check_list_access_requests(&message)?;
         let page = self
             .store
-            .list_requests(&scope(&caller), &query, paging.page_size, paging.page_token)
+            .list_requests(
+                &caller.name,
+                &scope(&caller),
+                &query,
+                paging.page_size,
+                paging.page_token,
+            )
             .await?;
         Ok(Response::new(pb::ListAccessRequestsResponse {
             access_requests: self.to_wire(&page.items).await?,

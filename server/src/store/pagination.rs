@@ -139,14 +139,16 @@ pub(super) fn fingerprint_text(text: &str) -> String {
     hex::encode(&Sha256::digest(text)[..12])
 }
 
-/// Fingerprint of a query and the scope it runs in.
-pub(super) fn fingerprint(scope: &Scope, query: &ListQuery) -> String {
+/// Fingerprint of a query, the scope it runs in and the caller (API key
+/// name) it was issued to: a token replayed by another caller, even one who
+/// sees the same rows, is refused.
+pub(super) fn fingerprint(caller: &str, scope: &Scope, query: &ListQuery) -> String {
     let scope_text = match scope {
         Scope::All => "*".to_owned(),
         Scope::OwnedBy(owner) => format!("owner:{owner}"),
     };
     let text = format!(
-        "{scope_text}|{}|{}|{}|{}",
+        "{caller}|{scope_text}|{}|{}|{}|{}",
         query.state.map(State::as_str).unwrap_or(""),
         query.user_type.map(UserType::as_str).unwrap_or(""),
         query

@@ -202,12 +202,13 @@ impl Store {
     #[instrument(level = "debug", skip_all, err)]
     pub async fn list_requests(
         &self,
+        caller: &str,
         scope: &Scope,
         query: &ListQuery,
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<Page> {
-        let query_fingerprint = pagination::fingerprint(scope, query);
+        let query_fingerprint = pagination::fingerprint(caller, scope, query);
         let after = page_token
             .map(|token| {
                 pagination::decode::<Position>(&self.page_token_key, token, &query_fingerprint)

@@ -809,6 +809,32 @@ async fn forged_page_tokens_and_cursors_are_refused(backend: Backend) {
         "PAGE_TOKEN_INVALID",
     );
     assert_eq!(bad_fields(&status), ["page_token"]);
+    // An administrator's token replayed by an auditor, who sees the same
+    // rows: refused too, tokens are bound to their caller.
+    let mut admin = server.client(&server.keys.admin).await;
+    let mut auditor = server.client(&server.keys.auditor).await;
+    let admin_token = admin
+        .list_access_requests(pb::ListAccessRequestsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .next_page_token;
+    assert!(!admin_token.is_empty());
+    let status = assert_error(
+        auditor
+            .list_access_requests(pb::ListAccessRequestsRequest {
+                page_size: 1,
+                page_token: admin_token,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "PAGE_TOKEN_INVALID",
+    );
+    assert_eq!(bad_fields(&status), ["page_token"]);
     // The genuine token still works for its owner.
     alice
         .list_access_requests(pb::ListAccessRequestsRequest {
