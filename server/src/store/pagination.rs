@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        let query = fingerprint(&Scope::All, &ListQuery::default());
+        let query = fingerprint("root", &Scope::All, &ListQuery::default());
         let token = encode(&KEY, &position(&query));
         assert_eq!(
             decode::<Position>(&KEY, &token, &query).unwrap(),
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn forged_tokens_are_refused() {
-        let query = fingerprint(&Scope::All, &ListQuery::default());
+        let query = fingerprint("root", &Scope::All, &ListQuery::default());
         let token = encode(&KEY, &position(&query));
         let other_key = [8; 32];
         assert!(decode::<Position>(&other_key, &token, &query).is_err());
@@ -250,9 +250,11 @@ mod tests {
 
     #[test]
     fn tokens_are_bound_to_filters_and_caller() {
-        let all = fingerprint(&Scope::All, &ListQuery::default());
-        let mine = fingerprint(&Scope::OwnedBy("svc".into()), &ListQuery::default());
+        let all = fingerprint("root", &Scope::All, &ListQuery::default());
+        let mine = fingerprint("svc", &Scope::OwnedBy("svc".into()), &ListQuery::default());
+        let other_admin = fingerprint("auditor", &Scope::All, &ListQuery::default());
         let pending = fingerprint(
+            "root",
             &Scope::All,
             &ListQuery {
                 state: Some(State::Pending),
@@ -261,11 +263,13 @@ mod tests {
         );
         assert_ne!(all, mine);
         assert_ne!(all, pending);
+        assert_ne!(all, other_admin, "the same rows, another caller");
         let token = encode(&KEY, &position(&all));
         assert!(matches!(
             decode::<Position>(&KEY, &token, &mine),
             Err(StoreError::InvalidPageToken(_))
         ));
         assert!(decode::<Position>(&KEY, &token, &pending).is_err());
+        assert!(decode::<Position>(&KEY, &token, &other_admin).is_err());
     }
 }
