@@ -14,11 +14,13 @@ use tracing::{info, warn};
 use std::sync::Arc;
 
 use crate::auth::Role;
-use crate::config::{Config, LogFormat, Overrides, redact_url};
+use crate::config::{Config, LogFormat, Overrides};
 use crate::crypto::KeyRing;
 use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
 use crate::mail::run_worker;
+use crate::options;
+use crate::redact::redact_url;
 use crate::scheduler::{Clock, run_scheduler};
 use crate::store::{self, Store, keys_validate_name};
 use crate::telemetry::Metrics;
@@ -233,16 +235,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn worker(config: Config) -> anyhow::Result<()> {
-    let store = Store::open(&config.database(), true)
+    let sections = config.sections();
+    // A bad mailbox, transport URL or DKIM key stops the worker before it
+    // opens anything.
+    let mail = options::mail(&sections.mail)?;
+    let store = Store::open(&options::database(&sections.database), true)
         .await
         .context("could not open the database")?
         .with_admin_emails(config.admin_emails.clone());
     let vault = crate::server::open_vault(&config, &store).await?;
     let store = store.with_vault(vault);
-    let templates = config
-        .templates()
-        .context("could not load the email templates")?;
-    let transport = config.transport()?;
+    let templates =
+        options::templates(&sections.mail).context("could not load the email templates")?;
+    let transport = options::transport(&sections.mail, &mail);
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     // No gRPC here: the metrics are the email counters, the database
@@ -272,7 +277,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let scheduler = config.scheduler.then(|| {
         tokio::spawn(run_scheduler(
             store.clone(),
-            config.scheduler(),
+            options::scheduler(&sections.scheduler, &sections.policy, &sections.privacy),
             Clock::System,
             shutdown.clone(),
         ))
@@ -281,7 +286,11 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         store,
         Arc::new(templates),
         Arc::new(transport),
-        config.worker()?,
+        options::worker(
+            &sections.mail,
+            &mail,
+            options::secret_key(&sections.privacy)?,
+        ),
         metrics,
         shutdown,
     )
@@ -358,7 +367,7 @@ fn templates(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
             values[key] = value.clone();
         }
     }
-    let templates = config.templates()?;
+    let templates = options::templates(&config.sections().mail)?;
     let rendered = templates.render(template, locale, user_type, &values)?;
     match part {
         Part::Subject => println!("{}", rendered.subject),
@@ -373,7 +382,7 @@ fn templates(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config, status_only: bool) -> anyhow::Result<()> {
-    let db = store::connect(&config.database())
+    let db = store::connect(&options::database(&config.sections().database))
         .await
         .context("could not connect to the database")?;
     if status_only {
@@ -389,7 +398,7 @@ async fn migrate(config: &Config, status_only: bool) -> anyhow::Result<()> {
 }
 
 async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
-    let store = Store::open(&config.database(), true)
+    let store = Store::open(&options::database(&config.sections().database), true)
         .await
         .context("could not open the database")?;
     match command {
@@ -436,7 +445,7 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
 /// `sesame keys rotate-master`: a new active master key in the key file,
 /// then every subject key rewrapped with it, with progress on stderr.
 async fn rotate_master(config: &Config, store: &Store) -> anyhow::Result<()> {
-    let Some(path) = config.secret_key_path() else {
+    let Some(path) = config.sections().privacy.secret_key_file else {
         bail!("secret_key_file is not set: there is no key file to rotate");
     };
     if !path.exists() {

@@ -21,12 +21,14 @@ use tracing::{info, warn};
 
 use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
 use crate::auth::{AuthLayer, RateLimiter};
-use crate::config::{Config, redact_url};
+use crate::config::Config;
 use crate::crypto::Vault;
 use crate::events::Hub;
 use crate::limits::LimitLayer;
 use crate::mail::run_worker;
+use crate::options;
 use crate::policy::PolicyHandle;
+use crate::redact::redact_url;
 use crate::scheduler::{Clock, run_scheduler};
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
 use crate::telemetry::http::serve_metrics;
@@ -84,7 +86,7 @@ pub async fn run_on(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.database(), true)
+    let store = Store::open(&options::database(&config.sections().database), true)
         .await
         .context("could not open the database")?;
     if let Some(key) = store
@@ -101,14 +103,15 @@ pub async fn run_on(
 /// `key_store_url` (or the SQLite default beside the database) names one,
 /// else the main database.
 pub async fn open_vault(config: &Config, store: &Store) -> anyhow::Result<Vault> {
-    let ring = config.secret_key().context("could not load the key file")?;
-    let db = match config.key_store() {
+    let sections = config.sections();
+    let ring = options::secret_key(&sections.privacy).context("could not load the key file")?;
+    let db = match options::key_store(&sections.database) {
         Some(options) => crate::store::connect(&options).await.with_context(|| {
             format!("could not open the key store {}", redact_url(&options.url))
         })?,
         None => store.connection().clone(),
     };
-    Vault::open(db, ring, config.secret_key_path())
+    Vault::open(db, ring, sections.privacy.secret_key_file)
         .await
         .context("could not open the key store")
 }
@@ -123,9 +126,13 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let codes = config
-        .codes()
+    let sections = config.sections();
+    // A bad mailbox, transport URL or DKIM key stops the server here, with
+    // the reason; what is built is kept for the worker.
+    let mail = options::mail(&sections.mail)?;
+    let secret = options::secret_key(&sections.privacy)
         .context("could not load the secret key for gateway codes")?;
+    let codes = options::codes(&sections.policy, secret.clone());
     let vault = open_vault(&config, &store).await?;
     let store = store
         .with_admin_emails(config.admin_emails.clone())
@@ -209,30 +216,31 @@ pub async fn serve(
     let access_requests = AccessRequestServiceServer::new(AccessRequestApi::new(
         store.clone(),
         policy,
-        config.deadlines(),
+        options::deadlines(&sections.policy),
         config.consent_required_purposes.clone(),
     ))
     .max_decoding_message_size(config.max_decoding_message_bytes)
     .max_encoding_message_size(config.max_encoding_message_bytes);
     // Background tasks stop with this token, after the listener closed.
     let tasks = CancellationToken::new();
-    let hub = Hub::start(store.clone(), config.hub(), tasks.clone())
-        .await
-        .context("could not start the event hub")?;
+    let hub = Hub::start(
+        store.clone(),
+        options::hub(&sections.server, &sections.database),
+        tasks.clone(),
+    )
+    .await
+    .context("could not start the event hub")?;
     // A template that does not compile stops the server here, with its
     // file and line.
-    let templates = Arc::new(
-        config
-            .templates()
-            .context("could not load the email templates")?,
-    );
+    let templates =
+        Arc::new(options::templates(&sections.mail).context("could not load the email templates")?);
     let worker = if config.mail_worker {
-        let transport = Arc::new(config.transport()?);
+        let transport = Arc::new(options::transport(&sections.mail, &mail));
         Some(tokio::spawn(run_worker(
             store.clone(),
             templates.clone(),
             transport,
-            config.worker()?,
+            options::worker(&sections.mail, &mail, secret),
             metrics.clone(),
             tasks.clone(),
         )))
@@ -242,7 +250,7 @@ pub async fn serve(
     let scheduler = config.scheduler.then(|| {
         tokio::spawn(run_scheduler(
             store.clone(),
-            config.scheduler(),
+            options::scheduler(&sections.scheduler, &sections.policy, &sections.privacy),
             Clock::System,
             tasks.clone(),
         ))
@@ -262,7 +270,7 @@ pub async fn serve(
     let events = EventServiceServer::new(EventApi::new(
         store.clone(),
         hub,
-        config.watch(),
+        options::watch(&sections.server),
         metrics.clone(),
         shutdown.clone(),
     ))
@@ -286,7 +294,7 @@ pub async fn serve(
         }
     };
     let mut builder = Server::builder();
-    if let Some(tls) = config.tls()? {
+    if let Some(tls) = options::tls(sections.tls.as_ref())? {
         builder = builder
             .tls_config(tls)
             .context("the TLS certificate or key does not load")?;
@@ -299,7 +307,10 @@ pub async fn serve(
         // Before authentication: refusing a flood costs no database read.
         // It also applies `request_timeout_secs` (answering
         // DEADLINE_EXCEEDED, where tonic's own timeout answers CANCELLED).
-        .layer(LimitLayer::new(config.limits(), metrics.clone()))
+        .layer(LimitLayer::new(
+            options::limits(&sections.limits),
+            metrics.clone(),
+        ))
         .layer(AuthLayer::new(
             store,
             RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),

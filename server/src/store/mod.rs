@@ -322,7 +322,7 @@ pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
 impl std::fmt::Debug for DatabaseOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseOptions")
-            .field("url", &crate::config::redact_url(&self.url))
+            .field("url", &crate::redact::redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .finish()
