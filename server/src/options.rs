@@ -180,36 +180,40 @@ pub struct Mail {
 /// key parses. Every problem is reported at once.
 pub fn mail(mail: &MailSection) -> Result<Mail, ConfigError> {
     let mut problems = Vec::new();
-    let from = mail
-        .from
-        .parse::<Mailbox>()
-        .map_err(|error| {
+    let from = match mail.from.parse::<Mailbox>() {
+        Ok(from) => Some(from),
+        Err(error) => {
             problems.push(format!(
                 "mail_from {:?} is not a mailbox: {error}",
                 mail.from
-            ))
-        })
-        .ok();
+            ));
+            None
+        }
+    };
     for admin in &mail.admin_emails {
         if admin.parse::<Mailbox>().is_err() {
             problems.push(format!("admin_emails: {admin:?} is not an email address"));
         }
     }
-    let dkim = match mail.dkim.as_ref().map(dkim).transpose() {
+    let signer = match mail.dkim.as_ref().map(dkim).transpose() {
         Ok(signer) => signer.map(Arc::new),
         Err(problem) => {
             problems.push(problem);
             None
         }
     };
-    let transport_url = TransportUrl::parse(&mail.transport)
-        .map_err(|error| problems.push(error.to_string()))
-        .ok();
+    let transport_url = match TransportUrl::parse(&mail.transport) {
+        Ok(url) => Some(url),
+        Err(error) => {
+            problems.push(error.to_string());
+            None
+        }
+    };
     match (from, transport_url) {
         (Some(from), Some(transport_url)) if problems.is_empty() => Ok(Mail {
             from,
             transport_url,
-            dkim,
+            dkim: signer,
         }),
         _ => Err(ConfigError::Invalid(problems.join("; "))),
     }
