@@ -4,6 +4,12 @@
 //! Unknown keys are warned about, not fatal, so a typo is visible without
 //! taking a replica down. Secrets (the password in `database_url`) are
 //! redacted from `Debug`.
+//!
+//! Plain data: the flat [`Config`] keeps the names of `sesame.toml` and
+//! `SESAME_*`, [`Config::sections`] groups them in typed sections. No
+//! subsystem is imported here; `crate::options` turns sections into each
+//! subsystem's options and checks what only a subsystem can (mailboxes,
+//! the whole transport URL, the DKIM key).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -369,9 +375,34 @@ impl Config {
         })
     }
 
-    /// Checks ranges that types alone cannot express.
+    /// Checks ranges and combinations that types alone cannot express,
+    /// reporting every problem at once. What needs a subsystem to be
+    /// checked is checked by `options::mail` when the mail settings are
+    /// built.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        self.server_problems(&mut problems);
+        self.access_problems(&mut problems);
+        self.policy_problems(&mut problems);
+        self.mail_problems(&mut problems);
+        if self.shutdown_grace_secs > 3600 {
+            problems.push("shutdown_grace_secs must be at most 3600".to_owned());
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
+            problems.push(format!(
+                "log_filter {:?} is invalid: {error}",
+                self.log_filter
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.join("; ")))
+        }
+    }
+
+    /// The database, message sizes, timeouts, metrics and watch streams.
+    fn server_problems(&self, problems: &mut Vec<String>) {
         let scheme_ok = ["sqlite:", "postgres:", "postgresql:"]
             .iter()
             .any(|scheme| self.database_url.starts_with(scheme));
@@ -417,15 +448,10 @@ impl Config {
         if !(10..=60_000).contains(&self.event_poll_interval_ms) {
             problems.push("event_poll_interval_ms must be between 10 and 60000".to_owned());
         }
-        if self.mail_from.trim().is_empty() {
-            problems.push("mail_from must not be empty".to_owned());
-        }
-        let mut seen_admins = std::collections::HashSet::new();
-        for admin in &self.admin_emails {
-            if !seen_admins.insert(admin.to_lowercase()) {
-                problems.push(format!("admin_emails: {admin:?} is listed twice"));
-            }
-        }
+    }
+
+    /// Gateway codes, TLS and the protective limits.
+    fn access_problems(&self, problems: &mut Vec<String>) {
         if !(60..=90 * 86_400).contains(&self.gateway_code_validity_secs)
             || self
                 .gateway_code_validity_by_resource
@@ -472,6 +498,10 @@ impl Config {
                 problems.push(format!("{key} must be at most 1000000 (0 turns it off)"));
             }
         }
+    }
+
+    /// Decisions, deadlines, the key store, retention, consent and the scheduler.
+    fn policy_problems(&self, problems: &mut Vec<String>) {
         if !(50..=3_600_000).contains(&self.policy_poll_interval_ms) {
             problems.push("policy_poll_interval_ms must be between 50 and 3600000".to_owned());
         }
@@ -513,6 +543,19 @@ impl Config {
         if !(1..=3600).contains(&self.scheduler_interval_secs) {
             problems.push("scheduler_interval_secs must be between 1 and 3600".to_owned());
         }
+    }
+
+    /// The sender, administrators, DKIM, transport and mail timings.
+    fn mail_problems(&self, problems: &mut Vec<String>) {
+        if self.mail_from.trim().is_empty() {
+            problems.push("mail_from must not be empty".to_owned());
+        }
+        let mut seen_admins = std::collections::HashSet::new();
+        for admin in &self.admin_emails {
+            if !seen_admins.insert(admin.to_lowercase()) {
+                problems.push(format!("admin_emails: {admin:?} is listed twice"));
+            }
+        }
         if let Some(problem) = self.dkim_problem() {
             problems.push(problem);
         }
@@ -543,20 +586,6 @@ impl Config {
                  worker may send the email again",
                 self.mail_lease_secs, self.mail_timeout_secs
             ));
-        }
-        if self.shutdown_grace_secs > 3600 {
-            problems.push("shutdown_grace_secs must be at most 3600".to_owned());
-        }
-        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
-            problems.push(format!(
-                "log_filter {:?} is invalid: {error}",
-                self.log_filter
-            ));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems.join("; ")))
         }
     }
 
