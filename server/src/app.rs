@@ -30,12 +30,14 @@ use tracing::{info, warn};
 
 use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
 use crate::auth::{AuthLayer, RateLimiter};
-use crate::config::{Config, redact_url};
-use crate::crypto::Vault;
+use crate::config::{Config, Sections};
+use crate::crypto::{KeyRing, Vault};
 use crate::events::Hub;
 use crate::limits::LimitLayer;
 use crate::mail::{Templates, run_worker};
+use crate::options;
 use crate::policy::PolicyHandle;
+use crate::redact::redact_url;
 use crate::scheduler::{Clock, run_scheduler};
 use crate::store::Store;
 use crate::telemetry::http::serve_metrics;
@@ -56,10 +58,43 @@ const SERVICES: [&str; 5] = [
     "sesame.v1.PrivacyService",
 ];
 
+/// What the config builds before the database is opened: a bad mailbox,
+/// transport URL, DKIM key, key file or template stops the start here,
+/// with the reason, and nothing is built twice.
+pub struct Prepared {
+    config: Config,
+    sections: Sections,
+    mail: options::Mail,
+    secret: KeyRing,
+    templates: Templates,
+}
+
+impl Prepared {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Its typed sections.
+    pub fn sections(&self) -> &Sections {
+        &self.sections
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").finish_non_exhaustive()
+    }
+}
+
 /// The parts every process of Sesame shares, built once from the config.
 #[derive(Clone)]
 pub struct App {
     config: Arc<Config>,
+    sections: Arc<Sections>,
+    mail: Arc<options::Mail>,
+    /// The key file's ring: seals gateway codes, and the worker opens them.
+    secret: KeyRing,
     /// The store, sealing with the key store, issuing gateway codes and
     /// mailing the configured administrators.
     pub store: Store,
@@ -102,26 +137,61 @@ impl Background {
 /// `key_store_url` (or the SQLite default beside the database) names one,
 /// else the main database.
 pub async fn open_vault(config: &Config, store: &Store) -> anyhow::Result<Vault> {
-    let ring = config.secret_key().context("could not load the key file")?;
-    let db = match config.key_store() {
+    let sections = config.sections();
+    let ring = options::secret_key(&sections.privacy).context("could not load the key file")?;
+    open_vault_with(&sections, ring, store).await
+}
+
+/// [`open_vault`] with the key file's ring already loaded.
+async fn open_vault_with(
+    sections: &Sections,
+    ring: KeyRing,
+    store: &Store,
+) -> anyhow::Result<Vault> {
+    let db = match options::key_store(&sections.database) {
         Some(options) => crate::store::connect(&options).await.with_context(|| {
             format!("could not open the key store {}", redact_url(&options.url))
         })?,
         None => store.connection().clone(),
     };
-    Vault::open(db, ring, config.secret_key_path())
+    Vault::open(db, ring, sections.privacy.secret_key_file.clone())
         .await
         .context("could not open the key store")
 }
 
 impl App {
-    /// Builds the application over an opened `store`: key store, code
-    /// keys, administrators, metrics and templates.
-    pub async fn build(config: Config, store: Store) -> anyhow::Result<App> {
-        let codes = config
-            .codes()
+    /// Checks and builds what needs no database: the mail sender,
+    /// transport URL and DKIM signer, the key file, the templates.
+    pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
+        let sections = config.sections();
+        let mail = options::mail(&sections.mail)?;
+        let secret = options::secret_key(&sections.privacy)
             .context("could not load the secret key for gateway codes")?;
-        let vault = open_vault(&config, &store).await?;
+        // A template that does not compile stops the start here, with its
+        // file and line.
+        let templates =
+            options::templates(&sections.mail).context("could not load the email templates")?;
+        Ok(Prepared {
+            config,
+            sections,
+            mail,
+            secret,
+            templates,
+        })
+    }
+
+    /// Builds the application over an opened `store`: key store, code
+    /// keys, administrators, metrics.
+    pub async fn build(prepared: Prepared, store: Store) -> anyhow::Result<App> {
+        let Prepared {
+            config,
+            sections,
+            mail,
+            secret,
+            templates,
+        } = prepared;
+        let codes = options::codes(&sections.policy, secret.clone());
+        let vault = open_vault_with(&sections, secret.clone(), &store).await?;
         let store = store
             .with_admin_emails(config.admin_emails.clone())
             .with_codes(codes)
@@ -135,16 +205,14 @@ impl App {
         metrics
             .db_pool_max_connections
             .set(&[], f64::from(config.database_max_connections));
-        let templates = Arc::new(
-            config
-                .templates()
-                .context("could not load the email templates")?,
-        );
         Ok(App {
             config: Arc::new(config),
+            sections: Arc::new(sections),
+            mail: Arc::new(mail),
+            secret,
             store,
             metrics,
-            templates,
+            templates: Arc::new(templates),
         })
     }
 
@@ -183,12 +251,13 @@ impl App {
     ) -> anyhow::Result<Background> {
         let mut background = Background::default();
         if mail_worker {
-            let transport = Arc::new(self.config.transport()?);
+            let mail = &self.sections.mail;
+            let transport = Arc::new(options::transport(mail, &self.mail));
             let worker = run_worker(
                 self.store.clone(),
                 self.templates.clone(),
                 transport,
-                self.config.worker()?,
+                options::worker(mail, &self.mail, self.secret.clone()),
                 self.metrics.clone(),
                 tasks.clone(),
             );
@@ -210,7 +279,11 @@ impl App {
         if self.config.scheduler {
             let scheduler = run_scheduler(
                 self.store.clone(),
-                self.config.scheduler(),
+                options::scheduler(
+                    &self.sections.scheduler,
+                    &self.sections.policy,
+                    &self.sections.privacy,
+                ),
                 Clock::System,
                 tasks.clone(),
             );
@@ -238,20 +311,25 @@ impl App {
         health_reporter
             .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
-        let hub = Hub::start(self.store.clone(), config.hub(), tasks.clone())
-            .await
-            .context("could not start the event hub")?;
+        let sections = &self.sections;
+        let hub = Hub::start(
+            self.store.clone(),
+            options::hub(&sections.server, &sections.database),
+            tasks.clone(),
+        )
+        .await
+        .context("could not start the event hub")?;
         let store = &self.store;
         let access_requests = AccessRequestApi::new(
             store.clone(),
             policy,
-            config.deadlines(),
+            options::deadlines(&sections.policy),
             config.consent_required_purposes.clone(),
         );
         let events = EventApi::new(
             store.clone(),
             hub,
-            config.watch(),
+            options::watch(&sections.server),
             self.metrics.clone(),
             shutdown.clone(),
         );
@@ -326,7 +404,7 @@ impl App {
             .local_addr()
             .context("listener has no local address")?;
         let mut builder = Server::builder();
-        if let Some(tls) = config.tls()? {
+        if let Some(tls) = options::tls(self.sections.tls.as_ref())? {
             builder = builder
                 .tls_config(tls)
                 .context("the TLS certificate or key does not load")?;
@@ -340,7 +418,10 @@ impl App {
             // read. It also applies `request_timeout_secs` (answering
             // DEADLINE_EXCEEDED, where tonic's own timeout answers
             // CANCELLED).
-            .layer(LimitLayer::new(config.limits(), self.metrics.clone()))
+            .layer(LimitLayer::new(
+                options::limits(&self.sections.limits),
+                self.metrics.clone(),
+            ))
             .layer(AuthLayer::new(
                 self.store.clone(),
                 RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),

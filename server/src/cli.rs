@@ -12,10 +12,12 @@ use tracing::{info, warn};
 
 use crate::app::App;
 use crate::auth::Role;
-use crate::config::{Config, LogFormat, Overrides, redact_url};
+use crate::config::{Config, LogFormat, Overrides};
 use crate::crypto::KeyRing;
 use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
+use crate::options;
+use crate::redact::redact_url;
 use crate::store::{self, Store, keys_validate_name};
 
 /// Sesame: access requests, decisions and gateway codes over gRPC.
@@ -226,10 +228,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn worker(config: Config) -> anyhow::Result<()> {
-    let store = Store::open(&config.database(), true)
+    // A bad mailbox, transport URL, DKIM key or template stops the worker
+    // before it opens anything.
+    let prepared = App::prepare(config)?;
+    let store = Store::open(&options::database(&prepared.sections().database), true)
         .await
         .context("could not open the database")?;
-    let metrics_listener = match config.metrics_addr {
+    let metrics_listener = match prepared.config().metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -240,7 +245,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     // No gRPC here: the metrics are the email counters, the database
     // gauges and the pool. The deadline scheduler may run here too: each
     // step still happens once.
-    let app = App::build(config, store).await?;
+    let app = App::build(prepared, store).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let background = app.start_background(metrics_listener, true, &shutdown, &shutdown)?;
@@ -310,7 +315,7 @@ fn templates(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
             values[key] = value.clone();
         }
     }
-    let templates = config.templates()?;
+    let templates = options::templates(&config.sections().mail)?;
     let rendered = templates.render(template, locale, user_type, &values)?;
     match part {
         Part::Subject => println!("{}", rendered.subject),
@@ -325,7 +330,7 @@ fn templates(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config, status_only: bool) -> anyhow::Result<()> {
-    let db = store::connect(&config.database())
+    let db = store::connect(&options::database(&config.sections().database))
         .await
         .context("could not connect to the database")?;
     if status_only {
@@ -341,7 +346,7 @@ async fn migrate(config: &Config, status_only: bool) -> anyhow::Result<()> {
 }
 
 async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
-    let store = Store::open(&config.database(), true)
+    let store = Store::open(&options::database(&config.sections().database), true)
         .await
         .context("could not open the database")?;
     match command {
@@ -388,7 +393,7 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
 /// `sesame keys rotate-master`: a new active master key in the key file,
 /// then every subject key rewrapped with it, with progress on stderr.
 async fn rotate_master(config: &Config, store: &Store) -> anyhow::Result<()> {
-    let Some(path) = config.secret_key_path() else {
+    let Some(path) = config.sections().privacy.secret_key_file else {
         bail!("secret_key_file is not set: there is no key file to rotate");
     };
     if !path.exists() {

@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::app::App;
+use crate::app::{App, Prepared};
 use crate::config::Config;
+use crate::options;
 use crate::policy::PolicyHandle;
 use crate::store::{BOOTSTRAP_KEY_NAME, Store};
 
@@ -53,7 +54,10 @@ pub async fn run_on(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.database(), true)
+    // The config's checks first: a bad one stops the start before the
+    // database is touched.
+    let prepared = App::prepare(config)?;
+    let store = Store::open(&options::database(&prepared.sections().database), true)
         .await
         .context("could not open the database")?;
     if let Some(key) = store
@@ -63,7 +67,7 @@ pub async fn run_on(
     {
         print_bootstrap_key(&key.secret);
     }
-    serve(config, store, listeners, shutdown).await
+    serve_prepared(prepared, store, listeners, shutdown).await
 }
 
 /// Serves an already opened store until `shutdown` is cancelled. On
@@ -76,7 +80,17 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = App::build(config, store).await?;
+    serve_prepared(App::prepare(config)?, store, listeners, shutdown).await
+}
+
+/// [`serve`] with the config already checked ([`App::prepare`]).
+async fn serve_prepared(
+    prepared: Prepared,
+    store: Store,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = App::build(prepared, store).await?;
     app.seal_legacy_requests();
     let config = app.config();
     let policy = PolicyHandle::load(config.policy_file.as_deref().map(std::path::Path::new))

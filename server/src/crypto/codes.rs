@@ -13,7 +13,7 @@ pub const SEALED_CODE_FIELD: &str = "gateway_code_sealed";
 
 /// The purpose a code is sealed for: its request, so a sealed value copied
 /// into another request's email does not open.
-pub fn seal_purpose(request: AccessRequestId) -> String {
+fn seal_purpose(request: AccessRequestId) -> String {
     format!("gateway_code:{request}")
 }
 

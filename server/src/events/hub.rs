@@ -56,7 +56,7 @@ impl std::fmt::Debug for HubOptions {
             .field("poll_interval", &self.poll_interval)
             .field(
                 "listen_url",
-                &self.listen_url.as_deref().map(crate::config::redact_url),
+                &self.listen_url.as_deref().map(crate::redact::redact_url),
             )
             .field("catch_up_readers", &self.catch_up_readers)
             .finish()

@@ -1,12 +1,15 @@
-//! Email: templates, transports (file, log, SMTP over Sesame's own
-//! connection pool) and the outbox worker that sends what the store
-//! enqueued, with leases, retries and dead letters.
+//! Email: templates, the rendered [`OutgoingEmail`] every transport takes,
+//! transports (file, log, SMTP over Sesame's own connection pool, SMTPS)
+//! and the outbox worker that sends what the store enqueued, with leases,
+//! retries and dead letters.
 
+pub mod outgoing;
 pub mod smtp;
 pub mod templates;
 pub mod transport;
 pub mod worker;
 
+pub use outgoing::OutgoingEmail;
 pub use templates::{Rendered, Templates, sample_data};
-pub use transport::{SendError, Transport};
+pub use transport::{SendError, Transport, TransportError, TransportOptions, TransportUrl};
 pub use worker::{WorkerOptions, run_worker};

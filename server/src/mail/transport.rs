@@ -1,30 +1,38 @@
-//! Where emails go: `file://DIR` (one `.eml` per email; the embedded
+//! Where emails go. Every transport takes an [`OutgoingEmail`] (rendered
+//! parts, addresses, identifiers); the URL is parsed once into a
+//! [`TransportUrl`]. `file://DIR` (one `.eml` per email; the embedded
 //! default), `log` (a log line, no content), `smtp://` through Sesame's own
 //! pool of `TCP_NODELAY` connections (see [`super::smtp`]; plain or
 //! STARTTLS), or `smtps://` through lettre's pooled transport. Every SMTP
-//! conversation is bounded by the configured timeout.
+//! conversation is bounded by the configured timeout. The SMTP transports
+//! and the file one build the MIME message from the parts and DKIM-sign it
+//! when a signer is configured.
 //!
 //! `smtps://` (implicit TLS) stays on lettre's transport because lettre can
 //! only start TLS on a stream it opened itself before the greeting; its
 //! connections therefore run without `TCP_NODELAY` and are slower per
 //! connection (about one delayed ACK per email).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::transport::smtp::AsyncSmtpTransport;
-use lettre::transport::smtp::PoolConfig;
+use lettre::message::dkim::DkimConfig;
+use lettre::transport::smtp::{AsyncSmtpTransport, AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{AsyncTransport, Message, Tokio1Executor};
 use tracing::info;
 
+use super::OutgoingEmail;
 use super::smtp::{SmtpPool, SmtpServer, classify};
+use crate::redact::redact_url;
 
 /// A transport URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid mail_transport {url:?}: {reason}")]
 pub struct TransportError {
+    /// The URL, its password redacted.
     pub url: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -39,9 +47,88 @@ pub enum SendError {
     Permanent(String),
 }
 
+/// A transport URL, parsed and checked once; nothing is opened yet.
+#[derive(Clone)]
+pub enum TransportUrl {
+    /// `log`.
+    Log,
+    /// `file://DIR`.
+    File(PathBuf),
+    /// `smtp://...`: a server for Sesame's own connection pool.
+    Smtp(SmtpServer),
+    /// `smtps://...`: lettre's transport, configured but not built (building
+    /// it starts its connection pool).
+    Smtps(Box<AsyncSmtpTransportBuilder>),
+}
+
+impl std::fmt::Debug for TransportUrl {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportUrl::Log => formatter.write_str("Log"),
+            TransportUrl::File(dir) => formatter.debug_tuple("File").field(dir).finish(),
+            TransportUrl::Smtp(server) => formatter.debug_tuple("Smtp").field(server).finish(),
+            // The builder holds the credentials: not shown.
+            TransportUrl::Smtps(_) => formatter.write_str("Smtps(..)"),
+        }
+    }
+}
+
+impl TransportUrl {
+    /// Parses `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]` (with
+    /// `?tls=required` or `?tls=opportunistic` for STARTTLS) or
+    /// `smtps://...`, lettre's URL format, without opening anything. The
+    /// error never shows the URL's password.
+    pub fn parse(url: &str) -> Result<TransportUrl, TransportError> {
+        let invalid = |reason: String| TransportError {
+            url: redact_url(url),
+            reason,
+        };
+        if url == "log" {
+            return Ok(TransportUrl::Log);
+        }
+        if let Some(dir) = url.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err(invalid("file:// needs a directory".to_owned()));
+            }
+            return Ok(TransportUrl::File(PathBuf::from(dir)));
+        }
+        if url.starts_with("smtp://") {
+            return SmtpServer::parse(url)
+                .map(TransportUrl::Smtp)
+                .map_err(invalid);
+        }
+        if url.starts_with("smtps://") {
+            return AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                .map(|builder| TransportUrl::Smtps(Box::new(builder)))
+                .map_err(|error| invalid(error.to_string()));
+        }
+        Err(invalid(
+            "expected file://DIR, log, smtp://HOST[:PORT] or smtps://HOST[:PORT]".to_owned(),
+        ))
+    }
+}
+
+/// How a transport sends, besides where.
+#[derive(Clone, Debug, Default)]
+pub struct TransportOptions {
+    /// Bound of every SMTP conversation.
+    pub timeout: Duration,
+    /// SMTP conversations at once (pooled connections).
+    pub connections: usize,
+    /// DKIM signer of the messages the SMTP and file transports build.
+    pub dkim: Option<Arc<DkimConfig>>,
+}
+
 /// A configured transport.
+#[derive(Clone)]
+pub struct Transport {
+    route: Route,
+    dkim: Option<Arc<DkimConfig>>,
+}
+
+/// Where a transport's emails go.
 #[derive(Clone, Debug)]
-pub enum Transport {
+enum Route {
     File(PathBuf),
     Log,
     /// `smtp://`: Sesame's own pool of `TCP_NODELAY` connections.
@@ -50,103 +137,107 @@ pub enum Transport {
     Smtps(AsyncSmtpTransport<Tokio1Executor>, Duration),
 }
 
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The DKIM key is not shown, only whether emails are signed.
+        formatter
+            .debug_struct("Transport")
+            .field("route", &self.route)
+            .field("dkim", &self.dkim.is_some())
+            .finish()
+    }
+}
+
 impl Transport {
-    /// Parses `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]` (with
-    /// `?tls=required` or `?tls=opportunistic` for STARTTLS) or
-    /// `smtps://...`, lettre's URL format. At most `connections` SMTP
-    /// conversations run at once, each bounded by `timeout`.
+    /// The transport of a parsed URL. An SMTP pool opens nothing until its
+    /// first send; lettre's `smtps://` pool starts here (inside a Tokio
+    /// runtime).
+    pub fn new(url: TransportUrl, options: TransportOptions) -> Transport {
+        let route = match url {
+            TransportUrl::Log => Route::Log,
+            TransportUrl::File(dir) => Route::File(dir),
+            TransportUrl::Smtp(server) => Route::Smtp(Arc::new(SmtpPool::new(
+                server,
+                options.timeout,
+                options.connections,
+            ))),
+            TransportUrl::Smtps(builder) => {
+                // One pooled connection per email in flight: without
+                // TCP_NODELAY each message can wait on a delayed ACK, which
+                // parallel connections hide.
+                let max_size = u32::try_from(options.connections.max(1)).unwrap_or(32);
+                let pool = PoolConfig::new().max_size(max_size);
+                Route::Smtps(
+                    builder
+                        .timeout(Some(options.timeout))
+                        .pool_config(pool)
+                        .build(),
+                    options.timeout,
+                )
+            }
+        };
+        Transport {
+            route,
+            dkim: options.dkim,
+        }
+    }
+
+    /// Parses `url` (see [`TransportUrl::parse`]) into a transport without
+    /// DKIM signing. At most `connections` SMTP conversations run at once,
+    /// each bounded by `timeout`.
     pub fn from_url(
         url: &str,
         timeout: Duration,
         connections: usize,
     ) -> Result<Transport, TransportError> {
-        Self::check_url(url)?;
-        if url == "log" {
-            return Ok(Transport::Log);
-        }
-        if let Some(dir) = url.strip_prefix("file://") {
-            return Ok(Transport::File(PathBuf::from(dir)));
-        }
-        let invalid = |reason: String| TransportError {
-            url: crate::config::redact_url(url),
-            reason,
-        };
-        if url.starts_with("smtp://") {
-            let server = SmtpServer::parse(url).map_err(invalid)?;
-            return Ok(Transport::Smtp(Arc::new(SmtpPool::new(
-                server,
-                timeout,
-                connections,
-            ))));
-        }
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|error| invalid(error.to_string()))?;
-        // One pooled connection per email in flight: without TCP_NODELAY
-        // each message can wait on a delayed ACK, which parallel
-        // connections hide.
-        let pool = PoolConfig::new().max_size(u32::try_from(connections.max(1)).unwrap_or(32));
-        Ok(Transport::Smtps(
-            builder.timeout(Some(timeout)).pool_config(pool).build(),
+        let options = TransportOptions {
             timeout,
-        ))
-    }
-
-    /// Checks `url` as [`Transport::from_url`] would, without opening
-    /// anything (building an SMTP transport starts its connection pool).
-    pub fn check_url(url: &str) -> Result<(), TransportError> {
-        let invalid = |reason: String| TransportError {
-            url: crate::config::redact_url(url),
-            reason,
+            connections,
+            dkim: None,
         };
-        if url == "log" {
-            return Ok(());
-        }
-        if let Some(dir) = url.strip_prefix("file://") {
-            return if dir.is_empty() {
-                Err(invalid("file:// needs a directory".to_owned()))
-            } else {
-                Ok(())
-            };
-        }
-        if url.starts_with("smtp://") {
-            return SmtpServer::parse(url).map(drop).map_err(invalid);
-        }
-        if url.starts_with("smtps://") {
-            return AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                .map(drop)
-                .map_err(|error| invalid(error.to_string()));
-        }
-        Err(invalid(
-            "expected file://DIR, log, smtp://HOST[:PORT] or smtps://HOST[:PORT]".to_owned(),
-        ))
+        Ok(Transport::new(TransportUrl::parse(url)?, options))
     }
 
-    /// Sends `message`; `id` names the file of the file transport.
-    pub async fn send(&self, id: &str, message: &Message) -> Result<(), SendError> {
-        match self {
-            Transport::Log => {
-                info!(email = %id, "email not sent: the log transport only logs");
+    /// Sends `email`: through SMTP as a (signed) MIME message, into its
+    /// `.eml` file, or as a log line.
+    pub async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError> {
+        let dkim = self.dkim.as_deref();
+        match &self.route {
+            Route::Log => {
+                info!(email = %email.id, "email not sent: the log transport only logs");
                 Ok(())
             }
-            Transport::File(dir) => write_file(dir, id, message).await,
-            Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await,
-            Transport::Smtps(smtp, timeout) => {
-                match tokio::time::timeout(*timeout, smtp.send(message.clone())).await {
-                    Ok(Ok(_response)) => Ok(()),
-                    Ok(Err(error)) => Err(classify(&error)),
-                    Err(_elapsed) => Err(SendError::Transient(format!(
-                        "no reply within {} s",
-                        timeout.as_secs_f64()
-                    ))),
-                }
+            Route::File(dir) => write_file(dir, &email.id, &email.to_message(dkim)?).await,
+            Route::Smtp(pool) => {
+                let message = email.to_message(dkim)?;
+                pool.send(message.envelope(), &message.formatted()).await
+            }
+            Route::Smtps(smtp, timeout) => {
+                send_smtps(smtp, *timeout, email.to_message(dkim)?).await
             }
         }
     }
 }
 
+/// Sends through lettre's `smtps://` transport, bounded by `timeout`.
+async fn send_smtps(
+    smtp: &AsyncSmtpTransport<Tokio1Executor>,
+    timeout: Duration,
+    message: Message,
+) -> Result<(), SendError> {
+    match tokio::time::timeout(timeout, smtp.send(message)).await {
+        Ok(Ok(_response)) => Ok(()),
+        Ok(Err(error)) => Err(classify(&error)),
+        Err(_elapsed) => Err(SendError::Transient(format!(
+            "no reply within {} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
 /// Writes `DIR/ID.eml` atomically (a temporary file renamed into place), so
 /// a reader never sees half an email.
-async fn write_file(dir: &PathBuf, id: &str, message: &Message) -> Result<(), SendError> {
+async fn write_file(dir: &Path, id: &str, message: &Message) -> Result<(), SendError> {
     let failed =
         |error: std::io::Error| SendError::Transient(format!("{}: {error}", dir.display()));
     tokio::fs::create_dir_all(dir).await.map_err(failed)?;
@@ -170,29 +261,74 @@ mod tests {
     #[tokio::test]
     async fn transport_urls() {
         let timeout = Duration::from_secs(5);
+        assert!(matches!(TransportUrl::parse("log"), Ok(TransportUrl::Log)));
         assert!(matches!(
-            Transport::from_url("log", timeout, 4),
-            Ok(Transport::Log)
+            TransportUrl::parse("file://mail-out"),
+            Ok(TransportUrl::File(dir)) if dir == Path::new("mail-out")
         ));
         assert!(matches!(
-            Transport::from_url("file://mail-out", timeout, 4),
-            Ok(Transport::File(dir)) if dir == Path::new("mail-out")
+            TransportUrl::parse("smtp://user:secret@localhost:2525"),
+            Ok(TransportUrl::Smtp(_))
         ));
         assert!(matches!(
             Transport::from_url("smtp://user:secret@localhost:2525", timeout, 4),
-            Ok(Transport::Smtp(_))
+            Ok(Transport {
+                route: Route::Smtp(_),
+                dkim: None
+            })
         ));
-        assert!(Transport::check_url("smtps://mail.example.com:465").is_ok());
+        assert!(matches!(
+            TransportUrl::parse("smtps://mail.example.com:465"),
+            Ok(TransportUrl::Smtps(_))
+        ));
         assert!(matches!(
             Transport::from_url("smtps://mail.example.com:465", timeout, 4),
-            Ok(Transport::Smtps(..))
+            Ok(Transport {
+                route: Route::Smtps(..),
+                ..
+            })
         ));
-        assert!(Transport::check_url("smtp://mail.example.com?tls=required").is_ok());
-        assert!(Transport::check_url("smtp://mail.example.com?tls=sometimes").is_err());
-        let error = Transport::check_url("smtp://x:hunter2@?tls=sometimes").unwrap_err();
+        assert!(TransportUrl::parse("smtp://mail.example.com?tls=required").is_ok());
+        assert!(TransportUrl::parse("smtp://mail.example.com?tls=sometimes").is_err());
+        let error = TransportUrl::parse("smtp://x:hunter2@?tls=sometimes").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         let error = Transport::from_url("ftp://x:hunter2@host", timeout, 4).unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(Transport::from_url("file://", timeout, 4).is_err());
+        let shown = format!(
+            "{:?}",
+            TransportUrl::parse("smtps://u:hunter2@h:465").unwrap()
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    /// The file transport writes the MIME message an SMTP server would get.
+    #[tokio::test]
+    async fn the_file_transport_writes_one_eml_per_email() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Transport::from_url(
+            &format!("file://{}", dir.path().display()),
+            Duration::ZERO,
+            1,
+        )
+        .unwrap();
+        let email = OutgoingEmail {
+            id: "0190".to_owned(),
+            from: "Sesame <sesame@localhost>".parse().unwrap(),
+            to: "ada@example.com".parse().unwrap(),
+            message_id: "<0190@sesame>".to_owned(),
+            idempotency_key: "0190".to_owned(),
+            subject: "Hello".to_owned(),
+            text: "text part".to_owned(),
+            html: "<p>html part</p>".to_owned(),
+            headers: Vec::new(),
+        };
+        transport.send(&email).await.unwrap();
+        let written = std::fs::read_to_string(dir.path().join("0190.eml")).unwrap();
+        assert!(
+            written.contains("Message-ID: <0190@sesame>\r\n"),
+            "{written}"
+        );
+        assert!(written.contains("text part"), "{written}");
     }
 }

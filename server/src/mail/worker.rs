@@ -13,24 +13,24 @@ use futures::future::{BoxFuture, Fuse, FusedFuture};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use lettre::Message;
-use lettre::message::dkim::DkimConfig;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::Mailbox;
 use rand::Rng;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{SendError, Templates, Transport};
+use super::{OutgoingEmail, SendError, Templates, Transport};
 use crate::crypto::KeyRing;
+use crate::crypto::codes::{SEALED_CODE_FIELD, open_code};
 use crate::domain::mail::retry_at;
 use crate::store::outbox::{ClaimedEmail, Outcome};
 use crate::store::{self, Store, StoreError, now};
-use crate::store::{SEALED_CODE_FIELD, seal_purpose};
 use crate::telemetry::Metrics;
 
 /// Tuning of the worker.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
+    /// The From of every email.
     pub from: Mailbox,
     /// Emails claimed per round.
     pub batch: u64,
@@ -44,8 +44,6 @@ pub struct WorkerOptions {
     pub retry_schedule: Vec<Duration>,
     /// After this long since it was enqueued, a failing email goes dead.
     pub lifetime: Duration,
-    /// DKIM signing of every email, when configured.
-    pub dkim: Option<Arc<DkimConfig>>,
     /// Opens the gateway codes sealed in approval emails.
     pub secret: Option<KeyRing>,
 }
@@ -291,11 +289,11 @@ async fn attempt(
         Ok(data) => data,
         Err(error) => return retry_or_give_up(options, email, error),
     };
-    let message = match build(templates, options, email, &data) {
-        Ok(message) => message,
+    let outgoing = match outgoing(templates, options, email, &data) {
+        Ok(outgoing) => outgoing,
         Err(error) => return Outcome::Dead { error },
     };
-    match transport.send(&email.id, &message).await {
+    match transport.send(&outgoing).await {
         Ok(()) => Outcome::Sent,
         Err(SendError::Permanent(error)) => Outcome::Dead { error },
         Err(SendError::Transient(error)) => retry_or_give_up(options, email, error),
@@ -336,53 +334,69 @@ fn unseal_code(ring: Option<&KeyRing>, email: &ClaimedEmail) -> Result<serde_jso
     let secret = ring.ok_or("the email carries a gateway code but no secret key is configured")?;
     let code = sealed
         .as_str()
-        .and_then(|sealed| {
-            secret
-                .open_str(&seal_purpose(email.access_request), sealed)
-                .ok()
-        })
+        .and_then(|sealed| open_code(secret, email.access_request, sealed).ok())
         .ok_or("the gateway code does not open with this server's secret key")?;
     data["gateway_code"] = serde_json::Value::String(code);
     Ok(data)
 }
 
-/// The email as sent: rendered parts, stable Message-ID, both parts.
-fn build(
+/// The email as every transport takes it: rendered parts, addresses and
+/// the stable Message-ID.
+fn outgoing(
     templates: &Templates,
     options: &WorkerOptions,
     email: &ClaimedEmail,
     data: &serde_json::Value,
-) -> Result<Message, String> {
+) -> Result<OutgoingEmail, String> {
     let rendered = templates
         .render(email.template, email.locale, email.user_type, data)
         .map_err(|error| error.to_string())?;
-    let mut message = compose(&options.from, &email.recipient, &email.message_id, rendered)?;
-    if let Some(dkim) = &options.dkim {
-        message.sign(dkim);
-    }
-    Ok(message)
+    address(
+        &options.from,
+        &email.id,
+        &email.recipient,
+        &email.message_id,
+        rendered,
+    )
 }
 
-/// The message (headers and both parts) for a rendered email, before any
-/// DKIM signature. Public so that the fuzz targets (`fuzz/`) check the
-/// headers the worker really builds.
+/// The rendered parts addressed from `from` to `recipient`. The outbox id
+/// `id` names the email and keys its idempotency.
+fn address(
+    from: &Mailbox,
+    id: &str,
+    recipient: &str,
+    message_id: &str,
+    rendered: super::Rendered,
+) -> Result<OutgoingEmail, String> {
+    let to: Mailbox = recipient
+        .parse()
+        .map_err(|error| format!("invalid recipient address: {error}"))?;
+    Ok(OutgoingEmail {
+        id: id.to_owned(),
+        from: from.clone(),
+        to,
+        message_id: message_id.to_owned(),
+        idempotency_key: id.to_owned(),
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        headers: Vec::new(),
+    })
+}
+
+/// The message (headers and both parts) the SMTP transports build for a
+/// rendered email, before any DKIM signature. Public so that the fuzz
+/// targets (`fuzz/`) check the headers really sent.
 pub fn compose(
     from: &Mailbox,
     recipient: &str,
     message_id: &str,
     rendered: super::Rendered,
 ) -> Result<Message, String> {
-    let to: Mailbox = recipient
-        .parse()
-        .map_err(|error| format!("invalid recipient address: {error}"))?;
-    Message::builder()
-        .from(from.clone())
-        .to(to)
-        .subject(rendered.subject)
-        .message_id(Some(message_id.to_owned()))
-        .multipart(MultiPart::alternative_plain_html(
-            rendered.text,
-            rendered.html,
-        ))
-        .map_err(|error| format!("could not build the message: {error}"))
+    address(from, message_id, recipient, message_id, rendered)?
+        .to_message(None)
+        .map_err(|error| match error {
+            SendError::Permanent(reason) | SendError::Transient(reason) => reason,
+        })
 }

@@ -27,8 +27,6 @@ use crate::domain::{
     State,
 };
 
-pub use crate::crypto::codes::{SEALED_CODE_FIELD, seal_purpose};
-
 /// How codes are issued.
 #[derive(Clone, Debug)]
 pub struct CodeOptions {

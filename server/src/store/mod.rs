@@ -38,7 +38,7 @@ use tracing::{info, instrument};
 
 use crate::crypto::Vault;
 use crate::domain::DomainError;
-pub use codes::{CodeOptions, Redeemed, SEALED_CODE_FIELD, seal_purpose};
+pub use codes::{CodeOptions, Redeemed};
 pub use deadlines::{DueRequest, RequestStats};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use key_cache::{KEY_CACHE_TTL, KeyDigest};
@@ -315,7 +315,7 @@ pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
 impl std::fmt::Debug for DatabaseOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseOptions")
-            .field("url", &crate::config::redact_url(&self.url))
+            .field("url", &crate::redact::redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .finish()

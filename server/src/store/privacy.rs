@@ -178,7 +178,7 @@ impl Store {
             }
             let mut data = data;
             if let Some(fields) = data.as_object_mut() {
-                fields.remove(super::SEALED_CODE_FIELD);
+                fields.remove(crate::crypto::codes::SEALED_CODE_FIELD);
             }
             emails.push(json!({
                 "name": format!("emails/{}", row.id),

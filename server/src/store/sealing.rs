@@ -129,12 +129,12 @@ impl Sealer {
                 serde_json::from_str(data).expect("outbox data is a JSON object");
             let code = personal
                 .as_object_mut()
-                .and_then(|fields| fields.remove(super::SEALED_CODE_FIELD));
+                .and_then(|fields| fields.remove(crate::crypto::codes::SEALED_CODE_FIELD));
             let mut stored = serde_json::json!({
                 SEALED_DATA_FIELD: self.subject.seal(&context("outbox.data", &id), &personal.to_string()),
             });
             if let Some(code) = code {
-                stored[super::SEALED_CODE_FIELD] = code;
+                stored[crate::crypto::codes::SEALED_CODE_FIELD] = code;
             }
             row.data = Set(stored.to_string());
         }
@@ -305,9 +305,9 @@ impl Store {
             .map_err(|_| StoreError::Corrupt(format!("outbox {}: bad sealed data", row.id)))?;
         if let Some(code) = stored
             .as_object_mut()
-            .and_then(|fields| fields.remove(super::SEALED_CODE_FIELD))
+            .and_then(|fields| fields.remove(crate::crypto::codes::SEALED_CODE_FIELD))
         {
-            data[super::SEALED_CODE_FIELD] = code;
+            data[crate::crypto::codes::SEALED_CODE_FIELD] = code;
         }
         Ok(Some((recipient, data)))
     }

@@ -45,7 +45,9 @@ async fn two_passes(
     server: &TestServer,
     at: DateTime<Utc>,
 ) -> PassReport {
-    let options = server.config.scheduler();
+    let sections = server.config.sections();
+    let options =
+        sesame_server::options::scheduler(&sections.scheduler, &sections.policy, &sections.privacy);
     let (one, two) = tokio::join!(
         run_once(first, &options, at),
         run_once(second, &options, at)

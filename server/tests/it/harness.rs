@@ -12,7 +12,7 @@ use sesame_proto::v1::email_service_client::EmailServiceClient;
 use sesame_proto::v1::event_service_client::EventServiceClient;
 use sesame_server::auth::Role;
 use sesame_server::store::Store;
-use sesame_server::{Config, server};
+use sesame_server::{Config, options, server};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -188,8 +188,7 @@ impl TestServer {
     pub async fn on_database(&self, database_url: String) -> TestServer {
         let mut config = self.config.clone();
         config.key_store_url = Some(
-            self.config
-                .key_store()
+            options::key_store(&self.config.sections().database)
                 .map_or_else(|| self.config.database_url.clone(), |options| options.url),
         );
         config.database_url = database_url;
@@ -365,7 +364,7 @@ pub fn valid_submission() -> pb::SubmitAccessRequestRequest {
 
 /// Opens the store of `config` with its key store, as the server does.
 pub async fn open_store(config: &Config, migrate: bool) -> Store {
-    let store = Store::open(&config.database(), migrate)
+    let store = Store::open(&options::database(&config.sections().database), migrate)
         .await
         .expect("open store");
     let vault = server::open_vault(config, &store)

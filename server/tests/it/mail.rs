@@ -647,7 +647,6 @@ async fn leases_are_renewed_while_a_slow_server_sends_so_no_second_worker_resend
             poll_interval: Duration::from_millis(50),
             retry_schedule: vec![Duration::from_secs(1)],
             lifetime: Duration::from_secs(3600),
-            dkim: None,
             secret: None,
         };
         tokio::spawn(run_worker(
@@ -721,14 +720,18 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
             &claimed[0].data,
         )
         .unwrap();
-    let message = lettre::Message::builder()
-        .from("Sesame <sesame@localhost>".parse().unwrap())
-        .to(claimed[0].recipient.parse().unwrap())
-        .subject(rendered.subject)
-        .message_id(Some(claimed[0].message_id.clone()))
-        .body(rendered.text)
-        .unwrap();
-    transport.send(&claimed[0].id, &message).await.unwrap();
+    let email = sesame_server::mail::OutgoingEmail {
+        id: claimed[0].id.clone(),
+        from: "Sesame <sesame@localhost>".parse().unwrap(),
+        to: claimed[0].recipient.parse().unwrap(),
+        message_id: claimed[0].message_id.clone(),
+        idempotency_key: claimed[0].id.clone(),
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        headers: Vec::new(),
+    };
+    transport.send(&email).await.unwrap();
     drop(claimed);
 
     // A healthy worker takes over once the lease has expired.
@@ -740,7 +743,6 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         poll_interval: Duration::from_millis(50),
         retry_schedule: vec![Duration::from_secs(1)],
         lifetime: Duration::from_secs(3600),
-        dkim: None,
         secret: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
@@ -866,7 +868,6 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
             poll_interval: Duration::from_millis(50),
             retry_schedule: vec![Duration::from_secs(1)],
             lifetime: Duration::from_secs(3600),
-            dkim: None,
             secret: None,
         };
         workers.push(tokio::spawn(run_worker(
