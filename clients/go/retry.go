@@ -10,7 +10,7 @@ import (
 // RetryPolicy is a bounded exponential backoff with jitter (AIP-194).
 //
 // Only UNAVAILABLE is ever retried. MaxAttempts counts every attempt, the
-// first included (1 disables retries). The wait before retry n (1, 2, ...) is
+// first included (1, or 0, disables retries). The wait before retry n (1, 2, ...) is
 // min(MaxBackoff, InitialBackoff * Multiplier^(n-1)), scaled by a random
 // factor in [1-Jitter, 1+Jitter].
 type RetryPolicy struct {
