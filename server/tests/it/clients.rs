@@ -1,8 +1,8 @@
-//! The Python and TypeScript client suites (`clients/*/test.sh`), run
+//! The Python, TypeScript and Go client suites (`clients/*/test.sh`), run
 //! against this build's `sesame` binary, so that `cargo test --workspace`
 //! runs every test of the repository. Each suite installs its pinned
-//! dependencies from PyPI / the npm registry on first use; a missing
-//! python3 or npm fails the test, it is never skipped.
+//! dependencies from PyPI / the npm registry / the Go module proxy on first
+//! use; a missing python3, npm or go fails the test, it is never skipped.
 
 use std::path::Path;
 use std::process::Command;
@@ -30,10 +30,10 @@ fn run_suite(name: &str) -> String {
     text
 }
 
-/// Both suites in one test, one after the other: each starts its own
+/// The suites in one test, one after the other: each starts its own
 /// servers, and running them side by side would only add noise.
 #[test]
-fn python_and_typescript_clients_pass_their_suites() {
+fn python_typescript_and_go_clients_pass_their_suites() {
     let python = run_suite("python");
     let passed = python
         .lines()
@@ -59,8 +59,16 @@ fn python_and_typescript_clients_pass_their_suites() {
     assert!(typescript.contains("# fail 0"), "{typescript}");
     assert!(typescript.contains("# skipped 0"), "{typescript}");
     assert!(!typescript.contains("# pass 0\n"), "{typescript}");
+
+    let go = run_suite("go");
+    let summary = go
+        .lines()
+        .find(|line| line.starts_with("go client: "))
+        .unwrap_or_else(|| panic!("clients/go/test.sh printed no summary:\n{go}"));
+    assert!(summary.ends_with(" 0 failed, 0 skipped"), "{go}");
+    assert!(!summary.starts_with("go client: 0 passed"), "{go}");
     println!(
-        "python client: {} passed; {}",
+        "python client: {} passed; typescript client: {}; {summary}",
         passed.unwrap_or_default(),
         typescript
             .lines()
