@@ -39,6 +39,7 @@ read -r tests failures errors skipped < <(
     function attr(name,   m) { return match($0, name "=\"[0-9]+\"") ? substr($0, RSTART + length(name) + 2, RLENGTH - length(name) - 3) : 0 }
     { t += attr("tests"); f += attr("failures"); e += attr("errors"); s += attr("skipped") }
     END { print t + 0, f + 0, e + 0, s + 0 }')
+echo  # Maven 3.8 -q leaves the line open (escape codes without a newline)
 echo "Tests run: $tests, Failures: $failures, Errors: $errors, Skipped: $skipped"
 if (( status == 0 && tests == 0 )); then
   echo "test.sh: no test ran" >&2

@@ -11,6 +11,7 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.BooleanSupplier;
 import java.util.logging.Level;
 import sesame.v1.EventOuterClass.Event;
 import sesame.v1.EventOuterClass.WatchEventsRequest;
@@ -42,6 +43,7 @@ public final class EventWatch implements Iterator<Event>, AutoCloseable {
   private final Duration readyTimeout;
   private final ScheduledExecutorService scheduler;
   private final Runnable beforeReconnect;
+  private final BooleanSupplier clientClosed;
   private final Object lock = new Object();
   private final CountDownLatch closedLatch = new CountDownLatch(1);
 
@@ -59,7 +61,8 @@ public final class EventWatch implements Iterator<Event>, AutoCloseable {
       RetryPolicy reconnect,
       Duration readyTimeout,
       ScheduledExecutorService scheduler,
-      Runnable beforeReconnect) {
+      Runnable beforeReconnect,
+      BooleanSupplier clientClosed) {
     this.stub = stub;
     this.request = request;
     this.cursor = request.getAfter();
@@ -67,6 +70,7 @@ public final class EventWatch implements Iterator<Event>, AutoCloseable {
     this.readyTimeout = readyTimeout;
     this.scheduler = scheduler;
     this.beforeReconnect = beforeReconnect;
+    this.clientClosed = clientClosed;
     open(true);
   }
 
@@ -120,7 +124,8 @@ public final class EventWatch implements Iterator<Event>, AutoCloseable {
         }
         nextEvent = accept(stream.next());
       } catch (StatusRuntimeException broken) {
-        if (closed) {
+        if (closed || clientClosed.getAsBoolean()) {
+          close(); // the client was closed: its channel is gone, nothing to resume
           return false;
         }
         if (!resumable(broken)) {
@@ -203,6 +208,10 @@ public final class EventWatch implements Iterator<Event>, AutoCloseable {
           return; // closed meanwhile
         }
       }
+      if (clientClosed.getAsBoolean()) {
+        close();
+        return;
+      }
       tries += 1;
       Context.CancellableContext context = Context.current().withCancellation();
       synchronized (lock) {
@@ -245,7 +254,8 @@ public final class EventWatch implements Iterator<Event>, AutoCloseable {
         nextEvent = accept(firstMessage);
         return;
       } catch (StatusRuntimeException error) {
-        if (closed) {
+        if (closed || clientClosed.getAsBoolean()) {
+          close();
           return;
         }
         if (timedOut.get()) {

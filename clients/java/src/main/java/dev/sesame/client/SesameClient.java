@@ -173,7 +173,8 @@ public final class SesameClient implements AutoCloseable {
         watchReconnect,
         readyTimeout,
         scheduler,
-        managedChannel::resetConnectBackoff);
+        managedChannel::resetConnectBackoff,
+        managedChannel::isShutdown);
   }
 
   /**

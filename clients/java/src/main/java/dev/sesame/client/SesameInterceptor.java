@@ -11,6 +11,7 @@ import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.UUID;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -230,10 +231,14 @@ final class SesameInterceptor implements ClientInterceptor {
         if (cancelled) {
           return false;
         }
+        try {
+          pendingRetry =
+              scheduler.schedule(
+                  context.wrap(this::startAttempt), delay.toNanos(), TimeUnit.NANOSECONDS);
+        } catch (RejectedExecutionException clientClosed) {
+          return false;
+        }
         current = null;
-        pendingRetry =
-            scheduler.schedule(
-                context.wrap(this::startAttempt), delay.toNanos(), TimeUnit.NANOSECONDS);
       }
       return true;
     }

@@ -21,7 +21,7 @@ import java.util.regex.Pattern;
  * database and its key file live there) with {@code SESAME_MAIL_TRANSPORT=log}; it is stopped with
  * SIGTERM.
  */
-final class SesameServer implements AutoCloseable {
+final class SesameServer {
   static final Pattern KEY = Pattern.compile("sesame_[A-Za-z0-9_-]+");
   private static final Pattern LISTENING = Pattern.compile("sesame listening.*addr=127\\.0\\.0\\.1:(\\d+)");
 
@@ -208,11 +208,6 @@ final class SesameServer implements AutoCloseable {
     } catch (IOException missing) {
       return "";
     }
-  }
-
-  @Override
-  public void close() throws InterruptedException {
-    stop();
   }
 
   static Duration elapsedSince(long startNanos) {

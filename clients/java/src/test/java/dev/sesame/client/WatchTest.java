@@ -134,6 +134,36 @@ class WatchTest {
   }
 
   @Test
+  void closingTheClientEndsItsWatches(SesameServer server) throws Exception {
+    CompletableFuture<Void> closed = new CompletableFuture<>();
+    SesameClient client = server.clientBuilder().build();
+    EventWatch events = client.watch(REQUEST_EVENTS);
+    WatchHandle handle =
+        client.watch(
+            REQUEST_EVENTS,
+            new WatchListener() {
+              @Override
+              public void onEvent(Event event) {}
+
+              @Override
+              public void onError(Throwable error) {
+                closed.completeExceptionally(error);
+              }
+
+              @Override
+              public void onClosed() {
+                closed.complete(null);
+              }
+            });
+    long started = System.nanoTime();
+    client.close();
+    closed.get(5, TimeUnit.SECONDS); // onClosed, not onError, and not after reconnect attempts
+    assertFalse(events.hasNext());
+    assertTrue(handle.awaitTermination(Duration.ofSeconds(5)));
+    assertTrue(SesameServer.elapsedSince(started).compareTo(Duration.ofSeconds(2)) < 0);
+  }
+
+  @Test
   void aNonResumableErrorIsThrown(SesameServer server) {
     try (SesameClient client = server.clientBuilder().build()) {
       StatusRuntimeException invalid =
