@@ -91,6 +91,9 @@ class RetryTest {
               () -> client.accessRequests().listAccessRequests(ListAccessRequestsRequest.getDefaultInstance()));
       assertEquals(Status.Code.UNAVAILABLE, error.getStatus().getCode());
       assertEquals(2, log.retries().size(), "3 attempts in all: " + log.retries());
+      // Made by gRPC, not by Sesame: no ErrorInfo.
+      assertEquals("", SesameError.from(error).reason());
+      assertEquals("", SesameError.from(error).domain());
     }
   }
 
