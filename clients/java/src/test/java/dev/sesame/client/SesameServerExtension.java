@@ -24,11 +24,12 @@ final class SesameServerExtension implements ParameterResolver, AfterEachCallbac
 
   @Override
   public Object resolveParameter(ParameterContext parameter, ExtensionContext context) {
+    SesameServer.binary(); // fails first, and clearly, when the binary is missing
     SesameServer server;
     try {
       server = new SesameServer(Files.createTempDirectory("sesame-java-"));
-    } catch (Exception error) {
-      throw new IllegalStateException("cannot make a temporary folder: " + error, error);
+    } catch (java.io.IOException error) {
+      throw new java.io.UncheckedIOException("cannot make a temporary folder", error);
     }
     context.getStore(NAMESPACE).put("server", server);
     try {
