@@ -250,6 +250,14 @@ public final class EventWatch implements Iterator<Event>, AutoCloseable {
           continue;
         }
         WatchEventsResponse firstMessage = opened.next();
+        if (timer != null && !timer.cancel(false)) {
+          // The ready came as the timeout fired: this stream's context is cancelled, open another.
+          lastError =
+              Status.DEADLINE_EXCEEDED
+                  .withDescription("no ready message within " + readyTimeout)
+                  .asRuntimeException();
+          continue;
+        }
         stream = opened;
         nextEvent = accept(firstMessage);
         return;
