@@ -1,8 +1,9 @@
-//! The Python, TypeScript and Go client suites (`clients/*/test.sh`), run
+//! The Python, TypeScript, Go and Java client suites (`clients/*/test.sh`), run
 //! against this build's `sesame` binary, so that `cargo test --workspace`
 //! runs every test of the repository. Each suite installs its pinned
-//! dependencies from PyPI / the npm registry / the Go module proxy on first
-//! use; a missing python3, npm or go fails the test, it is never skipped.
+//! dependencies from PyPI / the npm registry / the Go module proxy / Maven
+//! Central on first use; a missing python3, npm, go or mvn fails the test,
+//! it is never skipped.
 
 use std::path::Path;
 use std::process::Command;
@@ -33,7 +34,7 @@ fn run_suite(name: &str) -> String {
 /// The suites in one test, one after the other: each starts its own
 /// servers, and running them side by side would only add noise.
 #[test]
-fn python_typescript_and_go_clients_pass_their_suites() {
+fn python_typescript_go_and_java_clients_pass_their_suites() {
     let python = run_suite("python");
     let passed = python
         .lines()
@@ -67,8 +68,20 @@ fn python_typescript_and_go_clients_pass_their_suites() {
         .unwrap_or_else(|| panic!("clients/go/test.sh printed no summary:\n{go}"));
     assert!(summary.ends_with(" 0 failed, 0 skipped"), "{go}");
     assert!(!summary.starts_with("go client: 0 passed"), "{go}");
+
+    let java = run_suite("java");
+    let java_summary = java
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("Tests run: "))
+        .unwrap_or_else(|| panic!("the java suite printed no Surefire summary:\n{java}"));
+    assert!(
+        java_summary.ends_with("Failures: 0, Errors: 0, Skipped: 0"),
+        "{java}"
+    );
+    assert!(!java_summary.starts_with("Tests run: 0,"), "{java}");
     println!(
-        "python client: {} passed; typescript client: {}; {summary}",
+        "python client: {} passed; typescript client: {}; {summary}; java client: {java_summary}",
         passed.unwrap_or_default(),
         typescript
             .lines()
