@@ -17,7 +17,6 @@ use tracing::{info, instrument, warn};
 use super::commit::About;
 use super::entities::gateway_code::{ACTIVE, EXPIRED, REDEEMED, REVOKED};
 use super::entities::{access_request, gateway_code};
-use super::requests::Stored;
 use super::rows::to_domain;
 use super::{Result, Store, StoreError, from_micros, now};
 use crate::crypto::KeyRing;
@@ -252,13 +251,6 @@ impl Store {
             return Ok(None);
         }
         Ok(self.code_statuses(&[request.id]).await?.remove(&request.id))
-    }
-
-    /// `stored` with its latest code's status, when it is approved.
-    #[instrument(level = "debug", skip_all, err)]
-    pub async fn with_code_status(&self, request: AccessRequest) -> Result<Stored> {
-        let code = self.code_status_of(&request).await?;
-        Ok(Stored { request, code })
     }
 
     /// The status of the request's latest code, locked (PostgreSQL) until
