@@ -139,13 +139,17 @@ enum KeysCommand {
         /// Unique name, recorded as the actor of what the key does.
         #[arg(long)]
         name: String,
-        /// submitter, admin or auditor.
+        /// submitter (submits and reads its own requests), admin
+        /// (everything), auditor (reads everything, changes nothing) or
+        /// gateway (redeems gateway codes, nothing else).
         #[arg(long)]
         role: Role,
     },
     /// List keys (never their secrets).
     List,
-    /// Revoke a key by name; calls with it fail at once.
+    /// Revoke a key by name. Servers refuse it within 2 s (the time they
+    /// trust a verified key from memory), and its open watch streams end
+    /// at their next heartbeat.
     Revoke {
         /// Name of the key.
         name: String,

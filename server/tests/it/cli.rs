@@ -93,6 +93,26 @@ fn keys_create_list_and_revoke() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
 
+/// The help says what is true: every role, gateway included, and how long
+/// a revocation takes to reach servers (their key cache).
+#[test]
+fn keys_help_lists_every_role_and_the_revocation_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = run_ok(sesame(dir.path()).args(["keys", "create", "--help"]));
+    for role in sesame_server::auth::Role::ALL {
+        assert!(
+            create.contains(role.as_str()),
+            "{role:?} missing:\n{create}"
+        );
+    }
+    let revoke = run_ok(sesame(dir.path()).args(["keys", "revoke", "--help"]));
+    // Help text is wrapped to the terminal: compare words.
+    let revoke = revoke.split_whitespace().collect::<Vec<_>>().join(" ");
+    let cache = sesame_server::store::KEY_CACHE_TTL.as_secs();
+    assert!(revoke.contains(&format!("within {cache} s")), "{revoke}");
+    assert!(!revoke.contains("at once"), "{revoke}");
+}
+
 #[test]
 fn bad_configuration_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
