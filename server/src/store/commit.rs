@@ -135,12 +135,15 @@ impl Writer {
                     seal_reason,
                 } => {
                     let mut event = event.clone();
-                    if *seal_reason && let Some(sealer) = sealer {
+                    if *seal_reason {
+                        // A reason an administrator wrote is never stored
+                        // in clear: without the applicant's key, nothing.
+                        let sealer = sealer.ok_or_else(erased_applicant)?;
                         sealer.seal_event_reason(&mut event);
                     }
                     let seq = self.events.append(&self.txn, &event).await?;
                     if !emails.is_empty() {
-                        let sealer = sealer.ok_or_else(erased_emails)?;
+                        let sealer = sealer.ok_or_else(erased_applicant)?;
                         let due = now().min(event.occurred_at);
                         enqueue(&self.txn, sealer, request_id, seq, emails.clone(), due).await?;
                     }
@@ -155,7 +158,7 @@ impl Writer {
                             "a code issue without its request reached the writer".to_owned(),
                         ));
                     };
-                    let sealer = sealer.ok_or_else(erased_emails)?;
+                    let sealer = sealer.ok_or_else(erased_applicant)?;
                     let issued = self
                         .issue_code(request, sealer, actor, *reissued, *at)
                         .await?;
@@ -184,7 +187,7 @@ impl Writer {
         let updated = match &change.write {
             RequestWrite::Unchanged => return Ok(true),
             RequestWrite::Insert => {
-                let sealer = sealer.ok_or_else(erased_emails)?;
+                let sealer = sealer.ok_or_else(erased_applicant)?;
                 let mut row = access_request_row(request);
                 sealer.seal_request(&mut row, &request.applicant.email);
                 access_request::Entity::insert(row)
@@ -193,9 +196,7 @@ impl Writer {
                 return Ok(true);
             }
             RequestWrite::Update { expected_version } => {
-                let sealer = sealer.ok_or(StoreError::Corrupt(
-                    "a decision of an erased request reached the writer".to_owned(),
-                ))?;
+                let sealer = sealer.ok_or_else(erased_applicant)?;
                 access_request::Entity::update_many()
                     .set(decision_columns(request, sealer))
                     .filter(Column::Id.eq(request.id.to_string()))
@@ -380,10 +381,10 @@ fn decision_columns(request: &AccessRequest, sealer: &Sealer) -> access_request:
     }
 }
 
-/// An email about a request whose applicant was erased: a domain rule
-/// should have left it out.
-fn erased_emails() -> StoreError {
-    StoreError::Corrupt("an email or code for an erased applicant reached the writer".to_owned())
+/// Personal data (an email, a code, a reason to seal) about a request whose
+/// applicant was erased: a domain rule should have left it out.
+fn erased_applicant() -> StoreError {
+    StoreError::Corrupt("personal data for an erased applicant reached the writer".to_owned())
 }
 
 /// Drops the sealed code from the request's approval emails not sent yet

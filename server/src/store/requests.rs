@@ -81,7 +81,6 @@ impl Store {
         {
             return Ok((original, false));
         }
-        let sealer = self.sealer_for(&submission.applicant.email).await?;
         let change = operations::submit(
             AccessRequestId::generate(),
             submitter,
@@ -90,6 +89,7 @@ impl Store {
             &self.admin_emails,
             now(),
         )?;
+        let sealer = self.sealer_for(&change.request.applicant.email).await?;
         let prepared = Submission {
             submitter: submitter.to_owned(),
             request_id,
