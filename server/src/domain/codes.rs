@@ -166,10 +166,9 @@ pub fn reissue(
         return Err(DomainError::RequestNotApproved);
     }
     let mut effects = Vec::new();
-    match latest.map(|status| status.state) {
-        Some(CodeState::Redeemed) => return Err(DomainError::CodeUsed),
-        Some(CodeState::Active) => {
-            let live = latest.expect("matched Some above");
+    match latest {
+        Some(used) if used.state == CodeState::Redeemed => return Err(DomainError::CodeUsed),
+        Some(live) if live.state == CodeState::Active => {
             effects.push(Effect::CodeChange {
                 code: live.id.clone(),
                 change: CodeChange::Revoked { at },
@@ -182,7 +181,8 @@ pub fn reissue(
                 json!({ "reason": "replaced by a reissued code" }),
             )));
         }
-        Some(CodeState::Revoked | CodeState::Expired) | None => {}
+        // Revoked or expired already, or none yet: nothing to revoke.
+        Some(_) | None => {}
     }
     // The previous approval email, if not sent yet, must not deliver the
     // revoked code (nor RetryEmail later).
@@ -320,6 +320,76 @@ mod tests {
             revoke(request, Some(&status(CodeState::Active)), "ada", None, at).unwrap();
         assert_eq!(revoked.state, CodeState::Revoked);
         assert_eq!(effects.len(), 3);
+    }
+
+    fn approved_request() -> AccessRequest {
+        use crate::domain::policy::{Outcome, Policy};
+        use crate::domain::request::{Applicant, Consent, Locale, UserType};
+        use crate::domain::{NewAccessRequest, operations};
+        let submission = NewAccessRequest {
+            applicant: Applicant {
+                email: "ada@example.com".into(),
+                full_name: "Ada Lovelace".into(),
+                organization: "Analytical Engines".into(),
+                phone: None,
+            },
+            user_type: UserType::Partner,
+            locale: Locale::En,
+            resource: "vpn-paris".into(),
+            justification: "maintenance".into(),
+            consent: Consent {
+                version: "2026-01".into(),
+                purposes: vec!["access_management".into()],
+            },
+            request_id: None,
+        };
+        let mut evaluation = Policy::manual().evaluate(&submission);
+        evaluation.outcome = Outcome::Approve;
+        evaluation.rule = Some("partners".into());
+        let change = operations::submit(
+            AccessRequestId::generate(),
+            "svc",
+            submission,
+            &evaluation,
+            &[],
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(change.request.state, State::Approved);
+        change.request
+    }
+
+    #[test]
+    fn a_reissue_revokes_the_live_code_and_refuses_a_redeemed_one() {
+        let request = approved_request();
+        let at = Utc::now();
+        let effects = reissue(&request, Some(&status(CodeState::Active)), "ada", at).unwrap();
+        assert!(matches!(
+            effects.as_slice(),
+            [
+                Effect::CodeChange {
+                    change: CodeChange::Revoked { .. },
+                    ..
+                },
+                Effect::Event { .. },
+                Effect::ForgetUnsentCodes,
+                Effect::IssueCode { reissued: true, .. },
+            ]
+        ));
+        let effects = reissue(&request, Some(&status(CodeState::Expired)), "ada", at).unwrap();
+        assert_eq!(effects.len(), 2, "nothing to revoke: {effects:?}");
+        assert_eq!(
+            reissue(&request, Some(&status(CodeState::Redeemed)), "ada", at).unwrap_err(),
+            DomainError::CodeUsed
+        );
+        let pending = AccessRequest {
+            state: State::Pending,
+            ..request
+        };
+        assert_eq!(
+            reissue(&pending, None, "ada", at).unwrap_err(),
+            DomainError::RequestNotApproved
+        );
     }
 
     #[test]
