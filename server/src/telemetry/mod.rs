@@ -47,3 +47,36 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, content_type: Option<&str>) -> ::http::Request<()> {
+        let mut builder = ::http::Request::builder().uri(path);
+        if let Some(content_type) = content_type {
+            builder = builder.header(::http::header::CONTENT_TYPE, content_type);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn grpc_and_grpc_web_calls_are_told_from_other_routes() {
+        let service = "/sesame.v1.AccessRequestService/GetAccessRequest";
+        assert!(is_grpc(&request(service, Some("application/grpc"))));
+        assert!(is_grpc(&request(
+            service,
+            Some("application/grpc-web+proto")
+        )));
+        // A gRPC path keeps the gRPC rules whatever its content type says.
+        assert!(is_grpc(&request(service, Some("text/plain"))));
+        assert!(is_grpc(&request("/grpc.health.v1.Health/Check", None)));
+        // The console's files and webhooks bring their own rules.
+        assert!(!is_grpc(&request("/", Some("text/html"))));
+        assert!(!is_grpc(&request("/assets/app.js", None)));
+        assert!(!is_grpc(&request(
+            "/webhooks/resend",
+            Some("application/json")
+        )));
+    }
+}
