@@ -7,6 +7,21 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Held by every test that installs or builds in the clients' folders
+/// (`.venv`, `node_modules`, `dist`, `target`...): `npm ci` empties
+/// `node_modules` and `mvn` rewrites `target/classes`, so two tests must not
+/// do it side by side.
+static CLIENT_FOLDERS: Mutex<()> = Mutex::new(());
+
+/// Waits for the clients' folders (see [`CLIENT_FOLDERS`]); a test that
+/// failed while holding them does not keep the next one out.
+pub fn lock_client_folders() -> MutexGuard<'static, ()> {
+    CLIENT_FOLDERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Runs `clients/NAME/test.sh` and returns its output; panics with the
 /// output when the suite fails.
@@ -35,6 +50,7 @@ fn run_suite(name: &str) -> String {
 /// servers, and running them side by side would only add noise.
 #[test]
 fn python_typescript_go_and_java_clients_pass_their_suites() {
+    let _folders = lock_client_folders();
     let python = run_suite("python");
     let passed = python
         .lines()

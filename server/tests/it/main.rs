@@ -6,6 +6,7 @@ mod postgres;
 
 mod abuse;
 mod access_requests;
+mod agreement;
 mod cli;
 mod client;
 mod clients;
