@@ -323,26 +323,9 @@ mod tests {
     }
 
     fn approved_request() -> AccessRequest {
+        use crate::domain::operations;
         use crate::domain::policy::{Outcome, Policy};
-        use crate::domain::request::{Applicant, Consent, Locale, UserType};
-        use crate::domain::{NewAccessRequest, operations};
-        let submission = NewAccessRequest {
-            applicant: Applicant {
-                email: "ada@example.com".into(),
-                full_name: "Ada Lovelace".into(),
-                organization: "Analytical Engines".into(),
-                phone: None,
-            },
-            user_type: UserType::Partner,
-            locale: Locale::En,
-            resource: "vpn-paris".into(),
-            justification: "maintenance".into(),
-            consent: Consent {
-                version: "2026-01".into(),
-                purposes: vec!["access_management".into()],
-            },
-            request_id: None,
-        };
+        let submission = operations::tests::submission(&["access_management"]);
         let mut evaluation = Policy::manual().evaluate(&submission);
         evaluation.outcome = Outcome::Approve;
         evaluation.rule = Some("partners".into());

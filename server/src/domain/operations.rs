@@ -212,12 +212,14 @@ pub fn erasure_effects(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::policy::{Outcome, Policy};
     use crate::domain::request::{Applicant, Consent, Locale, UserType};
 
-    fn submission(purposes: &[&str]) -> NewAccessRequest {
+    /// A valid submission consenting to `purposes` (shared by the domain's
+    /// tests).
+    pub(crate) fn submission(purposes: &[&str]) -> NewAccessRequest {
         NewAccessRequest {
             applicant: Applicant {
                 email: "ada@example.com".into(),
