@@ -1225,6 +1225,16 @@ type ListAccessRequestsRequest struct {
 	CreateTimeStart *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time_start,json=createTimeStart,proto3" json:"create_time_start,omitempty"`
 	// Only requests submitted before this time.
 	CreateTimeEnd *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time_end,json=createTimeEnd,proto3" json:"create_time_end,omitempty"`
+	// Only requests for this resource (exact match, at most 200 characters).
+	Resource string `protobuf:"bytes,7,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Only requests whose applicant has this email address: an exact match,
+	// ignoring case, made through the blind index (the address is never
+	// compared in clear). Erased requests no longer match.
+	ApplicantEmail string `protobuf:"bytes,8,opt,name=applicant_email,json=applicantEmail,proto3" json:"applicant_email,omitempty"`
+	// Order of the results (AIP-132): `create_time desc` (the default when
+	// empty: newest first) or `create_time` / `create_time asc` (oldest
+	// first, a review queue's order). Anything else is INVALID_ARGUMENT.
+	OrderBy       string `protobuf:"bytes,9,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1301,10 +1311,31 @@ func (x *ListAccessRequestsRequest) GetCreateTimeEnd() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ListAccessRequestsRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *ListAccessRequestsRequest) GetApplicantEmail() string {
+	if x != nil {
+		return x.ApplicantEmail
+	}
+	return ""
+}
+
+func (x *ListAccessRequestsRequest) GetOrderBy() string {
+	if x != nil {
+		return x.OrderBy
+	}
+	return ""
+}
+
 // Response message for ListAccessRequests.
 type ListAccessRequestsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The requests, newest first.
+	// The requests, in the order asked for (newest first by default).
 	AccessRequests []*AccessRequest `protobuf:"bytes,1,rep,name=access_requests,json=accessRequests,proto3" json:"access_requests,omitempty"`
 	// Token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -2000,7 +2031,7 @@ const file_sesame_v1_access_request_proto_rawDesc = "" +
 	"\x17GetAccessRequestRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"[\n" +
 	"\x18GetAccessRequestResponse\x12?\n" +
-	"\x0eaccess_request\x18\x01 \x01(\v2\x18.sesame.v1.AccessRequestR\raccessRequest\"\xca\x02\n" +
+	"\x0eaccess_request\x18\x01 \x01(\v2\x18.sesame.v1.AccessRequestR\raccessRequest\"\xaa\x03\n" +
 	"\x19ListAccessRequestsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2008,7 +2039,10 @@ const file_sesame_v1_access_request_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2\x1d.sesame.v1.AccessRequestStateR\x05state\x120\n" +
 	"\tuser_type\x18\x04 \x01(\x0e2\x13.sesame.v1.UserTypeR\buserType\x12F\n" +
 	"\x11create_time_start\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0fcreateTimeStart\x12B\n" +
-	"\x0fcreate_time_end\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rcreateTimeEnd\"\x87\x01\n" +
+	"\x0fcreate_time_end\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rcreateTimeEnd\x12\x1a\n" +
+	"\bresource\x18\a \x01(\tR\bresource\x12'\n" +
+	"\x0fapplicant_email\x18\b \x01(\tR\x0eapplicantEmail\x12\x19\n" +
+	"\border_by\x18\t \x01(\tR\aorderBy\"\x87\x01\n" +
 	"\x1aListAccessRequestsResponse\x12A\n" +
 	"\x0faccess_requests\x18\x01 \x03(\v2\x18.sesame.v1.AccessRequestR\x0eaccessRequests\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"z\n" +

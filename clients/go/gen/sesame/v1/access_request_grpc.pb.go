@@ -56,8 +56,9 @@ type AccessRequestServiceClient interface {
 	// Gets one access request. Roles: admin, auditor, and the submitter that
 	// created it (another submitter gets PERMISSION_DENIED).
 	GetAccessRequest(ctx context.Context, in *GetAccessRequestRequest, opts ...grpc.CallOption) (*GetAccessRequestResponse, error)
-	// Lists access requests, newest first, one page at a time. Admins and
-	// auditors see every request; a submitter sees only its own.
+	// Lists access requests, one page at a time: newest first unless
+	// `order_by` says otherwise. Admins and auditors see every request; a
+	// submitter sees only its own.
 	ListAccessRequests(ctx context.Context, in *ListAccessRequestsRequest, opts ...grpc.CallOption) (*ListAccessRequestsResponse, error)
 	// Approves a PENDING request and issues its gateway code, which is
 	// emailed to the applicant (see GatewayService). Role: admin. A request a
@@ -192,8 +193,9 @@ type AccessRequestServiceServer interface {
 	// Gets one access request. Roles: admin, auditor, and the submitter that
 	// created it (another submitter gets PERMISSION_DENIED).
 	GetAccessRequest(context.Context, *GetAccessRequestRequest) (*GetAccessRequestResponse, error)
-	// Lists access requests, newest first, one page at a time. Admins and
-	// auditors see every request; a submitter sees only its own.
+	// Lists access requests, one page at a time: newest first unless
+	// `order_by` says otherwise. Admins and auditors see every request; a
+	// submitter sees only its own.
 	ListAccessRequests(context.Context, *ListAccessRequestsRequest) (*ListAccessRequestsResponse, error)
 	// Approves a PENDING request and issues its gateway code, which is
 	// emailed to the applicant (see GatewayService). Role: admin. A request a

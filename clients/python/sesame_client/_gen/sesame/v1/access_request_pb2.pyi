@@ -696,6 +696,9 @@ class ListAccessRequestsRequest(_message.Message):
     USER_TYPE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_START_FIELD_NUMBER: _builtins.int
     CREATE_TIME_END_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    APPLICANT_EMAIL_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum number of requests to return: 0 means 50, larger than 500 means
     500, negative is refused.
@@ -708,6 +711,18 @@ class ListAccessRequestsRequest(_message.Message):
     """Only requests in this state; unspecified means any state."""
     user_type: Global___UserType.ValueType
     """Only requests for this user type; unspecified means any user type."""
+    resource: _builtins.str
+    """Only requests for this resource (exact match, at most 200 characters)."""
+    applicant_email: _builtins.str
+    """Only requests whose applicant has this email address: an exact match,
+    ignoring case, made through the blind index (the address is never
+    compared in clear). Erased requests no longer match.
+    """
+    order_by: _builtins.str
+    """Order of the results (AIP-132): `create_time desc` (the default when
+    empty: newest first) or `create_time` / `create_time asc` (oldest
+    first, a review queue's order). Anything else is INVALID_ARGUMENT.
+    """
     @_builtins.property
     def create_time_start(self) -> _timestamp_pb2.Timestamp:
         """Only requests submitted at or after this time."""
@@ -725,10 +740,13 @@ class ListAccessRequestsRequest(_message.Message):
         user_type: Global___UserType.ValueType = ...,
         create_time_start: _timestamp_pb2.Timestamp | None = ...,
         create_time_end: _timestamp_pb2.Timestamp | None = ...,
+        resource: _builtins.str = ...,
+        applicant_email: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time_end", b"create_time_end", "create_time_start", b"create_time_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_end", b"create_time_end", "create_time_start", b"create_time_start", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "user_type", b"user_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_email", b"applicant_email", "create_time_end", b"create_time_end", "create_time_start", b"create_time_start", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "resource", b"resource", "state", b"state", "user_type", b"user_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -746,7 +764,7 @@ class ListAccessRequestsResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def access_requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessRequest]:
-        """The requests, newest first."""
+        """The requests, in the order asked for (newest first by default)."""
 
     def __init__(
         self,

@@ -103,8 +103,9 @@ class AccessRequestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAccessRequests(self, request, context):
-        """Lists access requests, newest first, one page at a time. Admins and
-        auditors see every request; a submitter sees only its own.
+        """Lists access requests, one page at a time: newest first unless
+        `order_by` says otherwise. Admins and auditors see every request; a
+        submitter sees only its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -56,8 +56,9 @@ class AccessRequestServiceStub:
     created it (another submitter gets PERMISSION_DENIED).
     """
     ListAccessRequests: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.ListAccessRequestsRequest, _access_request_pb2.ListAccessRequestsResponse]
-    """Lists access requests, newest first, one page at a time. Admins and
-    auditors see every request; a submitter sees only its own.
+    """Lists access requests, one page at a time: newest first unless
+    `order_by` says otherwise. Admins and auditors see every request; a
+    submitter sees only its own.
     """
     ApproveAccessRequest: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.ApproveAccessRequestRequest, _access_request_pb2.ApproveAccessRequestResponse]
     """Approves a PENDING request and issues its gateway code, which is
@@ -110,8 +111,9 @@ class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
     created it (another submitter gets PERMISSION_DENIED).
     """
     ListAccessRequests: _aio.UnaryUnaryMultiCallable[_access_request_pb2.ListAccessRequestsRequest, _access_request_pb2.ListAccessRequestsResponse]  # type: ignore[assignment]
-    """Lists access requests, newest first, one page at a time. Admins and
-    auditors see every request; a submitter sees only its own.
+    """Lists access requests, one page at a time: newest first unless
+    `order_by` says otherwise. Admins and auditors see every request; a
+    submitter sees only its own.
     """
     ApproveAccessRequest: _aio.UnaryUnaryMultiCallable[_access_request_pb2.ApproveAccessRequestRequest, _access_request_pb2.ApproveAccessRequestResponse]  # type: ignore[assignment]
     """Approves a PENDING request and issues its gateway code, which is
@@ -179,8 +181,9 @@ class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _access_request_pb2.ListAccessRequestsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_access_request_pb2.ListAccessRequestsResponse, _abc.Awaitable[_access_request_pb2.ListAccessRequestsResponse]]:
-        """Lists access requests, newest first, one page at a time. Admins and
-        auditors see every request; a submitter sees only its own.
+        """Lists access requests, one page at a time: newest first unless
+        `order_by` says otherwise. Admins and auditors see every request; a
+        submitter sees only its own.
         """
 
     @_abc_1.abstractmethod
