@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
+use sesame_proto::v1::caller_service_server::CallerServiceServer;
 use sesame_proto::v1::email_service_server::EmailServiceServer;
 use sesame_proto::v1::event_service_server::EventServiceServer;
 use sesame_proto::v1::gateway_service_server::GatewayServiceServer;
@@ -28,7 +29,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
+use crate::api::{AccessRequestApi, CallerApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
 use crate::auth::{AuthLayer, RateLimiter};
 use crate::config::{Config, Sections};
 use crate::crypto::{KeyRing, Vault};
@@ -50,8 +51,9 @@ use crate::telemetry::{Metrics, TelemetryLayer};
 pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// Names of the Sesame services in the health service.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "sesame.v1.AccessRequestService",
+    "sesame.v1.CallerService",
     "sesame.v1.EventService",
     "sesame.v1.EmailService",
     "sesame.v1.GatewayService",
@@ -382,6 +384,11 @@ impl App {
         )
         .add_service(
             GatewayServiceServer::new(gateway)
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            CallerServiceServer::new(CallerApi::new(sections.policy.review_sla))
                 .max_decoding_message_size(decoding)
                 .max_encoding_message_size(encoding),
         );
