@@ -200,3 +200,72 @@ fn status_response(status: StatusCode) -> Response<Body> {
     *response.status_mut() = status;
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: [&str; 3] = ["/assets/app-1a2b.js", "/favicon.svg", "/index.html"];
+    const HTML: &str = "text/html,*/*;q=0.8";
+
+    #[test]
+    fn files_index_and_console_routes() {
+        let get = |path: &str, accept: &str| decide(&Method::GET, path, accept, &KNOWN);
+        assert_eq!(get("/", HTML), Answer::File("/index.html"));
+        assert_eq!(get("/", "*/*"), Answer::File("/index.html"));
+        assert_eq!(get("/favicon.svg", "*/*"), Answer::File("/favicon.svg"));
+        assert_eq!(
+            get("/assets/app-1a2b.js", "*/*"),
+            Answer::File("/assets/app-1a2b.js")
+        );
+        // Client-side routes of the single-page app.
+        assert_eq!(get("/requests/abc", HTML), Answer::File("/index.html"));
+        assert_eq!(get("/requests", HTML), Answer::File("/index.html"));
+        // A missing file, an asset, or a caller that wants no HTML.
+        assert_eq!(get("/assets/nope.js", HTML), Answer::NotFound);
+        assert_eq!(get("/assets/chunk", HTML), Answer::NotFound);
+        assert_eq!(get("/robots.txt", HTML), Answer::NotFound);
+        assert_eq!(get("/requests/abc", "application/json"), Answer::NotFound);
+        assert_eq!(
+            decide(&Method::HEAD, "/", "", &KNOWN),
+            Answer::File("/index.html")
+        );
+    }
+
+    #[test]
+    fn files_are_only_read() {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            assert_eq!(decide(&method, "/", HTML, &KNOWN), Answer::MethodNotAllowed);
+        }
+    }
+
+    #[test]
+    fn no_index_no_console_routes() {
+        assert_eq!(
+            decide(&Method::GET, "/requests/abc", HTML, &["/assets/a.js"]),
+            Answer::NotFound
+        );
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type("/index.html"), "text/html; charset=utf-8");
+        assert_eq!(
+            content_type("/assets/a.JS"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type("/assets/a.css"), "text/css; charset=utf-8");
+        assert_eq!(content_type("/assets/font.woff2"), "font/woff2");
+        assert_eq!(
+            content_type("/assets/x.unknown"),
+            "application/octet-stream"
+        );
+        assert_eq!(content_type("/LICENSE"), "application/octet-stream");
+    }
+
+    #[test]
+    fn the_placeholder_bundle_is_embedded() {
+        let paths: Vec<&str> = files::FILES.iter().map(|(path, _)| *path).collect();
+        assert!(paths.contains(&INDEX_PATH), "{paths:?}");
+    }
+}
