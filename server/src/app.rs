@@ -3,11 +3,13 @@
 //! metrics; the email templates and transport; the background tasks (mail
 //! worker, deadline scheduler, metrics listener and refresh); and the
 //! routes the server answers. [`App::routes`] is the one place where a
-//! route is added: today the Sesame gRPC services, health and reflection;
-//! non-gRPC routes (the console's files, HTTP webhooks) and gRPC-Web join
-//! them there. The tower layers of [`App::serve`] apply their gRPC rules
-//! to gRPC requests only and let any other request through to its route,
-//! which brings its own rules.
+//! route is added: the Sesame gRPC services, health and reflection (every
+//! one also reachable over gRPC-Web, see [`crate::grpc_web`]); HTTP
+//! routes (webhooks) join them there. [`App::serve`] adds the console's
+//! files as the fallback ([`crate::console`]) on the listener that serves
+//! the console. Its tower layers apply their gRPC rules to gRPC requests
+//! only and let any other request through to its route, which brings its
+//! own rules.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -903,6 +903,26 @@ mod tests {
     }
 
     #[test]
+    fn a_console_listen_addr_is_checked_like_listen_addr() {
+        let mut config = Config {
+            console_listen_addr: Some("127.0.0.1:8080".parse().unwrap()),
+            ..Config::default()
+        };
+        config.validate().expect("a loopback console address");
+        config.console_listen_addr = Some(config.listen_addr);
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("port of its own"), "{message}");
+        config.console_listen_addr = Some("0.0.0.0:8080".parse().unwrap());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("TLS is off"), "{message}");
+        config.allow_insecure = true;
+        config.validate().expect("behind a TLS-terminating proxy");
+        config.console_enabled = false;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("console_enabled is false"), "{message}");
+    }
+
+    #[test]
     fn a_mail_lease_must_outlast_one_smtp_conversation() {
         let config = Config {
             mail_lease_secs: 30,
