@@ -416,12 +416,12 @@ impl App {
                 set_health(&health, ServingStatus::NotServing).await;
             }
         };
-        let main = self.serve_on(routes.clone(), console_on_main, listener, graceful);
+        let main = self.serve_on(routes.clone(), console_on_main, false, listener, graceful);
         let second = async {
             match console {
                 Some(console) => {
                     let stop = shutdown.clone().cancelled_owned();
-                    self.serve_on(routes, config.console_enabled, console, stop)
+                    self.serve_on(routes, config.console_enabled, true, console, stop)
                         .await
                 }
                 None => Ok(()),
@@ -443,10 +443,12 @@ impl App {
     /// Serves `routes` on one listener until `stop`, with the console's
     /// files as the fallback and gRPC-Web when `console` is true (else
     /// unknown paths answer 404 and gRPC-Web calls UNIMPLEMENTED).
+    /// `console_only` marks the listener of `console_listen_addr`.
     async fn serve_on(
         &self,
         routes: Routes,
         console: bool,
+        console_only: bool,
         listener: TcpListener,
         stop: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
@@ -487,7 +489,11 @@ impl App {
                 RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),
             ))
             .add_routes(routes);
-        info!(addr = %local_addr, console, "sesame listening");
+        if console_only {
+            info!(addr = %local_addr, "console listening");
+        } else {
+            info!(addr = %local_addr, console, "sesame listening");
+        }
         // Request/response traffic must not wait on Nagle's algorithm;
         // keepalive notices dead peers (and their watch streams) at the
         // TCP level.
