@@ -200,6 +200,7 @@ impl App {
         let vault = open_vault_with(&sections, secret.clone(), &store).await?;
         let store = store
             .with_admin_emails(config.admin_emails.clone())
+            .with_self_approval(sections.policy.allow_self_approval)
             .with_codes(codes)
             .with_vault(vault);
         let metrics = Arc::new(Metrics::new(&[

@@ -207,6 +207,10 @@ pub struct Config {
     /// Consent purposes every submission must include; a submission without
     /// one of them is refused (INVALID_ARGUMENT, reason `CONSENT_REQUIRED`).
     pub consent_required_purposes: Vec<String>,
+    /// Whether an administrator may approve a request it submitted itself
+    /// (with its own key). Off by default: separation of duties. A request
+    /// a policy rule put under review is never approved by its submitter.
+    pub allow_self_approval: bool,
     /// Days after its decision (or expiry) a closed request keeps the
     /// applicant's personal data; then the retention job erases it and the
     /// request stays as an anonymous record. 0 keeps it forever.
@@ -260,6 +264,7 @@ impl Default for Config {
             policy_poll_interval_ms: 2000,
             key_store_url: None,
             consent_required_purposes: vec!["access_management".to_owned()],
+            allow_self_approval: false,
             retention_closed_request_days: 365,
             retention_sent_email_days: 30,
             rate_limit_per_key: 1000,

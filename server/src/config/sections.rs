@@ -191,6 +191,8 @@ pub struct PolicySection {
     pub pending_max_age: Duration,
     /// `consent_required_purposes`.
     pub consent_required_purposes: Vec<String>,
+    /// `allow_self_approval`.
+    pub allow_self_approval: bool,
     /// `gateway_code_validity_secs`.
     pub gateway_code_validity: Duration,
     /// `gateway_code_validity_by_resource`.
@@ -370,6 +372,7 @@ impl Config {
             review_sla: Duration::from_secs(self.review_sla_secs),
             pending_max_age: Duration::from_secs(self.pending_max_age_secs),
             consent_required_purposes: self.consent_required_purposes.clone(),
+            allow_self_approval: self.allow_self_approval,
             gateway_code_validity: Duration::from_secs(self.gateway_code_validity_secs),
             gateway_code_validity_by_resource: self
                 .gateway_code_validity_by_resource

@@ -11,8 +11,9 @@ pub enum DomainError {
     /// The request's state allows no such change.
     #[error(transparent)]
     Transition(#[from] TransitionError),
-    /// A rule's review may not be short-cut by the submitter.
-    #[error("the submitter of a request under review may not approve it")]
+    /// The key that submitted a request may not approve it: always when a
+    /// rule put it under review, otherwise unless `allow_self_approval`.
+    #[error("the key that submitted a request may not approve it (separation of duties)")]
     SelfApproval,
     /// A second approval by the same administrator.
     #[error("this administrator already approved the request")]

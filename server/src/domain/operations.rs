@@ -74,7 +74,16 @@ pub fn submit(
     })
 }
 
-/// `action` on `current` by `actor`. With `expected_etag`, refuses a
+/// Who decides a request: the deciding key's name (the event's actor) and
+/// whether it may approve a request it submitted itself
+/// (`allow_self_approval`).
+#[derive(Clone, Copy, Debug)]
+pub struct Decider<'a> {
+    pub name: &'a str,
+    pub may_approve_own: bool,
+}
+
+/// `action` on `current` by `by`. With `expected_etag`, refuses a
 /// request that changed since the caller read it; an erased request
 /// (`erased`) never changes.
 pub fn decide(
@@ -82,7 +91,7 @@ pub fn decide(
     erased: bool,
     expected_etag: Option<&str>,
     action: Action,
-    actor: &str,
+    by: Decider<'_>,
     admins: &[String],
     now: DateTime<Utc>,
 ) -> Result<Change, DomainError> {
@@ -94,7 +103,14 @@ pub fn decide(
     {
         return Err(DomainError::EtagMismatch);
     }
-    let (changed, event) = current.apply(action, actor, now)?;
+    let approving = matches!(action, Action::Approve { .. });
+    let (changed, event) = current.apply(action, by.name, now)?;
+    // Separation of duties: the key that submitted a request does not
+    // approve it, unless the operator allowed it (a rule's review never
+    // allows it: `apply` refuses that case itself).
+    if approving && by.name == current.submitter && !by.may_approve_own {
+        return Err(DomainError::SelfApproval);
+    }
     let effects = decision_effects(&changed, event, admins);
     Ok(Change {
         request: changed,
@@ -243,6 +259,48 @@ pub(crate) mod tests {
         vec!["root@example.com".to_owned()]
     }
 
+    /// An administrator that did not submit the requests of these tests.
+    fn root() -> Decider<'static> {
+        Decider {
+            name: "root",
+            may_approve_own: false,
+        }
+    }
+
+    #[test]
+    fn the_submitting_key_approves_only_when_allowed() {
+        let evaluation = Policy::manual().evaluate(&submission(&[]));
+        let pending = submit(
+            AccessRequestId::generate(),
+            "admin-who-submits",
+            submission(&[]),
+            &evaluation,
+            &admins(),
+            Utc::now(),
+        )
+        .unwrap()
+        .request;
+        let approve = || Action::Approve { note: None };
+        let own = |may_approve_own| Decider {
+            name: &pending.submitter,
+            may_approve_own,
+        };
+        let now = Utc::now();
+        assert_eq!(
+            decide(&pending, false, None, approve(), own(false), &admins(), now).unwrap_err(),
+            DomainError::SelfApproval
+        );
+        let approved = decide(&pending, false, None, approve(), own(true), &admins(), now)
+            .expect("allowed by the operator");
+        assert_eq!(approved.request.state, State::Approved);
+        // Rejecting or cancelling one's own request stays possible.
+        let reject = Action::Reject {
+            reason: "withdrawn".to_owned(),
+        };
+        assert!(decide(&pending, false, None, reject, own(false), &admins(), now).is_ok());
+        assert!(decide(&pending, false, None, approve(), root(), &admins(), now).is_ok());
+    }
+
     #[test]
     fn consent_lists_every_missing_purpose() {
         let required = vec!["access_management".to_owned(), "audit".to_owned()];
@@ -333,7 +391,7 @@ pub(crate) mod tests {
                 false,
                 Some("stale"),
                 reject(),
-                "root",
+                root(),
                 &admins(),
                 now
             )
@@ -341,7 +399,7 @@ pub(crate) mod tests {
             DomainError::EtagMismatch
         );
         assert_eq!(
-            decide(&pending, true, None, reject(), "root", &admins(), now).unwrap_err(),
+            decide(&pending, true, None, reject(), root(), &admins(), now).unwrap_err(),
             DomainError::Erased
         );
         let change = decide(
@@ -349,7 +407,7 @@ pub(crate) mod tests {
             false,
             Some(&pending.etag()),
             reject(),
-            "root",
+            root(),
             &admins(),
             now,
         )

@@ -171,6 +171,8 @@ pub struct Store {
     commits: Arc<tokio::sync::Notify>,
     /// Who receives the administrators' emails.
     admin_emails: Arc<Vec<String>>,
+    /// `allow_self_approval`: an admin may approve a request it submitted.
+    allow_self_approval: bool,
     /// How gateway codes are issued; approvals need it.
     codes: Option<Arc<codes::CodeSettings>>,
     /// On SQLite, the turn to write: one write transaction of this process
@@ -205,6 +207,7 @@ impl Store {
             page_token_key: Arc::new(page_token_key),
             commits: Arc::new(tokio::sync::Notify::new()),
             admin_emails: Arc::new(Vec::new()),
+            allow_self_approval: false,
             codes: None,
             write_turn: Arc::new(tokio::sync::Mutex::new(())),
             vault: None,
@@ -226,6 +229,13 @@ impl Store {
         self.page_token_key = Arc::new(vault.ring().derive("page tokens"));
         self.vault = Some(vault);
         self.group_commit = Arc::default();
+        self
+    }
+
+    /// The same store, letting an administrator approve a request it
+    /// submitted itself when `allowed` (`allow_self_approval`).
+    pub fn with_self_approval(mut self, allowed: bool) -> Store {
+        self.allow_self_approval = allowed;
         self
     }
 

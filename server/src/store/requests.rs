@@ -16,7 +16,7 @@ use super::pagination::{self, ListQuery, Page, Position};
 use super::rows::to_domain;
 use super::sealing::Sealer;
 use super::{Result, Scope, Store, StoreError, now, to_micros, unique};
-use crate::domain::operations;
+use crate::domain::operations::{self, Decider};
 use crate::domain::policy::Evaluation;
 use crate::domain::{
     AccessRequest, AccessRequestId, Action, Change, CodeStatus, DomainError, GatewayCode,
@@ -305,7 +305,10 @@ impl Store {
             sealer.is_none(),
             expected_etag,
             action,
-            actor,
+            Decider {
+                name: actor,
+                may_approve_own: self.allow_self_approval,
+            },
             &self.admin_emails,
             at,
         )?;

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const SESAME: &str = env!("CARGO_BIN_EXE_sesame");
 
 /// The binary, run in `dir` with no inherited Sesame configuration.
-fn sesame(dir: &Path) -> Command {
+pub fn sesame(dir: &Path) -> Command {
     let mut command = Command::new(SESAME);
     command.current_dir(dir).env_remove("RUST_LOG");
     for (key, _) in std::env::vars() {
@@ -23,7 +23,7 @@ fn sesame(dir: &Path) -> Command {
     command
 }
 
-fn run_ok(command: &mut Command) -> String {
+pub fn run_ok(command: &mut Command) -> String {
     let output = command.output().expect("run sesame");
     assert!(
         output.status.success(),
@@ -350,15 +350,52 @@ async fn first_start_prints_one_admin_key_that_works() {
         .await
         .unwrap();
     let mut client = AccessRequestServiceClient::new(channel);
+    // The admin does not approve its own submissions (separation of
+    // duties): a backend's submitter key, made with the CLI beside the
+    // running server, submits.
+    let submitter = run_ok(sesame(dir.path()).args([
+        "keys",
+        "create",
+        "--name",
+        "backend",
+        "--role",
+        "submitter",
+    ]));
+    let submitter = submitter.trim();
     let mut submit = tonic::Request::new(crate::harness::valid_submission());
-    submit
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    submit.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {submitter}").parse().unwrap(),
+    );
     let created = client
         .submit_access_request(submit)
         .await
-        .expect("the key works");
+        .expect("the submitter key works");
     let name = created.into_inner().access_request.unwrap().name;
+    let mut own = tonic::Request::new(crate::harness::valid_submission());
+    own.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let own = client
+        .submit_access_request(own)
+        .await
+        .expect("the admin key submits too")
+        .into_inner()
+        .access_request
+        .unwrap()
+        .name;
+    let mut self_approval = tonic::Request::new(pb::ApproveAccessRequestRequest {
+        name: own,
+        ..Default::default()
+    });
+    self_approval
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let refused = client
+        .approve_access_request(self_approval)
+        .await
+        .expect_err("an admin does not approve its own request by default");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert_eq!(crate::harness::reason(&refused), "SELF_APPROVAL");
     let mut approve = tonic::Request::new(pb::ApproveAccessRequestRequest {
         name,
         ..Default::default()

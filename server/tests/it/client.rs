@@ -8,7 +8,7 @@ use std::time::Duration;
 use sesame_client::{Options, RetryPolicy, SesameClient, error_reason, field_violations, v1 as pb};
 use tonic::Code;
 
-use crate::cli::{serve_at, terminate};
+use crate::cli::{run_ok, serve_at, sesame, terminate};
 use crate::harness::valid_submission;
 
 /// The next event of `watch`, within 20 s.
@@ -54,8 +54,20 @@ async fn the_rust_client_submits_decides_reads_and_watches() {
         ..Default::default()
     };
     let mut watch = client.watch(decisions).await.unwrap();
+    // A backend service submits with its own key; the admin decides.
+    let submitter = run_ok(sesame(dir.path()).args([
+        "keys",
+        "create",
+        "--name",
+        "backend",
+        "--role",
+        "submitter",
+    ]));
+    let backend = SesameClient::connect(&format!("http://{}", served.addr), submitter.trim())
+        .await
+        .unwrap();
     // `watch` returned once live: the submit made next is seen.
-    let first = client
+    let first = backend
         .submit(submission("first@example.com"))
         .await
         .unwrap();
@@ -64,7 +76,7 @@ async fn the_rust_client_submits_decides_reads_and_watches() {
     assert!(!watch.cursor().is_empty());
 
     // No request_id given: the client generated one, so a retry is safe.
-    let second = client
+    let second = backend
         .submit(submission("second@example.com"))
         .await
         .unwrap();

@@ -93,17 +93,18 @@ async fn approve(client: &mut Client, name: &str) {
 async fn watch_live_then_resume_from_a_cursor(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut admin = server.client(&server.keys.admin).await;
+    let mut alice = server.client(&server.keys.alice).await;
     let mut events = server.events(&server.keys.auditor).await;
     let mut live = watch(&mut events, pb::WatchEventsRequest::default()).await;
     ready(&mut live).await;
 
-    let created = submit(&mut admin).await;
+    let created = submit(&mut alice).await;
     approve(&mut admin, &created.name).await;
     let submitted = next_event(&mut live).await.unwrap();
     assert_eq!(submitted.r#type(), pb::EventType::RequestSubmitted);
     assert_eq!(submitted.access_request, created.name);
     assert_eq!(submitted.state(), pb::AccessRequestState::Pending);
-    assert_eq!(submitted.actor, "admin");
+    assert_eq!(submitted.actor, "alice");
     assert_eq!(submitted.sequence, 1);
     let approved = next_event(&mut live).await.unwrap();
     assert_eq!(approved.r#type(), pb::EventType::RequestApproved);
@@ -128,7 +129,7 @@ async fn watch_live_then_resume_from_a_cursor(backend: Backend) {
     assert_eq!(issued.r#type(), pb::EventType::CodeIssued);
     assert_eq!(issued.sequence, 3);
     assert_eq!(next_event(&mut live).await.unwrap(), issued);
-    let another = submit(&mut admin).await;
+    let another = submit(&mut alice).await;
     let live_event = next_event(&mut resumed).await.unwrap();
     assert_eq!(live_event.sequence, 4);
     assert_eq!(live_event.access_request, another.name);
@@ -248,9 +249,10 @@ async fn watcher_too_far_behind_ends_with_its_cursor(backend: Backend) {
     const REQUESTS: i64 = 500;
     const TOTAL: i64 = 2 * REQUESTS;
     let mut admin = server.client(&server.keys.admin).await;
+    let mut alice = server.client(&server.keys.alice).await;
     let note = "n".repeat(1000);
     for _ in 0..REQUESTS {
-        let created = submit(&mut admin).await;
+        let created = submit(&mut alice).await;
         admin
             .approve_access_request(pb::ApproveAccessRequestRequest {
                 name: created.name,
@@ -717,8 +719,9 @@ async fn verify_detects_edits_deletions_and_reordering(backend: Backend) {
     for (what, statements, broken_at) in cases {
         let server = TestServer::start(backend).await;
         let mut admin = server.client(&server.keys.admin).await;
+        let mut alice = server.client(&server.keys.alice).await;
         for _ in 0..3 {
-            let created = submit(&mut admin).await;
+            let created = submit(&mut alice).await;
             approve(&mut admin, &created.name).await;
         }
         let mut events = server.events(&server.keys.auditor).await;

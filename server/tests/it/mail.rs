@@ -255,7 +255,8 @@ async fn emails_reach_the_mail_folder_in_the_applicants_language(backend: Backen
     })
     .await;
     let mut admin = server.client(&server.keys.admin).await;
-    let created = submit(&mut admin).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let created = submit(&mut alice).await;
     admin
         .approve_access_request(pb::ApproveAccessRequestRequest {
             name: created.name.clone(),

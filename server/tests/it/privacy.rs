@@ -62,10 +62,10 @@ async fn logs_hold_no_personal_data_code_or_key() {
         .find(|line| line.starts_with("sesame_"))
         .expect("the bootstrap key")
         .to_owned();
-    let gateway_key = {
+    let create_key = |name: &str, role: &str| {
         let output = std::process::Command::new(SESAME)
             .current_dir(dir.path())
-            .args(["keys", "create", "--name", "gate", "--role", "gateway"])
+            .args(["keys", "create", "--name", name, "--role", role])
             .output()
             .unwrap();
         assert!(output.status.success());
@@ -74,18 +74,23 @@ async fn logs_hold_no_personal_data_code_or_key() {
             .lines()
             .map(str::trim)
             .find(|line| line.starts_with("sesame_"))
-            .expect("the gateway key")
+            .expect("the new key")
             .to_owned()
     };
+    let gateway_key = create_key("gate", "gateway");
+    let submitter_key = create_key("backend", "submitter");
 
     let client = SesameClient::connect(&format!("http://{addr}"), &admin_key)
+        .await
+        .unwrap();
+    let backend = SesameClient::connect(&format!("http://{addr}"), &submitter_key)
         .await
         .unwrap();
     let mut submission = valid_submission();
     let applicant = submission.applicant.as_mut().unwrap();
     applicant.email = "leak.check.ada@example.com".into();
     applicant.full_name = "Adaline Leakcheck".into();
-    let created = client.submit(submission.clone()).await.unwrap();
+    let created = backend.submit(submission.clone()).await.unwrap();
     let approved = client
         .access_requests()
         .approve_access_request(pb::ApproveAccessRequestRequest {
@@ -119,7 +124,7 @@ async fn logs_hold_no_personal_data_code_or_key() {
         .unwrap();
     let mut another = submission;
     another.request_id = "second".into();
-    let second = client.submit(another).await.unwrap();
+    let second = backend.submit(another).await.unwrap();
     client
         .reject(pb::RejectAccessRequestRequest {
             name: second.name,
@@ -167,6 +172,7 @@ async fn logs_hold_no_personal_data_code_or_key() {
             admin_key["sesame_".len()..].to_owned(),
         ),
         ("the gateway key", gateway_key.clone()),
+        ("the submitter key", submitter_key.clone()),
     ] {
         assert!(!log.contains(&secret), "{what} is in the log");
     }
