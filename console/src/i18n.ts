@@ -102,7 +102,6 @@ export const en = {
   "queue.col.sla": "SLA",
   "queue.selectAll": "Select all shown requests",
   "queue.selectRow": "Select the request of {email}",
-  "queue.open": "Open the request of {email}",
 
   "bulk.title": "Decide selected requests",
   "bulk.selected": "{count} selected",
@@ -476,7 +475,6 @@ export const fr: Dictionary = {
   "queue.col.sla": "Délai",
   "queue.selectAll": "Sélectionner toutes les demandes affichées",
   "queue.selectRow": "Sélectionner la demande de {email}",
-  "queue.open": "Ouvrir la demande de {email}",
 
   "bulk.title": "Décider les demandes sélectionnées",
   "bulk.selected": "{count} sélectionnées",

@@ -240,7 +240,7 @@ export function Queue() {
                     </td>
                   ) : null}
                   <td data-label={t("queue.col.applicant")}>
-                    <Link href={`/${r.name}`} aria-label={t("queue.open", { email: label })}>
+                    <Link href={`/${r.name}`}>
                       {r.applicant?.fullName || label}
                     </Link>
                     <br />
