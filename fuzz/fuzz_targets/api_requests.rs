@@ -26,6 +26,7 @@ use sesame_server::domain::policy::Policy;
 use sesame_server::domain::{AccessRequest, AccessRequestId, NewAccessRequest, Violations};
 use sesame_server::domain::{encode_cursor, validation::MAX_PURPOSES};
 use sesame_server::mail::Templates;
+use sesame_server::store::Order;
 use tonic::{Code, Status};
 
 fuzz_target!(|data: &[u8]| {
@@ -214,6 +215,13 @@ fn list_access_requests(body: &[u8]) {
                 .map_or(0, |user_type| convert::user_type_to_proto(user_type).into()),
             create_time_start: query.created_from.map(convert::timestamp),
             create_time_end: query.created_before.map(convert::timestamp),
+            resource: query.resource.clone().unwrap_or_default(),
+            applicant_email: query.applicant_email.clone().unwrap_or_default(),
+            order_by: match query.order {
+                Order::NewestFirst => "create_time desc",
+                Order::OldestFirst => "create_time asc",
+            }
+            .into(),
         };
         let (paging_again, query_again) =
             access_requests::check_list_access_requests(&rebuilt).expect("accepted again");

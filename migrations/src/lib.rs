@@ -11,6 +11,7 @@ mod m20261126_000003_gateway_codes;
 mod m20261126_000004_policy;
 mod m20261126_000005_deadlines;
 mod m20261126_000006_privacy;
+mod m20261203_000007_resource_index;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_policy::Migration),
             Box::new(m20261126_000005_deadlines::Migration),
             Box::new(m20261126_000006_privacy::Migration),
+            Box::new(m20261203_000007_resource_index::Migration),
         ]
     }
 }

@@ -3,17 +3,20 @@
 //! metrics; the email templates and transport; the background tasks (mail
 //! worker, deadline scheduler, metrics listener and refresh); and the
 //! routes the server answers. [`App::routes`] is the one place where a
-//! route is added: today the Sesame gRPC services, health and reflection;
-//! non-gRPC routes (the console's files, HTTP webhooks) and gRPC-Web join
-//! them there. The tower layers of [`App::serve`] apply their gRPC rules
-//! to gRPC requests only and let any other request through to its route,
-//! which brings its own rules.
+//! route is added: the Sesame gRPC services, health and reflection (every
+//! one also reachable over gRPC-Web, see [`crate::grpc_web`]); HTTP
+//! routes (webhooks) join them there. [`App::serve`] adds the console's
+//! files as the fallback ([`crate::console`]) on the listener that serves
+//! the console. Its tower layers apply their gRPC rules to gRPC requests
+//! only and let any other request through to its route, which brings its
+//! own rules.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sesame_proto::v1::access_request_service_server::AccessRequestServiceServer;
+use sesame_proto::v1::caller_service_server::CallerServiceServer;
 use sesame_proto::v1::email_service_server::EmailServiceServer;
 use sesame_proto::v1::event_service_server::EventServiceServer;
 use sesame_proto::v1::gateway_service_server::GatewayServiceServer;
@@ -28,11 +31,13 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::api::{AccessRequestApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
+use crate::api::{AccessRequestApi, CallerApi, EmailApi, EventApi, GatewayApi, PrivacyApi};
 use crate::auth::{AuthLayer, RateLimiter};
 use crate::config::{Config, Sections};
+use crate::console::ConsoleService;
 use crate::crypto::{KeyRing, Vault};
 use crate::events::Hub;
+use crate::grpc_web::GrpcWebLayer;
 use crate::limits::LimitLayer;
 use crate::mail::{Templates, run_worker};
 use crate::options;
@@ -50,8 +55,9 @@ use crate::telemetry::{Metrics, TelemetryLayer};
 pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// Names of the Sesame services in the health service.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "sesame.v1.AccessRequestService",
+    "sesame.v1.CallerService",
     "sesame.v1.EventService",
     "sesame.v1.EmailService",
     "sesame.v1.GatewayService",
@@ -384,35 +390,98 @@ impl App {
             GatewayServiceServer::new(gateway)
                 .max_decoding_message_size(decoding)
                 .max_encoding_message_size(encoding),
+        )
+        .add_service(
+            CallerServiceServer::new(CallerApi::new(sections.policy.review_sla))
+                .max_decoding_message_size(decoding)
+                .max_encoding_message_size(encoding),
         );
         Ok((routes, health_reporter))
     }
 
-    /// Serves `routes` on `listener` behind the telemetry, limits and auth
-    /// layers (and TLS when configured) until `shutdown`; then in-flight
-    /// calls get `shutdown_grace_secs` to finish, and health turns
-    /// NOT_SERVING first.
+    /// Serves `routes` on `listener` (and on `console` when given) behind
+    /// the gRPC-Web, telemetry, limits and auth layers (and TLS when
+    /// configured) until `shutdown`; then in-flight calls get
+    /// `shutdown_grace_secs` to finish, and health turns NOT_SERVING first.
+    /// The console's files and gRPC-Web are served on `console` when given,
+    /// else on `listener`, and nowhere when `console_enabled` is false.
     pub async fn serve(
         &self,
         routes: Routes,
         health: HealthReporter,
         listener: TcpListener,
+        console: Option<TcpListener>,
         shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let config = &self.config;
+        let console_on_main = config.console_enabled && console.is_none();
+        let graceful = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                info!("shutting down: health is NOT_SERVING, finishing in-flight calls");
+                set_health(&health, ServingStatus::NotServing).await;
+            }
+        };
+        let main = self.serve_on(routes.clone(), console_on_main, false, listener, graceful);
+        let second = async {
+            match console {
+                Some(console) => {
+                    let stop = shutdown.clone().cancelled_owned();
+                    self.serve_on(routes, config.console_enabled, true, console, stop)
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let serving = async { tokio::try_join!(main, second).map(|_| ()) };
+        let grace = Duration::from_secs(config.shutdown_grace_secs);
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serving => result?,
+            () = deadline => warn!(grace_secs = grace.as_secs(), "in-flight calls did not finish in time; stopping anyway"),
+        }
+        Ok(())
+    }
+
+    /// Serves `routes` on one listener until `stop`, with the console's
+    /// files as the fallback and gRPC-Web when `console` is true (else
+    /// unknown paths answer 404 and gRPC-Web calls UNIMPLEMENTED).
+    /// `console_only` marks the listener of `console_listen_addr`.
+    async fn serve_on(
+        &self,
+        routes: Routes,
+        console: bool,
+        console_only: bool,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let config = &self.config;
         let local_addr = listener
             .local_addr()
             .context("listener has no local address")?;
-        let mut builder = Server::builder();
+        // HTTP/1.1 for browsers (files, gRPC-Web); gRPC stays on HTTP/2.
+        let mut builder = Server::builder().accept_http1(true);
         if let Some(tls) = options::tls(self.sections.tls.as_ref())? {
             builder = builder
                 .tls_config(tls)
                 .context("the TLS certificate or key does not load")?;
-            info!(mutual = config.tls_client_ca_file.is_some(), "serving TLS");
+            info!(mutual = config.tls_client_ca_file.is_some(), addr = %local_addr, "serving TLS");
         }
+        let routes = Routes::from(
+            routes
+                .into_axum_router()
+                .fallback_service(ConsoleService::new(console)),
+        );
         let router = builder
-            // Outermost: every call gets its request id, span and metrics,
-            // including those the limits and the auth layer refuse.
+            // Outermost: a gRPC-Web call becomes a native one before any
+            // other layer sees it, so it gets the same treatment.
+            .layer(GrpcWebLayer::new(console))
+            // Every call gets its request id, span and metrics, including
+            // those the limits and the auth layer refuse.
             .layer(TelemetryLayer::new(self.metrics.clone()))
             // Before authentication: refusing a flood costs no database
             // read. It also applies `request_timeout_secs` (answering
@@ -427,32 +496,21 @@ impl App {
                 RateLimiter::new(config.rate_limit_per_key, config.rate_limit_burst),
             ))
             .add_routes(routes);
-        info!(addr = %local_addr, "sesame listening");
+        if console_only {
+            info!(addr = %local_addr, "console listening");
+        } else {
+            info!(addr = %local_addr, console, "sesame listening");
+        }
         // Request/response traffic must not wait on Nagle's algorithm;
         // keepalive notices dead peers (and their watch streams) at the
         // TCP level.
         let incoming = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(60)));
-        let graceful = {
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown.cancelled().await;
-                info!("shutting down: health is NOT_SERVING, finishing in-flight calls");
-                set_health(&health, ServingStatus::NotServing).await;
-            }
-        };
-        let serving = router.serve_with_incoming_shutdown(incoming, graceful);
-        let grace = Duration::from_secs(config.shutdown_grace_secs);
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = serving => result.context("the gRPC server failed")?,
-            () = deadline => warn!(grace_secs = grace.as_secs(), "in-flight calls did not finish in time; stopping anyway"),
-        }
-        Ok(())
+        router
+            .serve_with_incoming_shutdown(incoming, stop)
+            .await
+            .context("the gRPC server failed")
     }
 
     /// Reports NOT_SERVING on `health` while the database does not answer,

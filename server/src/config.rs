@@ -52,6 +52,13 @@ pub enum LogFormat {
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen_addr: SocketAddr,
+    /// Serve the admin console (its embedded files and gRPC-Web for it);
+    /// false serves neither, native gRPC is unchanged.
+    pub console_enabled: bool,
+    /// Serve the console and gRPC-Web on this address instead of
+    /// `listen_addr` (same services, layers and TLS); `listen_addr` then
+    /// answers native gRPC only. None: on `listen_addr`.
+    pub console_listen_addr: Option<SocketAddr>,
     /// `sqlite://PATH` (created if missing) or `postgres://USER:PASSWORD@HOST/DB`.
     pub database_url: String,
     /// Largest database connection pool.
@@ -214,6 +221,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            console_enabled: true,
+            console_listen_addr: None,
             database_url: "sqlite://sesame.db".to_owned(),
             database_max_connections: 10,
             database_timeout_secs: 5,
@@ -437,6 +446,9 @@ impl Config {
             }
         }
         if let Some(problem) = self.metrics_addr_problem() {
+            problems.push(problem);
+        }
+        if let Some(problem) = self.console_addr_problem() {
             problems.push(problem);
         }
         if !(1..=1_000_000).contains(&self.watch_buffer_events) {
@@ -672,6 +684,33 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Why `console_listen_addr` cannot be used, if it cannot.
+    fn console_addr_problem(&self) -> Option<String> {
+        let addr = self.console_listen_addr?;
+        if !self.console_enabled {
+            return Some(
+                "console_listen_addr is set but console_enabled is false: remove one".to_owned(),
+            );
+        }
+        if addr.port() != 0 && (addr == self.listen_addr || Some(addr) == self.metrics_addr) {
+            return Some(format!(
+                "console_listen_addr {addr} is also listen_addr or metrics_addr: give the \
+                 console a port of its own"
+            ));
+        }
+        let tls = self.tls_cert_file.is_some() && self.tls_key_file.is_some();
+        if !addr.ip().is_loopback() && !tls && !self.allow_insecure {
+            return Some(format!(
+                "console_listen_addr {addr} is not loopback and TLS is off: API keys would cross \
+                 the network in clear; set tls_cert_file and tls_key_file, or allow_insecure = \
+                 true behind a TLS-terminating proxy"
+            ));
+        }
+        None
+    }
+}
+
 fn known_keys() -> Vec<String> {
     match serde_json::to_value(Config::default()) {
         Ok(serde_json::Value::Object(map)) => map.into_iter().map(|(key, _)| key).collect(),
@@ -861,6 +900,26 @@ mod tests {
         config.metrics_addr = Some(config.listen_addr);
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("port of their own"), "{message}");
+    }
+
+    #[test]
+    fn a_console_listen_addr_is_checked_like_listen_addr() {
+        let mut config = Config {
+            console_listen_addr: Some("127.0.0.1:8080".parse().unwrap()),
+            ..Config::default()
+        };
+        config.validate().expect("a loopback console address");
+        config.console_listen_addr = Some(config.listen_addr);
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("port of its own"), "{message}");
+        config.console_listen_addr = Some("0.0.0.0:8080".parse().unwrap());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("TLS is off"), "{message}");
+        config.allow_insecure = true;
+        config.validate().expect("behind a TLS-terminating proxy");
+        config.console_enabled = false;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("console_enabled is false"), "{message}");
     }
 
     #[test]

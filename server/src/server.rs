@@ -24,9 +24,13 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// Prometheus `/metrics`, when metrics are on.
     pub metrics: Option<TcpListener>,
+    /// The console and gRPC-Web, when `console_listen_addr` puts them on
+    /// an address of their own (else they share `grpc`).
+    pub console: Option<TcpListener>,
 }
 
-/// Binds `metrics_addr` when set, then runs as [`run_on`] does.
+/// Binds `metrics_addr` and `console_listen_addr` when set, then runs as
+/// [`run_on`] does.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -40,9 +44,18 @@ pub async fn run(
         ),
         None => None,
     };
+    let console = match config.console_listen_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("could not listen on {addr} for the console"))?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         grpc: listener,
         metrics,
+        console,
     };
     run_on(config, listeners, shutdown).await
 }
@@ -108,7 +121,23 @@ async fn serve_prepared(
         app.start_background(listeners.metrics, config.mail_worker, &metrics, &tasks)?;
     let (routes, health) = app.routes(policy, &shutdown, &tasks).await?;
     let health_task = app.watch_database(health.clone(), &shutdown);
-    let served = app.serve(routes, health, listeners.grpc, &shutdown).await;
+    if config.console_enabled {
+        let console = listeners.console.as_ref().unwrap_or(&listeners.grpc);
+        let addr = console
+            .local_addr()
+            .context("the console's listener has no local address")?;
+        let scheme = if config.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{addr}/");
+        info!(url = %url, "console served");
+        println!("console: {url}");
+    }
+    let served = app
+        .serve(routes, health, listeners.grpc, listeners.console, &shutdown)
+        .await;
     health_task.abort();
     if let Some(task) = policy_task {
         task.abort();

@@ -130,6 +130,7 @@ fn api_requests() -> Vec<(String, Vec<u8>)> {
                 user_type: pb::UserType::Contractor.into(),
                 create_time_start: time(1_700_000_000),
                 create_time_end: time(1_800_000_000),
+                ..Default::default()
             },
         ),
         message(

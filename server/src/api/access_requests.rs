@@ -10,11 +10,11 @@ use crate::auth::{Permission, Principal, authorize};
 use crate::domain::deadline::{Deadlines, decision_times, stats_window};
 use crate::domain::operations;
 use crate::domain::validation::{
-    MAX_REASON_CHARS, TextRule, Validator, Violations, validate_submission,
+    MAX_REASON_CHARS, MAX_RESOURCE_CHARS, TextRule, Validator, Violations, validate_submission,
 };
 use crate::domain::{AccessRequest, AccessRequestId, Action, GatewayCode, NewAccessRequest, State};
 use crate::policy::PolicyHandle;
-use crate::store::{ListQuery, Store, Stored, now};
+use crate::store::{ListQuery, Order, Store, Stored, now};
 
 /// The parts of a decision call that differ between approve, reject and
 /// cancel.
@@ -101,14 +101,48 @@ pub fn check_list_access_requests(
         ("create_time_start", message.create_time_start.as_ref()),
         ("create_time_end", message.create_time_end.as_ref()),
     );
+    let resource = check.text(
+        "resource",
+        &message.resource,
+        TextRule::optional(MAX_RESOURCE_CHARS),
+    );
+    let applicant_email = if message.applicant_email.trim().is_empty() {
+        None
+    } else {
+        check.email("applicant_email", &message.applicant_email)
+    };
+    let order = order_by(&mut check, &message.order_by);
     check.finish()?;
     let query = ListQuery {
         state,
         user_type,
         created_from,
         created_before,
+        resource,
+        applicant_email,
+        order,
     };
     Ok((paging, query))
+}
+
+/// Reads an AIP-132 `order_by` of ListAccessRequests: only `create_time`,
+/// ascending (`create_time`, `create_time asc`) or descending
+/// (`create_time desc`, and the default when empty).
+fn order_by(check: &mut Validator, raw: &str) -> Order {
+    let words: Vec<&str> = raw.split_whitespace().collect();
+    match words.as_slice() {
+        [] | ["create_time", "desc"] => Order::NewestFirst,
+        ["create_time"] | ["create_time", "asc"] => Order::OldestFirst,
+        _ => {
+            check.violation(
+                "order_by",
+                format!(
+                    "must be \"create_time desc\" (newest first, the default) or \"create_time\" / \"create_time asc\" (oldest first), got {raw:?}"
+                ),
+            );
+            Order::NewestFirst
+        }
+    }
 }
 
 /// Checks an ApproveAccessRequest message (the note is optional).
@@ -391,6 +425,10 @@ impl AccessRequestService for AccessRequestApi {
             p95_decision_time: times.p95.map(convert::duration),
             overdue_count: stats.overdue,
             review_sla: Some(convert::duration(self.deadlines.review_sla)),
+            automatic_decided_count: stats.automatic,
+            emails_sent_count: stats.emails_sent,
+            emails_dead_count: stats.emails_dead,
+            emails_retrying_count: stats.emails_retrying,
         }))
     }
 }

@@ -5,6 +5,7 @@
 //! targets (`fuzz/`) run the very checks the handlers run.
 
 pub mod access_requests;
+pub mod caller;
 pub mod convert;
 pub mod emails;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod privacy;
 pub mod status;
 
 pub use access_requests::AccessRequestApi;
+pub use caller::CallerApi;
 pub use emails::EmailApi;
 pub use events::EventApi;
 pub use gateway::GatewayApi;

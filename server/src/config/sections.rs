@@ -43,6 +43,10 @@ pub struct Sections {
 pub struct ServerSection {
     /// `listen_addr`.
     pub listen_addr: SocketAddr,
+    /// `console_enabled`: serve the console's files and gRPC-Web.
+    pub console_enabled: bool,
+    /// `console_listen_addr`: serve them there instead of `listen_addr`.
+    pub console_listen_addr: Option<SocketAddr>,
     /// `allow_insecure`: plaintext off loopback was allowed.
     pub allow_insecure: bool,
     /// `max_decoding_message_bytes`.
@@ -285,6 +289,8 @@ impl Config {
     fn server_section(&self) -> ServerSection {
         ServerSection {
             listen_addr: self.listen_addr,
+            console_enabled: self.console_enabled,
+            console_listen_addr: self.console_listen_addr,
             allow_insecure: self.allow_insecure,
             max_decoding_message_bytes: self.max_decoding_message_bytes,
             max_encoding_message_bytes: self.max_encoding_message_bytes,

@@ -43,7 +43,7 @@ pub use deadlines::{DueRequest, RequestStats};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use key_cache::{KEY_CACHE_TTL, KeyDigest};
 pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
-pub use pagination::{ListQuery, Page};
+pub use pagination::{ListQuery, Order, Page};
 pub use privacy::{
     ConsentPage, ConsentRecord, Erasure, MAX_EXPORT_EVENTS, MAX_EXPORT_REQUESTS, RetentionPass,
     SubjectExport,

@@ -401,11 +401,12 @@ impl Store {
         if let Some(id) = filter.access_request {
             select = select.filter(outbox::Column::AccessRequestId.eq(id.to_string()));
         }
-        let (rows, next_page_token) = pagination::newest_first_page(
+        let (rows, next_page_token) = pagination::keyset_page(
             &self.db,
             &self.page_token_key,
             select,
             (outbox::Column::CreatedAtUs, outbox::Column::Id),
+            pagination::Order::NewestFirst,
             after.as_ref(),
             page_size,
             query,

@@ -1,4 +1,5 @@
-//! Opaque, signed page tokens for newest-first keyset pagination.
+//! Opaque, signed page tokens for keyset pagination (newest or oldest
+//! first).
 //!
 //! A token carries the position after the last row served and a
 //! fingerprint of the query (filters and caller scope), signed with the
@@ -29,6 +30,32 @@ pub struct ListQuery {
     pub created_from: Option<DateTime<Utc>>,
     /// Submitted before.
     pub created_before: Option<DateTime<Utc>>,
+    /// For this resource only.
+    pub resource: Option<String>,
+    /// Whose applicant has this email address (normalised as a submission's
+    /// is); matched through the blind index.
+    pub applicant_email: Option<String>,
+    /// Newest first (the default) or oldest first.
+    pub order: Order,
+}
+
+/// The order of a list of requests, by submission time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first.
+    #[default]
+    NewestFirst,
+    /// Oldest first: a review queue's order.
+    OldestFirst,
+}
+
+impl Order {
+    fn as_str(self) -> &'static str {
+        match self {
+            Order::NewestFirst => "desc",
+            Order::OldestFirst => "asc",
+        }
+    }
 }
 
 /// One page of results.
@@ -40,7 +67,7 @@ pub struct Page {
 }
 
 /// Where the next page starts: strictly after this (time, id) pair in
-/// newest-first order.
+/// the list's order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Position {
     #[serde(rename = "t")]
@@ -79,15 +106,16 @@ impl PagePosition for EventPosition {
     }
 }
 
-/// Fetches one newest-first page of `select`, ordered by `(created, id)`
-/// descending and starting after `after`, with the token for the next page
-/// (`None` on the last page).
+/// Fetches one page of `select` in `order` of `(created, id)`, starting
+/// after `after`, with the token for the next page (`None` on the last
+/// page).
 #[allow(clippy::too_many_arguments)] // the two columns and the key are all needed
-pub(super) async fn newest_first_page<E, C>(
+pub(super) async fn keyset_page<E, C>(
     db: &C,
     key: &[u8; 32],
     select: Select<E>,
     (created, id): (E::Column, E::Column),
+    order: Order,
     after: Option<&Position>,
     page_size: u32,
     query: String,
@@ -99,19 +127,31 @@ where
 {
     let mut select = select;
     if let Some(position) = after {
+        let (time, same_time) = match order {
+            Order::NewestFirst => (
+                created.lt(position.created_at_us),
+                id.lt(position.id.as_str()),
+            ),
+            Order::OldestFirst => (
+                created.gt(position.created_at_us),
+                id.gt(position.id.as_str()),
+            ),
+        };
         select = select.filter(
-            Condition::any()
-                .add(created.lt(position.created_at_us))
-                .add(
-                    Condition::all()
-                        .add(created.eq(position.created_at_us))
-                        .add(id.lt(position.id.as_str())),
-                ),
+            Condition::any().add(time).add(
+                Condition::all()
+                    .add(created.eq(position.created_at_us))
+                    .add(same_time),
+            ),
         );
     }
+    let direction = match order {
+        Order::NewestFirst => sea_orm::Order::Desc,
+        Order::OldestFirst => sea_orm::Order::Asc,
+    };
     let mut rows = select
-        .order_by_desc(created)
-        .order_by_desc(id)
+        .order_by(created, direction.clone())
+        .order_by(id, direction)
         .limit(u64::from(page_size) + 1)
         .all(db)
         .await?;
@@ -147,8 +187,10 @@ pub(super) fn fingerprint(caller: &str, scope: &Scope, query: &ListQuery) -> Str
         Scope::All => "*".to_owned(),
         Scope::OwnedBy(owner) => format!("owner:{owner}"),
     };
+    // The email is fingerprinted, never written in clear into the token
+    // (the fingerprint is a truncated hash, and the token is signed).
     let text = format!(
-        "{caller}|{scope_text}|{}|{}|{}|{}",
+        "{caller}|{scope_text}|{}|{}|{}|{}|{}|{}|{}",
         query.state.map(State::as_str).unwrap_or(""),
         query.user_type.map(UserType::as_str).unwrap_or(""),
         query
@@ -159,6 +201,13 @@ pub(super) fn fingerprint(caller: &str, scope: &Scope, query: &ListQuery) -> Str
             .created_before
             .map(|t| t.timestamp_micros().to_string())
             .unwrap_or_default(),
+        query.resource.as_deref().unwrap_or(""),
+        query
+            .applicant_email
+            .as_deref()
+            .map(|email| fingerprint_text(&email.to_lowercase()))
+            .unwrap_or_default(),
+        query.order.as_str(),
     );
     fingerprint_text(&text)
 }
@@ -261,8 +310,36 @@ mod tests {
                 ..ListQuery::default()
             },
         );
+        let oldest_first = fingerprint(
+            "root",
+            &Scope::All,
+            &ListQuery {
+                order: Order::OldestFirst,
+                ..ListQuery::default()
+            },
+        );
+        let one_resource = fingerprint(
+            "root",
+            &Scope::All,
+            &ListQuery {
+                resource: Some("vpn-paris".into()),
+                ..ListQuery::default()
+            },
+        );
+        let one_applicant = fingerprint(
+            "root",
+            &Scope::All,
+            &ListQuery {
+                applicant_email: Some("ada@example.com".into()),
+                ..ListQuery::default()
+            },
+        );
         assert_ne!(all, mine);
         assert_ne!(all, pending);
+        assert_ne!(all, oldest_first, "the same rows, another order");
+        assert_ne!(all, one_resource);
+        assert_ne!(all, one_applicant);
+        assert_ne!(one_resource, one_applicant);
         assert_ne!(all, other_admin, "the same rows, another caller");
         let token = encode(&KEY, &position(&all));
         assert!(matches!(

@@ -297,7 +297,7 @@ impl Store {
             .transpose()?;
         let select =
             access_request::Entity::find().filter(access_request::Column::ApplicantIndex.eq(index));
-        let (rows, next_page_token) = pagination::newest_first_page(
+        let (rows, next_page_token) = pagination::keyset_page(
             &self.db,
             &self.page_token_key,
             select,
@@ -305,6 +305,7 @@ impl Store {
                 access_request::Column::CreatedAtUs,
                 access_request::Column::Id,
             ),
+            pagination::Order::NewestFirst,
             after.as_ref(),
             page_size,
             query,

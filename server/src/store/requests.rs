@@ -198,7 +198,8 @@ impl Store {
         to_domain(self.open_request_row(row).await?.0)
     }
 
-    /// A page of requests, newest first. `page_size` must be at least 1.
+    /// A page of requests in the query's order. `page_size` must be at
+    /// least 1.
     #[instrument(level = "debug", skip_all, err)]
     pub async fn list_requests(
         &self,
@@ -231,7 +232,14 @@ impl Store {
         if let Some(before) = query.created_before {
             select = select.filter(access_request::Column::CreatedAtUs.lt(to_micros(before)));
         }
-        let (rows, next_page_token) = pagination::newest_first_page(
+        if let Some(resource) = &query.resource {
+            select = select.filter(access_request::Column::Resource.eq(resource.as_str()));
+        }
+        if let Some(email) = &query.applicant_email {
+            let index = self.vault()?.blind_index(email);
+            select = select.filter(access_request::Column::ApplicantIndex.eq(index));
+        }
+        let (rows, next_page_token) = pagination::keyset_page(
             &self.db,
             &self.page_token_key,
             select,
@@ -239,6 +247,7 @@ impl Store {
                 access_request::Column::CreatedAtUs,
                 access_request::Column::Id,
             ),
+            query.order,
             after.as_ref(),
             page_size,
             query_fingerprint,

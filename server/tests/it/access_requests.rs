@@ -23,7 +23,9 @@ both_backends!(
     stale_etag_aborts,
     pagination_through_a_thousand_requests,
     list_filters_and_bad_list_arguments,
+    queue_filters_by_resource_and_applicant_oldest_first,
     decision_arguments_are_validated,
+    get_caller_describes_the_key,
 );
 
 async fn submit(client: &mut Client) -> pb::AccessRequest {
@@ -1013,5 +1015,223 @@ async fn decision_arguments_are_validated(backend: Backend) {
         .access_request
         .unwrap();
     assert_eq!(still, pending, "refused decisions change nothing");
+    server.stop().await;
+}
+
+/// The console's queue: oldest first across pages, one resource, one
+/// applicant (through the blind index, ignoring case), and the new
+/// arguments' violations.
+async fn queue_filters_by_resource_and_applicant_oldest_first(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let mut admin = server.client(&server.keys.admin).await;
+    let mut submitted = Vec::new();
+    for (resource, email) in [
+        ("vpn-paris", "ada@example.com"),
+        ("vpn-lyon", "grace@example.com"),
+        ("vpn-paris", "Ada@Example.COM"),
+        ("vpn-paris", "grace@example.com"),
+        ("vpn-lyon", "ada@example.com"),
+    ] {
+        let mut request = valid_submission();
+        request.resource = resource.into();
+        request.applicant.as_mut().unwrap().email = email.into();
+        let created = alice
+            .submit_access_request(request)
+            .await
+            .expect("submit")
+            .into_inner()
+            .access_request
+            .unwrap();
+        submitted.push((created.name, resource, email.to_lowercase()));
+    }
+    let names = async |admin: &mut Client, filter: pb::ListAccessRequestsRequest| -> Vec<String> {
+        list_all(admin, 2, filter)
+            .await
+            .0
+            .into_iter()
+            .map(|item| item.name)
+            .collect()
+    };
+    let expect = |keep: &dyn Fn(&str, &str) -> bool| -> Vec<String> {
+        submitted
+            .iter()
+            .filter(|(_, resource, email)| keep(resource, email))
+            .map(|(name, _, _)| name.clone())
+            .collect()
+    };
+    let oldest_first = expect(&|_, _| true);
+    let mut newest_first = oldest_first.clone();
+    newest_first.reverse();
+
+    for order_by in ["create_time", "create_time asc", "  create_time   asc "] {
+        let listed = names(
+            &mut admin,
+            pb::ListAccessRequestsRequest {
+                order_by: order_by.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(listed, oldest_first, "order_by {order_by:?}");
+    }
+    for order_by in ["", "create_time desc"] {
+        let listed = names(
+            &mut admin,
+            pb::ListAccessRequestsRequest {
+                order_by: order_by.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(listed, newest_first, "order_by {order_by:?}");
+    }
+    let paris = names(
+        &mut admin,
+        pb::ListAccessRequestsRequest {
+            resource: "vpn-paris".into(),
+            order_by: "create_time".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(paris, expect(&|resource, _| resource == "vpn-paris"));
+    let ada = names(
+        &mut admin,
+        pb::ListAccessRequestsRequest {
+            applicant_email: " ADA@example.com ".into(),
+            order_by: "create_time".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ada, expect(&|_, email| email == "ada@example.com"));
+    assert_eq!(ada.len(), 3, "matched whatever case the submission used");
+    let ada_in_paris = names(
+        &mut admin,
+        pb::ListAccessRequestsRequest {
+            applicant_email: "ada@example.com".into(),
+            resource: "vpn-paris".into(),
+            state: pb::AccessRequestState::Pending.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut expected =
+        expect(&|resource, email| resource == "vpn-paris" && email == "ada@example.com");
+    expected.reverse();
+    assert_eq!(ada_in_paris, expected);
+    let nobody = names(
+        &mut admin,
+        pb::ListAccessRequestsRequest {
+            applicant_email: "nobody@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(nobody.is_empty());
+    // A submitter's filters apply within its own requests.
+    let mut bob = server.client(&server.keys.bob).await;
+    let bobs = names(
+        &mut bob,
+        pb::ListAccessRequestsRequest {
+            resource: "vpn-paris".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(bobs.is_empty(), "bob sees none of alice's requests");
+
+    // A token of the oldest-first list is refused by the newest-first one.
+    let first_page = admin
+        .list_access_requests(pb::ListAccessRequestsRequest {
+            page_size: 2,
+            order_by: "create_time".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for other in [
+        pb::ListAccessRequestsRequest::default(),
+        pb::ListAccessRequestsRequest {
+            order_by: "create_time".into(),
+            resource: "vpn-paris".into(),
+            ..Default::default()
+        },
+        pb::ListAccessRequestsRequest {
+            order_by: "create_time".into(),
+            applicant_email: "ada@example.com".into(),
+            ..Default::default()
+        },
+    ] {
+        assert_error(
+            admin
+                .list_access_requests(pb::ListAccessRequestsRequest {
+                    page_size: 2,
+                    page_token: first_page.next_page_token.clone(),
+                    ..other
+                })
+                .await,
+            Code::InvalidArgument,
+            "PAGE_TOKEN_INVALID",
+        );
+    }
+
+    let status = assert_error(
+        admin
+            .list_access_requests(pb::ListAccessRequestsRequest {
+                resource: "r".repeat(201),
+                applicant_email: "not an address".into(),
+                order_by: "update_time desc".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(
+        bad_fields(&status),
+        ["resource", "applicant_email", "order_by"]
+    );
+    server.stop().await;
+}
+
+/// GetCaller names the key and its role for any valid key, refuses others.
+async fn get_caller_describes_the_key(backend: Backend) {
+    use sesame_proto::v1::caller_service_client::CallerServiceClient;
+    let server = TestServer::start(backend).await;
+    for (key, name, role) in [
+        (&server.keys.admin, "admin", pb::CallerRole::Admin),
+        (&server.keys.auditor, "auditor", pb::CallerRole::Auditor),
+        (&server.keys.alice, "alice", pb::CallerRole::Submitter),
+    ] {
+        let bearer = crate::harness::Bearer::new(key).unwrap();
+        let mut caller = CallerServiceClient::with_interceptor(server.channel().await, bearer);
+        let answer = caller
+            .get_caller(pb::GetCallerRequest {})
+            .await
+            .expect("get caller")
+            .into_inner();
+        assert_eq!(answer.name, name);
+        assert_eq!(answer.role(), role);
+        let sla = answer.review_sla.expect("review sla");
+        assert_eq!(
+            sla.seconds as u64, server.config.review_sla_secs,
+            "the server's review SLA"
+        );
+    }
+    // Well-formed, but no such key.
+    let mut forged = server.keys.admin.clone();
+    let last = if forged.ends_with('A') { 'B' } else { 'A' };
+    forged.pop();
+    forged.push(last);
+    let bearer = crate::harness::Bearer::new(&forged).unwrap();
+    let mut unknown = CallerServiceClient::with_interceptor(server.channel().await, bearer);
+    assert_error(
+        unknown.get_caller(pb::GetCallerRequest {}).await,
+        Code::Unauthenticated,
+        "API_KEY_INVALID",
+    );
     server.stop().await;
 }

@@ -77,6 +77,9 @@ pub struct TestServer {
     /// Where `/metrics` is served, when `config.metrics_addr` was set (the
     /// harness binds it, so port 0 works).
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the console is served apart, when `config.console_listen_addr`
+    /// was set (bound by the harness too).
+    pub console_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -152,9 +155,21 @@ impl TestServer {
         let metrics_addr = metrics
             .as_ref()
             .map(|listener| listener.local_addr().expect("metrics local addr"));
+        let console = match config.console_listen_addr {
+            Some(console_addr) => Some(
+                tokio::net::TcpListener::bind(console_addr)
+                    .await
+                    .expect("bind console"),
+            ),
+            None => None,
+        };
+        let console_addr = console
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("console local addr"));
         let listeners = server::Listeners {
             grpc: listener,
             metrics,
+            console,
         };
         let shutdown = CancellationToken::new();
         // The server runs on this store (a clone shares its caches), so a
@@ -171,6 +186,7 @@ impl TestServer {
             keys,
             config,
             metrics_addr,
+            console_addr,
             shutdown,
             task,
             _dir: dir,
