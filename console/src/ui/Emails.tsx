@@ -120,7 +120,7 @@ function ProblemEmails() {
   };
 
   return (
-    <section aria-labelledby="h-problems">
+    <section>
       <h2 id="h-problems">{t("emails.problems")}</h2>
       <div class="field inline">
         <label for="email-show">{t("emails.show")}</label>
@@ -212,7 +212,7 @@ function Preview() {
   };
 
   return (
-    <section aria-labelledby="h-preview">
+    <section>
       <h2 id="h-preview">{t("emails.preview")}</h2>
       <form
         class="filters"

@@ -53,7 +53,7 @@ export function Stats() {
       {loading ? <Loading /> : null}
       {stats ? (
         <div class="cards">
-          <section class="card" aria-labelledby="h-by-state">
+          <section class="card">
             <h2 id="h-by-state">{t("stats.byState")}</h2>
             <BarChart
               id="by-state"
@@ -65,7 +65,7 @@ export function Stats() {
               }))}
             />
           </section>
-          <section class="card" aria-labelledby="h-decision">
+          <section class="card">
             <h2 id="h-decision">{t("stats.decisionTime")}</h2>
             <p>{t("stats.decided", { count: stats.decidedCount, time: formatTime(stats.windowStartTime) })}</p>
             {stats.medianDecisionTime ? (
@@ -82,14 +82,14 @@ export function Stats() {
               <p>{t("stats.noDecision")}</p>
             )}
           </section>
-          <section class="card" aria-labelledby="h-overdue">
+          <section class="card">
             <h2 id="h-overdue">{t("stats.overdue")}</h2>
             <p class="big-number">{String(stats.overdueCount)}</p>
             <p class="muted">
               {t("stats.sla")}: {formatDuration(slaMs)}
             </p>
           </section>
-          <section class="card" aria-labelledby="h-auto">
+          <section class="card">
             <h2 id="h-auto">{t("stats.automatic")}</h2>
             <p>{t("stats.automaticShare", { percent: formatPercent(automaticShare(stats)), count: decided })}</p>
             <BarChart
@@ -101,7 +101,7 @@ export function Stats() {
               ]}
             />
           </section>
-          <section class="card" aria-labelledby="h-emails-stats">
+          <section class="card">
             <h2 id="h-emails-stats">{t("stats.emails")}</h2>
             <BarChart
               id="emails"
