@@ -264,8 +264,14 @@ mod tests {
     }
 
     #[test]
-    fn the_placeholder_bundle_is_embedded() {
+    fn the_built_console_is_embedded() {
         let paths: Vec<&str> = files::FILES.iter().map(|(path, _)| *path).collect();
         assert!(paths.contains(&INDEX_PATH), "{paths:?}");
+        assert!(
+            paths
+                .iter()
+                .any(|path| path.starts_with("/assets/") && path.ends_with(".js")),
+            "{paths:?}"
+        );
     }
 }

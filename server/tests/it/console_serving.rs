@@ -168,8 +168,20 @@ async fn the_console_and_grpc_web_share_the_grpc_port() {
     assert_eq!(route.body, INDEX);
     assert_security_headers(&route);
 
-    let asset = get(addr, "/assets/placeholder.js", "*/*").await;
+    // The script index.html loads, as the browser asks for it.
+    let index_text = std::str::from_utf8(INDEX).expect("utf-8 index");
+    let script = index_text
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("index.html loads a script");
+    assert!(
+        script.starts_with("/assets/") && script.ends_with(".js"),
+        "{script}"
+    );
+    let asset = get(addr, script, "*/*").await;
     assert_eq!(asset.status(), 200, "{}", asset.head);
+    assert!(!asset.body.is_empty());
     assert_eq!(
         asset.header("content-type"),
         Some("text/javascript; charset=utf-8")
