@@ -425,6 +425,10 @@ impl AccessRequestService for AccessRequestApi {
             p95_decision_time: times.p95.map(convert::duration),
             overdue_count: stats.overdue,
             review_sla: Some(convert::duration(self.deadlines.review_sla)),
+            automatic_decided_count: stats.automatic,
+            emails_sent_count: stats.emails_sent,
+            emails_dead_count: stats.emails_dead,
+            emails_retrying_count: stats.emails_retrying,
         }))
     }
 }

@@ -16,7 +16,7 @@ use sea_orm::sea_query::Condition;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use tracing::{info, instrument};
 
-use super::entities::access_request;
+use super::entities::{access_request, outbox};
 use super::rows::to_domain;
 use super::{Result, Store, StoreError, from_micros, to_micros};
 use crate::domain::deadline::{Deadlines, Due};
@@ -37,8 +37,16 @@ pub struct RequestStats {
     pub counts: Vec<(State, i64)>,
     /// `(created, decided)` of the requests decided within the window.
     pub decided: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Of those, the ones decided automatically (policy rule, expiry).
+    pub automatic: i64,
     /// PENDING requests created at or before the overdue cutoff.
     pub overdue: i64,
+    /// Emails sent within the window.
+    pub emails_sent: i64,
+    /// Emails dead now that died within the window.
+    pub emails_dead: i64,
+    /// Emails pending now after at least one failed attempt.
+    pub emails_retrying: i64,
 }
 
 impl Store {
@@ -165,18 +173,21 @@ impl Store {
                 (state, count)
             })
             .collect();
-        let spans: Vec<(i64, Option<i64>)> = access_request::Entity::find()
+        let spans: Vec<(i64, Option<i64>, bool)> = access_request::Entity::find()
             .select_only()
             .column(Column::CreatedAtUs)
             .column(Column::DecidedAtUs)
+            .column(Column::DecisionAutomatic)
             .filter(Column::DecidedAtUs.gte(to_micros(window_start)))
             .into_tuple()
             .all(&self.db)
             .await?;
         let mut decided = Vec::with_capacity(spans.len());
-        for (created_at_us, decided_at_us) in spans {
+        let mut automatic = 0;
+        for (created_at_us, decided_at_us, by_rule) in spans {
             if let Some(decided_at_us) = decided_at_us {
                 decided.push((from_micros(created_at_us)?, from_micros(decided_at_us)?));
+                automatic += i64::from(by_rule);
             }
         }
         let overdue = access_request::Entity::find()
@@ -184,10 +195,40 @@ impl Store {
             .filter(Column::CreatedAtUs.lte(to_micros(overdue_cutoff)))
             .count(&self.db)
             .await?;
+        let since = to_micros(window_start);
+        let count_emails = async |condition: Condition| -> Result<i64> {
+            let count = outbox::Entity::find()
+                .filter(condition)
+                .count(&self.db)
+                .await?;
+            Ok(i64::try_from(count).unwrap_or(i64::MAX))
+        };
+        let emails_sent = count_emails(
+            Condition::all()
+                .add(outbox::Column::State.eq(outbox::SENT))
+                .add(outbox::Column::SentAtUs.gte(since)),
+        )
+        .await?;
+        let emails_dead = count_emails(
+            Condition::all()
+                .add(outbox::Column::State.eq(outbox::DEAD))
+                .add(outbox::Column::UpdatedAtUs.gte(since)),
+        )
+        .await?;
+        let emails_retrying = count_emails(
+            Condition::all()
+                .add(outbox::Column::State.eq(outbox::PENDING))
+                .add(outbox::Column::Attempts.gt(0)),
+        )
+        .await?;
         Ok(RequestStats {
             counts,
             decided,
+            automatic,
             overdue: i64::try_from(overdue).unwrap_or(i64::MAX),
+            emails_sent,
+            emails_dead,
+            emails_retrying,
         })
     }
 }

@@ -391,11 +391,61 @@ async fn get_stats_counts_states_decision_times_and_overdue_requests(backend: Ba
         .await
         .unwrap();
 
+    // The rejection counts as automatic (as a policy rule's would), and the
+    // emails' fates are set by hand: the mail worker is off here.
+    let db = server.store.connection();
+    let exec = async |sql: String| {
+        db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap();
+    };
+    let id_of = |name: &str| name.trim_start_matches("accessRequests/").to_owned();
+    exec(format!(
+        "UPDATE access_requests SET decision_automatic = TRUE WHERE id = '{}'",
+        id_of(&names[1])
+    ))
+    .await;
+    let emails: Vec<String> = {
+        use sea_orm::QueryOrder;
+        outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.id)
+            .collect()
+    };
+    assert!(emails.len() >= 4, "submissions and decisions queued emails");
+    let now_us = Utc::now().timestamp_micros();
+    let long_ago_us = now_us - 40 * 86_400_000_000;
+    for (id, set) in [
+        (&emails[0], format!("state = 'sent', sent_at_us = {now_us}")),
+        (
+            &emails[1],
+            format!("state = 'sent', sent_at_us = {long_ago_us}"),
+        ),
+        (
+            &emails[2],
+            format!("state = 'dead', attempts = 8, updated_at_us = {now_us}"),
+        ),
+        (&emails[3], "attempts = 2".to_owned()),
+    ] {
+        exec(format!("UPDATE outbox SET {set} WHERE id = '{id}'")).await;
+    }
+
     let stats = admin
         .get_stats(pb::GetStatsRequest::default())
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(stats.automatic_decided_count, 1);
+    assert_eq!(
+        stats.emails_sent_count, 1,
+        "the one sent 40 days ago is outside"
+    );
+    assert_eq!(stats.emails_dead_count, 1);
+    assert_eq!(stats.emails_retrying_count, 1);
     let counts: Vec<(pb::AccessRequestState, i64)> = stats
         .state_counts
         .iter()

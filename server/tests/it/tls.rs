@@ -124,3 +124,78 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     assert!(without.is_err(), "no client certificate: refused");
     server.stop().await;
 }
+
+/// The console's files and gRPC-Web go through the same TLS listener: a
+/// browser negotiates HTTP/2 (the server offers `h2` by ALPN) and gets the
+/// page with its security headers; over plaintext it gets nothing.
+#[tokio::test]
+async fn the_console_is_served_over_tls() {
+    use tonic::transport::Channel;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.tls_cert_file = Some(pki.server_cert.clone());
+        config.tls_key_file = Some(pki.server_key.clone());
+    })
+    .await;
+    let channel = Channel::from_shared(format!("https://localhost:{}", server.addr.port()))
+        .unwrap()
+        .tls_config(trusting(&pki))
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection");
+    let page = http::Request::get(format!("https://localhost:{}/", server.addr.port()))
+        .header("accept", "text/html")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    let answer = channel.clone().oneshot(page).await.expect("an answer");
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    let headers = answer.headers();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    // A gRPC-Web call over the same TLS connection: the empty
+    // ListAccessRequests, answered with status 0 in its trailer frame.
+    let call = http::Request::post(format!(
+        "https://localhost:{}/sesame.v1.AccessRequestService/ListAccessRequests",
+        server.addr.port()
+    ))
+    .header("content-type", "application/grpc-web+proto")
+    .header("x-grpc-web", "1")
+    .header("authorization", format!("Bearer {}", server.keys.admin))
+    .body(tonic::body::Body::new(http_body_util::Full::new(
+        bytes::Bytes::from_static(&[0, 0, 0, 0, 0]),
+    )))
+    .unwrap();
+    let answer = channel.oneshot(call).await.expect("an answer");
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/grpc-web"),
+    );
+    let body = http_body_util::BodyExt::collect(answer.into_body())
+        .await
+        .expect("the body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("grpc-status:0"), "{text}");
+    server.stop().await;
+}

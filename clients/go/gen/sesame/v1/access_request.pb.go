@@ -1862,9 +1862,20 @@ type GetStatsResponse struct {
 	// PENDING requests older than the review SLA now.
 	OverdueCount int64 `protobuf:"varint,6,opt,name=overdue_count,json=overdueCount,proto3" json:"overdue_count,omitempty"`
 	// The server's review SLA (`review_sla_secs`).
-	ReviewSla     *durationpb.Duration `protobuf:"bytes,7,opt,name=review_sla,json=reviewSla,proto3" json:"review_sla,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReviewSla *durationpb.Duration `protobuf:"bytes,7,opt,name=review_sla,json=reviewSla,proto3" json:"review_sla,omitempty"`
+	// Of `decided_count`, the requests decided automatically: by a policy
+	// rule at submission, or expired by the deadline scheduler.
+	AutomaticDecidedCount int64 `protobuf:"varint,8,opt,name=automatic_decided_count,json=automaticDecidedCount,proto3" json:"automatic_decided_count,omitempty"`
+	// Emails sent (accepted by the mail transport) within the window.
+	EmailsSentCount int64 `protobuf:"varint,9,opt,name=emails_sent_count,json=emailsSentCount,proto3" json:"emails_sent_count,omitempty"`
+	// Emails that went DEAD (retries exhausted or refused for good) within
+	// the window and are still dead.
+	EmailsDeadCount int64 `protobuf:"varint,10,opt,name=emails_dead_count,json=emailsDeadCount,proto3" json:"emails_dead_count,omitempty"`
+	// Emails waiting for a retry now: PENDING after at least one failed
+	// attempt, whatever the window.
+	EmailsRetryingCount int64 `protobuf:"varint,11,opt,name=emails_retrying_count,json=emailsRetryingCount,proto3" json:"emails_retrying_count,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1944,6 +1955,34 @@ func (x *GetStatsResponse) GetReviewSla() *durationpb.Duration {
 		return x.ReviewSla
 	}
 	return nil
+}
+
+func (x *GetStatsResponse) GetAutomaticDecidedCount() int64 {
+	if x != nil {
+		return x.AutomaticDecidedCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetEmailsSentCount() int64 {
+	if x != nil {
+		return x.EmailsSentCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetEmailsDeadCount() int64 {
+	if x != nil {
+		return x.EmailsDeadCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetEmailsRetryingCount() int64 {
+	if x != nil {
+		return x.EmailsRetryingCount
+	}
+	return 0
 }
 
 var File_sesame_v1_access_request_proto protoreflect.FileDescriptor
@@ -2073,7 +2112,7 @@ const file_sesame_v1_access_request_proto_rawDesc = "" +
 	"\n" +
 	"StateCount\x123\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1d.sesame.v1.AccessRequestStateR\x05state\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\xac\x03\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xf0\x04\n" +
 	"\x10GetStatsResponse\x128\n" +
 	"\fstate_counts\x18\x01 \x03(\v2\x15.sesame.v1.StateCountR\vstateCounts\x12F\n" +
 	"\x11window_start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fwindowStartTime\x12#\n" +
@@ -2082,7 +2121,12 @@ const file_sesame_v1_access_request_proto_rawDesc = "" +
 	"\x11p95_decision_time\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fp95DecisionTime\x12#\n" +
 	"\roverdue_count\x18\x06 \x01(\x03R\foverdueCount\x128\n" +
 	"\n" +
-	"review_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\treviewSla*\x84\x01\n" +
+	"review_sla\x18\a \x01(\v2\x19.google.protobuf.DurationR\treviewSla\x126\n" +
+	"\x17automatic_decided_count\x18\b \x01(\x03R\x15automaticDecidedCount\x12*\n" +
+	"\x11emails_sent_count\x18\t \x01(\x03R\x0femailsSentCount\x12*\n" +
+	"\x11emails_dead_count\x18\n" +
+	" \x01(\x03R\x0femailsDeadCount\x122\n" +
+	"\x15emails_retrying_count\x18\v \x01(\x03R\x13emailsRetryingCount*\x84\x01\n" +
 	"\fPolicyAction\x12\x1d\n" +
 	"\x19POLICY_ACTION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15POLICY_ACTION_APPROVE\x10\x01\x12\x18\n" +

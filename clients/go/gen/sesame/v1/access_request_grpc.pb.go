@@ -83,8 +83,9 @@ type AccessRequestServiceClient interface {
 	// validated as SubmitAccessRequest validates it.
 	ExplainDecision(ctx context.Context, in *ExplainDecisionRequest, opts ...grpc.CallOption) (*ExplainDecisionResponse, error)
 	// Reports how the review of requests goes: how many requests are in each
-	// state, how long decisions took over a recent window, and how many
-	// PENDING requests are past the review SLA. Role: admin.
+	// state, how long decisions took over a recent window and how many were
+	// automatic, how many PENDING requests are past the review SLA, and how
+	// the emails fared. Role: admin.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 }
 
@@ -220,8 +221,9 @@ type AccessRequestServiceServer interface {
 	// validated as SubmitAccessRequest validates it.
 	ExplainDecision(context.Context, *ExplainDecisionRequest) (*ExplainDecisionResponse, error)
 	// Reports how the review of requests goes: how many requests are in each
-	// state, how long decisions took over a recent window, and how many
-	// PENDING requests are past the review SLA. Role: admin.
+	// state, how long decisions took over a recent window and how many were
+	// automatic, how many PENDING requests are past the review SLA, and how
+	// the emails fared. Role: admin.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	mustEmbedUnimplementedAccessRequestServiceServer()
 }

@@ -1018,12 +1018,30 @@ class GetStatsResponse(_message.Message):
     P95_DECISION_TIME_FIELD_NUMBER: _builtins.int
     OVERDUE_COUNT_FIELD_NUMBER: _builtins.int
     REVIEW_SLA_FIELD_NUMBER: _builtins.int
+    AUTOMATIC_DECIDED_COUNT_FIELD_NUMBER: _builtins.int
+    EMAILS_SENT_COUNT_FIELD_NUMBER: _builtins.int
+    EMAILS_DEAD_COUNT_FIELD_NUMBER: _builtins.int
+    EMAILS_RETRYING_COUNT_FIELD_NUMBER: _builtins.int
     decided_count: _builtins.int
     """Requests decided (approved, rejected, cancelled or expired) within the
     window.
     """
     overdue_count: _builtins.int
     """PENDING requests older than the review SLA now."""
+    automatic_decided_count: _builtins.int
+    """Of `decided_count`, the requests decided automatically: by a policy
+    rule at submission, or expired by the deadline scheduler.
+    """
+    emails_sent_count: _builtins.int
+    """Emails sent (accepted by the mail transport) within the window."""
+    emails_dead_count: _builtins.int
+    """Emails that went DEAD (retries exhausted or refused for good) within
+    the window and are still dead.
+    """
+    emails_retrying_count: _builtins.int
+    """Emails waiting for a retry now: PENDING after at least one failed
+    attempt, whatever the window.
+    """
     @_builtins.property
     def state_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
         """Requests per state, all time: one entry per state, zeros included, in
@@ -1062,10 +1080,14 @@ class GetStatsResponse(_message.Message):
         p95_decision_time: _duration_pb2.Duration | None = ...,
         overdue_count: _builtins.int = ...,
         review_sla: _duration_pb2.Duration | None = ...,
+        automatic_decided_count: _builtins.int = ...,
+        emails_sent_count: _builtins.int = ...,
+        emails_dead_count: _builtins.int = ...,
+        emails_retrying_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["median_decision_time", b"median_decision_time", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "window_start_time", b"window_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_count", b"decided_count", "median_decision_time", b"median_decision_time", "overdue_count", b"overdue_count", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "state_counts", b"state_counts", "window_start_time", b"window_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["automatic_decided_count", b"automatic_decided_count", "decided_count", b"decided_count", "emails_dead_count", b"emails_dead_count", "emails_retrying_count", b"emails_retrying_count", "emails_sent_count", b"emails_sent_count", "median_decision_time", b"median_decision_time", "overdue_count", b"overdue_count", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "state_counts", b"state_counts", "window_start_time", b"window_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -155,8 +155,9 @@ class AccessRequestServiceServicer:
 
     def GetStats(self, request, context):
         """Reports how the review of requests goes: how many requests are in each
-        state, how long decisions took over a recent window, and how many
-        PENDING requests are past the review SLA. Role: admin.
+        state, how long decisions took over a recent window and how many were
+        automatic, how many PENDING requests are past the review SLA, and how
+        the emails fared. Role: admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -88,8 +88,9 @@ class AccessRequestServiceStub:
     """
     GetStats: _grpc.UnaryUnaryMultiCallable[_access_request_pb2.GetStatsRequest, _access_request_pb2.GetStatsResponse]
     """Reports how the review of requests goes: how many requests are in each
-    state, how long decisions took over a recent window, and how many
-    PENDING requests are past the review SLA. Role: admin.
+    state, how long decisions took over a recent window and how many were
+    automatic, how many PENDING requests are past the review SLA, and how
+    the emails fared. Role: admin.
     """
 
 @_typing.type_check_only
@@ -143,8 +144,9 @@ class AccessRequestServiceAsyncStub(AccessRequestServiceStub):
     """
     GetStats: _aio.UnaryUnaryMultiCallable[_access_request_pb2.GetStatsRequest, _access_request_pb2.GetStatsResponse]  # type: ignore[assignment]
     """Reports how the review of requests goes: how many requests are in each
-    state, how long decisions took over a recent window, and how many
-    PENDING requests are past the review SLA. Role: admin.
+    state, how long decisions took over a recent window and how many were
+    automatic, how many PENDING requests are past the review SLA, and how
+    the emails fared. Role: admin.
     """
 
 class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -243,8 +245,9 @@ class AccessRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_access_request_pb2.GetStatsResponse, _abc.Awaitable[_access_request_pb2.GetStatsResponse]]:
         """Reports how the review of requests goes: how many requests are in each
-        state, how long decisions took over a recent window, and how many
-        PENDING requests are past the review SLA. Role: admin.
+        state, how long decisions took over a recent window and how many were
+        automatic, how many PENDING requests are past the review SLA, and how
+        the emails fared. Role: admin.
         """
 
 def add_AccessRequestServiceServicer_to_server(servicer: AccessRequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
