@@ -293,6 +293,10 @@ function routes(router: ConnectRouter) {
         p95DecisionTime: { seconds: 30n * 3600n },
         overdueCount: BigInt(overdue.length),
         reviewSla: { seconds: BigInt(SLA_SECS) },
+        automaticDecidedCount: BigInt([...requests.values()].filter((r) => r.decision?.automatic).length),
+        emailsSentCount: BigInt(emails.filter((m) => m.state === EmailState.SENT).length),
+        emailsDeadCount: BigInt(emails.filter((m) => m.state === EmailState.DEAD).length),
+        emailsRetryingCount: BigInt(emails.filter((m) => m.state === EmailState.PENDING && m.attempts > 0).length),
       };
     },
   });
@@ -435,7 +439,10 @@ function routes(router: ConnectRouter) {
 const grpcWeb = connectNodeAdapter({ routes, grpcWeb: true, connect: false, grpc: false });
 
 const TYPES: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css" };
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+// The server's policy (server/src/console.rs).
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; " +
+  "font-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 createServer(async (req, res) => {
   const url = new URL(req.url ?? "/", "http://localhost");

@@ -37,7 +37,9 @@ export function describeError(err: unknown): UiError {
     const text = v.reason && hasKey(key) ? t(key) : v.description;
     fields[v.field] = fields[v.field] ? `${fields[v.field]} ${text}` : text;
   }
-  const code = connectErr.code;
+  // A fetch that never reached the server (offline, connection refused)
+  // surfaces as UNKNOWN with the browser's TypeError: it is UNAVAILABLE.
+  const code = isNetworkFailure(connectErr) ? Code.Unavailable : connectErr.code;
   return {
     code,
     reason,
@@ -48,6 +50,12 @@ export function describeError(err: unknown): UiError {
     unauthenticated: code === Code.Unauthenticated,
     stale: code === Code.Aborted && (reason === "ETAG_MISMATCH" || reason === undefined),
   };
+}
+
+/** Whether the call failed in the browser's network layer, before any answer. */
+export function isNetworkFailure(err: ConnectError): boolean {
+  if (err.code !== Code.Unknown) return false;
+  return err.cause instanceof TypeError || /failed to fetch|networkerror|load failed|network error/i.test(err.rawMessage);
 }
 
 /** The message for a status code and reason, falling back to the server's text. */

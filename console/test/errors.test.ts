@@ -63,6 +63,14 @@ describe("describeError", () => {
     });
   });
 
+  it("treats a failed fetch (server unreachable) as UNAVAILABLE", () => {
+    const ui = describeError(new ConnectError("Failed to fetch", Code.Unknown, undefined, undefined, new TypeError("Failed to fetch")));
+    expect(ui.unavailable).toBe(true);
+    expect(ui.code).toBe(Code.Unavailable);
+    expect(ui.message).toBe("The server cannot be reached right now.");
+    expect(describeError(ConnectError.from(new TypeError("Failed to fetch"))).unavailable).toBe(true);
+  });
+
   it("describes a plain Error", () => {
     const ui = describeError(new Error("boom"));
     expect(ui.code).toBe(Code.Unknown);

@@ -49,7 +49,7 @@ function Verify() {
   };
 
   return (
-    <section aria-labelledby="h-verify">
+    <section>
       <h2 id="h-verify">{t("audit.verify")}</h2>
       <form
         class="filters"
@@ -153,7 +153,7 @@ function EventLog() {
   };
 
   return (
-    <section aria-labelledby="h-log">
+    <section>
       <h2 id="h-log">{t("audit.log")}</h2>
       <EventFilterForm key={route.query} filter={filter} onApply={(f) => navigate(withQuery("/audit", eventFilterToSearch(f)))} error={error} />
       <div class="actions">

@@ -35,6 +35,19 @@ async function allEvents(name: string): Promise<Event[]> {
   return out;
 }
 
+/** Events that change the request itself (and so its etag). */
+const CHANGES_REQUEST = new Set([
+  EventType.REQUEST_SUBMITTED,
+  EventType.REQUEST_APPROVED,
+  EventType.REQUEST_REJECTED,
+  EventType.REQUEST_CANCELLED,
+  EventType.REQUEST_EXPIRED,
+  EventType.REQUEST_APPROVAL_RECORDED,
+  EventType.REQUEST_ERASED,
+]);
+
+const CODE_EVENTS = new Set([EventType.CODE_ISSUED, EventType.CODE_REDEEMED, EventType.CODE_REVOKED]);
+
 interface Stale {
   actor?: string;
   event?: string;
@@ -84,8 +97,9 @@ export function Detail({ name }: { name: string }) {
       if (e.accessRequest !== name) return;
       setEvents((prev) => (prev.some((p) => p.sequence === e.sequence) ? prev : [...prev, e]));
       // A change of the request itself makes our etag stale: say so, let the user reload.
-      if (e.type !== EventType.EMAIL_SENT && e.type !== EventType.EMAIL_FAILED && e.actor !== session.name) {
-        setLiveChange(e);
+      // A request event outranks the code or email events that follow it.
+      if (e.actor !== session.name && (CHANGES_REQUEST.has(e.type) || CODE_EVENTS.has(e.type))) {
+        setLiveChange((prev) => (prev && CHANGES_REQUEST.has(prev.type) && !CHANGES_REQUEST.has(e.type) ? prev : e));
       }
     },
     () => void load(),
@@ -96,7 +110,7 @@ export function Detail({ name }: { name: string }) {
     try {
       const evs = await allEvents(name);
       setEvents(evs);
-      const last = evs[evs.length - 1];
+      const last = [...evs].reverse().find((e) => CHANGES_REQUEST.has(e.type)) ?? evs[evs.length - 1];
       setStale(last ? { actor: last.actor, event: eventLabel(last.type), time: formatTime(last.occurTime) } : {});
     } catch {
       setStale({});
@@ -139,7 +153,7 @@ export function Detail({ name }: { name: string }) {
     : "";
 
   return (
-    <section aria-labelledby="detail-title" class="detail">
+    <section class="detail">
       <p class="breadcrumb">
         <Link href="/">{t("app.backToQueue")}</Link>
       </p>
@@ -170,7 +184,7 @@ export function Detail({ name }: { name: string }) {
       </div>
 
       <div class="cards">
-        <section class="card" aria-labelledby="h-applicant">
+        <section class="card">
           <h2 id="h-applicant">{t("detail.applicant")}</h2>
           <Facts
             items={[
@@ -181,7 +195,7 @@ export function Detail({ name }: { name: string }) {
             ]}
           />
         </section>
-        <section class="card" aria-labelledby="h-request">
+        <section class="card">
           <h2 id="h-request">{t("detail.request")}</h2>
           <Facts
             items={[
@@ -196,7 +210,7 @@ export function Detail({ name }: { name: string }) {
           <h3>{t("detail.justification")}</h3>
           <p class="prewrap">{r.justification}</p>
         </section>
-        <section class="card" aria-labelledby="h-consent">
+        <section class="card">
           <h2 id="h-consent">{t("detail.consent")}</h2>
           <Facts
             items={[
@@ -206,7 +220,7 @@ export function Detail({ name }: { name: string }) {
             ]}
           />
         </section>
-        <section class="card" aria-labelledby="h-policy">
+        <section class="card">
           <h2 id="h-policy">{t("detail.policy")}</h2>
           {policy?.ruleId ? (
             <Facts
@@ -226,7 +240,7 @@ export function Detail({ name }: { name: string }) {
           />
         </section>
         {r.decision ? (
-          <section class="card" aria-labelledby="h-decision">
+          <section class="card">
             <h2 id="h-decision">{t("detail.decision")}</h2>
             <Facts
               items={[
@@ -249,7 +263,7 @@ export function Detail({ name }: { name: string }) {
         />
       ) : null}
 
-      <section aria-labelledby="h-timeline">
+      <section>
         <h2 id="h-timeline">{t("detail.timeline")}</h2>
         {events.length ? (
           <ol class="timeline">
@@ -274,7 +288,7 @@ export function Detail({ name }: { name: string }) {
       </section>
 
       {admin ? (
-        <section aria-labelledby="h-emails">
+        <section>
           <h2 id="h-emails">{t("detail.emails")}</h2>
           {emails.length ? (
             <table class="table">
@@ -327,7 +341,7 @@ function DecisionForms({
   onStale: () => void;
 }) {
   return (
-    <section aria-labelledby="h-decide" class="decide">
+    <section class="decide">
       <h2 id="h-decide">{t("detail.actions")}</h2>
       <div class="cards">
         <DecisionForm
@@ -476,7 +490,7 @@ function CodeCard({
     }
   };
   return (
-    <section class="card" aria-labelledby="h-code">
+    <section class="card">
       <h2 id="h-code">{t("detail.code")}</h2>
       {code ? (
         <Facts

@@ -4,11 +4,37 @@ import { UserType } from "@client/gen/sesame/v1/access_request_pb";
 import { EmailState, EmailTemplate, type Email, type PreviewEmailResponse } from "@client/gen/sesame/v1/email_pb";
 import { api, callOptions } from "../api";
 import { describeError, type UiError } from "../errors";
-import { emailStateLabel, formatTime, templateLabel, userTypeLabel } from "../format";
+import { emailStateLabel, formatTime, templateLabel, timestampMs, userTypeLabel } from "../format";
 import { t } from "../i18n";
 import { ErrorBanner, Link, LiveRegion, Loading, ScreenTitle } from "./common";
 
-type Show = "dead" | "failing" | "all";
+type Show = "problems" | "dead" | "failing" | "all";
+
+/** Page tokens of the lists a view reads: "" for the first page. */
+type Tokens = { dead?: string; pending?: string; all?: string };
+
+const STATE_OF: Record<keyof Tokens, EmailState> = {
+  dead: EmailState.DEAD,
+  pending: EmailState.PENDING,
+  all: EmailState.UNSPECIFIED,
+};
+
+function initialTokens(show: Show): Tokens {
+  switch (show) {
+    case "problems":
+      return { dead: "", pending: "" };
+    case "dead":
+      return { dead: "" };
+    case "failing":
+      return { pending: "" };
+    default:
+      return { all: "" };
+  }
+}
+
+function newestFirst(a: Email, b: Email): number {
+  return (timestampMs(b.createTime) ?? 0) - (timestampMs(a.createTime) ?? 0);
+}
 
 const TEMPLATES = [
   EmailTemplate.APPLICANT_RECEIVED,
@@ -38,24 +64,33 @@ export function Emails() {
 }
 
 function ProblemEmails() {
-  const [show, setShow] = useState<Show>("dead");
+  const [show, setShow] = useState<Show>("problems");
   const [emails, setEmails] = useState<Email[]>([]);
-  const [token, setToken] = useState("");
+  const [tokens, setTokens] = useState<Tokens>({});
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<UiError>();
   const [notice, setNotice] = useState("");
 
-  const stateOf = (s: Show) => (s === "dead" ? EmailState.DEAD : s === "failing" ? EmailState.PENDING : EmailState.UNSPECIFIED);
-
   const load = useCallback(
-    async (pageToken = "") => {
+    async (from?: Tokens) => {
       setLoading(true);
       setError(undefined);
       try {
-        const res = await api.emails.listEmails({ state: stateOf(show), pageSize: 100, pageToken }, callOptions);
-        const page = show === "failing" ? res.emails.filter(isFailing) : res.emails;
-        setEmails((prev) => (pageToken ? [...prev, ...page] : page));
-        setToken(res.nextPageToken);
+        const wanted = from ?? initialTokens(show);
+        const calls = (Object.keys(wanted) as (keyof Tokens)[]).map(async (key) => {
+          const res = await api.emails.listEmails({ state: STATE_OF[key], pageSize: 100, pageToken: wanted[key] }, callOptions);
+          return { key, res };
+        });
+        const pages = await Promise.all(calls);
+        const next: Tokens = {};
+        let page: Email[] = [];
+        for (const { key, res } of pages) {
+          page = page.concat(key === "pending" ? res.emails.filter(isFailing) : res.emails);
+          if (res.nextPageToken) next[key] = res.nextPageToken;
+        }
+        page.sort(newestFirst);
+        setEmails((prev) => (from ? [...prev, ...page] : page));
+        setTokens(next);
       } catch (err) {
         setError(describeError(err));
       } finally {
@@ -76,7 +111,7 @@ function ProblemEmails() {
       const res = await api.emails.retryEmail({ name: e.name }, callOptions);
       const updated = res.email;
       setEmails((prev) =>
-        show === "dead" ? prev.filter((p) => p.name !== e.name) : prev.map((p) => (p.name === e.name && updated ? updated : p)),
+        show === "all" ? prev.map((p) => (p.name === e.name && updated ? updated : p)) : prev.filter((p) => p.name !== e.name),
       );
       setNotice(t("emails.retried", { recipient: e.recipient }));
     } catch (err) {
@@ -85,11 +120,12 @@ function ProblemEmails() {
   };
 
   return (
-    <section aria-labelledby="h-problems">
+    <section>
       <h2 id="h-problems">{t("emails.problems")}</h2>
       <div class="field inline">
         <label for="email-show">{t("emails.show")}</label>
         <select id="email-show" value={show} onChange={(e) => setShow(e.currentTarget.value as Show)}>
+          <option value="problems">{t("emails.showProblems")}</option>
           <option value="dead">{t("emails.showDead")}</option>
           <option value="failing">{t("emails.showFailing")}</option>
           <option value="all">{t("emails.showAll")}</option>
@@ -143,9 +179,9 @@ function ProblemEmails() {
           </tbody>
         </table>
       ) : null}
-      {token ? (
+      {Object.keys(tokens).length ? (
         <p>
-          <button type="button" class="button-secondary" disabled={loading} onClick={() => load(token)}>
+          <button type="button" class="button-secondary" disabled={loading} onClick={() => load(tokens)}>
             {t("app.loadMore")}
           </button>
         </p>
@@ -176,7 +212,7 @@ function Preview() {
   };
 
   return (
-    <section aria-labelledby="h-preview">
+    <section>
       <h2 id="h-preview">{t("emails.preview")}</h2>
       <form
         class="filters"

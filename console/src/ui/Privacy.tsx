@@ -71,7 +71,7 @@ export function Privacy() {
   return (
     <section>
       <ScreenTitle>{t("privacy.title")}</ScreenTitle>
-      <section aria-labelledby="h-subject">
+      <section>
         <h2 id="h-subject">{t("privacy.subject")}</h2>
         <Field id="subject-email" label={t("privacy.email")} error={emailError}>
           {(d, inv) => (
@@ -102,7 +102,7 @@ export function Privacy() {
       </section>
 
       {consents ? (
-        <section aria-labelledby="h-consents">
+        <section>
           <h2 id="h-consents">{t("privacy.consentsTitle")}</h2>
           {consents.length ? (
             <table class="table">
@@ -157,7 +157,7 @@ function Erase({ email }: { email: string }) {
   const mismatch = confirm.trim() !== "" && !matches;
 
   return (
-    <section aria-labelledby="h-erase" class="danger-zone">
+    <section class="danger-zone">
       <h2 id="h-erase">{t("privacy.erase")}</h2>
       <p>{t("privacy.eraseIntro")}</p>
       <form

@@ -170,7 +170,7 @@ export function Queue() {
   const allSelected = selectable.length > 0 && selectable.every((r) => selected.has(r.name));
 
   return (
-    <section aria-labelledby="queue-title">
+    <section>
       <ScreenTitleWithId />
       <FilterForm key={route.query} filter={filter} onApply={applyFilter} />
       <ErrorBanner error={error} onRetry={load} />
@@ -400,7 +400,7 @@ function BulkBar({ rows, onDone }: { rows: AccessRequest[]; onDone: (results: Bu
 
   const summary = results.length ? summarizeBulk(results) : undefined;
   return (
-    <section class="bulk" aria-labelledby="bulk-title">
+    <section class="bulk">
       <h2 id="bulk-title">
         {t("bulk.title")} <span class="muted">({t("bulk.selected", { count: rows.length })})</span>
       </h2>

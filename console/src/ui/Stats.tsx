@@ -1,24 +1,19 @@
-// GetStats as charts, plus the share of automatic decisions and the email
-// outcomes counted from the event log over the same window.
+// GetStats as charts: requests per state, decision times against the SLA,
+// overdue requests, automatic decisions and email outcomes of the window.
 import { useCallback, useEffect, useState } from "preact/hooks";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AccessRequestState, type GetStatsResponse } from "@client/gen/sesame/v1/access_request_pb";
-import type { Event } from "@client/gen/sesame/v1/event_pb";
 import { api, callOptions } from "../api";
 import { describeError, type UiError } from "../errors";
 import { durationMs, formatDuration, formatPercent, formatTime, stateLabel } from "../format";
 import { t, type MessageKey } from "../i18n";
-import { aggregateWindowEvents, automaticShare, WINDOW_EVENT_TYPES, type WindowCounts } from "../stats";
+import { automaticShare } from "../stats";
 import { BarChart, ErrorBanner, Loading, ScreenTitle } from "./common";
 
 const WINDOWS = [1, 7, 30, 90, 366];
-const MAX_EVENT_PAGES = 20;
-const EVENT_PAGE = 500;
 
 export function Stats() {
   const [days, setDays] = useState(30);
   const [stats, setStats] = useState<GetStatsResponse>();
-  const [counts, setCounts] = useState<{ counts: WindowCounts; partial: number }>();
   const [error, setError] = useState<UiError>();
   const [loading, setLoading] = useState(true);
 
@@ -26,23 +21,7 @@ export function Stats() {
     setLoading(true);
     setError(undefined);
     try {
-      const windowSecs = BigInt(days * 86400);
-      const res = await api.requests.getStats({ windowSecs }, callOptions);
-      setStats(res);
-      const start = res.windowStartTime ?? timestampFromDate(new Date(Date.now() - days * 86_400_000));
-      const events: Event[] = [];
-      let pageToken = "";
-      let pages = 0;
-      do {
-        const page = await api.events.listEvents(
-          { eventTypes: WINDOW_EVENT_TYPES, occurTimeStart: start, pageSize: EVENT_PAGE, pageToken },
-          callOptions,
-        );
-        events.push(...page.events);
-        pageToken = page.nextPageToken;
-        pages++;
-      } while (pageToken && pages < MAX_EVENT_PAGES);
-      setCounts({ counts: aggregateWindowEvents(events), partial: pageToken ? events.length : 0 });
+      setStats(await api.requests.getStats({ windowSecs: BigInt(days * 86400) }, callOptions));
     } catch (err) {
       setError(describeError(err));
     } finally {
@@ -55,6 +34,8 @@ export function Stats() {
   }, [load]);
 
   const slaMs = durationMs(stats?.reviewSla);
+  const decided = Number(stats?.decidedCount ?? 0n);
+  const automatic = Number(stats?.automaticDecidedCount ?? 0n);
   return (
     <section>
       <ScreenTitle>{t("stats.title")}</ScreenTitle>
@@ -72,7 +53,7 @@ export function Stats() {
       {loading ? <Loading /> : null}
       {stats ? (
         <div class="cards">
-          <section class="card" aria-labelledby="h-by-state">
+          <section class="card">
             <h2 id="h-by-state">{t("stats.byState")}</h2>
             <BarChart
               id="by-state"
@@ -84,7 +65,7 @@ export function Stats() {
               }))}
             />
           </section>
-          <section class="card" aria-labelledby="h-decision">
+          <section class="card">
             <h2 id="h-decision">{t("stats.decisionTime")}</h2>
             <p>{t("stats.decided", { count: stats.decidedCount, time: formatTime(stats.windowStartTime) })}</p>
             {stats.medianDecisionTime ? (
@@ -101,47 +82,38 @@ export function Stats() {
               <p>{t("stats.noDecision")}</p>
             )}
           </section>
-          <section class="card" aria-labelledby="h-overdue">
+          <section class="card">
             <h2 id="h-overdue">{t("stats.overdue")}</h2>
             <p class="big-number">{String(stats.overdueCount)}</p>
             <p class="muted">
               {t("stats.sla")}: {formatDuration(slaMs)}
             </p>
           </section>
-          {counts ? (
-            <>
-              <section class="card" aria-labelledby="h-auto">
-                <h2 id="h-auto">{t("stats.automatic")}</h2>
-                <p>
-                  {t("stats.automaticShare", {
-                    percent: formatPercent(automaticShare(counts.counts)),
-                    count: counts.counts.decisions,
-                  })}
-                </p>
-                <BarChart
-                  id="automatic"
-                  title={t("stats.automatic")}
-                  bars={[
-                    { label: t("stats.auto"), value: counts.counts.automaticDecisions },
-                    { label: t("stats.manual"), value: counts.counts.decisions - counts.counts.automaticDecisions },
-                  ]}
-                />
-              </section>
-              <section class="card" aria-labelledby="h-emails-stats">
-                <h2 id="h-emails-stats">{t("stats.emails")}</h2>
-                <BarChart
-                  id="emails"
-                  title={t("stats.emails")}
-                  bars={[
-                    { label: t("stats.sent"), value: counts.counts.emailsSent, tone: "tone-approved" },
-                    { label: t("stats.failed"), value: counts.counts.emailsFailed, tone: "tone-pending" },
-                    { label: t("stats.dead"), value: counts.counts.emailsDead, tone: "tone-rejected" },
-                  ]}
-                />
-              </section>
-              {counts.partial ? <p class="muted">{t("stats.partial", { count: counts.partial })}</p> : null}
-            </>
-          ) : null}
+          <section class="card">
+            <h2 id="h-auto">{t("stats.automatic")}</h2>
+            <p>{t("stats.automaticShare", { percent: formatPercent(automaticShare(stats)), count: decided })}</p>
+            <BarChart
+              id="automatic"
+              title={t("stats.automatic")}
+              bars={[
+                { label: t("stats.auto"), value: automatic },
+                { label: t("stats.manual"), value: Math.max(0, decided - automatic) },
+              ]}
+            />
+          </section>
+          <section class="card">
+            <h2 id="h-emails-stats">{t("stats.emails")}</h2>
+            <BarChart
+              id="emails"
+              title={t("stats.emails")}
+              bars={[
+                { label: t("stats.sent"), value: Number(stats.emailsSentCount), tone: "tone-approved" },
+                { label: t("stats.retrying"), value: Number(stats.emailsRetryingCount), tone: "tone-pending" },
+                { label: t("stats.dead"), value: Number(stats.emailsDeadCount), tone: "tone-rejected" },
+              ]}
+            />
+            <p class="muted">{t("stats.retryingNote")}</p>
+          </section>
         </div>
       ) : null}
     </section>
