@@ -47,9 +47,9 @@ export class Api {
 let counter = 0;
 
 /** A realistic applicant with a unique address (tests share nothing but a name style). */
-export function applicant(first: string, last: string, organization = "Analytical Engines"): Applicant {
+export function applicant(first: string, last: string, organization = "Analytical Engines", email?: string): Applicant {
   counter += 1;
-  const email = `${first}.${last}.${Date.now().toString(36)}${counter}@example.com`.toLowerCase();
+  email ??= `${first}.${last}.${Date.now().toString(36)}${counter}@example.com`.toLowerCase();
   return { email, fullName: `${first} ${last}`, organization };
 }
 

@@ -102,14 +102,17 @@ test.describe("at 360 px wide", () => {
   }
 
   test("the queue and the detail fit, and the decision buttons are visible", async ({ page, env }) => {
-    const [first] = await someRequests(env);
+    // Short addresses: long ones overflow (see the next test).
+    const ada = applicant("Ada", "Lovelace", "Analytical Engines", "ada@example.com");
+    const request = await submit(env.submitter, ada, "vpn-paris");
+    await submit(env.submitter, applicant("Grace", "Hopper", "US Navy", "grace@navy.example"), "build-farm");
     await signIn(page, env, env.keys.alice);
-    await expect(queueRow(page, first!.who.email)).toHaveCount(1);
+    await expect(queueRow(page, ada.email)).toHaveCount(1);
     await settle(page, texts.en.loading);
     await expectNoHorizontalOverflow(page, "queue");
     await expect(page.getByRole("button", { name: "Approve selected" })).toBeVisible();
 
-    await queueRow(page, first!.who.email).getByRole("link", { name: "Ada Lovelace" }).click();
+    await queueRow(page, ada.email).getByRole("link", { name: "Ada Lovelace" }).click();
     await expect(page.getByRole("heading", { level: 1, name: "Access request: Ada Lovelace" })).toBeVisible();
     await settle(page, texts.en.loading);
     await expectNoHorizontalOverflow(page, "detail");
@@ -121,5 +124,20 @@ test.describe("at 360 px wide", () => {
       expect(box!.x).toBeGreaterThanOrEqual(0);
       expect(box!.x + box!.width).toBeLessThanOrEqual(360);
     }
+    expect(request.name).toMatch(/^accessRequests\//);
+  });
+
+  // UI bug found by these tests: in the stacked queue rows (< 760 px) the
+  // value column is a plain `1fr` grid track, so an unbreakable applicant
+  // address wider than ~190 px pushes the document wider than the screen.
+  // Expected to fail until the console lets long values wrap; then drop test.fail.
+  test("a long applicant address does not widen the queue", async ({ page, env }) => {
+    test.fail(true, "console bug: long applicant emails overflow the stacked queue rows at 360 px");
+    const long = applicant("Katherine", "Johnson", "NASA", "katherine.johnson.langley@research.example.com");
+    await submit(env.submitter, long, "orbit-calc");
+    await signIn(page, env, env.keys.alice);
+    await expect(queueRow(page, long.email)).toHaveCount(1);
+    await settle(page, texts.en.loading);
+    await expectNoHorizontalOverflow(page, "queue with a long address");
   });
 });
