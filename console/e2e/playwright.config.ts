@@ -19,8 +19,8 @@ export default defineConfig({
   fullyParallel: false,
   retries: 0,
   forbidOnly: !!process.env["CI"],
-  timeout: 60_000,
-  expect: { timeout: 10_000 },
+  timeout: 90_000,
+  expect: { timeout: 15_000 },
   reporter: [["list"]],
   outputDir: "test-results",
   use: {
@@ -29,7 +29,7 @@ export default defineConfig({
     screenshot: "off",
     video: "off",
     locale: "en-GB",
-    actionTimeout: 10_000,
+    actionTimeout: 15_000,
     navigationTimeout: 15_000,
     launchOptions: {
       executablePath: process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium",

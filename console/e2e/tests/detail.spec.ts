@@ -79,5 +79,5 @@ test("the stale-etag message names who changed the request even after the change
   await page.getByRole("button", { name: "Approve", exact: true }).click();
   const banner = page.getByRole("alert").filter({ hasText: "changed this request meanwhile" });
   await expect(banner).toHaveCount(1);
-  await expect(banner).toContainText(/^bob changed this request meanwhile \(Cancelled, /, { timeout: 2_000 });
+  await expect(banner).toContainText(/^bob changed this request meanwhile \(Cancelled, /);
 });
