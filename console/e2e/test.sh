@@ -14,7 +14,17 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   echo "console e2e: python3 with aiosmtpd is required (apt-get install python3-aiosmtpd or pip install aiosmtpd); these tests are never skipped" >&2
   exit 1
 fi
-export SESAME_BIN="$(realpath "${SESAME_BIN:-../../target/debug/sesame}")"
+bin="$(realpath "${SESAME_BIN:-../../target/debug/sesame}")"
+if [[ ! -x "$bin" ]]; then
+  echo "console e2e: no sesame binary at $bin: cargo build --bin sesame, or set SESAME_BIN" >&2
+  exit 1
+fi
+# Run a private copy: a build in a shared target directory may replace the
+# binary (and the console embedded in it) while the suite runs.
+copy_dir="$(mktemp -d)"
+trap 'rm -rf "$copy_dir"' EXIT
+cp "$bin" "$copy_dir/sesame"
+export SESAME_BIN="$copy_dir/sesame"
 npm ci --no-audit --no-fund
 # playwright.config.ts copies the generated client code into gen/ first.
 npx playwright test --list >/dev/null
