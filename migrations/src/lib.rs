@@ -12,6 +12,7 @@ mod m20261126_000004_policy;
 mod m20261126_000005_deadlines;
 mod m20261126_000006_privacy;
 mod m20261203_000007_resource_index;
+mod m20261203_000008_gateway_key_resources;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_deadlines::Migration),
             Box::new(m20261126_000006_privacy::Migration),
             Box::new(m20261203_000007_resource_index::Migration),
+            Box::new(m20261203_000008_gateway_key_resources::Migration),
         ]
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::mail::MailTemplate;
 use crate::domain::{Locale, UserType};
 use crate::options;
 use crate::redact::redact_url;
-use crate::store::{self, Store, keys_validate_name};
+use crate::store::{self, Store, keys_validate_name, keys_validate_resources};
 
 /// Sesame: access requests, decisions and gateway codes over gRPC.
 #[derive(Debug, Parser)]
@@ -144,6 +144,12 @@ enum KeysCommand {
         /// gateway (redeems gateway codes, nothing else).
         #[arg(long)]
         role: Role,
+        /// A gateway key only: a resource whose codes it may redeem (repeat
+        /// for several). A code for any other resource is refused with
+        /// PERMISSION_DENIED. Without it a gateway key redeems codes for
+        /// every resource (the server warns about such keys at start).
+        #[arg(long = "resource", value_name = "RESOURCE")]
+        resources: Vec<String>,
     },
     /// List keys (never their secrets).
     List,
@@ -354,13 +360,24 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         .await
         .context("could not open the database")?;
     match command {
-        KeysCommand::Create { name, role } => {
-            if let Err(problem) = keys_validate_name(&name) {
+        KeysCommand::Create {
+            name,
+            role,
+            resources,
+        } => {
+            if let Err(problem) =
+                keys_validate_name(&name).and_then(|()| keys_validate_resources(role, &resources))
+            {
                 bail!(problem);
             }
-            let (info, key) = store.create_api_key(&name, role).await?;
+            let (info, key) = store.create_bound_api_key(&name, role, &resources).await?;
+            let bound = if info.resources.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", info.resources.join(", "))
+            };
             eprintln!(
-                "created {} key {:?}; the secret below is shown only once:",
+                "created {} key {:?}{bound}; the secret below is shown only once:",
                 info.role, info.name
             );
             println!("{}", key.secret);
@@ -368,16 +385,21 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => {
             let keys = store.list_api_keys().await?;
             println!(
-                "{:<32} {:<10} {:<14} {:<20} STATUS",
-                "NAME", "ROLE", "PREFIX", "CREATED"
+                "{:<32} {:<10} {:<14} {:<20} {:<28} RESOURCES",
+                "NAME", "ROLE", "PREFIX", "CREATED", "STATUS"
             );
             for key in keys {
                 let status = match key.revoked_at {
                     Some(revoked) => format!("revoked {}", revoked.format("%Y-%m-%d %H:%M:%S")),
                     None => "active".to_owned(),
                 };
+                let resources = match (key.role, key.resources.is_empty()) {
+                    (Role::Gateway, true) => "any (unbound)".to_owned(),
+                    (_, true) => "-".to_owned(),
+                    (_, false) => key.resources.join(","),
+                };
                 println!(
-                    "{:<32} {:<10} {:<14} {:<20} {status}",
+                    "{:<32} {:<10} {:<14} {:<20} {status:<28} {resources}",
                     key.name,
                     key.role,
                     key.display_prefix,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::app::{App, Prepared};
 use crate::config::Config;
@@ -79,6 +79,17 @@ pub async fn run_on(
         .context("could not create the bootstrap admin key")?
     {
         print_bootstrap_key(&key.secret);
+    }
+    let unbound = store
+        .unbound_gateway_keys()
+        .await
+        .context("could not read the gateway keys")?;
+    if !unbound.is_empty() {
+        warn!(
+            keys = %unbound.join(","),
+            "gateway keys bound to no resource redeem codes for every resource; \
+             replace them with `sesame keys create --role gateway --resource ...`"
+        );
     }
     serve_prepared(prepared, store, listeners, shutdown).await
 }

@@ -163,7 +163,7 @@ function ConnectionIndicator() {
   return (
     <p class={`conn conn-${state}`} aria-live="polite" role="status">
       <span class="conn-dot" aria-hidden="true" />
-      {t("conn.label")}: {t(`conn.${state}`)}
+      {t("conn.status", { state: t(`conn.${state}`) })}
     </p>
   );
 }

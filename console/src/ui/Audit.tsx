@@ -83,7 +83,9 @@ function Verify() {
         {result && !busy ? (
           <div class={result.intact ? "notice notice-ok" : "banner banner-error"}>
             <p>
-              {result.intact
+              {result.intact && result.verifiedEvents === 0n
+                ? t("audit.intactEmpty")
+                : result.intact
                 ? t("audit.intact", { count: result.verifiedEvents, first: result.firstSequence, last: result.lastVerifiedSequence })
                 : t("audit.broken", { sequence: result.brokenSequence, problem: result.problem, count: result.verifiedEvents })}
             </p>

@@ -260,7 +260,7 @@ function Preview() {
       {preview ? (
         <div class="preview">
           <p>
-            <strong>{t("emails.subject")}:</strong> {preview.subject}
+            <strong>{t("emails.subject")}</strong> {preview.subject}
           </p>
           <h3>{t("emails.html")}</h3>
           <iframe

@@ -86,7 +86,7 @@ export function Stats() {
             <h2 id="h-overdue">{t("stats.overdue")}</h2>
             <p class="big-number">{String(stats.overdueCount)}</p>
             <p class="muted">
-              {t("stats.sla")}: {formatDuration(slaMs)}
+              {t("stats.slaIs", { sla: formatDuration(slaMs) })}
             </p>
           </section>
           <section class="card">

@@ -146,34 +146,28 @@ export interface Bar {
   tone?: string;
 }
 
-/** Horizontal SVG bars generated from data, with a text alternative. */
+/**
+ * Horizontal bars generated from data: each bar is a small SVG scaled to its
+ * value, labels and values are HTML text (they wrap and keep their size on
+ * a narrow screen); the whole chart has a text alternative.
+ */
 export function BarChart({ title, bars, id }: { title: string; bars: Bar[]; id: string }) {
   const widths = barWidths(bars.map((b) => b.value));
-  const rowHeight = 30;
-  const labelWidth = 150;
-  const barArea = 190;
-  const height = bars.length * rowHeight + 4;
   const summary = bars.map((b) => `${b.label}: ${b.display ?? b.value}`).join(", ");
   return (
-    <figure class="chart">
-      <figcaption id={`${id}-title`}>{title}</figcaption>
-      <svg viewBox={`0 0 400 ${height}`} role="img" aria-label={`${title}. ${summary}`} preserveAspectRatio="xMinYMin meet">
-        {bars.map((b, i) => {
-          const y = i * rowHeight + 4;
-          const w = Math.max(widths[i] > 0 ? 2 : 0, (widths[i] / 100) * barArea);
-          return (
-            <g key={b.label}>
-              <text x={0} y={y + 17} class="chart-label">
-                {b.label}
-              </text>
-              <rect x={labelWidth} y={y + 4} width={w} height={rowHeight - 10} rx={3} class={`chart-bar ${b.tone ?? ""}`} />
-              <text x={labelWidth + w + 6} y={y + 17} class="chart-value">
-                {b.display ?? String(b.value)}
-              </text>
-            </g>
-          );
-        })}
-      </svg>
+    <figure class="chart" id={id}>
+      <figcaption class="visually-hidden">{title}</figcaption>
+      <div class="chart-rows" role="img" aria-label={`${title}. ${summary}`}>
+        {bars.map((b, i) => (
+          <div class="chart-row" key={b.label}>
+            <span class="chart-label">{b.label}</span>
+            <svg class="chart-track" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false">
+              <rect x={0} y={0} width={widths[i] > 0 ? Math.max(1, widths[i]) : 0} height={10} rx={1} class={`chart-bar ${b.tone ?? ""}`} />
+            </svg>
+            <span class="chart-value">{b.display ?? String(b.value)}</span>
+          </div>
+        ))}
+      </div>
     </figure>
   );
 }

@@ -14,7 +14,7 @@ use tracing::info;
 use super::{convert, principal, status};
 use crate::auth::{Permission, authorize};
 use crate::domain::validation::{MAX_REASON_CHARS, TextRule, Validator, Violations};
-use crate::domain::{AccessRequestId, GatewayCode};
+use crate::domain::{AccessRequestId, GatewayCode, Redeemer};
 use crate::store::Store;
 
 /// The window over which failed redemptions are counted.
@@ -148,7 +148,11 @@ impl GatewayService for GatewayApi {
             failures.record(&caller.name, at);
         }
         let code = check_redeem_gateway_code(request.get_ref())?;
-        let outcome = self.store.redeem_code(&code, &caller.name).await;
+        let gateway = Redeemer {
+            name: &caller.name,
+            resources: &caller.resources,
+        };
+        let outcome = self.store.redeem_code(&code, gateway).await;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {

@@ -282,6 +282,11 @@ impl From<RedeemError> for Status {
             RedeemError::Expired => {
                 plain(Code::FailedPrecondition, message, "GATEWAY_CODE_EXPIRED")
             }
+            RedeemError::ResourceNotAllowed { .. } => plain(
+                Code::PermissionDenied,
+                message,
+                "GATEWAY_RESOURCE_NOT_ALLOWED",
+            ),
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct Principal {
     /// Unique API key name; recorded as the actor of what the caller does.
     pub name: String,
     pub role: Role,
+    /// The resources a gateway key may redeem codes for; empty for an
+    /// unbound gateway key (any resource) and for every other role.
+    pub resources: Vec<String>,
 }
 
 /// Things a caller may ask for, checked by [`authorize`].
@@ -197,6 +200,7 @@ mod tests {
             let principal = Principal {
                 name: "k".into(),
                 role,
+                resources: Vec::new(),
             };
             for (permission, expected) in [
                 SubmitRequest,

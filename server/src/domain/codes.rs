@@ -68,6 +68,23 @@ pub enum RedeemError {
     Revoked,
     #[error("the gateway code has expired")]
     Expired,
+    #[error("this gateway key may not redeem codes for resource {resource:?}")]
+    ResourceNotAllowed { resource: String },
+}
+
+/// The gateway presenting a code: its key's name (the actor) and the
+/// resources the key is bound to (empty: unbound, any resource).
+#[derive(Clone, Copy, Debug)]
+pub struct Redeemer<'a> {
+    pub name: &'a str,
+    pub resources: &'a [String],
+}
+
+impl Redeemer<'_> {
+    /// Whether this gateway may redeem a code for `resource`.
+    pub fn may_redeem_for(&self, resource: &str) -> bool {
+        self.resources.is_empty() || self.resources.iter().any(|bound| bound == resource)
+    }
 }
 
 /// An event about the code of `request` (codes exist only for approved
@@ -195,13 +212,22 @@ pub fn reissue(
     Ok(effects)
 }
 
-/// Redeems the code whose digest matched, `status`, for `gateway`.
+/// Redeems the code whose digest matched, `status`, of a request for
+/// `resource`, presented by `gateway`. A gateway bound to other resources
+/// learns nothing of the code's state.
 pub fn redeem(
     request: AccessRequestId,
+    resource: &str,
     status: &CodeStatus,
-    gateway: &str,
+    gateway: Redeemer<'_>,
     at: DateTime<Utc>,
 ) -> Result<Vec<Effect>, RedeemError> {
+    if !gateway.may_redeem_for(resource) {
+        return Err(RedeemError::ResourceNotAllowed {
+            resource: resource.to_owned(),
+        });
+    }
+    let gateway = gateway.name;
     match status.state {
         CodeState::Redeemed => return Err(RedeemError::Used),
         CodeState::Revoked => return Err(RedeemError::Revoked),
@@ -303,13 +329,17 @@ mod tests {
     fn only_an_active_code_is_redeemed_or_revoked() {
         let request = AccessRequestId::generate();
         let at = Utc::now();
-        assert!(redeem(request, &status(CodeState::Active), "gw", at).is_ok());
+        let gw = Redeemer {
+            name: "gw",
+            resources: &[],
+        };
+        assert!(redeem(request, "vpn", &status(CodeState::Active), gw, at).is_ok());
         assert_eq!(
-            redeem(request, &status(CodeState::Redeemed), "gw", at),
+            redeem(request, "vpn", &status(CodeState::Redeemed), gw, at),
             Err(RedeemError::Used)
         );
         assert_eq!(
-            redeem(request, &status(CodeState::Expired), "gw", at),
+            redeem(request, "vpn", &status(CodeState::Expired), gw, at),
             Err(RedeemError::Expired)
         );
         assert_eq!(
@@ -320,6 +350,29 @@ mod tests {
             revoke(request, Some(&status(CodeState::Active)), "ada", None, at).unwrap();
         assert_eq!(revoked.state, CodeState::Revoked);
         assert_eq!(effects.len(), 3);
+    }
+
+    #[test]
+    fn a_bound_gateway_redeems_only_its_resources_codes() {
+        let request = AccessRequestId::generate();
+        let at = Utc::now();
+        let bound = ["vpn-paris".to_owned(), "vpn-lyon".to_owned()];
+        let gw = Redeemer {
+            name: "gw-paris",
+            resources: &bound,
+        };
+        let effects = redeem(request, "vpn-lyon", &status(CodeState::Active), gw, at).unwrap();
+        assert_eq!(effects.len(), 2);
+        for state in [CodeState::Active, CodeState::Redeemed, CodeState::Revoked] {
+            assert_eq!(
+                redeem(request, "vpn-berlin", &status(state), gw, at),
+                Err(RedeemError::ResourceNotAllowed {
+                    resource: "vpn-berlin".into()
+                }),
+                "whatever the code's state ({state:?})"
+            );
+        }
+        assert!(!gw.may_redeem_for("VPN-PARIS"), "resources compare exactly");
     }
 
     fn approved_request() -> AccessRequest {

@@ -17,7 +17,7 @@ pub mod policy;
 pub mod request;
 pub mod validation;
 
-pub use codes::{CodePolicy, CodeState, CodeStatus, RedeemError};
+pub use codes::{CodePolicy, CodeState, CodeStatus, RedeemError, Redeemer};
 pub use effects::{Change, CodeChange, Effect, RequestWrite};
 pub use error::DomainError;
 pub use event::{ChainedFields, GENESIS_HASH, RecordedEvent, decode_cursor, encode_cursor};

@@ -23,7 +23,7 @@ use crate::crypto::KeyRing;
 use crate::domain::codes::{self, CodePolicy};
 use crate::domain::{
     AccessRequest, AccessRequestId, CodeState, CodeStatus, DomainError, GatewayCode, RedeemError,
-    State,
+    Redeemer, State,
 };
 
 /// How codes are issued.
@@ -104,12 +104,13 @@ impl Store {
 
     /// Redeems `code` for `gateway`. A wrong guess whose selector matches a
     /// live code counts against that code and is committed even though the
-    /// call fails; the last allowed one revokes it.
-    #[instrument(skip_all, fields(gateway = %gateway), err)]
+    /// call fails; the last allowed one revokes it. A right code for a
+    /// resource the gateway is not bound to changes nothing.
+    #[instrument(skip_all, fields(gateway = %gateway.name), err)]
     pub async fn redeem_code(
         &self,
         code: &GatewayCode,
-        gateway: &str,
+        gateway: Redeemer<'_>,
     ) -> Result<std::result::Result<Redeemed, RedeemError>> {
         let at = now();
         let mut writer = self.writer().await?;
@@ -123,25 +124,32 @@ impl Store {
         if let Some(row) = rows.iter().find(|row| code.matches(&row.digest)) {
             let status = status_from_row(row, at)?;
             let request_id = code_request_id(row)?;
-            let effects = match codes::redeem(request_id, &status, gateway, at) {
-                Ok(effects) => effects,
-                Err(refused) => return Ok(Err(refused)),
-            };
-            let applied = writer
-                .apply_effects(About::Id(request_id), &effects, None)
-                .await?;
-            if applied.is_none() {
-                return Ok(Err(RedeemError::Used));
-            }
             let request_row = access_request::Entity::find_by_id(row.access_request_id.clone())
                 .one(writer.txn())
                 .await?
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("gateway code {} has no request", row.id))
                 })?;
+            let effects =
+                match codes::redeem(request_id, &request_row.resource, &status, gateway, at) {
+                    Ok(effects) => effects,
+                    Err(refused) => {
+                        if let RedeemError::ResourceNotAllowed { resource } = &refused {
+                            warn!(request = %request_id, gateway = gateway.name, resource,
+                                "gateway code presented by a gateway bound to other resources");
+                        }
+                        return Ok(Err(refused));
+                    }
+                };
+            let applied = writer
+                .apply_effects(About::Id(request_id), &effects, None)
+                .await?;
+            if applied.is_none() {
+                return Ok(Err(RedeemError::Used));
+            }
             let request = self.request_from_row(request_row).await?;
             writer.commit().await?;
-            info!(request = %request.id, gateway, "gateway code redeemed");
+            info!(request = %request.id, gateway = gateway.name, "gateway code redeemed");
             return Ok(Ok(Redeemed { request }));
         }
         // A wrong code. When its selector names a live code, the guess
@@ -158,13 +166,13 @@ impl Store {
         let request = code_request_id(live_row)?;
         let max_failed_attempts = self.code_settings()?.policy.max_failed_attempts;
         let (revoked, effects) =
-            codes::wrong_guess(request, &live, gateway, max_failed_attempts, at);
+            codes::wrong_guess(request, &live, gateway.name, max_failed_attempts, at);
         writer
             .apply_effects(About::Id(request), &effects, None)
             .await?;
         writer.commit().await?;
         let attempts = live.failed_attempts + 1;
-        warn!(%request, gateway, attempts, revoked, "wrong gateway code presented");
+        warn!(%request, gateway = gateway.name, attempts, revoked, "wrong gateway code presented");
         Ok(Err(RedeemError::NotFound))
     }
 

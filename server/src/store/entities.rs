@@ -19,6 +19,9 @@ pub mod api_key {
         pub key_prefix: String,
         pub created_at_us: i64,
         pub revoked_at_us: Option<i64>,
+        /// A gateway key's resources, as a JSON array of names; `None` for
+        /// an unbound gateway key and for every other role.
+        pub resources: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -117,6 +117,7 @@ mod tests {
         Principal {
             name: name.to_owned(),
             role: Role::Submitter,
+            resources: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ use super::entities::api_key;
 use super::key_cache::KeyDigest;
 use super::{Result, Store, StoreError, from_micros, now, to_micros, unique};
 use crate::auth::{GeneratedKey, Principal, Role, generate_key};
+use crate::domain::validation::MAX_RESOURCE_CHARS;
 
 /// The actor recorded for automatic decisions; no key may take this name.
 pub const SYSTEM_ACTOR: &str = "system";
@@ -29,6 +30,8 @@ pub struct ApiKeyInfo {
     pub display_prefix: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A gateway key's resources; empty: unbound (any resource).
+    pub resources: Vec<String>,
 }
 
 impl ApiKeyInfo {
@@ -37,12 +40,19 @@ impl ApiKeyInfo {
             .role
             .parse::<Role>()
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let resources = match &row.resources {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(json).map_err(|error| {
+                StoreError::Corrupt(format!("resources of key {:?}: {error}", row.name))
+            })?,
+        };
         Ok(ApiKeyInfo {
             name: row.name,
             role,
             display_prefix: row.key_prefix,
             created_at: from_micros(row.created_at_us)?,
             revoked_at: row.revoked_at_us.map(from_micros).transpose()?,
+            resources,
         })
     }
 }
@@ -65,14 +75,56 @@ pub fn validate_key_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Checks the resources a key is bound to: only gateway keys take any,
+/// each a non-empty name of at most [`MAX_RESOURCE_CHARS`] characters
+/// without control characters (what a submission's `resource` may be).
+pub fn validate_key_resources(role: Role, resources: &[String]) -> std::result::Result<(), String> {
+    if resources.is_empty() {
+        return Ok(());
+    }
+    if role != Role::Gateway {
+        return Err(format!(
+            "only gateway keys are bound to resources; a {role} key takes no --resource"
+        ));
+    }
+    for resource in resources {
+        let length = resource.chars().count();
+        if resource.trim() != resource
+            || length == 0
+            || length > MAX_RESOURCE_CHARS
+            || resource.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "invalid resource {resource:?}: use 1 to {MAX_RESOURCE_CHARS} characters, no \
+                 control characters nor surrounding spaces, as in the requests' `resource`"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates a key; the returned secret is the only copy there will ever be.
-    #[instrument(skip_all, fields(name = %name, role = %role), err)]
     pub async fn create_api_key(
         &self,
         name: &str,
         role: Role,
     ) -> Result<(ApiKeyInfo, GeneratedKey)> {
+        self.create_bound_api_key(name, role, &[]).await
+    }
+
+    /// Creates a key bound to `resources` (a gateway key that redeems only
+    /// their codes; see [`validate_key_resources`]); none: unbound.
+    #[instrument(skip_all, fields(name = %name, role = %role), err)]
+    pub async fn create_bound_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        resources: &[String],
+    ) -> Result<(ApiKeyInfo, GeneratedKey)> {
+        let mut resources = resources.to_vec();
+        resources.sort();
+        resources.dedup();
         let key = generate_key();
         let row = api_key::ActiveModel {
             id: Set(Uuid::now_v7().to_string()),
@@ -82,6 +134,8 @@ impl Store {
             key_prefix: Set(key.display_prefix.clone()),
             created_at_us: Set(to_micros(now())),
             revoked_at_us: Set(None),
+            resources: Set((!resources.is_empty())
+                .then(|| serde_json::to_string(&resources).expect("strings always serialize"))),
         };
         let inserted = match row.insert(&self.db).await {
             Ok(inserted) => inserted,
@@ -164,10 +218,25 @@ impl Store {
         let principal = Principal {
             name: info.name,
             role: info.role,
+            resources: info.resources,
         };
         self.key_cache
             .insert(*digest, principal.clone(), asked_at, generation);
         Ok(Some(principal))
+    }
+
+    /// Names of the active gateway keys bound to no resource: each redeems
+    /// codes for any resource (keys made before keys could be bound).
+    #[instrument(level = "debug", skip_all, err)]
+    pub async fn unbound_gateway_keys(&self) -> Result<Vec<String>> {
+        let rows = api_key::Entity::find()
+            .filter(api_key::Column::Role.eq(Role::Gateway.as_str()))
+            .filter(api_key::Column::RevokedAtUs.is_null())
+            .filter(api_key::Column::Resources.is_null())
+            .order_by_asc(api_key::Column::Name)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|row| row.name).collect())
     }
 
     /// On an empty key table, creates the `bootstrap-admin` key and returns

@@ -42,7 +42,10 @@ pub use codes::{CodeOptions, Redeemed};
 pub use deadlines::{DueRequest, RequestStats};
 pub use events::{ChainReport, EventFilter, EventPage, MAX_VERIFY_EVENTS, NOTIFY_CHANNEL};
 pub use key_cache::{KEY_CACHE_TTL, KeyDigest};
-pub use keys::{ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name};
+pub use keys::{
+    ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name,
+    validate_key_resources as keys_validate_resources,
+};
 pub use pagination::{ListQuery, Order, Page};
 pub use privacy::{
     ConsentPage, ConsentRecord, Erasure, MAX_EXPORT_EVENTS, MAX_EXPORT_REQUESTS, RetentionPass,

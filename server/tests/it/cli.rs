@@ -93,6 +93,93 @@ fn keys_create_list_and_revoke() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
 
+/// `keys create --role gateway --resource ...` binds a gateway key; the
+/// listing shows it; `--resource` on another role and a bad resource are
+/// refused; `serve` warns about the gateway keys left unbound.
+#[tokio::test]
+async fn gateway_keys_are_bound_to_resources_and_unbound_ones_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let bound = sesame(dir.path())
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "gw-paris",
+            "--role",
+            "gateway",
+            "--resource",
+            "vpn-paris",
+            "--resource",
+            "vpn-paris-2",
+        ])
+        .output()
+        .expect("run sesame");
+    assert!(bound.status.success(), "{bound:?}");
+    assert!(
+        String::from_utf8_lossy(&bound.stderr).contains("for vpn-paris, vpn-paris-2"),
+        "{bound:?}"
+    );
+    run_ok(sesame(dir.path()).args(["keys", "create", "--name", "gw-old", "--role", "gateway"]));
+    let listing = run_ok(sesame(dir.path()).args(["keys", "list"]));
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} listed:\n{listing}"))
+            .to_owned()
+    };
+    assert!(
+        line("gw-paris").ends_with("vpn-paris,vpn-paris-2"),
+        "{listing}"
+    );
+    assert!(line("gw-old").ends_with("any (unbound)"), "{listing}");
+
+    let admin = run_err(sesame(dir.path()).args([
+        "keys",
+        "create",
+        "--name",
+        "boss",
+        "--role",
+        "admin",
+        "--resource",
+        "vpn-paris",
+    ]));
+    assert!(
+        String::from_utf8_lossy(&admin.stderr).contains("only gateway keys are bound"),
+        "{admin:?}"
+    );
+    let blank = run_err(sesame(dir.path()).args([
+        "keys",
+        "create",
+        "--name",
+        "gw-blank",
+        "--role",
+        "gateway",
+        "--resource",
+        " ",
+    ]));
+    assert!(
+        String::from_utf8_lossy(&blank.stderr).contains("invalid resource"),
+        "{blank:?}"
+    );
+    let listing = run_ok(sesame(dir.path()).args(["keys", "list"]));
+    assert!(
+        !listing.contains("boss") && !listing.contains("gw-blank"),
+        "a refused key is not created:\n{listing}"
+    );
+
+    let served = serve(dir.path()).await;
+    let warning = log_line(&served, |line| {
+        line["level"] == "WARN"
+            && line["fields"]["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("gateway keys bound to no resource"))
+    })
+    .await;
+    assert_eq!(warning["fields"]["keys"], "gw-old", "{warning}");
+    terminate(served).await;
+}
+
 /// The help says what is true: every role, gateway included, and how long
 /// a revocation takes to reach servers (their key cache).
 #[test]

@@ -25,6 +25,7 @@ both_backends!(
     wrong_guesses_revoke_the_code_and_callers_are_rate_limited,
     expired_revoked_and_reissued_codes,
     the_stored_data_holds_no_clear_code,
+    gateway_keys_bound_to_resources_redeem_only_their_codes,
 );
 
 type Gateway = GatewayServiceClient<InterceptedService<Channel, Bearer>>;
@@ -525,6 +526,69 @@ async fn a_revoked_code_is_never_delivered(backend: Backend) {
         sealed_approval_emails(&server, &request.name).await,
         1,
         "only the reissued code waits to be sent"
+    );
+    server.stop().await;
+}
+
+/// A gateway key bound to resources redeems only their codes: another
+/// resource's right code is PERMISSION_DENIED, changes nothing (the code
+/// still redeems at its own gateway) and counts toward the key's failure
+/// budget; an unbound key (made before keys could be bound) still redeems.
+async fn gateway_keys_bound_to_resources_redeem_only_their_codes(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.gateway_failures_per_minute = 3;
+    })
+    .await;
+    let bound_client = async |name: &str, resources: &[&str]| -> Gateway {
+        let resources: Vec<String> = resources.iter().map(|r| (*r).to_owned()).collect();
+        let (info, key) = server
+            .store
+            .create_bound_api_key(name, Role::Gateway, &resources)
+            .await
+            .expect("create a bound gateway key");
+        assert_eq!(info.resources, resources);
+        let bearer = Bearer::new(&key.secret).expect("ascii key");
+        GatewayServiceClient::with_interceptor(server.channel().await, bearer)
+    };
+    // valid_submission() asks for vpn-paris.
+    let (request, code) = approved(&server).await;
+    assert_eq!(request.resource, "vpn-paris");
+    let mut lyon = bound_client("gw-lyon", &["vpn-lyon", "vpn-lyon-2"]).await;
+    for _ in 0..3 {
+        let status = assert_error(
+            redeem(&mut lyon, &code).await,
+            Code::PermissionDenied,
+            "GATEWAY_RESOURCE_NOT_ALLOWED",
+        );
+        assert!(status.message().contains("vpn-paris"), "{status:?}");
+    }
+    // Three refusals spent gw-lyon's budget of 3 a minute.
+    assert_error(
+        redeem(&mut lyon, &code).await,
+        Code::ResourceExhausted,
+        "TOO_MANY_FAILED_REDEMPTIONS",
+    );
+    let events = event_types(&server, &request.name).await;
+    assert!(
+        !events
+            .iter()
+            .any(|(kind, _, _)| kind.starts_with("Code") && kind != "CodeIssued"),
+        "a refused gateway changed nothing: {events:?}"
+    );
+
+    let mut paris = bound_client("gw-paris", &["vpn-paris"]).await;
+    let redeemed = redeem(&mut paris, &code).await.expect("its own resource");
+    assert_eq!(redeemed.resource, "vpn-paris");
+    assert_eq!(redeemed.access_request, request.name);
+
+    let (_, second_code) = approved(&server).await;
+    let mut unbound = gateway_client(&server, "gw-anywhere").await;
+    redeem(&mut unbound, &second_code)
+        .await
+        .expect("an unbound key redeems any resource");
+    assert_eq!(
+        server.store.unbound_gateway_keys().await.unwrap(),
+        ["gw-anywhere"]
     );
     server.stop().await;
 }

@@ -52,8 +52,12 @@ class GatewayServiceStub:
     (`GATEWAY_CODE_EXPIRED`). A caller making more than
     `gateway_failures_per_minute` failed redemptions in a minute (per server
     process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
-    RetryInfo. A gateway key is not bound to a resource: the gateway must
-    check that the returned `resource` is its own before granting access.
+    RetryInfo. A gateway key bound to resources (`sesame keys create --role
+    gateway --resource R`) presenting a code for another resource gets
+    PERMISSION_DENIED (`GATEWAY_RESOURCE_NOT_ALLOWED`): the code is left as
+    it was, and the refusal counts toward the key's failure budget. An
+    unbound gateway key (created without `--resource`) redeems codes for
+    any resource and must check the returned `resource` itself.
     """
     RevokeGatewayCode: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RevokeGatewayCodeRequest, _gateway_pb2.RevokeGatewayCodeResponse]
     """Revokes the request's current code so it can no longer be redeemed.
@@ -84,8 +88,12 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     (`GATEWAY_CODE_EXPIRED`). A caller making more than
     `gateway_failures_per_minute` failed redemptions in a minute (per server
     process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
-    RetryInfo. A gateway key is not bound to a resource: the gateway must
-    check that the returned `resource` is its own before granting access.
+    RetryInfo. A gateway key bound to resources (`sesame keys create --role
+    gateway --resource R`) presenting a code for another resource gets
+    PERMISSION_DENIED (`GATEWAY_RESOURCE_NOT_ALLOWED`): the code is left as
+    it was, and the refusal counts toward the key's failure budget. An
+    unbound gateway key (created without `--resource`) redeems codes for
+    any resource and must check the returned `resource` itself.
     """
     RevokeGatewayCode: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RevokeGatewayCodeRequest, _gateway_pb2.RevokeGatewayCodeResponse]  # type: ignore[assignment]
     """Revokes the request's current code so it can no longer be redeemed.
@@ -119,8 +127,12 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         (`GATEWAY_CODE_EXPIRED`). A caller making more than
         `gateway_failures_per_minute` failed redemptions in a minute (per server
         process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
-        RetryInfo. A gateway key is not bound to a resource: the gateway must
-        check that the returned `resource` is its own before granting access.
+        RetryInfo. A gateway key bound to resources (`sesame keys create --role
+        gateway --resource R`) presenting a code for another resource gets
+        PERMISSION_DENIED (`GATEWAY_RESOURCE_NOT_ALLOWED`): the code is left as
+        it was, and the refusal counts toward the key's failure budget. An
+        unbound gateway key (created without `--resource`) redeems codes for
+        any resource and must check the returned `resource` itself.
         """
 
     @_abc_1.abstractmethod

@@ -194,8 +194,12 @@ export const GatewayService: GenService<{
    * (`GATEWAY_CODE_EXPIRED`). A caller making more than
    * `gateway_failures_per_minute` failed redemptions in a minute (per server
    * process) gets RESOURCE_EXHAUSTED (`TOO_MANY_FAILED_REDEMPTIONS`) with a
-   * RetryInfo. A gateway key is not bound to a resource: the gateway must
-   * check that the returned `resource` is its own before granting access.
+   * RetryInfo. A gateway key bound to resources (`sesame keys create --role
+   * gateway --resource R`) presenting a code for another resource gets
+   * PERMISSION_DENIED (`GATEWAY_RESOURCE_NOT_ALLOWED`): the code is left as
+   * it was, and the refusal counts toward the key's failure budget. An
+   * unbound gateway key (created without `--resource`) redeems codes for
+   * any resource and must check the returned `resource` itself.
    *
    * @generated from rpc sesame.v1.GatewayService.RedeemGatewayCode
    */
