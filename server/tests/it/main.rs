@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod clients;
 mod codes;
+mod console;
 mod console_serving;
 mod deadlines;
 mod events;

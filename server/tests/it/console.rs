@@ -1,0 +1,85 @@
+//! The console's own tests, so that `cargo test --workspace` runs them: its
+//! unit tests (vitest, in `console/`) and its browser tests
+//! (`console/e2e/test.sh`: Playwright with Debian's chromium, a real SMTP
+//! server, `sesame serve` on SQLite) against this build's `sesame` binary.
+//! A missing npm, chromium or python3 aiosmtpd fails the test; it is never
+//! skipped. Each test installs in its own folder (`console/node_modules`,
+//! `console/e2e/node_modules`): no lock is needed between them.
+
+use std::path::Path;
+use std::process::Command;
+
+/// `npm ci` then `npm test` (vitest) in `console/`: the UI's own logic.
+#[test]
+fn console_unit_tests_pass() {
+    let console = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("console");
+    let run = |args: &[&str]| {
+        let output = Command::new("npm")
+            .args(args)
+            .current_dir(&console)
+            .env("CI", "1")
+            .output()
+            .unwrap_or_else(|error| panic!("could not run npm (is Node installed?): {error}"));
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "npm {args:?} failed:\n{text}");
+        text
+    };
+    run(&["ci", "--no-audit", "--no-fund"]);
+    let text = run(&["test"]);
+    // vitest's summary: "Tests  55 passed (55)"; nothing skipped or failed.
+    let tests = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("Tests "))
+        .unwrap_or_else(|| panic!("no vitest summary:\n{text}"));
+    assert!(
+        tests.contains(" passed") && !tests.contains("skipped") && !tests.contains("failed"),
+        "{tests}"
+    );
+}
+
+#[test]
+fn console_browser_tests_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let script = root.join("console").join("e2e").join("test.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .env("SESAME_BIN", env!("CARGO_BIN_EXE_sesame"))
+        .env("CI", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|error| panic!("could not run {}: {error}", script.display()));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the console's browser tests failed:\n{text}"
+    );
+    // Playwright's list reporter ends with "N passed"; nothing may be skipped.
+    let passed = text
+        .lines()
+        .find_map(|line| line.trim().strip_suffix(" passed").map(str::to_owned))
+        .or_else(|| {
+            text.lines().find_map(|line| {
+                let line = line.trim();
+                line.contains(" passed (")
+                    .then(|| line.split(" passed").next().unwrap_or("").to_owned())
+            })
+        });
+    assert!(
+        passed.is_some_and(|count| count.trim().parse::<u32>().is_ok_and(|n| n > 0)),
+        "Playwright reported no passed tests:\n{text}"
+    );
+    for word in [" skipped", " flaky", " did not run"] {
+        assert!(!text.contains(word), "nothing may be{word}:\n{text}");
+    }
+}
