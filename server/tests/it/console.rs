@@ -21,6 +21,8 @@ fn console_unit_tests_pass() {
             .args(args)
             .current_dir(&console)
             .env("CI", "1")
+            .env("NO_COLOR", "1")
+            .env_remove("FORCE_COLOR")
             .output()
             .unwrap_or_else(|error| panic!("could not run npm (is Node installed?): {error}"));
         let text = format!(
@@ -32,7 +34,7 @@ fn console_unit_tests_pass() {
         text
     };
     run(&["ci", "--no-audit", "--no-fund"]);
-    let text = run(&["test"]);
+    let text = without_colours(&run(&["test"]));
     // vitest's summary: "Tests  55 passed (55)"; nothing skipped or failed.
     let tests = text
         .lines()
@@ -42,6 +44,25 @@ fn console_unit_tests_pass() {
         tests.contains(" passed") && !tests.contains("skipped") && !tests.contains("failed"),
         "{tests}"
     );
+}
+
+/// `text` without its ANSI colour sequences (`ESC [ ... m`), should a
+/// tool colour its output anyway.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for end in chars.by_ref() {
+                if end.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 #[test]
