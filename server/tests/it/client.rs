@@ -299,9 +299,10 @@ async fn a_submit_whose_attempt_times_out_is_retried_and_returns_the_committed_r
     // With a request_id: the first attempt is committed but its answer
     // held past 400 ms; a later attempt gets the same request back.
     let proxy = DelayProxy::start(&served.addr, 800).await;
-    let delayed = SesameClient::connect_with(&format!("http://{}", proxy.addr), &key, options.clone())
-        .await
-        .unwrap();
+    let delayed =
+        SesameClient::connect_with(&format!("http://{}", proxy.addr), &key, options.clone())
+            .await
+            .unwrap();
     let started = std::time::Instant::now();
     let submitted = delayed
         .submit(submission("held@example.com"))
