@@ -196,14 +196,27 @@ impl SesameClient {
                 .options
                 .attempt_timeout
                 .map_or(remaining, |attempt| attempt.min(remaining));
+            let attempt_deadline = Instant::now() + attempt_time;
             let mut request = Request::new(message.clone());
             request.set_timeout(attempt_time);
-            let outcome = match tokio::time::timeout(attempt_time, call(request)).await {
-                Ok(outcome) => outcome.map(tonic::Response::into_inner),
-                Err(_) if attempt_time < remaining => Err(Status::deadline_exceeded(format!(
+            let answer = tokio::time::timeout(attempt_time, call(request)).await;
+            // tonic's channel enforces `grpc-timeout` itself and ends the
+            // attempt CANCELLED ("Timeout expired"): that is our deadline too.
+            let timed_out = match &answer {
+                Err(_) => true,
+                Ok(Err(status)) => {
+                    status.code() == tonic::Code::Cancelled && Instant::now() >= attempt_deadline
+                }
+                Ok(Ok(_)) => false,
+            };
+            let outcome = match answer {
+                Ok(outcome) if !timed_out => outcome.map(tonic::Response::into_inner),
+                _ if attempt_time >= remaining => {
+                    return Err(deadline_exceeded(self.options.timeout));
+                }
+                _ => Err(Status::deadline_exceeded(format!(
                     "no answer within the attempt deadline of {attempt_time:?}"
                 ))),
-                Err(_) => return Err(deadline_exceeded(self.options.timeout)),
             };
             let status = match outcome {
                 Err(status) if retry_on.allows(&status) => status,
