@@ -7,10 +7,11 @@
 //   - every call carries `authorization: Bearer <key>`;
 //   - a unary call whose context has no deadline gets the client's default
 //     (10 s), covering its retries;
-//   - unary calls failing with UNAVAILABLE, and only UNAVAILABLE, are retried
-//     with jittered exponential backoff (AIP-194);
+//   - unary calls failing with UNAVAILABLE are retried with jittered
+//     exponential backoff (AIP-194); WithAttemptTimeout bounds each attempt;
 //   - Submit fills in a random request_id (AIP-155), so a retry cannot create
-//     a second request;
+//     a second request; that makes an attempt of a submit that ended
+//     DEADLINE_EXCEEDED safe to retry too, and it is (no other call is);
 //   - Watch resumes a broken event stream from its last cursor;
 //   - ErrorInfo, Reason and FieldViolations read the AIP-193 error details.
 package sesame
@@ -65,6 +66,7 @@ type Client struct {
 
 	apiKey         string
 	timeout        time.Duration
+	attemptTimeout time.Duration
 	retry          RetryPolicy
 	watchReconnect RetryPolicy
 	readyTimeout   time.Duration
@@ -73,6 +75,7 @@ type Client struct {
 
 type config struct {
 	timeout        time.Duration
+	attemptTimeout time.Duration
 	retry          RetryPolicy
 	watchReconnect RetryPolicy
 	readyTimeout   time.Duration
@@ -88,6 +91,15 @@ type Option func(*config)
 // WithTimeout sets the default deadline of unary calls whose context has
 // none (DefaultTimeout by default; 0 means no default deadline).
 func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithAttemptTimeout sets the deadline of each attempt of a unary call: an
+// attempt gets d or what is left of the call's deadline, whichever is
+// shorter (0, the default: one attempt may use all that is left). A
+// SubmitAccessRequest carrying a request_id whose attempt ends
+// DEADLINE_EXCEEDED is retried like UNAVAILABLE while the call's deadline has
+// time left: the server returns the request it may have committed, never a
+// second one. No other call is retried on DEADLINE_EXCEEDED.
+func WithAttemptTimeout(d time.Duration) Option { return func(c *config) { c.attemptTimeout = d } }
 
 // WithRetry sets the retry policy of unary calls (DefaultRetry by default;
 // NoRetry disables retries).
@@ -155,6 +167,7 @@ func New(target, apiKey string, opts ...Option) (*Client, error) {
 	c := &Client{
 		apiKey:         apiKey,
 		timeout:        cfg.timeout,
+		attemptTimeout: cfg.attemptTimeout,
 		retry:          cfg.retry,
 		watchReconnect: cfg.watchReconnect,
 		readyTimeout:   cfg.readyTimeout,
@@ -222,8 +235,9 @@ func (c *Client) withKey(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.apiKey)
 }
 
-// unaryInterceptor adds the key, the default deadline and the retry of
-// UNAVAILABLE to every unary call made on the connection.
+// unaryInterceptor adds the key, the default deadline, the attempt deadline
+// and the retry of UNAVAILABLE (and, for a submit with a request_id, of an
+// attempt's DEADLINE_EXCEEDED) to every unary call made on the connection.
 func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ctx = c.withKey(ctx)
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
@@ -232,12 +246,21 @@ func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply
 		defer cancel()
 	}
 	maxAttempts := c.retry.attempts()
-	if submit, ok := req.(*sesamev1.SubmitAccessRequestRequest); ok && submit.GetRequestId() == "" {
-		maxAttempts = 1 // without a request_id a retry could submit twice
+	retryDeadline := false
+	if submit, ok := req.(*sesamev1.SubmitAccessRequestRequest); ok {
+		if submit.GetRequestId() == "" {
+			maxAttempts = 1 // without a request_id a retry could submit twice
+		}
+		// The request_id returns the request a timed-out attempt may have
+		// committed, instead of creating a second one.
+		retryDeadline = submit.GetRequestId() != ""
 	}
 	for attempt := 1; ; attempt++ {
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		if status.Code(err) != codes.Unavailable || attempt >= maxAttempts {
+		err := c.attempt(ctx, method, req, reply, cc, invoker, opts...)
+		code := status.Code(err)
+		retryable := code == codes.Unavailable ||
+			(code == codes.DeadlineExceeded && retryDeadline && ctx.Err() == nil)
+		if !retryable || attempt >= maxAttempts {
 			return err
 		}
 		delay := c.retry.Backoff(attempt)
@@ -245,7 +268,11 @@ func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply
 			return err
 		}
 		if c.logger != nil {
-			c.logger.InfoContext(ctx, "sesame call failed with UNAVAILABLE; retrying",
+			failure := "UNAVAILABLE"
+			if code == codes.DeadlineExceeded {
+				failure = "DEADLINE_EXCEEDED"
+			}
+			c.logger.InfoContext(ctx, "sesame call failed with "+failure+"; retrying",
 				"method", method, "error", status.Convert(err).Message(),
 				"retry", attempt, "max_retries", maxAttempts-1, "delay", delay)
 		}
@@ -253,6 +280,17 @@ func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply
 			return err
 		}
 	}
+}
+
+// attempt makes one attempt of a unary call, under the attempt deadline when
+// one is set (context.WithTimeout keeps the call's deadline when sooner).
+func (c *Client) attempt(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if c.attemptTimeout <= 0 {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	attemptCtx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+	return invoker(attemptCtx, method, req, reply, cc, opts...)
 }
 
 // streamInterceptor adds the key only: streams are long-lived (no default
@@ -272,8 +310,8 @@ func NewRequestID() string {
 
 // Submit submits an access request; it is PENDING (or decided at once by a
 // rule). When req.RequestId is empty a random one is sent (req itself is not
-// modified), so the automatic retry of UNAVAILABLE never creates a second
-// request (AIP-155); the returned request's RequestId is the one used.
+// modified), so the automatic retry of UNAVAILABLE, or of an attempt that
+// timed out (WithAttemptTimeout), never creates a second request (AIP-155); the returned request's RequestId is the one used.
 func (c *Client) Submit(ctx context.Context, req *sesamev1.SubmitAccessRequestRequest) (*sesamev1.AccessRequest, error) {
 	if req == nil {
 		req = &sesamev1.SubmitAccessRequestRequest{}

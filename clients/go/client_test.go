@@ -548,3 +548,98 @@ func TestErrorHelpersOnOtherErrors(t *testing.T) {
 		t.Error("RetryDelay without RetryInfo")
 	}
 }
+
+const deadlineRetryLog = "sesame call failed with DEADLINE_EXCEEDED; retrying"
+
+// storedFor lists the requests whose applicant is email.
+func storedFor(t *testing.T, client *sesame.Client, email string) []*sesamev1.AccessRequest {
+	t.Helper()
+	resp, err := client.List(context.Background(), &sesamev1.ListAccessRequestsRequest{ApplicantEmail: email})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetAccessRequests()
+}
+
+func submissionAs(email, requestID string) *sesamev1.SubmitAccessRequestRequest {
+	req := submitRequest(requestID, "vpn-paris")
+	req.Applicant.Email = email
+	return req
+}
+
+// Guards the operator's finding: a submit whose attempt timed out while the
+// server committed it is retried and returns that request, never a second.
+func TestASubmitWhoseAttemptTimesOutIsRetriedAndReturnsTheCommittedRequest(t *testing.T) {
+	srv := startServer(t)
+	direct := newClient(t, srv)
+	// Answers held 800 ms from the first request on; attempts get 400 ms.
+	var logs logBuffer
+	delayed, err := sesame.New(startDelayProxy(t, srv, 800), srv.adminKey,
+		sesame.WithTimeout(10*time.Second), sesame.WithAttemptTimeout(400*time.Millisecond),
+		sesame.WithLogger(logs.logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer delayed.Close()
+	started := time.Now()
+	submitted, err := delayed.Submit(context.Background(), submissionAs("held@example.com", ""))
+	if err != nil {
+		t.Fatalf("want the committed request after a retry, got %v", err)
+	}
+	if elapsed := time.Since(started); elapsed < 400*time.Millisecond {
+		t.Errorf("the first attempt did not time out: %v", elapsed)
+	}
+	if n := logs.count(deadlineRetryLog); n < 1 {
+		t.Errorf("no retry of DEADLINE_EXCEEDED logged")
+	}
+	stored := storedFor(t, direct, "held@example.com")
+	if len(stored) != 1 || stored[0].GetName() != submitted.GetName() || stored[0].GetRequestId() != submitted.GetRequestId() {
+		t.Fatalf("want exactly the returned request %s stored, got %v", submitted.GetName(), stored)
+	}
+
+	// Without a request_id (the raw stub): one attempt, DEADLINE_EXCEEDED,
+	// and the server has the request.
+	var unkeyedLogs logBuffer
+	unkeyed, err := sesame.New(startDelayProxy(t, srv, 800), srv.adminKey,
+		sesame.WithTimeout(10*time.Second), sesame.WithAttemptTimeout(400*time.Millisecond),
+		sesame.WithLogger(unkeyedLogs.logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unkeyed.Close()
+	started = time.Now()
+	_, err = unkeyed.AccessRequests.SubmitAccessRequest(context.Background(), submissionAs("unkeyed@example.com", ""))
+	if sesame.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("want DEADLINE_EXCEEDED, got %v", err)
+	}
+	if elapsed := time.Since(started); elapsed > 5*time.Second {
+		t.Errorf("one attempt, not the whole deadline: %v", elapsed)
+	}
+	if n := unkeyedLogs.count("retrying"); n != 0 {
+		t.Errorf("%d retries of a submit without request_id", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(storedFor(t, direct, "unkeyed@example.com")); n != 1 {
+		t.Fatalf("want the one request stored, got %d", n)
+	}
+}
+
+func TestDeadlineExceededOfAnAttemptOfAnotherCallIsNotRetried(t *testing.T) {
+	srv := startServer(t)
+	known := submit(t, newClient(t, srv))
+	var logs logBuffer
+	delayed, err := sesame.New(startDelayProxy(t, srv, 800), srv.adminKey,
+		sesame.WithTimeout(10*time.Second), sesame.WithAttemptTimeout(400*time.Millisecond),
+		sesame.WithLogger(logs.logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer delayed.Close()
+	_, err = delayed.Get(context.Background(), known.GetName())
+	if sesame.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("want DEADLINE_EXCEEDED, got %v", err)
+	}
+	if n := logs.count("retrying"); n != 0 {
+		t.Errorf("%d retries of a Get", n)
+	}
+}

@@ -9,7 +9,9 @@ import (
 
 // RetryPolicy is a bounded exponential backoff with jitter (AIP-194).
 //
-// Only UNAVAILABLE is ever retried. MaxAttempts counts every attempt, the
+// UNAVAILABLE is retried, and an attempt's DEADLINE_EXCEEDED for a
+// SubmitAccessRequest with a request_id (see WithAttemptTimeout); nothing
+// else. MaxAttempts counts every attempt, the
 // first included (1, or 0, disables retries). The wait before retry n (1, 2, ...) is
 // min(MaxBackoff, InitialBackoff * Multiplier^(n-1)), scaled by a random
 // factor in [1-Jitter, 1+Jitter].

@@ -219,3 +219,39 @@ func (s *testServer) logs() string {
 	}
 	return b.String()
 }
+
+// startDelayProxy runs clients/testing/delay_proxy.py in front of srv: on its
+// first connection the server's answers are held holdMs from the client's
+// first request on (see the script's header). It is stopped with the test.
+func startDelayProxy(t testing.TB, srv *testServer, holdMs int) string {
+	t.Helper()
+	portFile := filepath.Join(t.TempDir(), "port")
+	script := filepath.Join("..", "testing", "delay_proxy.py")
+	cmd := exec.Command("python3", script, portFile, srv.target(), fmt.Sprint(holdMs))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the delay proxy: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		port, err := os.ReadFile(portFile)
+		if err == nil {
+			return "127.0.0.1:" + strings.TrimSpace(string(port))
+		}
+		select {
+		case <-exited:
+			t.Fatal("the delay proxy exited before writing its port")
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the delay proxy wrote no port")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -64,8 +64,12 @@ class SesameClient:
     through the methods below or the raw stubs (``access_request_service``,
     ``event_service``, ``email_service``), carries ``authorization: Bearer
     <api_key>``; unary calls without a ``timeout`` get ``default_timeout``
-    seconds, and are retried on UNAVAILABLE (only) per ``retry`` within that
-    deadline. The methods raise ``SesameError``; the raw stubs raise grpc's
+    seconds, and are retried on UNAVAILABLE per ``retry`` within that
+    deadline. ``attempt_timeout`` (seconds, default None: the whole deadline)
+    bounds each attempt; a submit carrying a ``request_id`` whose attempt
+    ends DEADLINE_EXCEEDED is retried too, since the id returns the request
+    the server may have committed instead of creating a second one. No other
+    call is retried on DEADLINE_EXCEEDED. The methods raise ``SesameError``; the raw stubs raise grpc's
     ``RpcError`` (decode it with ``SesameError.from_rpc_error``).
 
     TLS: ``tls=True`` (or an ``https://`` target) uses
@@ -83,6 +87,7 @@ class SesameClient:
         channel_credentials: grpc.ChannelCredentials | None = None,
         default_timeout: float | None = DEFAULT_TIMEOUT,
         retry: RetryPolicy = DEFAULT_RETRY,
+        attempt_timeout: float | None = None,
         watch_reconnect: RetryPolicy = DEFAULT_WATCH_RECONNECT,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
@@ -110,9 +115,10 @@ class SesameClient:
         self.tls = channel_credentials is not None
         self.default_timeout = default_timeout
         self.retry = retry
+        self.attempt_timeout = attempt_timeout
         self.watch_reconnect = watch_reconnect
         self.channel: grpc.Channel = grpc.intercept_channel(
-            self._base_channel, SesameInterceptor(api_key, default_timeout, retry)
+            self._base_channel, SesameInterceptor(api_key, default_timeout, retry, attempt_timeout=attempt_timeout)
         )
         self.access_request_service = access_request_pb2_grpc.AccessRequestServiceStub(self.channel)
         """Raw generated stub of sesame.v1.AccessRequestService (key, deadline, retry applied)."""
@@ -165,8 +171,9 @@ class SesameClient:
     ) -> AccessRequest:
         """Submit a request; it is PENDING. ``request_id`` (AIP-155) makes
         retries safe: when None a random UUID is sent, so the automatic retry
-        of UNAVAILABLE never creates a second request; pass ``""`` to send
-        none."""
+        of UNAVAILABLE, or of an attempt that timed out (``attempt_timeout``),
+        never creates a second request; pass ``""`` to send none (then an
+        attempt's DEADLINE_EXCEEDED is not retried)."""
         request = access_request_pb2.SubmitAccessRequestRequest(
             applicant=applicant,
             user_type=user_type,

@@ -1,4 +1,6 @@
-"""Channel interceptor: bearer key, default deadline, retry of UNAVAILABLE."""
+"""Channel interceptor: bearer key, default deadline, per-attempt deadline,
+retry of UNAVAILABLE (and of an attempt's DEADLINE_EXCEEDED for a submit
+carrying a request_id)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ logger = logging.getLogger("sesame_client")
 class RetryPolicy:
     """Bounded exponential backoff with jitter (AIP-194).
 
-    Only UNAVAILABLE is ever retried. ``max_attempts`` counts every attempt,
+    Only UNAVAILABLE is retried, plus DEADLINE_EXCEEDED of one attempt for a
+    SubmitAccessRequest with a ``request_id`` (the id returns the request the
+    server may have committed, never a second one). ``max_attempts`` counts every attempt,
     the first included (1 disables retries). The delay before retry ``n``
     (1, 2, ...) is ``min(max_backoff, initial_backoff * multiplier**(n-1))``,
     scaled by a random factor in ``[1 - jitter, 1 + jitter]``.
@@ -46,6 +50,15 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 
+SUBMIT_METHOD = "/sesame.v1.AccessRequestService/SubmitAccessRequest"
+
+
+def _deadline_retryable(method: str, request: Any) -> bool:
+    """Whether an attempt's DEADLINE_EXCEEDED may be retried: only for a
+    submit carrying a request_id, which the server answers with the request
+    it committed the first time instead of creating another (AIP-155)."""
+    return method == SUBMIT_METHOD and bool(getattr(request, "request_id", ""))
+
 
 class _CallDetails(NamedTuple):
     method: str
@@ -68,7 +81,10 @@ class SesameInterceptor(
 ):
     """Adds ``authorization: Bearer <key>`` to every call; gives unary calls
     without a deadline ``default_timeout`` seconds and retries them on
-    UNAVAILABLE within that deadline. Streams get the key only: they are
+    UNAVAILABLE within that deadline. Each attempt gets at most
+    ``attempt_timeout`` seconds of it (None: all the time left); a submit with
+    a ``request_id`` whose attempt ends DEADLINE_EXCEEDED is retried too while
+    the deadline has time left. Streams get the key only: they are
     long-lived (no default deadline) and resumed by ``EventWatch``."""
 
     def __init__(
@@ -77,8 +93,12 @@ class SesameInterceptor(
         default_timeout: float | None,
         retry: RetryPolicy,
         sleep: Callable[[float], None] = time.sleep,
+        attempt_timeout: float | None = None,
     ) -> None:
+        if attempt_timeout is not None and attempt_timeout <= 0:
+            raise ValueError("attempt_timeout must be positive")
         self._auth = ("authorization", f"Bearer {api_key}")
+        self._attempt_timeout = attempt_timeout
         self._default_timeout = default_timeout
         self._retry = retry
         self._sleep = sleep
@@ -102,18 +122,28 @@ class SesameInterceptor(
             timeout = self._default_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         method = client_call_details.method
+        retried_codes = [grpc.StatusCode.UNAVAILABLE]
+        if _deadline_retryable(method, request):
+            retried_codes.append(grpc.StatusCode.DEADLINE_EXCEEDED)
         attempt = 1
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            call = continuation(self._details(client_call_details, remaining), request)
-            if call.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self._retry.max_attempts:
+            attempt_time = remaining
+            if self._attempt_timeout is not None:
+                attempt_time = (
+                    self._attempt_timeout if remaining is None else min(self._attempt_timeout, remaining)
+                )
+            call = continuation(self._details(client_call_details, attempt_time), request)
+            code = call.code()
+            if code not in retried_codes or attempt >= self._retry.max_attempts:
                 return call
             delay = self._retry.backoff(attempt)
             if deadline is not None and time.monotonic() + delay >= deadline:
                 return call
             logger.info(
-                "sesame_client: %s failed with UNAVAILABLE (%s); retry %d/%d in %.2fs",
+                "sesame_client: %s failed with %s (%s); retry %d/%d in %.2fs",
                 method,
+                code.name,
                 call.details(),
                 attempt,
                 self._retry.max_attempts - 1,

@@ -13,8 +13,9 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,49 @@ def client(server: SesameServer) -> Iterator[SesameClient]:
     assert server.admin_key is not None
     with SesameClient(server.target, api_key=server.admin_key) as c:
         yield c
+
+
+DELAY_PROXY = CLIENT_DIR.parent / "testing" / "delay_proxy.py"
+
+
+class DelayProxy:
+    """``clients/testing/delay_proxy.py`` in front of a server: on the first
+    connection, the server's answers are held ``hold_ms`` from the client's
+    first request on (see the script's header)."""
+
+    def __init__(self, workdir: Path, target: str, hold_ms: int) -> None:
+        port_file = workdir / f"delay-proxy-{time.monotonic_ns()}.port"
+        self.process = subprocess.Popen(
+            [sys.executable, str(DELAY_PROXY), str(port_file), target, str(hold_ms)],
+            stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the delay proxy wrote no port")
+            time.sleep(0.02)
+        self.target = f"127.0.0.1:{int(port_file.read_text())}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def delay_proxy(server: SesameServer, tmp_path: Path) -> Iterator[Callable[[int], DelayProxy]]:
+    """Starts delay proxies in front of ``server``; all stopped at teardown."""
+    proxies: list[DelayProxy] = []
+
+    def start(hold_ms: int) -> DelayProxy:
+        proxy = DelayProxy(tmp_path, server.target, hold_ms)
+        proxies.append(proxy)
+        return proxy
+
+    try:
+        yield start
+    finally:
+        for proxy in proxies:
+            proxy.stop()

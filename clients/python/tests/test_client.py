@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -19,9 +20,10 @@ from sesame_client import (
     parse_target,
 )
 
-from .conftest import SesameServer
+from .conftest import DelayProxy, SesameServer
 
 RETRY_LOG = "failed with UNAVAILABLE"
+DEADLINE_RETRY_LOG = "failed with DEADLINE_EXCEEDED"
 
 
 def applicant(email: str = "ada@example.com") -> ar.Applicant:
@@ -249,3 +251,84 @@ def test_parse_target() -> None:
         assert explicit.tls
     with SesameClient("127.0.0.1:1", api_key="k") as plain:
         assert not plain.tls
+
+
+def submit_as(client: SesameClient, email: str, request_id: str | None) -> ar.AccessRequest:
+    return client.submit_access_request(
+        applicant=applicant(email),
+        user_type=ar.USER_TYPE_PARTNER,
+        resource="vpn-paris",
+        justification="Maintenance of the difference engine",
+        consent=ar.Consent(version="2026-01", purposes=["access_management"]),
+        request_id=request_id,
+    )
+
+
+def stored_for(client: SesameClient, email: str) -> list[ar.AccessRequest]:
+    request = ar.ListAccessRequestsRequest(applicant_email=email)
+    return list(client.access_request_service.ListAccessRequests(request).access_requests)
+
+
+def deadline_retries(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "sesame_client" and DEADLINE_RETRY_LOG in r.getMessage()
+    ]
+
+
+# Guards the operator's finding: a submit whose attempt timed out while the
+# server committed it is retried and returns that request, never a second.
+def test_a_submit_whose_attempt_times_out_is_retried_and_returns_the_committed_request(
+    server: SesameServer,
+    client: SesameClient,
+    delay_proxy: Callable[[int], DelayProxy],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sesame_client")
+    assert server.admin_key is not None
+    # Answers held 800 ms from the first request on; attempts get 400 ms.
+    proxy = delay_proxy(800)
+    with SesameClient(
+        proxy.target, api_key=server.admin_key, default_timeout=10.0, attempt_timeout=0.4
+    ) as delayed:
+        started = time.monotonic()
+        submitted = submit_as(delayed, "held@example.com", None)
+        assert time.monotonic() - started >= 0.4, "the first attempt timed out"
+    assert len(deadline_retries(caplog)) >= 1
+    stored = stored_for(client, "held@example.com")
+    assert [r.name for r in stored] == [submitted.name], "one request, never a second"
+    assert stored[0].request_id == submitted.request_id != ""
+
+    # Without a request_id: one attempt, DEADLINE_EXCEEDED, and the server has it.
+    caplog.clear()
+    proxy = delay_proxy(800)
+    with SesameClient(
+        proxy.target, api_key=server.admin_key, default_timeout=10.0, attempt_timeout=0.4
+    ) as delayed:
+        started = time.monotonic()
+        with pytest.raises(SesameError) as caught:
+            submit_as(delayed, "unkeyed@example.com", "")
+        assert time.monotonic() - started < 5, "one attempt, not the whole deadline"
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert deadline_retries(caplog) == []
+    time.sleep(0.5)
+    stored = stored_for(client, "unkeyed@example.com")
+    assert len(stored) == 1
+
+
+def test_deadline_exceeded_of_other_calls_is_not_retried(
+    server: SesameServer,
+    client: SesameClient,
+    delay_proxy: Callable[[int], DelayProxy],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sesame_client")
+    assert server.admin_key is not None
+    known = submit_as(client, "known@example.com", None)
+    proxy = delay_proxy(800)
+    with SesameClient(
+        proxy.target, api_key=server.admin_key, default_timeout=10.0, attempt_timeout=0.4
+    ) as delayed:
+        with pytest.raises(SesameError) as caught:
+            delayed.get_access_request(known.name)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert deadline_retries(caplog) == []

@@ -28,7 +28,14 @@ pub struct Options {
     pub timeout: Duration,
     /// Time allowed to open a connection. Default 5 s.
     pub connect_timeout: Duration,
-    /// Retry of `UNAVAILABLE` for unary calls.
+    /// Deadline of each attempt of a unary call: an attempt gets this or
+    /// the time left of [`Options::timeout`], whichever is shorter. `None`
+    /// (the default): one attempt may use all the time left. With it, a
+    /// [`SesameClient::submit`] whose attempt times out is tried again (its
+    /// `request_id` returns the request the server may have committed).
+    pub attempt_timeout: Option<Duration>,
+    /// Retry of `UNAVAILABLE` for unary calls (and of an attempt's
+    /// `DEADLINE_EXCEEDED` for a submit with a `request_id`).
     pub retry: RetryPolicy,
     /// Reconnection policy of [`SesameClient::watch`].
     pub watch_retry: RetryPolicy,
@@ -45,6 +52,7 @@ impl Default for Options {
         Self {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            attempt_timeout: None,
             retry: RetryPolicy::default(),
             watch_retry: RetryPolicy::watch_default(),
             tls: None,
@@ -152,9 +160,26 @@ impl SesameClient {
     }
 
     /// Runs one unary call under the client's deadline and retry policy.
-    /// `call` gets a fresh request carrying the remaining time as
+    /// `call` gets a fresh request carrying the attempt's deadline (the
+    /// time left, or [`Options::attempt_timeout`] when shorter) as
     /// `grpc-timeout` and is invoked again for each retry of `UNAVAILABLE`.
-    pub async fn call<M, T, F, Fut>(&self, message: M, mut call: F) -> Result<T, Status>
+    /// A `DEADLINE_EXCEEDED` is never retried here: only [`Self::submit`]
+    /// knows that trying again is safe.
+    pub async fn call<M, T, F, Fut>(&self, message: M, call: F) -> Result<T, Status>
+    where
+        M: Clone,
+        F: FnMut(Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_with(message, Retry::Unavailable, call).await
+    }
+
+    async fn call_with<M, T, F, Fut>(
+        &self,
+        message: M,
+        retry_on: Retry,
+        mut call: F,
+    ) -> Result<T, Status>
     where
         M: Clone,
         F: FnMut(Request<M>) -> Fut,
@@ -167,30 +192,54 @@ impl SesameClient {
             if remaining.is_zero() {
                 return Err(deadline_exceeded(self.options.timeout));
             }
+            let attempt_time = self
+                .options
+                .attempt_timeout
+                .map_or(remaining, |attempt| attempt.min(remaining));
+            let attempt_deadline = Instant::now() + attempt_time;
             let mut request = Request::new(message.clone());
-            request.set_timeout(remaining);
-            let outcome = match tokio::time::timeout(remaining, call(request)).await {
-                Ok(outcome) => outcome.map(tonic::Response::into_inner),
-                Err(_) => return Err(deadline_exceeded(self.options.timeout)),
-            };
-            match outcome {
-                Err(status)
-                    if is_retryable(&status) && retry + 1 < self.options.retry.max_attempts =>
-                {
-                    let wait = self.options.retry.backoff(retry);
-                    if Instant::now() + wait >= deadline {
-                        return Err(status);
-                    }
-                    tokio::time::sleep(wait).await;
-                    retry += 1;
+            request.set_timeout(attempt_time);
+            let answer = tokio::time::timeout(attempt_time, call(request)).await;
+            // tonic's channel enforces `grpc-timeout` itself and ends the
+            // attempt CANCELLED ("Timeout expired"): that is our deadline too.
+            let timed_out = match &answer {
+                Err(_) => true,
+                Ok(Err(status)) => {
+                    status.code() == tonic::Code::Cancelled && Instant::now() >= attempt_deadline
                 }
+                Ok(Ok(_)) => false,
+            };
+            let outcome = match answer {
+                Ok(outcome) if !timed_out => outcome.map(tonic::Response::into_inner),
+                _ if attempt_time >= remaining => {
+                    return Err(deadline_exceeded(self.options.timeout));
+                }
+                _ => Err(Status::deadline_exceeded(format!(
+                    "no answer within the attempt deadline of {attempt_time:?}"
+                ))),
+            };
+            let status = match outcome {
+                Err(status) if retry_on.allows(&status) => status,
                 other => return other,
+            };
+            if retry + 1 >= self.options.retry.max_attempts {
+                return Err(status);
             }
+            let wait = self.options.retry.backoff(retry);
+            if Instant::now() + wait >= deadline {
+                return Err(status);
+            }
+            tokio::time::sleep(wait).await;
+            retry += 1;
         }
     }
 
     /// Submits a request. Without a `request_id` one is generated, so that a
-    /// retry after `UNAVAILABLE` cannot create the request twice.
+    /// retry after `UNAVAILABLE` cannot create the request twice. Because
+    /// the id makes it safe, an attempt that ends `DEADLINE_EXCEEDED` (see
+    /// [`Options::attempt_timeout`]) is retried too while the call's
+    /// deadline has time left: the server may have committed the request,
+    /// and the retry returns it.
     pub async fn submit(
         &self,
         mut request: SubmitAccessRequestRequest,
@@ -200,7 +249,7 @@ impl SesameClient {
         }
         let stub = self.access_requests();
         let response = self
-            .call(request, |r| {
+            .call_with(request, Retry::UnavailableOrDeadline, |r| {
                 let mut stub = stub.clone();
                 async move { stub.submit_access_request(r).await }
             })
@@ -291,6 +340,28 @@ impl SesameClient {
         let mut watch = Watch::new(self.events(), request, self.options.watch_retry.clone());
         watch.open().await?;
         Ok(watch)
+    }
+}
+
+/// Which failed attempts [`SesameClient::call_with`] tries again.
+#[derive(Clone, Copy, Debug)]
+enum Retry {
+    /// `UNAVAILABLE` only: every call.
+    Unavailable,
+    /// `UNAVAILABLE` and an attempt's `DEADLINE_EXCEEDED`: a submit with a
+    /// `request_id`, which returns the committed request instead of
+    /// creating a second one.
+    UnavailableOrDeadline,
+}
+
+impl Retry {
+    fn allows(self, status: &Status) -> bool {
+        match self {
+            Self::Unavailable => is_retryable(status),
+            Self::UnavailableOrDeadline => {
+                is_retryable(status) || status.code() == tonic::Code::DeadlineExceeded
+            }
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! The generated tonic stubs are re-exported as [`v1`]; on top of them sits a
 //! thin layer: [`SesameClient::connect`] with a URL and an API key (sent as
 //! `authorization: Bearer <key>` on every call), optional TLS, a deadline on
-//! every unary call, automatic retry of `UNAVAILABLE` only (AIP-194), and
+//! every unary call (and optionally on each attempt), automatic retry of
+//! `UNAVAILABLE` (AIP-194) and, for [`SesameClient::submit`] whose
+//! `request_id` makes it safe, of an attempt's `DEADLINE_EXCEEDED`, and
 //! [`Watch`], an event stream that resumes from its last cursor after a
 //! disconnect so nothing is missed or seen twice.
 //!

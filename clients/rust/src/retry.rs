@@ -7,9 +7,11 @@ use tonic::{Code, Status};
 
 use crate::errors::error_reason;
 
-/// Retry of failed calls (AIP-194): only `UNAVAILABLE` is retried for unary
-/// calls, because only it promises that trying again is safe; every other
-/// code is returned at once. Waits grow exponentially from
+/// Retry of failed calls (AIP-194): `UNAVAILABLE` is retried for unary
+/// calls, because it promises that trying again is safe; so is an attempt's
+/// `DEADLINE_EXCEEDED` for [`crate::SesameClient::submit`] alone, whose
+/// `request_id` returns the request a timed-out attempt may have committed.
+/// Every other code is returned at once. Waits grow exponentially from
 /// `initial_backoff` up to `max_backoff`, each with random jitter, for at
 /// most `max_attempts` attempts in all (and never past the call's deadline).
 #[derive(Clone, Debug)]

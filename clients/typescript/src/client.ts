@@ -1,6 +1,8 @@
 // A thin wrapper over the generated Sesame service descriptors: one HTTP/2
 // gRPC connection, the API key on every call, a default deadline per unary
-// call, retry of UNAVAILABLE (AIP-194), and a resumable WatchEvents iterator.
+// call, an optional deadline per attempt, retry of UNAVAILABLE (AIP-194) and,
+// for a submit with a request id, of an attempt's DEADLINE_EXCEEDED, and a
+// resumable WatchEvents iterator.
 
 import type { SecureClientSessionOptions } from "node:http2";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -54,10 +56,20 @@ export interface BackoffOptions {
   jitter?: number;
 }
 
-/** Retry policy of unary calls: only UNAVAILABLE is retried (AIP-194). */
+/**
+ * Retry policy of unary calls: UNAVAILABLE is retried (AIP-194), and so is an
+ * attempt's DEADLINE_EXCEEDED for a SubmitAccessRequest with a `requestId`.
+ */
 export interface RetryOptions extends BackoffOptions {
   /** Attempts in all, the first one included (default 5). 1 disables retry. */
   maxAttempts?: number;
+  /**
+   * Deadline of each attempt in milliseconds: an attempt gets this or what is
+   * left of the call's deadline, whichever is shorter. Unset (the default):
+   * one attempt may use all that is left. Set through
+   * `SesameClientOptions.attemptTimeoutMs`.
+   */
+  attemptTimeoutMs?: number;
 }
 
 export interface SesameClientOptions {
@@ -75,6 +87,16 @@ export interface SesameClientOptions {
   timeoutMs?: number;
   /** Unary retry policy, or false to never retry. */
   retry?: RetryOptions | false;
+  /**
+   * Deadline of each attempt of a unary call in milliseconds (default: none,
+   * one attempt may use all of `timeoutMs` that is left): an attempt gets
+   * this or the time left, whichever is shorter. A SubmitAccessRequest with
+   * a `requestId` (the client fills one in) whose attempt times out is tried
+   * again while the deadline has time left: the server returns the request
+   * it may have committed, never a second one. No other call is retried on
+   * DEADLINE_EXCEEDED.
+   */
+  attemptTimeoutMs?: number;
   /** HTTP/2 PING interval in milliseconds to detect dead connections (default: off). */
   keepaliveMs?: number;
   /** More interceptors, run inside the authentication and retry ones. */
@@ -160,8 +182,13 @@ export function createSesameClient(options: SesameClientOptions): SesameClient {
   );
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const interceptors: Interceptor[] = [authInterceptor(options.apiKey)];
+  if (options.attemptTimeoutMs !== undefined && !(options.attemptTimeoutMs > 0)) {
+    throw new Error("sesame: attemptTimeoutMs must be positive");
+  }
   if (options.retry !== false) {
-    interceptors.push(retryInterceptor(options.retry ?? {}));
+    interceptors.push(retryInterceptor({ attemptTimeoutMs: options.attemptTimeoutMs, ...options.retry }));
+  } else if (options.attemptTimeoutMs !== undefined) {
+    interceptors.push(retryInterceptor({ maxAttempts: 1, attemptTimeoutMs: options.attemptTimeoutMs }));
   }
   interceptors.push(...(options.interceptors ?? []));
   const transport = createGrpcTransport({
@@ -192,13 +219,17 @@ export function authInterceptor(apiKey: string): Interceptor {
 
 /**
  * Retries unary calls that fail with UNAVAILABLE, with exponential backoff
- * and jitter, within the call's deadline; any other code is returned at once.
+ * and jitter, within the call's deadline; any other code is returned at once,
+ * except DEADLINE_EXCEEDED of one attempt (`attemptTimeoutMs`) of a
+ * SubmitAccessRequest carrying a `requestId`: the id returns the request the
+ * server may have committed, so that attempt is retried the same way.
  * A SubmitAccessRequest without `requestId` gets a random one first, so a
  * retry cannot create the request twice.
  * Streaming calls pass through (EventWatch resumes WatchEvents itself).
  */
 export function retryInterceptor(options: RetryOptions = {}): Interceptor {
   const maxAttempts = Math.max(1, options.maxAttempts ?? 5);
+  const attemptTimeoutMs = options.attemptTimeoutMs;
   return (next) => async (req) => {
     if (req.stream) {
       return await next(req);
@@ -211,15 +242,20 @@ export function retryInterceptor(options: RetryOptions = {}): Interceptor {
         message.requestId = randomUUID();
       }
     }
+    const deadlineRetryable =
+      req.method.name === "SubmitAccessRequest" && !!(req.message as { requestId?: string }).requestId;
     const timeout = parseGrpcTimeout(req.header.get("grpc-timeout"));
     const deadline = timeout === undefined ? undefined : Date.now() + timeout;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await next(req);
+        if (attemptTimeoutMs === undefined) {
+          return await next(req);
+        }
+        return await attemptWithin(next, req, attemptTimeoutMs, deadline);
       } catch (err) {
         if (
           !(err instanceof ConnectError) ||
-          err.code !== Code.Unavailable ||
+          !(err.code === Code.Unavailable || (err.code === Code.DeadlineExceeded && deadlineRetryable)) ||
           attempt >= maxAttempts ||
           req.signal.aborted
         ) {
@@ -237,6 +273,47 @@ export function retryInterceptor(options: RetryOptions = {}): Interceptor {
       }
     }
   };
+}
+
+type UnaryNext = Parameters<Interceptor>[0];
+type UnaryReq = Parameters<UnaryNext>[0];
+
+/**
+ * One attempt under its own deadline: `attemptTimeoutMs` or what is left of
+ * `deadline`, whichever is shorter, sent as `grpc-timeout` and enforced by
+ * aborting the attempt with DEADLINE_EXCEEDED (the call's own signal still
+ * aborts it too).
+ */
+async function attemptWithin(
+  next: UnaryNext,
+  req: UnaryReq,
+  attemptTimeoutMs: number,
+  deadline: number | undefined,
+): ReturnType<UnaryNext> {
+  const left = deadline === undefined ? attemptTimeoutMs : Math.max(1, deadline - Date.now());
+  const attemptMs = Math.min(attemptTimeoutMs, left);
+  const header = new Headers(req.header);
+  header.set("grpc-timeout", `${attemptMs}m`);
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(req.signal.reason);
+  if (req.signal.aborted) {
+    onAbort();
+  } else {
+    req.signal.addEventListener("abort", onAbort, { once: true });
+  }
+  const timer = setTimeout(
+    () =>
+      controller.abort(
+        new ConnectError(`no answer within the attempt deadline of ${attemptMs} ms`, Code.DeadlineExceeded),
+      ),
+    attemptMs,
+  );
+  try {
+    return await next({ ...req, header, signal: controller.signal });
+  } finally {
+    clearTimeout(timer);
+    req.signal.removeEventListener("abort", onAbort);
+  }
 }
 
 const grpcTimeoutUnits: Record<string, number> = {

@@ -14,7 +14,7 @@ import {
   type Interceptor,
   type SesameClient,
 } from "@sesame/client";
-import { SesameServer, serverTest, submission } from "./server.js";
+import { DelayProxy, SesameServer, serverTest, sleep, submission } from "./server.js";
 
 let server: SesameServer | undefined;
 let sesame: SesameClient;
@@ -219,5 +219,96 @@ serverTest("the default deadline applies and a call can override it", current, a
   } finally {
     client.close();
     quick.close();
+  }
+});
+
+/** The requests stored for `email`, read through the direct client. */
+async function storedFor(email: string) {
+  const { accessRequests } = await sesame.accessRequests.listAccessRequests({ applicantEmail: email });
+  return accessRequests;
+}
+
+function submissionAs(email: string, requestId: string) {
+  const message = submission(requestId);
+  message.applicant.email = email;
+  return message;
+}
+
+// Guards the operator's finding: a submit whose attempt timed out while the
+// server committed it is retried and returns that request, never a second.
+serverTest("a submit whose attempt times out is retried and returns the committed request", current, async () => {
+  // Answers held 800 ms from the first request on; attempts get 400 ms.
+  const target = `127.0.0.1:${server!.port}`;
+  const options = { apiKey: server!.adminKey, timeoutMs: 10_000, attemptTimeoutMs: 400 };
+  let proxy = await DelayProxy.start(target, 800);
+  let delayedAttempts: string[] = [];
+  const countDelayed: Interceptor = (next) => async (req) => {
+    delayedAttempts.push(req.method.name);
+    return await next(req);
+  };
+  let delayed = createSesameClient({ ...options, baseUrl: proxy.url, interceptors: [countDelayed] });
+  try {
+    const started = Date.now();
+    // No requestId given: the client fills one in.
+    const { accessRequest } = await delayed.accessRequests.submitAccessRequest(submissionAs("held@example.com", ""));
+    assert.ok(accessRequest);
+    assert.ok(Date.now() - started >= 400, "the first attempt timed out");
+    assert.ok(delayedAttempts.length >= 2, `retried: ${delayedAttempts.length} attempts`);
+    const stored = await storedFor("held@example.com");
+    assert.deepEqual(
+      stored.map((r) => r.name),
+      [accessRequest.name],
+      "one request, never a second",
+    );
+    assert.equal(stored[0]!.requestId, accessRequest.requestId);
+  } finally {
+    delayed.close();
+    await proxy.close();
+  }
+
+  // Without a request id (retry off, so none is filled in): one attempt,
+  // DEADLINE_EXCEEDED, and the server has the request.
+  proxy = await DelayProxy.start(target, 800);
+  delayedAttempts = [];
+  delayed = createSesameClient({ ...options, baseUrl: proxy.url, retry: false, interceptors: [countDelayed] });
+  try {
+    const started = Date.now();
+    const err = await rejection(
+      delayed.accessRequests.submitAccessRequest(submissionAs("unkeyed@example.com", "")),
+    );
+    assert.equal(err.code, Code.DeadlineExceeded);
+    assert.ok(Date.now() - started < 5_000, "one attempt, not the whole deadline");
+    assert.equal(delayedAttempts.length, 1);
+    await sleep(500);
+    assert.equal((await storedFor("unkeyed@example.com")).length, 1);
+  } finally {
+    delayed.close();
+    await proxy.close();
+  }
+});
+
+serverTest("DEADLINE_EXCEEDED of another call is not retried", current, async () => {
+  const { accessRequest } = await sesame.accessRequests.submitAccessRequest(submissionAs("known@example.com", ""));
+  assert.ok(accessRequest);
+  const proxy = await DelayProxy.start(`127.0.0.1:${server!.port}`, 800);
+  const delayedAttempts: string[] = [];
+  const countDelayed: Interceptor = (next) => async (req) => {
+    delayedAttempts.push(req.method.name);
+    return await next(req);
+  };
+  const delayed = createSesameClient({
+    baseUrl: proxy.url,
+    apiKey: server!.adminKey,
+    timeoutMs: 10_000,
+    attemptTimeoutMs: 400,
+    interceptors: [countDelayed],
+  });
+  try {
+    const err = await rejection(delayed.accessRequests.getAccessRequest({ name: accessRequest.name }));
+    assert.equal(err.code, Code.DeadlineExceeded);
+    assert.deepEqual(delayedAttempts, ["GetAccessRequest"]);
+  } finally {
+    delayed.close();
+    await proxy.close();
   }
 });

@@ -3,7 +3,7 @@
 // SIGTERM at teardown, and the server's log for failing tests.
 
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -224,4 +224,50 @@ export function submission(requestId = "", resource = "vpn-paris") {
     consent: { version: "2026-01", purposes: ["access_management"] },
     requestId,
   };
+}
+
+/** clients/testing/delay_proxy.py, shared by every client's tests. */
+export const delayProxyScript = resolve(packageRoot, "..", "testing", "delay_proxy.py");
+
+/**
+ * The delay proxy in front of `target` (`host:port`): on its first connection
+ * the server's answers are held `holdMs` from the client's first request on
+ * (see the script's header). `close()` stops it.
+ */
+export class DelayProxy {
+  readonly url: string;
+  readonly #child: ChildProcess;
+
+  private constructor(url: string, child: ChildProcess) {
+    this.url = url;
+    this.#child = child;
+  }
+
+  static async start(target: string, holdMs: number): Promise<DelayProxy> {
+    const dir = mkdtempSync(join(tmpdir(), "sesame-ts-proxy-"));
+    const portFile = join(dir, "port");
+    const child = spawn("python3", [delayProxyScript, portFile, target, String(holdMs)], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    const started = Date.now();
+    while (!existsSync(portFile)) {
+      if (child.exitCode !== null || Date.now() - started > 20_000) {
+        child.kill("SIGTERM");
+        throw new Error("the delay proxy wrote no port");
+      }
+      await sleep(20);
+    }
+    const port = readFileSync(portFile, "utf8").trim();
+    rmSync(dir, { recursive: true, force: true });
+    return new DelayProxy(`http://127.0.0.1:${port}`, child);
+  }
+
+  async close(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) {
+      return;
+    }
+    const exited = new Promise((r) => this.#child.once("exit", r));
+    this.#child.kill("SIGTERM");
+    await exited;
+  }
 }

@@ -1,7 +1,8 @@
 //! The Rust client crate (`clients/rust`) against the real `sesame` binary:
 //! the ergonomic calls, error details, retry of UNAVAILABLE across a server
-//! restart, and a watch that resumes from its cursor without gaps or
-//! duplicates.
+//! restart, a watch that resumes from its cursor without gaps or
+//! duplicates, and a submit retried after its attempt timed out (through
+//! `clients/testing/delay_proxy.py`).
 
 use std::time::Duration;
 
@@ -217,5 +218,143 @@ async fn calls_are_retried_and_the_watch_resumes_across_a_server_restart() {
     let status = client.submit(submission("nope")).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(started.elapsed() < Duration::from_secs(5));
+    terminate(served).await;
+}
+
+/// `clients/testing/delay_proxy.py` in front of `target`: the server's
+/// answers on the first connection are held for `hold_ms` from the client's
+/// first request on. Killed when dropped.
+struct DelayProxy {
+    child: tokio::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DelayProxy {
+    async fn start(target: &str, hold_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../clients/testing/delay_proxy.py");
+        let child = tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(&port_file)
+            .arg(target)
+            .arg(hold_ms.to_string())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs the delay proxy");
+        let started = std::time::Instant::now();
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                break text.trim().to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the delay proxy wrote no port"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Self {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The requests stored for `email`, through a direct connection.
+async fn stored_for(direct: &SesameClient, email: &str) -> Vec<pb::AccessRequest> {
+    direct
+        .list(pb::ListAccessRequestsRequest {
+            applicant_email: email.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .access_requests
+}
+
+// Guards the operator's finding: a submit whose attempt timed out while the
+// server committed it is retried and returns that request, never a second.
+#[tokio::test]
+async fn a_submit_whose_attempt_times_out_is_retried_and_returns_the_committed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_at(
+        dir.path(),
+        "127.0.0.1:0",
+        &[
+            ("SESAME_MAIL_TRANSPORT", "log"),
+            ("SESAME_MAIL_WORKER", "false"),
+        ],
+    )
+    .await;
+    let key = served
+        .bootstrap_key()
+        .expect("the bootstrap key is printed");
+    let direct = SesameClient::connect(&format!("http://{}", served.addr), &key)
+        .await
+        .unwrap();
+    let options = Options {
+        timeout: Duration::from_secs(10),
+        attempt_timeout: Some(Duration::from_millis(400)),
+        ..Options::default()
+    };
+
+    // With a request_id: the first attempt is committed but its answer
+    // held past 400 ms; a later attempt gets the same request back.
+    let proxy = DelayProxy::start(&served.addr, 800).await;
+    let delayed =
+        SesameClient::connect_with(&format!("http://{}", proxy.addr), &key, options.clone())
+            .await
+            .unwrap();
+    let started = std::time::Instant::now();
+    let submitted = delayed
+        .submit(submission("held@example.com"))
+        .await
+        .expect("retried until an attempt is answered");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the first attempt timed out: {:?}",
+        started.elapsed()
+    );
+    let stored = stored_for(&direct, "held@example.com").await;
+    assert_eq!(stored.len(), 1, "one request, never a second");
+    assert_eq!(stored[0].name, submitted.name);
+    assert_eq!(stored[0].request_id, submitted.request_id);
+    drop(proxy);
+
+    // Without a request_id (the raw stub through `call`): not retried, the
+    // call ends DEADLINE_EXCEEDED after one attempt, and the server has it.
+    let proxy = DelayProxy::start(&served.addr, 800).await;
+    let delayed = SesameClient::connect_with(&format!("http://{}", proxy.addr), &key, options)
+        .await
+        .unwrap();
+    let stub = delayed.access_requests();
+    let started = std::time::Instant::now();
+    let status = delayed
+        .call(submission("unkeyed@example.com"), |r| {
+            let mut stub = stub.clone();
+            async move { stub.submit_access_request(r).await }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "one attempt, not the whole deadline: {:?}",
+        started.elapsed()
+    );
+    // The held answer reaches the server's side long before this reads.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored_for(&direct, "unkeyed@example.com").await.len(), 1);
+    drop(proxy);
     terminate(served).await;
 }

@@ -8,7 +8,9 @@ import java.util.concurrent.ThreadLocalRandom;
  * Bounded exponential backoff with jitter (AIP-194), for unary calls that fail with
  * {@code UNAVAILABLE} and for reopening a broken watch stream.
  *
- * <p>Only {@code UNAVAILABLE} is ever retried. {@code maxAttempts} counts every attempt, the first
+ * <p>{@code UNAVAILABLE} is retried, and an attempt's {@code DEADLINE_EXCEEDED} of a {@code
+ * SubmitAccessRequest} carrying a {@code request_id} (see {@link
+ * SesameClient.Builder#attemptTimeout}); nothing else. {@code maxAttempts} counts every attempt, the first
  * included ({@code 1} disables retries). The wait before retry {@code n} (1, 2, ...) is {@code
  * min(maxBackoff, initialBackoff * multiplier^(n-1))}, scaled by a random factor in {@code [1 -
  * jitter, 1 + jitter]}.

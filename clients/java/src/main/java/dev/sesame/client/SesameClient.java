@@ -37,10 +37,13 @@ import sesame.v1.EventServiceGrpc.EventServiceStub;
  *       <key>}.
  *   <li>A unary call without a deadline gets the default one (10 s); a stub's {@code
  *       withDeadlineAfter} sets another for its calls. Streams get no default deadline.
- *   <li>Unary calls that fail with {@code UNAVAILABLE}, and only those, are retried with exponential
- *       backoff and jitter ({@link RetryPolicy#DEFAULT}) within their deadline.
+ *   <li>Unary calls that fail with {@code UNAVAILABLE} are retried with exponential backoff and
+ *       jitter ({@link RetryPolicy#DEFAULT}) within their deadline; {@link
+ *       Builder#attemptTimeout(Duration)} bounds each attempt.
  *   <li>A {@code SubmitAccessRequest} without {@code request_id} gets a random UUID before its first
- *       attempt, so a retry returns the request the first attempt created (AIP-155).
+ *       attempt, so a retry returns the request the first attempt created (AIP-155). A submit
+ *       carrying a {@code request_id} is also retried when an attempt ends {@code
+ *       DEADLINE_EXCEEDED} (no other call is).
  *   <li>{@link #watch(WatchEventsRequest)} resumes the event stream from its cursor after a break.
  * </ul>
  *
@@ -101,7 +104,9 @@ public final class SesameClient implements AutoCloseable {
         ClientInterceptors.intercept(
             withKey,
             new SesameInterceptor(
-                builder.defaultTimeout, builder.retry, builder.generateRequestIds, scheduler, resetBackoff));
+                builder.defaultTimeout,
+                builder.attemptTimeout,
+                builder.retry, builder.generateRequestIds, scheduler, resetBackoff));
     this.watchReconnect = builder.watchReconnect;
     this.readyTimeout = builder.readyTimeout;
   }
@@ -250,6 +255,7 @@ public final class SesameClient implements AutoCloseable {
     private byte[] trustedCertificates;
     private ChannelCredentials channelCredentials;
     private Duration defaultTimeout = DEFAULT_TIMEOUT;
+    private Duration attemptTimeout;
     private RetryPolicy retry = RetryPolicy.DEFAULT;
     private RetryPolicy watchReconnect = RetryPolicy.DEFAULT_WATCH_RECONNECT;
     private Duration readyTimeout = DEFAULT_READY_TIMEOUT;
@@ -287,7 +293,26 @@ public final class SesameClient implements AutoCloseable {
       return this;
     }
 
-    /** The retry of {@code UNAVAILABLE} unary calls; {@link RetryPolicy#NONE} turns it off. */
+    /**
+     * The deadline of each attempt of a unary call: an attempt gets this or what is left of the
+     * call's deadline, whichever is sooner; {@code null} (the default) lets one attempt use all
+     * that is left. A {@code SubmitAccessRequest} carrying a {@code request_id} whose attempt ends
+     * {@code DEADLINE_EXCEEDED} is retried like {@code UNAVAILABLE} while the call's deadline has
+     * time left: the server returns the request it may have committed, never a second one. No
+     * other call is retried on {@code DEADLINE_EXCEEDED}.
+     */
+    public Builder attemptTimeout(Duration timeout) {
+      if (timeout != null && (timeout.isZero() || timeout.isNegative())) {
+        throw new IllegalArgumentException("attemptTimeout must be positive");
+      }
+      this.attemptTimeout = timeout;
+      return this;
+    }
+
+    /**
+     * The retry of {@code UNAVAILABLE} unary calls (and of an attempt's {@code DEADLINE_EXCEEDED}
+     * for a submit with a {@code request_id}); {@link RetryPolicy#NONE} turns it off.
+     */
     public Builder retry(RetryPolicy policy) {
       this.retry = Objects.requireNonNull(policy, "policy");
       return this;

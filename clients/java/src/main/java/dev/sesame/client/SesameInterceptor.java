@@ -20,15 +20,18 @@ import java.util.logging.Logger;
 import sesame.v1.AccessRequestOuterClass.SubmitAccessRequestRequest;
 
 /**
- * Gives unary calls without a deadline the client's default one, fills a missing {@code
- * request_id} of {@code SubmitAccessRequest}, and retries unary calls that fail with {@code
- * UNAVAILABLE} (only) within their deadline. Streams pass through untouched: they are long-lived
+ * Gives unary calls without a deadline the client's default one, each attempt at most the
+ * attempt timeout of it, fills a missing {@code request_id} of {@code SubmitAccessRequest}, and
+ * retries unary calls that fail with {@code UNAVAILABLE} within their deadline; an attempt's {@code
+ * DEADLINE_EXCEEDED} is retried for a {@code SubmitAccessRequest} carrying a {@code request_id}
+ * only (the id returns the request the server may have committed). Streams pass through untouched: they are long-lived
  * (no default deadline) and resumed by {@link EventWatch}.
  */
 final class SesameInterceptor implements ClientInterceptor {
   static final Logger LOG = Logger.getLogger("dev.sesame.client");
 
   private final Duration defaultTimeout;
+  private final Duration attemptTimeout;
   private final RetryPolicy retry;
   private final boolean generateRequestIds;
   private final ScheduledExecutorService scheduler;
@@ -36,11 +39,13 @@ final class SesameInterceptor implements ClientInterceptor {
 
   SesameInterceptor(
       Duration defaultTimeout,
+      Duration attemptTimeout,
       RetryPolicy retry,
       boolean generateRequestIds,
       ScheduledExecutorService scheduler,
       Runnable beforeRetry) {
     this.defaultTimeout = defaultTimeout;
+    this.attemptTimeout = attemptTimeout;
     this.retry = retry;
     this.generateRequestIds = generateRequestIds;
     this.scheduler = scheduler;
@@ -177,7 +182,7 @@ final class SesameInterceptor implements ClientInterceptor {
         }
         attempts += 1;
         pendingRetry = null;
-        call = next.newCall(method, options);
+        call = next.newCall(method, attemptOptions());
         current = call;
         attemptHeaders.merge(headers);
         toRequest = requested;
@@ -200,9 +205,34 @@ final class SesameInterceptor implements ClientInterceptor {
       return inherited == null ? own : own.minimum(inherited);
     }
 
+    /** The call's options with the attempt's deadline: the attempt timeout when sooner. */
+    private CallOptions attemptOptions() {
+      if (attemptTimeout == null) {
+        return options;
+      }
+      Deadline attemptDeadline = Deadline.after(attemptTimeout.toNanos(), TimeUnit.NANOSECONDS);
+      Deadline own = options.getDeadline();
+      return options.withDeadline(own == null ? attemptDeadline : own.minimum(attemptDeadline));
+    }
+
+    /**
+     * Whether an attempt's {@code DEADLINE_EXCEEDED} may be retried: only for a submit carrying a
+     * {@code request_id}, which returns the request a timed-out attempt may have committed instead
+     * of creating another (AIP-155).
+     */
+    private boolean deadlineRetryable() {
+      synchronized (lock) {
+        return message instanceof SubmitAccessRequestRequest submit && !submit.getRequestId().isEmpty();
+      }
+    }
+
     /** Schedules another attempt if this failure may be retried; false to deliver it. */
     private boolean scheduleRetry(Status status, boolean gotResponse) {
-      if (status.getCode() != Status.Code.UNAVAILABLE || gotResponse) {
+      Status.Code code = status.getCode();
+      boolean retryable =
+          code == Status.Code.UNAVAILABLE
+              || (code == Status.Code.DEADLINE_EXCEEDED && deadlineRetryable());
+      if (!retryable || gotResponse) {
         return false;
       }
       int attempt;
@@ -214,14 +244,16 @@ final class SesameInterceptor implements ClientInterceptor {
       }
       Duration delay = retry.backoff(attempt);
       Deadline deadline = deadline();
+      // The call's own deadline spent: it ends as it is (DEADLINE_EXCEEDED).
       if (deadline != null && deadline.timeRemaining(TimeUnit.NANOSECONDS) <= delay.toNanos()) {
         return false;
       }
       LOG.log(
           Level.FINE,
           String.format(
-              "sesame-client: %s failed with UNAVAILABLE (%s); retry %d/%d in %d ms",
+              "sesame-client: %s failed with %s (%s); retry %d/%d in %d ms",
               method.getFullMethodName(),
+              code,
               status.getDescription(),
               attempt,
               retry.maxAttempts() - 1,

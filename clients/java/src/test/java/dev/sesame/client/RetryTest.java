@@ -21,11 +21,15 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import sesame.v1.AccessRequestOuterClass.AccessRequest;
+import sesame.v1.AccessRequestOuterClass.Applicant;
 import sesame.v1.AccessRequestOuterClass.GetAccessRequestRequest;
 import sesame.v1.AccessRequestOuterClass.ListAccessRequestsRequest;
 import sesame.v1.AccessRequestOuterClass.SubmitAccessRequestResponse;
 
-/** Deadlines and the retry of UNAVAILABLE, provoked by stopping and restarting the real server. */
+/**
+ * Deadlines and the retry of UNAVAILABLE, provoked by stopping and restarting the real server;
+ * the retry of a submit whose attempt timed out, provoked by {@link DelayProxy}.
+ */
 @ExtendWith(SesameServerExtension.class)
 class RetryTest {
   private static final Set<Status.Code> ENDED_AT_THE_DEADLINE =
@@ -153,6 +157,97 @@ class RetryTest {
                       .listAccessRequests(ListAccessRequestsRequest.getDefaultInstance()));
       assertEquals(Status.Code.DEADLINE_EXCEEDED, expired.getStatus().getCode());
     }
+  }
+
+  private static List<AccessRequest> storedFor(SesameClient client, String email) {
+    return client.accessRequests()
+        .listAccessRequests(ListAccessRequestsRequest.newBuilder().setApplicantEmail(email).build())
+        .getAccessRequestsList();
+  }
+
+  private static SesameClient delayedClient(DelayProxy proxy, SesameServer server) {
+    return SesameClient.builder(proxy.target(), server.adminKey())
+        .defaultTimeout(Duration.ofSeconds(10))
+        .attemptTimeout(Duration.ofMillis(400))
+        .build();
+  }
+
+  // Guards the operator's finding: a submit whose attempt timed out while the server committed
+  // it is retried and returns that request, never a second.
+  @Test
+  void aSubmitWhoseAttemptTimesOutIsRetriedAndReturnsTheCommittedRequest(SesameServer server)
+      throws Exception {
+    try (SesameClient direct = server.clientBuilder().build();
+        Fixtures.ClientLog log = new Fixtures.ClientLog()) {
+      // Answers held 800 ms from the first request on; attempts get 400 ms.
+      try (DelayProxy proxy = new DelayProxy(server.target(), 800);
+          SesameClient delayed = delayedClient(proxy, server)) {
+        long started = System.nanoTime();
+        AccessRequest submitted =
+            delayed.accessRequests()
+                .submitAccessRequest(submission().setApplicant(applicant("held@example.com")).build())
+                .getAccessRequest();
+        assertTrue(
+            SesameServer.elapsedSince(started).compareTo(Duration.ofMillis(400)) >= 0,
+            "the first attempt timed out");
+        assertFalse(log.containing("failed with DEADLINE_EXCEEDED").isEmpty(), "a retry was logged");
+        List<AccessRequest> stored = storedFor(direct, "held@example.com");
+        assertEquals(List.of(submitted.getName()), stored.stream().map(AccessRequest::getName).toList());
+        assertEquals(submitted.getRequestId(), stored.get(0).getRequestId());
+      }
+
+      // Without a request_id (not generated): one attempt, DEADLINE_EXCEEDED, and the server has it.
+      int retriesBefore = log.containing("failed with DEADLINE_EXCEEDED").size();
+      try (DelayProxy proxy = new DelayProxy(server.target(), 800);
+          SesameClient unkeyed =
+              SesameClient.builder(proxy.target(), server.adminKey())
+                  .defaultTimeout(Duration.ofSeconds(10))
+                  .attemptTimeout(Duration.ofMillis(400))
+                  .generateRequestIds(false)
+                  .build()) {
+        long started = System.nanoTime();
+        StatusRuntimeException error =
+            assertThrows(
+                StatusRuntimeException.class,
+                () ->
+                    unkeyed.accessRequests()
+                        .submitAccessRequest(
+                            submission().setApplicant(applicant("unkeyed@example.com")).build()));
+        assertEquals(Status.Code.DEADLINE_EXCEEDED, error.getStatus().getCode());
+        assertTrue(
+            SesameServer.elapsedSince(started).compareTo(Duration.ofSeconds(5)) < 0,
+            "one attempt, not the whole deadline");
+        assertEquals(retriesBefore, log.containing("failed with DEADLINE_EXCEEDED").size());
+        Thread.sleep(500);
+        assertEquals(1, storedFor(direct, "unkeyed@example.com").size());
+      }
+    }
+  }
+
+  @Test
+  void deadlineExceededOfAnotherCallIsNotRetried(SesameServer server) throws Exception {
+    try (SesameClient direct = server.clientBuilder().build();
+        Fixtures.ClientLog log = new Fixtures.ClientLog();
+        DelayProxy proxy = new DelayProxy(server.target(), 800);
+        SesameClient delayed = delayedClient(proxy, server)) {
+      AccessRequest known = submit(direct);
+      StatusRuntimeException error =
+          assertThrows(
+              StatusRuntimeException.class,
+              () ->
+                  delayed.accessRequests()
+                      .getAccessRequest(GetAccessRequestRequest.newBuilder().setName(known.getName()).build()));
+      assertEquals(Status.Code.DEADLINE_EXCEEDED, error.getStatus().getCode());
+      assertEquals(List.of(), log.containing("failed with DEADLINE_EXCEEDED"));
+    }
+  }
+
+  private static Applicant applicant(String email) {
+    return Applicant.newBuilder()
+        .setEmail(email)
+        .setFullName("Ada Lovelace")
+        .setOrganization("Analytical Engines")
+        .build();
   }
 
   @Test
