@@ -190,3 +190,10 @@ def client(server: SesameServer) -> Iterator[SesameClient]:
     assert server.admin_key is not None
     with SesameClient(server.target, api_key=server.admin_key) as c:
         yield c
+
+
+@pytest.fixture
+def submitter(server: SesameServer) -> Iterator[SesameClient]:
+    """A backend's client (submitter key): the admin may not approve what it submitted itself."""
+    with SesameClient(server.target, api_key=server.create_key("backend", "submitter")) as c:
+        yield c
