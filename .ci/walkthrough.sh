@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's `buf curl` walkthrough against the real binary, so the
-# walkthrough cannot rot: start with embedded defaults, submit, list, approve.
+# walkthrough cannot rot: start with embedded defaults, create a submitter key,
+# submit with it, list, approve with the admin key.
 set -euo pipefail
 
 BIN="${1:?usage: walkthrough.sh PATH_TO_SESAME_BINARY}"
@@ -21,9 +22,14 @@ SESAME_KEY="$(grep -o 'sesame_[A-Za-z0-9_-]*' stdout.log | head -1)"
 [ -n "$SESAME_KEY" ] || { echo "walkthrough: no bootstrap key printed" >&2; exit 1; }
 URL="http://127.0.0.1:$PORT"
 
-call() { # call METHOD JSON
+echo "walkthrough: create a backend's submitter key"
+"$BIN" keys create --name backend --role submitter >keys.out
+SUBMITTER_KEY="$(grep -o 'sesame_[A-Za-z0-9_-]*' keys.out | head -1)"
+[ -n "$SUBMITTER_KEY" ] || { cat keys.out; echo "walkthrough: keys create printed no key" >&2; exit 1; }
+
+call() { # call METHOD JSON [KEY] (the admin key by default)
   $BUF curl --protocol grpc --http2-prior-knowledge \
-    -H "authorization: Bearer $SESAME_KEY" -d "$2" "$URL/sesame.v1.AccessRequestService/$1"
+    -H "authorization: Bearer ${3:-$SESAME_KEY}" -d "$2" "$URL/sesame.v1.AccessRequestService/$1"
 }
 
 echo "walkthrough: watch events in the background"
@@ -42,9 +48,10 @@ call SubmitAccessRequest '{
   "justification": "Maintenance of the difference engine",
   "consent": {"version": "2026-01", "purposes": ["access_management"]},
   "request_id": "walkthrough-1"
-}' | tee submit.json
+}' "$SUBMITTER_KEY" | tee submit.json
 NAME="$(grep -o '"name": *"accessRequests/[^"]*"' submit.json | head -1 | sed 's/.*"\(accessRequests\/[^"]*\)"/\1/')"
 grep -q '"state": *"ACCESS_REQUEST_STATE_PENDING"' submit.json
+grep -q '"submitter": *"backend"' submit.json
 
 echo "walkthrough: list"
 call ListAccessRequests '{"state": "ACCESS_REQUEST_STATE_PENDING"}' | tee list.json

@@ -60,6 +60,18 @@ func newClient(t *testing.T, srv *testServer, opts ...sesame.Option) *sesame.Cli
 	return client
 }
 
+// newSubmitter is a backend's client, with a new submitter key: the admin may
+// not approve a request it submitted itself.
+func newSubmitter(t *testing.T, srv *testServer) *sesame.Client {
+	t.Helper()
+	client, err := sesame.New(srv.target(), srv.createKey("backend", "submitter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
 func submitRequest(requestID, resource string) *sesamev1.SubmitAccessRequestRequest {
 	return &sesamev1.SubmitAccessRequestRequest{
 		Applicant:     &sesamev1.Applicant{Email: "ada@example.com", FullName: "Ada Lovelace", Organization: "Analytical Engines"},
@@ -145,11 +157,12 @@ func TestSubmitSendsAGeneratedRequestIDByDefault(t *testing.T) {
 }
 
 func TestGetAndList(t *testing.T) {
-	client := newClient(t, startServer(t))
+	srv := startServer(t)
+	client, backend := newClient(t, srv), newSubmitter(t, srv)
 	ctx := context.Background()
 	var created []*sesamev1.AccessRequest
 	for range 3 {
-		created = append(created, submit(t, client))
+		created = append(created, submit(t, backend))
 	}
 	got, err := client.Get(ctx, created[0].GetName())
 	if err != nil {
@@ -201,9 +214,10 @@ func namesOf(requests []*sesamev1.AccessRequest) string {
 }
 
 func TestApproveWithEtag(t *testing.T) {
-	client := newClient(t, startServer(t))
+	srv := startServer(t)
+	client, backend := newClient(t, srv), newSubmitter(t, srv)
 	ctx := context.Background()
-	request := submit(t, client)
+	request := submit(t, backend)
 	approved, err := client.Approve(ctx, &sesamev1.ApproveAccessRequestRequest{Name: request.GetName(), Note: "welcome", Etag: request.GetEtag()})
 	if err != nil {
 		t.Fatal(err)

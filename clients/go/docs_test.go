@@ -51,7 +51,8 @@ func TestQuickstartFromAScratchModuleRunsAgainstTheServer(t *testing.T) {
 	goCommand(t, scratch, "build", "-o", "quickstart", ".")
 
 	cmd := exec.Command(filepath.Join(scratch, "quickstart"))
-	cmd.Env = append(os.Environ(), "SESAME_URL=http://"+srv.target(), "SESAME_KEY="+srv.adminKey)
+	cmd.Env = append(os.Environ(), "SESAME_URL=http://"+srv.target(),
+		"SESAME_SUBMITTER_KEY="+srv.createKey("backend", "submitter"), "SESAME_ADMIN_KEY="+srv.adminKey)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

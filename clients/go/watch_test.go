@@ -59,12 +59,13 @@ func next(t *testing.T, w *sesame.Watch) *sesamev1.Event {
 }
 
 func TestWatchReceivesSubmittedAndApproved(t *testing.T) {
-	client := newClient(t, startServer(t))
+	srv := startServer(t)
+	client, backend := newClient(t, srv), newSubmitter(t, srv)
 	w := watch(t, client, "")
 	if w.Cursor() == "" {
 		t.Fatal("the watch returned before its ready cursor")
 	}
-	request := submit(t, client)
+	request := submit(t, backend)
 	if _, err := client.Approve(context.Background(), &sesamev1.ApproveAccessRequestRequest{Name: request.GetName(), Note: "welcome"}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,15 @@ import sesame.v1.EventOuterClass.WatchEventsRequest;
 
 public class Quickstart {
   public static void main(String[] args) {
-    try (SesameClient client = SesameClient.builder(System.getenv("SESAME_URL"), System.getenv("SESAME_KEY")).build();
-        EventWatch events = client.watch(WatchEventsRequest.newBuilder()
+    String url = System.getenv("SESAME_URL");
+    // A backend submits with its submitter key; an administrator watches and approves.
+    try (SesameClient backend = SesameClient.builder(url, System.getenv("SESAME_SUBMITTER_KEY")).build();
+        SesameClient admin = SesameClient.builder(url, System.getenv("SESAME_ADMIN_KEY")).build();
+        EventWatch events = admin.watch(WatchEventsRequest.newBuilder()
             .addEventTypes(EventType.EVENT_TYPE_REQUEST_SUBMITTED)
             .addEventTypes(EventType.EVENT_TYPE_REQUEST_APPROVED)
             .build())) { // live once returned: no event from now on can be missed
-      AccessRequest request = client.accessRequests().submitAccessRequest(SubmitAccessRequestRequest.newBuilder()
+      AccessRequest request = backend.accessRequests().submitAccessRequest(SubmitAccessRequestRequest.newBuilder()
           .setApplicant(Applicant.newBuilder()
               .setEmail("ada@example.com").setFullName("Ada Lovelace").setOrganization("Analytical Engines"))
           .setUserType(UserType.USER_TYPE_PARTNER)
@@ -25,7 +28,7 @@ public class Quickstart {
           .setJustification("Maintenance of the difference engine")
           .setConsent(Consent.newBuilder().setVersion("2026-01").addPurposes("access_management"))
           .build()).getAccessRequest();
-      client.accessRequests().approveAccessRequest(ApproveAccessRequestRequest.newBuilder()
+      admin.accessRequests().approveAccessRequest(ApproveAccessRequestRequest.newBuilder()
           .setName(request.getName()).setNote("welcome").build());
       for (int seen = 0; seen < 2; seen++) {
         Event event = events.next();

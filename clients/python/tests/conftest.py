@@ -193,6 +193,13 @@ def client(server: SesameServer) -> Iterator[SesameClient]:
         yield c
 
 
+@pytest.fixture
+def submitter(server: SesameServer) -> Iterator[SesameClient]:
+    """A backend's client (submitter key): the admin may not approve what it submitted itself."""
+    with SesameClient(server.target, api_key=server.create_key("backend", "submitter")) as c:
+        yield c
+
+
 DELAY_PROXY = CLIENT_DIR.parent / "testing" / "delay_proxy.py"
 
 

@@ -71,8 +71,8 @@ def test_submit_sends_a_generated_request_id_by_default(client: SesameClient) ->
     assert none.request_id == ""
 
 
-def test_get_and_list(client: SesameClient) -> None:
-    created = [submit(client) for _ in range(3)]
+def test_get_and_list(client: SesameClient, submitter: SesameClient) -> None:
+    created = [submit(submitter) for _ in range(3)]
     got = client.get_access_request(created[0].name)
     assert got == created[0]
 
@@ -87,8 +87,8 @@ def test_get_and_list(client: SesameClient) -> None:
     assert {r.name for r in pending.access_requests} == {created[0].name, created[2].name}
 
 
-def test_approve(client: SesameClient) -> None:
-    request = submit(client)
+def test_approve(client: SesameClient, submitter: SesameClient) -> None:
+    request = submit(submitter)
     approved = client.approve_access_request(request.name, note="welcome", etag=request.etag)
     assert approved.state == ar.ACCESS_REQUEST_STATE_APPROVED
     assert approved.decision.reason == "welcome"

@@ -18,7 +18,12 @@ QUICKSTART = CLIENT_DIR / "examples" / "quickstart.py"
 
 
 def test_quickstart_runs_against_the_server(server: SesameServer) -> None:
-    env = dict(os.environ, SESAME_URL=f"http://{server.target}", SESAME_KEY=server.admin_key or "")
+    env = dict(
+        os.environ,
+        SESAME_URL=f"http://{server.target}",
+        SESAME_SUBMITTER_KEY=server.create_key("backend", "submitter"),
+        SESAME_ADMIN_KEY=server.admin_key or "",
+    )
     result = subprocess.run(
         [sys.executable, str(QUICKSTART)], env=env, capture_output=True, text=True, timeout=60
     )

@@ -20,11 +20,11 @@ REQUEST_EVENTS = [
 ]
 
 
-def test_watch_yields_submitted_and_approved(client: SesameClient) -> None:
+def test_watch_yields_submitted_and_approved(client: SesameClient, submitter: SesameClient) -> None:
     with client.watch(event_types=REQUEST_EVENTS) as events:
         start = events.cursor
         assert start  # live: the ready cursor is known before anything is submitted
-        request = submit(client)
+        request = submit(submitter)
         client.approve_access_request(request.name, note="welcome")
         submitted = next(events)
         approved = next(events)

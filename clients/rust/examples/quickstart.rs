@@ -1,13 +1,16 @@
-//! Submit a request, approve it, and print both events from a watch:
-//! `SESAME_URL=http://127.0.0.1:50051 SESAME_KEY=sesame_... cargo run -p sesame-client --example quickstart`
+//! A backend submits a request with its submitter key, an administrator
+//! approves it with the admin key, and both events are printed from the
+//! administrator's watch (the key that submitted a request may not approve it):
+//! `SESAME_URL=http://127.0.0.1:50051 SESAME_SUBMITTER_KEY=sesame_... SESAME_ADMIN_KEY=sesame_... cargo run -p sesame-client --example quickstart`
 
 use sesame_client::{SesameClient, v1};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client =
-        SesameClient::connect(&std::env::var("SESAME_URL")?, &std::env::var("SESAME_KEY")?).await?;
-    let mut watch = client
+    let url = std::env::var("SESAME_URL")?;
+    let backend = SesameClient::connect(&url, &std::env::var("SESAME_SUBMITTER_KEY")?).await?;
+    let admin = SesameClient::connect(&url, &std::env::var("SESAME_ADMIN_KEY")?).await?;
+    let mut watch = admin
         .watch(v1::WatchEventsRequest {
             event_types: vec![
                 v1::EventType::RequestSubmitted.into(),
@@ -27,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         purposes: vec!["access_management".into()],
         ..Default::default()
     };
-    let request = client
+    let request = backend
         .submit(v1::SubmitAccessRequestRequest {
             applicant: Some(applicant),
             user_type: v1::UserType::Partner.into(),
@@ -37,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })
         .await?;
-    client
+    admin
         .approve(v1::ApproveAccessRequestRequest {
             name: request.name.clone(),
             ..Default::default()

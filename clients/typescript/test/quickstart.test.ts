@@ -25,13 +25,18 @@ after(async () => {
 serverTest("examples/quickstart.mjs submits, approves and prints both events", () => server, async () => {
   const { stdout, stderr } = await execFileAsync(process.execPath, [example], {
     cwd: packageRoot,
-    env: { ...process.env, SESAME_URL: server!.url, SESAME_KEY: server!.adminKey },
+    env: {
+      ...process.env,
+      SESAME_URL: server!.url,
+      SESAME_SUBMITTER_KEY: await server!.createKey("backend", "submitter"),
+      SESAME_ADMIN_KEY: server!.adminKey,
+    },
     timeout: 30_000, // it must exit by itself
   });
   assert.equal(stderr, "");
   const lines = stdout.trim().split("\n");
   assert.equal(lines.length, 2, stdout);
-  assert.match(lines[0]!, /^#\d+ REQUEST_SUBMITTED accessRequests\/[0-9a-f-]{36} by bootstrap-admin$/);
+  assert.match(lines[0]!, /^#\d+ REQUEST_SUBMITTED accessRequests\/[0-9a-f-]{36} by backend$/);
   assert.match(lines[1]!, /^#\d+ REQUEST_APPROVED accessRequests\/[0-9a-f-]{36} by bootstrap-admin$/);
   assert.equal(lines[0]!.split(" ")[2], lines[1]!.split(" ")[2], "both events are about the same request");
 });

@@ -1,4 +1,6 @@
-// Quickstart: submit a request, approve it, and print both events from a watch.
+// Quickstart: a backend submits a request with its submitter key, an
+// administrator approves it with the admin key, and both events are printed
+// from the administrator's watch.
 package main
 
 import (
@@ -13,13 +15,18 @@ import (
 
 func main() {
 	ctx := context.Background()
-	client, err := sesame.New(os.Getenv("SESAME_URL"), os.Getenv("SESAME_KEY"))
+	backend, err := sesame.New(os.Getenv("SESAME_URL"), os.Getenv("SESAME_SUBMITTER_KEY"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer client.Close()
+	defer backend.Close()
+	admin, err := sesame.New(os.Getenv("SESAME_URL"), os.Getenv("SESAME_ADMIN_KEY"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer admin.Close()
 
-	watch, err := client.Watch(ctx, &sesamev1.WatchEventsRequest{EventTypes: []sesamev1.EventType{
+	watch, err := admin.Watch(ctx, &sesamev1.WatchEventsRequest{EventTypes: []sesamev1.EventType{
 		sesamev1.EventType_EVENT_TYPE_REQUEST_SUBMITTED, sesamev1.EventType_EVENT_TYPE_REQUEST_APPROVED,
 	}})
 	if err != nil {
@@ -27,7 +34,7 @@ func main() {
 	}
 	defer watch.Close()
 
-	request, err := client.Submit(ctx, &sesamev1.SubmitAccessRequestRequest{
+	request, err := backend.Submit(ctx, &sesamev1.SubmitAccessRequestRequest{
 		Applicant:     &sesamev1.Applicant{Email: "ada@example.com", FullName: "Ada Lovelace", Organization: "Analytical Engines"},
 		UserType:      sesamev1.UserType_USER_TYPE_PARTNER,
 		Resource:      "vpn-paris",
@@ -37,7 +44,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := client.Approve(ctx, &sesamev1.ApproveAccessRequestRequest{Name: request.Name, Note: "welcome"}); err != nil {
+	if _, err := admin.Approve(ctx, &sesamev1.ApproveAccessRequestRequest{Name: request.Name, Note: "welcome"}); err != nil {
 		log.Fatal(err)
 	}
 	for range 2 {

@@ -85,9 +85,10 @@ class AccessRequestTest {
   }
 
   @Test
-  void getAndListWithPagesAndAStateFilter(SesameServer server) {
-    try (SesameClient client = server.clientBuilder().build()) {
-      List<AccessRequest> created = List.of(submit(client), submit(client), submit(client));
+  void getAndListWithPagesAndAStateFilter(SesameServer server) throws Exception {
+    try (SesameClient client = server.clientBuilder().build();
+        SesameClient backend = server.submitterBuilder().build()) {
+      List<AccessRequest> created = List.of(submit(backend), submit(backend), submit(backend));
       AccessRequest got =
           client.accessRequests()
               .getAccessRequest(GetAccessRequestRequest.newBuilder().setName(created.get(0).getName()).build())
@@ -124,9 +125,10 @@ class AccessRequestTest {
   }
 
   @Test
-  void approveWithTheEtagThenAgainIsAlreadyDecided(SesameServer server) {
-    try (SesameClient client = server.clientBuilder().build()) {
-      AccessRequest request = submit(client);
+  void approveWithTheEtagThenAgainIsAlreadyDecided(SesameServer server) throws Exception {
+    try (SesameClient client = server.clientBuilder().build();
+        SesameClient backend = server.submitterBuilder().build()) {
+      AccessRequest request = submit(backend);
       AccessRequest approved =
           client.accessRequests()
               .approveAccessRequest(
@@ -262,9 +264,10 @@ class AccessRequestTest {
 
   @Test
   void theAsyncStubSubmitsAndDecodesErrors(SesameServer server) throws Exception {
-    try (SesameClient client = server.clientBuilder().build()) {
+    try (SesameClient client = server.clientBuilder().build();
+        SesameClient backend = server.submitterBuilder().build()) {
       CompletableFuture<SubmitAccessRequestResponse> submitted = new CompletableFuture<>();
-      client.accessRequestsAsync().submitAccessRequest(submission().build(), observer(submitted));
+      backend.accessRequestsAsync().submitAccessRequest(submission().build(), observer(submitted));
       AccessRequest request = submitted.get(10, TimeUnit.SECONDS).getAccessRequest();
       assertEquals(AccessRequestState.ACCESS_REQUEST_STATE_PENDING, request.getState());
       UUID.fromString(request.getRequestId()); // the async stub gets a request_id too

@@ -28,7 +28,8 @@ class QuickstartTest {
         new ProcessBuilder(java.toString(), "-cp", testClassPath(), QUICKSTART.toString())
             .redirectError(server.workdir.resolve("quickstart.stderr").toFile());
     builder.environment().put("SESAME_URL", server.url());
-    builder.environment().put("SESAME_KEY", server.adminKey());
+    builder.environment().put("SESAME_SUBMITTER_KEY", server.createKey("backend", "submitter"));
+    builder.environment().put("SESAME_ADMIN_KEY", server.adminKey());
     Process quickstart = builder.start();
     String stdout = new String(quickstart.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertTrue(quickstart.waitFor(60, TimeUnit.SECONDS), "it must exit by itself");

@@ -84,6 +84,14 @@ final class SesameServer {
     return SesameClient.builder(target(), adminKey);
   }
 
+  /**
+   * A backend's client, with a new submitter key: the admin may not approve a request it submitted
+   * itself.
+   */
+  SesameClient.Builder submitterBuilder() throws IOException, InterruptedException {
+    return SesameClient.builder(target(), createKey("backend", "submitter"));
+  }
+
   private static void cleanEnv(Map<String, String> env) {
     env.keySet().removeIf(name -> name.startsWith("SESAME_"));
     env.remove("RUST_LOG"); // would win over the log filter: "sesame listening" must be logged

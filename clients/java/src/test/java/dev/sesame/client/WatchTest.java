@@ -43,11 +43,12 @@ class WatchTest {
   }
 
   @Test
-  void theIteratorReceivesSubmittedAndApproved(SesameServer server) {
+  void theIteratorReceivesSubmittedAndApproved(SesameServer server) throws Exception {
     try (SesameClient client = server.clientBuilder().build();
+        SesameClient backend = server.submitterBuilder().build();
         EventWatch events = client.watch(REQUEST_EVENTS)) {
       assertFalse(events.cursor().isEmpty(), "live: the ready cursor is known before any submit");
-      AccessRequest request = submit(client);
+      AccessRequest request = submit(backend);
       client.accessRequests().approveAccessRequest(approve(request));
       Event submitted = events.next();
       Event approved = events.next();
@@ -65,7 +66,8 @@ class WatchTest {
   void theListenerReceivesSubmittedAndApproved(SesameServer server) throws Exception {
     BlockingQueue<Event> received = new LinkedBlockingQueue<>();
     CompletableFuture<Void> closed = new CompletableFuture<>();
-    try (SesameClient client = server.clientBuilder().build()) {
+    try (SesameClient client = server.clientBuilder().build();
+        SesameClient backend = server.submitterBuilder().build()) {
       WatchHandle handle =
           client.watch(
               REQUEST_EVENTS,
@@ -85,7 +87,7 @@ class WatchTest {
                   closed.complete(null);
                 }
               });
-      AccessRequest request = submit(client);
+      AccessRequest request = submit(backend);
       client.accessRequests().approveAccessRequest(approve(request));
       Event submitted = received.poll(10, TimeUnit.SECONDS);
       Event approved = received.poll(10, TimeUnit.SECONDS);
