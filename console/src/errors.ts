@@ -34,7 +34,13 @@ export function describeError(err: unknown): UiError {
   const fields: Record<string, string> = {};
   for (const v of fieldViolations(connectErr)) {
     const key = `reason.${v.reason}`;
-    const text = v.reason && hasKey(key) ? t(key) : v.description;
+    // The server's descriptions are English; the commonest one is translated.
+    const text =
+      v.reason && hasKey(key)
+        ? t(key)
+        : v.description === "is required"
+          ? t("field.required")
+          : v.description;
     fields[v.field] = fields[v.field] ? `${fields[v.field]} ${text}` : text;
   }
   // A fetch that never reached the server (offline, connection refused)

@@ -334,6 +334,7 @@ export const en = {
   "error.notFound": "Not found.",
   "error.unimplemented": "This server does not offer this feature yet (upgrade Sesame).",
   "error.invalid": "Some fields are invalid.",
+  "field.required": "is required",
   "error.network": "The network failed: {message}",
 
   "reason.ETAG_MISMATCH": "Someone changed this request meanwhile.",
@@ -710,6 +711,7 @@ export const fr: Dictionary = {
   "error.notFound": "Introuvable.",
   "error.unimplemented": "Ce serveur ne propose pas encore cette fonction (mettez Sesame à jour).",
   "error.invalid": "Certains champs sont invalides.",
+  "field.required": "est obligatoire",
   "error.network": "Le réseau a échoué : {message}",
 
   "reason.ETAG_MISMATCH": "Quelqu'un a modifié cette demande entre-temps.",

@@ -43,6 +43,15 @@ describe("describeError", () => {
     expect(ui.message).toBe("Some fields are invalid.");
   });
 
+  it("translates the server's commonest field description", () => {
+    setLang("fr");
+    const ui = describeError(
+      err(Code.InvalidArgument, "invalid", "INVALID_ARGUMENT", [{ field: "reason", description: "is required" }]),
+    );
+    expect(ui.fields).toEqual({ reason: "est obligatoire" });
+    setLang("en");
+  });
+
   it("flags a stale etag", () => {
     const ui = describeError(err(Code.Aborted, "etag mismatch", "ETAG_MISMATCH"));
     expect(ui.stale).toBe(true);
