@@ -259,6 +259,21 @@ pub(crate) mod tests {
         vec!["root@example.com".to_owned()]
     }
 
+    /// A PENDING request (no rule: manual review) submitted by `submitter`.
+    fn pending_from(submitter: &str) -> AccessRequest {
+        let evaluation = Policy::manual().evaluate(&submission(&[]));
+        submit(
+            AccessRequestId::generate(),
+            submitter,
+            submission(&[]),
+            &evaluation,
+            &admins(),
+            Utc::now(),
+        )
+        .unwrap()
+        .request
+    }
+
     /// An administrator that did not submit the requests of these tests.
     fn root() -> Decider<'static> {
         Decider {
@@ -269,17 +284,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_submitting_key_approves_only_when_allowed() {
-        let evaluation = Policy::manual().evaluate(&submission(&[]));
-        let pending = submit(
-            AccessRequestId::generate(),
-            "admin-who-submits",
-            submission(&[]),
-            &evaluation,
-            &admins(),
-            Utc::now(),
-        )
-        .unwrap()
-        .request;
+        let pending = pending_from("admin-who-submits");
         let approve = || Action::Approve { note: None };
         let own = |may_approve_own| Decider {
             name: &pending.submitter,
@@ -370,17 +375,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_stale_etag_or_an_erased_request_is_refused() {
-        let evaluation = Policy::manual().evaluate(&submission(&[]));
-        let pending = submit(
-            AccessRequestId::generate(),
-            "svc",
-            submission(&[]),
-            &evaluation,
-            &admins(),
-            Utc::now(),
-        )
-        .unwrap()
-        .request;
+        let pending = pending_from("svc");
         let reject = || Action::Reject {
             reason: "no".to_owned(),
         };
