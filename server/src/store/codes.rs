@@ -106,7 +106,7 @@ impl Store {
     /// live code counts against that code and is committed even though the
     /// call fails; the last allowed one revokes it. A right code for a
     /// resource the gateway is not bound to changes nothing.
-    #[instrument(skip_all, fields(gateway = %gateway.name), err)]
+    #[instrument(skip_all, fields(gateway = %gateway.name), err(level = "debug"))]
     pub async fn redeem_code(
         &self,
         code: &GatewayCode,
@@ -177,7 +177,7 @@ impl Store {
     }
 
     /// Revokes the request's live code.
-    #[instrument(skip_all, fields(request = %request, actor = %actor), err)]
+    #[instrument(skip_all, fields(request = %request, actor = %actor), err(level = "debug"))]
     pub async fn revoke_code(
         &self,
         request: AccessRequestId,
@@ -198,7 +198,7 @@ impl Store {
 
     /// Revokes the request's live code, if any, and issues and emails a new
     /// one. The request must be approved and its code not redeemed.
-    #[instrument(skip_all, fields(request = %request, actor = %actor), err)]
+    #[instrument(skip_all, fields(request = %request, actor = %actor), err(level = "debug"))]
     pub async fn reissue_code(&self, request: AccessRequestId, actor: &str) -> Result<CodeStatus> {
         self.code_settings()?;
         let at = now();
@@ -223,7 +223,7 @@ impl Store {
     }
 
     /// The latest code of each request in `requests` that has one.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn code_statuses(
         &self,
         requests: &[AccessRequestId],

@@ -104,7 +104,7 @@ impl Writer {
     /// Applies `change` of a request whose personal data `sealer` seals
     /// (`None`: the applicant was erased). `None` when a guard matched no
     /// row (a concurrent change won): the caller must roll back.
-    #[instrument(skip_all, fields(request = %change.request.id, effects = change.effects.len()), err)]
+    #[instrument(skip_all, fields(request = %change.request.id, effects = change.effects.len()), err(level = "debug"))]
     pub(super) async fn apply(
         &mut self,
         change: &Change,

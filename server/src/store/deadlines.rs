@@ -51,7 +51,7 @@ pub struct RequestStats {
 
 impl Store {
     /// Up to `limit` PENDING requests owed a step at `now`, oldest first.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn due_requests(
         &self,
         deadlines: &Deadlines,
@@ -111,7 +111,7 @@ impl Store {
     /// administrator, in one transaction. `false` (and no change) when the
     /// request is no longer PENDING or the step was already taken, by this
     /// replica or another.
-    #[instrument(skip_all, fields(request = %id, step = ?step), err)]
+    #[instrument(skip_all, fields(request = %id, step = ?step), err(level = "debug"))]
     pub async fn record_deadline(
         &self,
         id: AccessRequestId,
@@ -148,7 +148,7 @@ impl Store {
     /// The figures of GetStats: requests per state, the requests decided at
     /// or after `window_start`, and the PENDING ones created at or before
     /// `overdue_cutoff`.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn request_stats(
         &self,
         window_start: DateTime<Utc>,

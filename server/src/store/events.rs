@@ -241,7 +241,7 @@ impl Store {
 
     /// The highest committed sequence (0 for an empty log). Every event up
     /// to it is committed and visible.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn event_head(&self) -> Result<i64> {
         let head = event_counter::Entity::find_by_id(1)
             .one(&self.db)
@@ -251,7 +251,7 @@ impl Store {
     }
 
     /// The oldest sequence still in the log, if any.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn first_event_seq(&self) -> Result<Option<i64>> {
         let first = event::Entity::find()
             .order_by_asc(event::Column::Seq)
@@ -262,7 +262,7 @@ impl Store {
 
     /// Events after `after_seq` (exclusive) up to `until_seq` (inclusive)
     /// that pass `filter`, oldest first, at most `limit`.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn read_events(
         &self,
         after_seq: i64,
@@ -292,7 +292,7 @@ impl Store {
 
     /// A page of the audit trail, oldest first. Page tokens are bound to
     /// the filter and to `caller`.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_events(
         &self,
         caller: &str,
@@ -333,7 +333,7 @@ impl Store {
     /// reports the first broken link: an altered row (its hash no longer
     /// matches), a missing row (a gap, or a tail shorter than the counter
     /// says), or rows out of order (`prev_hash` not the previous hash).
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn verify_chain(&self, start_seq: i64, end_seq: Option<i64>) -> Result<ChainReport> {
         let start_seq = start_seq.max(1);
         let head = event_counter::Entity::find_by_id(1)

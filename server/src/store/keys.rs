@@ -115,7 +115,7 @@ impl Store {
 
     /// Creates a key bound to `resources` (a gateway key that redeems only
     /// their codes; see [`validate_key_resources`]); none: unbound.
-    #[instrument(skip_all, fields(name = %name, role = %role), err)]
+    #[instrument(skip_all, fields(name = %name, role = %role), err(level = "debug"))]
     pub async fn create_bound_api_key(
         &self,
         name: &str,
@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// Every key, revoked ones included, oldest first.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         api_key::Entity::find()
             .order_by_asc(api_key::Column::CreatedAtUs)
@@ -162,7 +162,7 @@ impl Store {
     }
 
     /// Revokes a key by name. Revoking a revoked key keeps the first time.
-    #[instrument(skip_all, fields(name = %name), err)]
+    #[instrument(skip_all, fields(name = %name), err(level = "debug"))]
     pub async fn revoke_api_key(&self, name: &str) -> Result<ApiKeyInfo> {
         let Some(row) = api_key::Entity::find()
             .filter(api_key::Column::Name.eq(name))
@@ -185,7 +185,7 @@ impl Store {
     }
 
     /// Whether the key named `name` exists and is not revoked.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn api_key_active(&self, name: &str) -> Result<bool> {
         let found = api_key::Entity::find()
             .filter(api_key::Column::Name.eq(name))
@@ -200,7 +200,7 @@ impl Store {
     /// the key less than [`super::KEY_CACHE_TTL`] ago; revoked keys are
     /// refused at once when revoked through this store, and within the TTL
     /// when revoked by another process.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn find_active_key(&self, digest: &KeyDigest) -> Result<Option<Principal>> {
         let asked_at = Instant::now();
         if let Some(principal) = self.key_cache.get(digest, asked_at) {
@@ -227,7 +227,7 @@ impl Store {
 
     /// Names of the active gateway keys bound to no resource: each redeems
     /// codes for any resource (keys made before keys could be bound).
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn unbound_gateway_keys(&self) -> Result<Vec<String>> {
         let rows = api_key::Entity::find()
             .filter(api_key::Column::Role.eq(Role::Gateway.as_str()))
@@ -241,7 +241,7 @@ impl Store {
 
     /// On an empty key table, creates the `bootstrap-admin` key and returns
     /// its secret. When several replicas start at once only one creates it.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn bootstrap_admin_key(&self) -> Result<Option<GeneratedKey>> {
         let existing = api_key::Entity::find().count(&self.db).await?;
         if existing > 0 {

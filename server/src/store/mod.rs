@@ -5,6 +5,12 @@
 //! (`commit.rs`) together with its event-log rows, emails and gateway codes
 //! in one transaction. Read functions take a [`Scope`], so a submitter's query can
 //! only ever see that submitter's rows.
+//!
+//! Functions return their errors and do not log them as errors: a refusal
+//! (a stale etag, a decided request) is an ordinary answer, and what is
+//! really wrong is logged once where it is handled (the status mapping of
+//! `api::status`, the worker's and the scheduler's warnings). Their spans
+//! record every error at DEBUG.
 
 mod codes;
 mod commit;
@@ -192,7 +198,7 @@ pub struct Store {
 
 impl Store {
     /// Connects and applies pending migrations when `migrate` is true.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn open(options: &DatabaseOptions, migrate: bool) -> Result<Store> {
         let db = connect(options).await?;
         if migrate {
@@ -252,7 +258,7 @@ impl Store {
     }
 
     /// Answers when the database answers a trivial query.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await.map_err(StoreError::Unavailable)
     }
@@ -281,7 +287,7 @@ impl Store {
 }
 
 /// Opens the connection pool with the settings each backend needs.
-#[instrument(level = "debug", skip_all, err)]
+#[instrument(level = "debug", skip_all, err(level = "debug"))]
 pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
     let mut connect_options = ConnectOptions::new(options.url.clone());
     let busy_timeout = options.acquire_timeout;
@@ -309,7 +315,7 @@ pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
 /// Applies every pending migration; returns how many ran. On PostgreSQL the
 /// migrations run in one transaction holding an advisory lock, so replicas
 /// starting together take turns and the later ones find nothing to do.
-#[instrument(level = "debug", skip_all, err)]
+#[instrument(level = "debug", skip_all, err(level = "debug"))]
 pub async fn run_migrations(db: &DatabaseConnection) -> Result<usize> {
     if db.get_database_backend() != DbBackend::Postgres {
         return apply_pending(db).await;
@@ -351,7 +357,7 @@ where
 }
 
 /// How many migrations are not applied yet.
-#[instrument(level = "debug", skip_all, err)]
+#[instrument(level = "debug", skip_all, err(level = "debug"))]
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
     Ok(Migrator::get_pending_migrations(db).await?.len())
 }
@@ -360,7 +366,7 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize> {
 /// `LIMIT 1` as a parameter, and SQLite re-prepares (parses and plans
 /// again) a statement whose LIMIT is a bound parameter each time it runs
 /// with new bindings; without a LIMIT the cached statement is reused.
-#[instrument(level = "debug", skip_all, err)]
+#[instrument(level = "debug", skip_all, err(level = "debug"))]
 pub(crate) async fn unique<E, C>(select: sea_orm::Select<E>, db: &C) -> Result<Option<E::Model>>
 where
     E: sea_orm::EntityTrait,

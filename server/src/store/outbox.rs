@@ -98,7 +98,7 @@ impl Store {
     /// waiting for a retry, or whose previous lease expired (a worker died).
     /// PostgreSQL skips rows other workers are claiming; SQLite serialises
     /// claims in an immediate transaction.
-    #[instrument(skip_all, fields(limit), err)]
+    #[instrument(skip_all, fields(limit), err(level = "debug"))]
     pub async fn claim_emails(&self, limit: u64, lease: Duration) -> Result<Vec<ClaimedEmail>> {
         let now = to_micros(now());
         let expires = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
@@ -159,7 +159,7 @@ impl Store {
     /// `tokens` and not completed yet, in one UPDATE. An email claimed again
     /// since (its token changed) or completed (its token cleared) is left
     /// alone. Returns how many leases were extended.
-    #[instrument(skip_all, fields(tokens = tokens.len()), err)]
+    #[instrument(skip_all, fields(tokens = tokens.len()), err(level = "debug"))]
     pub async fn renew_leases(&self, tokens: &[String], lease: Duration) -> Result<u64> {
         if tokens.is_empty() {
             return Ok(0);
@@ -197,7 +197,7 @@ impl Store {
     /// Records the outcome of an attempt and its event, if `email` was not
     /// claimed again since (by another worker, after its lease expired);
     /// otherwise it returns [`StoreError::LeaseLost`] and changes nothing.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
         self.complete_emails(&[(email.clone(), outcome)])
             .await
@@ -292,7 +292,7 @@ impl Store {
     }
 
     /// Counts outbox rows in `state`.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn count_emails(&self, state: &str) -> Result<u64> {
         use sea_orm::PaginatorTrait;
         Ok(outbox::Entity::find()
@@ -374,7 +374,7 @@ pub struct EmailPage {
 impl Store {
     /// A page of emails, newest first; tokens are bound to the filter and
     /// `caller`.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_emails(
         &self,
         caller: &str,
@@ -424,7 +424,7 @@ impl Store {
     }
 
     /// Queues a dead email again, due now, with a fresh lifetime.
-    #[instrument(skip_all, fields(email = %id), err)]
+    #[instrument(skip_all, fields(email = %id), err(level = "debug"))]
     pub async fn retry_email(&self, id: Uuid, actor: &str) -> Result<EmailRecord> {
         let at = now();
         let mut writer = self.writer().await?;

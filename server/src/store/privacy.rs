@@ -113,7 +113,7 @@ fn consent_json(request: &AccessRequest) -> serde_json::Value {
 impl Store {
     /// Everything held about the person with `email`; `None` when nothing
     /// is.
-    #[instrument(skip_all, err)]
+    #[instrument(skip_all, err(level = "debug"))]
     pub async fn export_subject(&self, email: &str) -> Result<Option<SubjectExport>> {
         let vault = self.vault()?;
         let index = vault.blind_index(email);
@@ -219,7 +219,7 @@ impl Store {
     /// anonymous record (PENDING ones cancelled first, active codes
     /// revoked, unsent emails dropped), then their key is deleted.
     /// Idempotent.
-    #[instrument(skip_all, fields(actor = %actor), err)]
+    #[instrument(skip_all, fields(actor = %actor), err(level = "debug"))]
     pub async fn erase_subject(&self, email: &str, actor: &str, reason: &str) -> Result<Erasure> {
         let vault = self.vault()?;
         let index = vault.blind_index(email);
@@ -282,7 +282,7 @@ impl Store {
 
     /// The consents of the person with `email`, newest first; tokens are
     /// bound to the person and `caller`.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_consents(
         &self,
         caller: &str,
@@ -332,7 +332,7 @@ impl Store {
     /// with no request that holds their data loses their key. `None`
     /// periods keep data forever. Safe with several replicas: each change
     /// is conditional on the row not being erased or purged yet.
-    #[instrument(skip_all, err)]
+    #[instrument(skip_all, err(level = "debug"))]
     pub async fn apply_retention(
         &self,
         at: DateTime<Utc>,

@@ -65,7 +65,7 @@ impl Store {
     /// request the first call created instead (`false` = not created now).
     /// Concurrent submissions share one transaction (group commit); each
     /// answers after its commit.
-    #[instrument(skip_all, fields(submitter = %submitter), err)]
+    #[instrument(skip_all, fields(submitter = %submitter), err(level = "debug"))]
     pub async fn submit_request(
         &self,
         submitter: &str,
@@ -180,7 +180,7 @@ impl Store {
     }
 
     /// One request, if the scope may see it.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_request(&self, scope: &Scope, id: AccessRequestId) -> Result<AccessRequest> {
         let select = access_request::Entity::find_by_id(id.to_string());
         let row = unique(select, &self.db)
@@ -200,7 +200,7 @@ impl Store {
 
     /// A page of requests in the query's order. `page_size` must be at
     /// least 1.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_requests(
         &self,
         caller: &str,
@@ -268,7 +268,7 @@ impl Store {
     /// With `expected_etag`, fails with [`DomainError::EtagMismatch`] if the
     /// request changed since the caller read it. An approval returns the
     /// gateway code it issued.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn decide_request(
         &self,
         scope: &Scope,
@@ -285,7 +285,7 @@ impl Store {
     /// tests set ahead). Emails are due at `at` or now, whichever is
     /// earlier: the mail worker reads the wall clock, and an email queued
     /// by a clock set ahead must not wait for the wall clock to catch up.
-    #[instrument(skip_all, fields(request = %id, action = action.verb(), actor = %actor), err)]
+    #[instrument(skip_all, fields(request = %id, action = action.verb(), actor = %actor), err(level = "debug"))]
     pub(crate) async fn decide_request_at(
         &self,
         scope: &Scope,

@@ -272,7 +272,7 @@ impl Store {
 
     /// An outbox row's recipient and data opened; `None` when the subject
     /// was erased or the row purged.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn open_email(
         &self,
         row: &outbox::Model,
@@ -334,7 +334,7 @@ impl Store {
     /// many requests were sealed. Their event notes stay as they are (the
     /// log is never rewritten). Safe to run on several replicas at once:
     /// each row changes only if it is still unsealed.
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn seal_legacy_requests(&self) -> Result<u64> {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};

@@ -40,7 +40,7 @@ impl Store {
     /// `access_requests` (there is no index on state, so it reads the
     /// table: keep the refresh interval in seconds, not milliseconds) and
     /// two queries on the outbox's (state, due time) index.
-    #[instrument(skip_all, err)]
+    #[instrument(skip_all, err(level = "debug"))]
     pub async fn stats(&self, now: DateTime<Utc>) -> Result<Stats> {
         let requests: Vec<(String, i64, Option<i64>)> = access_request::Entity::find()
             .select_only()

@@ -579,7 +579,13 @@ async fn serve_with_metrics_counts_calls_and_logs_carry_the_request_id() {
     submit
         .metadata_mut()
         .insert("x-request-id", "cli-test-7".parse().unwrap());
-    client.submit_access_request(submit).await.unwrap();
+    let created = client
+        .submit_access_request(submit)
+        .await
+        .unwrap()
+        .into_inner()
+        .access_request
+        .unwrap();
     let submitted = log_line(&served, |line| {
         line["fields"]["message"] == "access request submitted"
     })
@@ -601,6 +607,44 @@ async fn serve_with_metrics_counts_calls_and_logs_carry_the_request_id() {
         ),
         "{metrics}"
     );
+    // An ordinary refusal (a stale etag) is an answer, not a server error:
+    // nothing is logged at ERROR for it.
+    let mut stale = tonic::Request::new(pb::ApproveAccessRequestRequest {
+        name: created.name,
+        etag: "0000000000000000".into(),
+        ..Default::default()
+    });
+    stale
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let refused = client.approve_access_request(stale).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Aborted, "{refused:?}");
+    // A later call's line: every line of the refused call is logged by then.
+    let mut again = tonic::Request::new(crate::harness::valid_submission());
+    again
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    again
+        .metadata_mut()
+        .insert("x-request-id", "cli-test-8".parse().unwrap());
+    client.submit_access_request(again).await.unwrap();
+    log_line(&served, |line| {
+        line["fields"]["message"] == "access request submitted"
+            && line["spans"][0]["request_id"] == "cli-test-8"
+    })
+    .await;
+    let errors: Vec<String> = served
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|parsed| parsed["level"] == "ERROR")
+        })
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "ERROR lines for a refusal: {errors:#?}");
     terminate(served).await;
     assert!(
         tokio::net::TcpStream::connect(&metrics_addr).await.is_err(),
