@@ -485,14 +485,7 @@ impl Config {
                     problems
                         .push("tls_client_ca_file needs tls_cert_file and tls_key_file".to_owned());
                 }
-                if !self.listen_addr.ip().is_loopback() && !self.allow_insecure {
-                    problems.push(format!(
-                        "listen_addr {} is not loopback and TLS is off: API keys would cross the \
-                         network in clear; set tls_cert_file and tls_key_file, or allow_insecure \
-                         = true behind a TLS-terminating proxy",
-                        self.listen_addr
-                    ));
-                }
+                problems.extend(self.plaintext_problem("listen_addr", self.listen_addr));
             }
             _ => problems.push("tls_cert_file and tls_key_file go together".to_owned()),
         }
@@ -687,9 +680,7 @@ impl Config {
         }
         None
     }
-}
 
-impl Config {
     /// Why `console_listen_addr` cannot be used, if it cannot.
     fn console_addr_problem(&self) -> Option<String> {
         let addr = self.console_listen_addr?;
@@ -704,15 +695,20 @@ impl Config {
                  console a port of its own"
             ));
         }
+        self.plaintext_problem("console_listen_addr", addr)
+    }
+
+    /// Why serving API calls on `addr` (the setting `name`) would expose
+    /// keys: plaintext (no TLS) off loopback without `allow_insecure`.
+    fn plaintext_problem(&self, name: &str, addr: SocketAddr) -> Option<String> {
         let tls = self.tls_cert_file.is_some() && self.tls_key_file.is_some();
-        if !addr.ip().is_loopback() && !tls && !self.allow_insecure {
-            return Some(format!(
-                "console_listen_addr {addr} is not loopback and TLS is off: API keys would cross \
-                 the network in clear; set tls_cert_file and tls_key_file, or allow_insecure = \
-                 true behind a TLS-terminating proxy"
-            ));
-        }
-        None
+        (!addr.ip().is_loopback() && !tls && !self.allow_insecure).then(|| {
+            format!(
+                "{name} {addr} is not loopback and TLS is off: API keys would cross the network \
+                 in clear; set tls_cert_file and tls_key_file, or allow_insecure = true behind a \
+                 TLS-terminating proxy"
+            )
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! key), build the application ([`crate::app`]), serve until shutdown, then
 //! stop the background tasks in order.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,28 +37,25 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = match config.metrics_addr {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("could not listen on {addr} for metrics"))?,
-        ),
-        None => None,
-    };
-    let console = match config.console_listen_addr {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("could not listen on {addr} for the console"))?,
-        ),
-        None => None,
-    };
+    let metrics = bind(config.metrics_addr, "metrics").await?;
+    let console = bind(config.console_listen_addr, "the console").await?;
     let listeners = Listeners {
         grpc: listener,
         metrics,
         console,
     };
     run_on(config, listeners, shutdown).await
+}
+
+/// A listener on `addr` when it is set, for `what` (named in the error).
+async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("could not listen on {addr} for {what}"))?;
+    Ok(Some(listener))
 }
 
 /// Opens the store (applying migrations), creates the bootstrap admin key

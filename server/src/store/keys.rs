@@ -13,7 +13,7 @@ use super::entities::api_key;
 use super::key_cache::KeyDigest;
 use super::{Result, Store, StoreError, from_micros, now, to_micros, unique};
 use crate::auth::{GeneratedKey, Principal, Role, generate_key};
-use crate::domain::validation::MAX_RESOURCE_CHARS;
+use crate::domain::validation::{MAX_RESOURCE_CHARS, TextRule, Validator};
 
 /// The actor recorded for automatic decisions; no key may take this name.
 pub const SYSTEM_ACTOR: &str = "system";
@@ -76,8 +76,9 @@ pub fn validate_key_name(name: &str) -> std::result::Result<(), String> {
 }
 
 /// Checks the resources a key is bound to: only gateway keys take any,
-/// each a non-empty name of at most [`MAX_RESOURCE_CHARS`] characters
-/// without control characters (what a submission's `resource` may be).
+/// each exactly as a submission's `resource` is stored (the same text
+/// rule: at most [`MAX_RESOURCE_CHARS`] characters, no control character,
+/// already trimmed and in Unicode NFC), so that it can match one.
 pub fn validate_key_resources(role: Role, resources: &[String]) -> std::result::Result<(), String> {
     if resources.is_empty() {
         return Ok(());
@@ -88,12 +89,9 @@ pub fn validate_key_resources(role: Role, resources: &[String]) -> std::result::
         ));
     }
     for resource in resources {
-        let length = resource.chars().count();
-        if resource.trim() != resource
-            || length == 0
-            || length > MAX_RESOURCE_CHARS
-            || resource.chars().any(char::is_control)
-        {
+        let mut check = Validator::new();
+        let stored = check.text("resource", resource, TextRule::required(MAX_RESOURCE_CHARS));
+        if stored.as_ref() != Some(resource) {
             return Err(format!(
                 "invalid resource {resource:?}: use 1 to {MAX_RESOURCE_CHARS} characters, no \
                  control characters nor surrounding spaces, as in the requests' `resource`"
