@@ -21,17 +21,11 @@ async fn next_event(watch: &mut sesame_client::Watch) -> pb::Event {
         .expect("no error")
 }
 
-fn submission(email: &str) -> pb::SubmitAccessRequestRequest {
-    let mut request = valid_submission();
-    request.applicant.as_mut().unwrap().email = email.to_owned();
-    request
-}
-
-#[tokio::test]
-async fn the_rust_client_submits_decides_reads_and_watches() {
-    let dir = tempfile::tempdir().unwrap();
+/// `sesame serve` in `dir` with emails only logged and no mail worker,
+/// and the admin key its first start printed.
+async fn serve_without_mail(dir: &std::path::Path) -> (crate::cli::Served, String) {
     let served = serve_at(
-        dir.path(),
+        dir,
         "127.0.0.1:0",
         &[
             ("SESAME_MAIL_TRANSPORT", "log"),
@@ -42,6 +36,19 @@ async fn the_rust_client_submits_decides_reads_and_watches() {
     let key = served
         .bootstrap_key()
         .expect("the bootstrap key is printed");
+    (served, key)
+}
+
+fn submission(email: &str) -> pb::SubmitAccessRequestRequest {
+    let mut request = valid_submission();
+    request.applicant.as_mut().unwrap().email = email.to_owned();
+    request
+}
+
+#[tokio::test]
+async fn the_rust_client_submits_decides_reads_and_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (served, key) = serve_without_mail(dir.path()).await;
     let client = SesameClient::connect(&format!("http://{}", served.addr), &key)
         .await
         .unwrap();
@@ -287,18 +294,7 @@ async fn stored_for(direct: &SesameClient, email: &str) -> Vec<pb::AccessRequest
 #[tokio::test]
 async fn a_submit_whose_attempt_times_out_is_retried_and_returns_the_committed_request() {
     let dir = tempfile::tempdir().unwrap();
-    let served = serve_at(
-        dir.path(),
-        "127.0.0.1:0",
-        &[
-            ("SESAME_MAIL_TRANSPORT", "log"),
-            ("SESAME_MAIL_WORKER", "false"),
-        ],
-    )
-    .await;
-    let key = served
-        .bootstrap_key()
-        .expect("the bootstrap key is printed");
+    let (served, key) = serve_without_mail(dir.path()).await;
     let direct = SesameClient::connect(&format!("http://{}", served.addr), &key)
         .await
         .unwrap();

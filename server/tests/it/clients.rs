@@ -28,9 +28,17 @@ pub fn lock_client_folders() -> MutexGuard<'static, ()> {
 fn run_suite(name: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let script = root.join("clients").join(name).join("test.sh");
+    run_test_script(&script, &format!("the {name} client suite"), &[])
+}
+
+/// Runs a suite's `test.sh` (a path below the repository) against this
+/// build's `sesame` binary (`SESAME_BIN`), with `env` added, and returns
+/// its output; panics with the output when `what` fails.
+pub fn run_test_script(script: &Path, what: &str, env: &[(&str, &str)]) -> String {
     let output = Command::new("bash")
-        .arg(&script)
+        .arg(script)
         .env("SESAME_BIN", env!("CARGO_BIN_EXE_sesame"))
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .output()
         .unwrap_or_else(|error| panic!("could not run {}: {error}", script.display()));
@@ -39,10 +47,7 @@ fn run_suite(name: &str) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        output.status.success(),
-        "the {name} client suite failed:\n{text}"
-    );
+    assert!(output.status.success(), "{what} failed:\n{text}");
     text
 }
 

@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::clients::run_test_script;
+
 /// `npm ci` then `npm test` (vitest) in `console/`: the UI's own logic.
 #[test]
 fn console_unit_tests_pass() {
@@ -69,22 +71,7 @@ fn without_colours(text: &str) -> String {
 fn console_browser_tests_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let script = root.join("console").join("e2e").join("test.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .env("SESAME_BIN", env!("CARGO_BIN_EXE_sesame"))
-        .env("CI", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap_or_else(|error| panic!("could not run {}: {error}", script.display()));
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the console's browser tests failed:\n{text}"
-    );
+    let text = run_test_script(&script, "the console's browser tests", &[("CI", "1")]);
     // Playwright's list reporter ends with "N passed"; nothing may be skipped.
     let passed = text
         .lines()
