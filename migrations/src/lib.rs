@@ -13,6 +13,7 @@ mod m20261126_000005_deadlines;
 mod m20261126_000006_privacy;
 mod m20261203_000007_resource_index;
 mod m20261203_000008_gateway_key_resources;
+mod m20261203_000009_email_delivery;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_privacy::Migration),
             Box::new(m20261203_000007_resource_index::Migration),
             Box::new(m20261203_000008_gateway_key_resources::Migration),
+            Box::new(m20261203_000009_email_delivery::Migration),
         ]
     }
 }

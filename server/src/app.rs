@@ -259,11 +259,14 @@ impl App {
         let mut background = Background::default();
         if mail_worker {
             let mail = &self.sections.mail;
-            let transport = Arc::new(options::transport(mail, &self.mail));
+            let transports = Arc::new(
+                options::transports(mail, &self.mail)
+                    .context("could not set up the mail transports")?,
+            );
             let worker = run_worker(
                 self.store.clone(),
                 self.templates.clone(),
-                transport,
+                transports,
                 options::worker(mail, &self.mail, self.secret.clone()),
                 self.metrics.clone(),
                 tasks.clone(),

@@ -26,8 +26,9 @@ use crate::redact::redact_url;
 mod sections;
 
 pub use sections::{
-    DatabaseSection, DkimSection, LimitsSection, MailSection, PolicySection, PrivacySection,
-    SchedulerSection, Sections, ServerSection, TelemetrySection, TlsSection,
+    DatabaseSection, DkimSection, FailoverSection, LimitsSection, MailSection, PolicySection,
+    PrivacySection, ProviderSection, SchedulerSection, Sections, ServerSection, TelemetrySection,
+    TlsSection,
 };
 
 /// Default config file, read from the working directory when present.
@@ -90,8 +91,9 @@ pub struct Config {
     /// How often the event log is polled when no commit was heard of, in
     /// milliseconds (a safety net behind commit and LISTEN/NOTIFY wake-ups).
     pub event_poll_interval_ms: u64,
-    /// Where emails go: `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]`
-    /// or `smtps://...`.
+    /// Where emails go: `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]`,
+    /// `smtps://...`, `resend://` or `sendgrid://`; several, comma-separated,
+    /// in order of preference, fail over (see `mail_failover_*`).
     pub mail_transport: String,
     /// The From of every email.
     pub mail_from: String,
@@ -114,8 +116,36 @@ pub struct Config {
     pub mail_batch: u64,
     /// Emails sent at the same time by one worker.
     pub mail_concurrency: u64,
-    /// Seconds an SMTP conversation may take.
+    /// Seconds an SMTP conversation or a provider's API call may take.
     pub mail_timeout_secs: u64,
+    /// Consecutive retryable failures of one transport, within
+    /// `mail_failover_window_secs` of the first, after which the next one
+    /// listed in `mail_transport` takes the traffic.
+    pub mail_failover_after: u32,
+    /// Seconds within which those failures must fall.
+    pub mail_failover_window_secs: u64,
+    /// Seconds a failing transport rests before it is tried first again.
+    pub mail_failover_cooldown_secs: u64,
+    /// Resend's API base URL (tests and other regions set their own).
+    pub mail_resend_base_url: String,
+    /// Resend API key (`re_...`); better from the environment
+    /// (`SESAME_MAIL_RESEND_API_KEY`) or `mail_resend_api_key_file`.
+    pub mail_resend_api_key: Option<String>,
+    /// A file holding the Resend API key.
+    pub mail_resend_api_key_file: Option<String>,
+    /// The signing secret of the Resend webhook (`whsec_...`): enables
+    /// `POST /webhooks/resend`.
+    pub mail_resend_webhook_secret: Option<String>,
+    /// SendGrid's API base URL.
+    pub mail_sendgrid_base_url: String,
+    /// SendGrid API key (`SG....`); better from the environment
+    /// (`SESAME_MAIL_SENDGRID_API_KEY`) or `mail_sendgrid_api_key_file`.
+    pub mail_sendgrid_api_key: Option<String>,
+    /// A file holding the SendGrid API key.
+    pub mail_sendgrid_api_key_file: Option<String>,
+    /// The public key of SendGrid's signed event webhook (base64, as its
+    /// settings page shows it): enables `POST /webhooks/sendgrid`.
+    pub mail_sendgrid_webhook_public_key: Option<String>,
     /// A directory of `.txt` / `.mjml` (or finished `.html`) email templates
     /// that override the built-in ones by file name.
     pub mail_templates_dir: Option<String>,
@@ -252,6 +282,17 @@ impl Default for Config {
             mail_batch: 128,
             mail_concurrency: 32,
             mail_timeout_secs: 30,
+            mail_failover_after: 3,
+            mail_failover_window_secs: 60,
+            mail_failover_cooldown_secs: 300,
+            mail_resend_base_url: "https://api.resend.com".to_owned(),
+            mail_resend_api_key: None,
+            mail_resend_api_key_file: None,
+            mail_resend_webhook_secret: None,
+            mail_sendgrid_base_url: "https://api.sendgrid.com".to_owned(),
+            mail_sendgrid_api_key: None,
+            mail_sendgrid_api_key_file: None,
+            mail_sendgrid_webhook_public_key: None,
             mail_templates_dir: None,
             mail_dkim_domain: None,
             mail_dkim_selector: None,
@@ -294,7 +335,16 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = serde_json::to_value(self).map_err(|_| fmt::Error)?;
         shown["database_url"] = redact_url(&self.database_url).into();
-        shown["mail_transport"] = redact_url(&self.mail_transport).into();
+        shown["mail_transport"] = crate::redact::redact_transports(&self.mail_transport).into();
+        for secret in [
+            "mail_resend_api_key",
+            "mail_resend_webhook_secret",
+            "mail_sendgrid_api_key",
+        ] {
+            if !shown[secret].is_null() {
+                shown[secret] = "[redacted]".into();
+            }
+        }
         write!(f, "Config {shown}")
     }
 }
@@ -584,6 +634,7 @@ impl Config {
             ("mail_batch", self.mail_batch),
             ("mail_concurrency", self.mail_concurrency),
             ("mail_poll_interval_ms", self.mail_poll_interval_ms),
+            ("mail_failover_after", u64::from(self.mail_failover_after)),
         ] {
             if value == 0 {
                 problems.push(format!("{key} must be at least 1"));
@@ -637,15 +688,30 @@ impl Config {
     /// (the scheme, a directory, a host); the whole URL is parsed when the
     /// transport is built (`options::mail`). Never shows the password.
     fn mail_transport_problem(&self) -> Option<String> {
-        let url = &self.mail_transport;
+        let urls: Vec<&str> = self.mail_transport.split(',').map(str::trim).collect();
+        let mut seen = std::collections::HashSet::new();
+        for url in &urls {
+            if !seen.insert(*url) {
+                return Some(format!("mail_transport lists {:?} twice", redact_url(url)));
+            }
+        }
+        urls.into_iter().find_map(Self::one_transport_problem)
+    }
+
+    /// Why one transport URL of `mail_transport` cannot be used, if it
+    /// cannot.
+    fn one_transport_problem(url: &str) -> Option<String> {
         let invalid = |reason: &str| {
             Some(format!(
                 "invalid mail_transport {:?}: {reason}",
                 redact_url(url)
             ))
         };
-        if url == "log" {
+        if url == "log" || url == "resend://" || url == "sendgrid://" {
             return None;
+        }
+        if url.is_empty() {
+            return invalid("empty entry (a stray comma?)");
         }
         if let Some(dir) = url.strip_prefix("file://") {
             return dir
@@ -654,7 +720,10 @@ impl Config {
                 .flatten();
         }
         if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-            return invalid("expected file://DIR, log, smtp://HOST[:PORT] or smtps://HOST[:PORT]");
+            return invalid(
+                "expected file://DIR, log, smtp://HOST[:PORT], smtps://HOST[:PORT], resend:// or \
+                 sendgrid://",
+            );
         }
         match url::Url::parse(url) {
             Ok(parsed) if parsed.host_str().is_some_and(|host| !host.is_empty()) => None,

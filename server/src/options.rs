@@ -16,14 +16,18 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{
     ConfigError, DatabaseSection, DkimSection, LimitsSection, MailSection, PolicySection,
-    PrivacySection, SchedulerSection, ServerSection, TlsSection,
+    PrivacySection, ProviderSection, SchedulerSection, ServerSection, TlsSection,
 };
 use crate::crypto::KeyRing;
 use crate::domain::deadline::Deadlines;
 use crate::events::{HubOptions, WatchOptions};
 use crate::limits::LimitOptions;
+use crate::mail::providers::{ApiKey, ProviderKind, ProviderSettings};
 use crate::mail::templates::TemplateError;
-use crate::mail::{Templates, Transport, TransportOptions, TransportUrl, WorkerOptions};
+use crate::mail::{
+    FailoverPolicy, Templates, Transport, TransportError, TransportOptions, TransportUrl,
+    Transports, WorkerOptions,
+};
 use crate::scheduler::SchedulerOptions;
 use crate::store::{CodeOptions, DatabaseOptions};
 
@@ -169,10 +173,12 @@ pub fn templates(mail: &MailSection) -> Result<Templates, TemplateError> {
 pub struct Mail {
     /// The From of every email.
     pub from: Mailbox,
-    /// Where emails go.
-    pub transport_url: TransportUrl,
+    /// Where emails go, in order of preference.
+    pub transport_urls: Vec<TransportUrl>,
     /// The DKIM signer, when configured.
     pub dkim: Option<Arc<DkimConfig>>,
+    /// The HTTP providers the transports use, with their API keys.
+    pub providers: Vec<ProviderSettings>,
 }
 
 /// Checks and builds the mail settings: `mail_from` and every
@@ -202,34 +208,112 @@ pub fn mail(mail: &MailSection) -> Result<Mail, ConfigError> {
             None
         }
     };
-    let transport_url = match TransportUrl::parse(&mail.transport) {
-        Ok(url) => Some(url),
-        Err(error) => {
-            problems.push(error.to_string());
-            None
+    let mut transport_urls = Vec::new();
+    let mut providers = Vec::new();
+    for url in mail.transport.split(',').map(str::trim) {
+        match TransportUrl::parse(url) {
+            Ok(url) => {
+                if let TransportUrl::Provider(kind) = &url {
+                    match provider(*kind, mail) {
+                        Ok(settings) => providers.push(settings),
+                        Err(problem) => problems.push(problem),
+                    }
+                }
+                transport_urls.push(url);
+            }
+            Err(error) => problems.push(error.to_string()),
         }
-    };
-    match (from, transport_url) {
-        (Some(from), Some(transport_url)) if problems.is_empty() => Ok(Mail {
+    }
+    match from {
+        Some(from) if problems.is_empty() => Ok(Mail {
             from,
-            transport_url,
+            transport_urls,
             dkim: signer,
+            providers,
         }),
         _ => Err(ConfigError::Invalid(problems.join("; "))),
     }
 }
 
-/// The transport of the built mail settings, signing with their DKIM key.
-/// Starts lettre's pool for `smtps://` (inside a Tokio runtime).
-pub fn transport(section: &MailSection, mail: &Mail) -> Transport {
-    Transport::new(
-        mail.transport_url.clone(),
-        TransportOptions {
-            timeout: section.timeout,
-            connections: section.concurrency,
-            dkim: mail.dkim.clone(),
+/// The settings of the provider `kind`: its base URL (HTTPS, or plain
+/// HTTP to a loopback address only) and API key (the key itself, else
+/// read from its file).
+fn provider(kind: ProviderKind, mail: &MailSection) -> Result<ProviderSettings, String> {
+    let name = kind.as_str();
+    let section: &ProviderSection = match kind {
+        ProviderKind::Resend => &mail.resend,
+        ProviderKind::SendGrid => &mail.sendgrid,
+    };
+    let base_url = section.base_url.trim_end_matches('/').to_owned();
+    let parsed = url::Url::parse(&base_url)
+        .map_err(|error| format!("mail_{name}_base_url {base_url:?} is not a URL: {error}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        None => false,
+    };
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return Err(format!(
+            "mail_{name}_base_url {base_url:?} must be https:// (plain http:// only to a \
+             loopback address): the API key travels with every call"
+        ));
+    }
+    let key = match (&section.api_key, &section.api_key_file) {
+        (Some(key), _) => key.clone(),
+        (None, Some(file)) => std::fs::read_to_string(file).map_err(|error| {
+            format!(
+                "mail_{name}_api_key_file {}: could not read it: {error}",
+                file.display()
+            )
+        })?,
+        (None, None) => {
+            return Err(format!(
+                "mail_transport uses {name}:// but no API key is set: set \
+                 SESAME_MAIL_{}_API_KEY in the environment or mail_{name}_api_key_file",
+                name.to_uppercase()
+            ));
+        }
+    };
+    let api_key = ApiKey::new(&key);
+    if api_key == ApiKey::new("") {
+        return Err(format!("the {name} API key is empty"));
+    }
+    Ok(ProviderSettings {
+        kind,
+        base_url,
+        api_key,
+    })
+}
+
+/// The transports of the built mail settings, in order, signing with
+/// their DKIM key, failing over as `mail_failover_*` say. Starts lettre's
+/// pool for `smtps://` (inside a Tokio runtime).
+pub fn transports(section: &MailSection, mail: &Mail) -> Result<Transports, TransportError> {
+    let transports = mail
+        .transport_urls
+        .iter()
+        .map(|url| {
+            Transport::new(
+                url.clone(),
+                TransportOptions {
+                    timeout: section.timeout,
+                    connections: section.concurrency,
+                    dkim: mail.dkim.clone(),
+                    providers: mail.providers.clone(),
+                },
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let failover = section.failover;
+    Ok(Transports::new(
+        transports,
+        FailoverPolicy {
+            after: failover.after,
+            window: failover.window,
+            cooldown: failover.cooldown,
         },
-    )
+    ))
 }
 
 /// Tuning of the mail worker; `secret` opens the sealed gateway codes.
@@ -351,7 +435,38 @@ mod tests {
         assert!(message.contains("sometimes"), "{message}");
         assert!(!message.contains("smtp-secret"), "{message}");
         let built = mail(&Config::default().sections().mail).expect("the defaults build");
-        assert!(matches!(built.transport_url, TransportUrl::File(_)));
+        assert!(matches!(built.transport_urls[..], [TransportUrl::File(_)]));
+    }
+
+    #[test]
+    fn providers_need_an_api_key_and_https() {
+        let config = Config {
+            mail_transport: "resend://, sendgrid://".into(),
+            ..Config::default()
+        };
+        let message = mail(&config.sections().mail).unwrap_err().to_string();
+        assert!(message.contains("SESAME_MAIL_RESEND_API_KEY"), "{message}");
+        assert!(
+            message.contains("SESAME_MAIL_SENDGRID_API_KEY"),
+            "{message}"
+        );
+        let config = Config {
+            mail_transport: "resend://,smtp://localhost:2525".into(),
+            mail_resend_api_key: Some("re_123".into()),
+            mail_resend_base_url: "http://api.example.com".into(),
+            ..Config::default()
+        };
+        let message = mail(&config.sections().mail).unwrap_err().to_string();
+        assert!(message.contains("must be https://"), "{message}");
+        assert!(!message.contains("re_123"), "{message}");
+        let config = Config {
+            mail_resend_base_url: "http://127.0.0.1:8080/".into(),
+            ..config
+        };
+        let built = mail(&config.sections().mail).unwrap();
+        assert_eq!(built.transport_urls.len(), 2);
+        assert_eq!(built.providers[0].base_url, "http://127.0.0.1:8080");
+        assert!(!format!("{built:?}").contains("re_123"));
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! configuration, store, events and mail all use it, and it uses none of
 //! them.
 
+/// A comma-separated list of URLs (`mail_transport`), each redacted.
+pub fn redact_transports(list: &str) -> String {
+    list.split(',')
+        .map(|url| redact_url(url.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A URL with its passwords replaced by `***`: the one in the user info
 /// (even one holding `/`, `?` or `@`, which a URL would have to escape) and
 /// the value of any query parameter whose name has `password` in it

@@ -429,6 +429,11 @@ impl AccessRequestService for AccessRequestApi {
             emails_sent_count: stats.emails_sent,
             emails_dead_count: stats.emails_dead,
             emails_retrying_count: stats.emails_retrying,
+            emails_tracked_count: stats.tracked.sent,
+            emails_delivered_count: stats.tracked.delivered,
+            emails_bounced_count: stats.tracked.bounced,
+            emails_complained_count: stats.tracked.complained,
+            delivery_rate: stats.tracked.rate(),
         }))
     }
 }

@@ -1,4 +1,5 @@
-//! `sesame.v1.EmailService`: list, retry and preview emails (admin only).
+//! `sesame.v1.EmailService`: list, retry and preview emails, list and lift
+//! suppressions (admin only).
 
 use std::sync::Arc;
 
@@ -14,12 +15,15 @@ use crate::domain::validation::{EnumInput, Validator, Violations};
 use crate::domain::{Locale, UserType};
 use crate::mail::Templates;
 use crate::store::Store;
-use crate::store::outbox::{DEAD, EmailFilter, EmailRecord, PENDING, SENT};
+use crate::store::delivery::SuppressionRecord;
+use crate::store::outbox::{DEAD, EmailFilter, EmailRecord, PENDING, SENT, SUPPRESSED};
 
 /// Largest `data_json` accepted by PreviewEmail.
 pub const MAX_PREVIEW_DATA_BYTES: usize = 16 * 1024;
 /// Resource collection of emails.
 const EMAILS: &str = "emails/";
+/// Resource collection of suppressions.
+const SUPPRESSIONS: &str = "suppressions/";
 
 /// Serves the email RPCs.
 #[derive(Clone, Debug)]
@@ -77,6 +81,7 @@ fn state_input(raw: i32) -> EnumInput<&'static str> {
         Ok(pb::EmailState::Pending) => EnumInput::Value(PENDING),
         Ok(pb::EmailState::Sent) => EnumInput::Value(SENT),
         Ok(pb::EmailState::Dead) => EnumInput::Value(DEAD),
+        Ok(pb::EmailState::Suppressed) => EnumInput::Value(SUPPRESSED),
         Err(_) => EnumInput::Unknown(raw),
     }
 }
@@ -86,7 +91,15 @@ fn email(record: &EmailRecord) -> pb::Email {
         PENDING => pb::EmailState::Pending,
         SENT => pb::EmailState::Sent,
         DEAD => pb::EmailState::Dead,
+        SUPPRESSED => pb::EmailState::Suppressed,
         _ => pb::EmailState::Unspecified,
+    };
+    let delivery = match record.delivery.as_deref() {
+        Some("delivered") => pb::EmailDelivery::Delivered,
+        Some("delayed") => pb::EmailDelivery::Delayed,
+        Some("bounced") => pb::EmailDelivery::Bounced,
+        Some("complained") => pb::EmailDelivery::Complained,
+        _ => pb::EmailDelivery::Unspecified,
     };
     pb::Email {
         name: format!("{EMAILS}{}", record.id),
@@ -102,6 +115,28 @@ fn email(record: &EmailRecord) -> pb::Email {
         next_attempt_time: (record.state == PENDING)
             .then(|| convert::timestamp(record.next_attempt_at)),
         send_time: record.sent_at.map(convert::timestamp),
+        provider: record.transport.clone().unwrap_or_default(),
+        provider_message_id: record.provider_message_id.clone().unwrap_or_default(),
+        delivery: delivery.into(),
+        delivery_time: record.delivery_at.map(convert::timestamp),
+        delivery_detail: record.delivery_detail.clone().unwrap_or_default(),
+    }
+}
+
+fn suppression(record: &SuppressionRecord) -> pb::Suppression {
+    let reason = match record.reason.as_str() {
+        "hard_bounce" => pb::SuppressionReason::HardBounce,
+        "complaint" => pb::SuppressionReason::Complaint,
+        _ => pb::SuppressionReason::Unspecified,
+    };
+    pb::Suppression {
+        name: format!("{SUPPRESSIONS}{}", record.id),
+        recipient: record.recipient.clone(),
+        reason: reason.into(),
+        provider: record.provider.clone(),
+        detail: record.detail.clone().unwrap_or_default(),
+        email: format!("{EMAILS}{}", record.email),
+        create_time: Some(convert::timestamp(record.created_at)),
     }
 }
 
@@ -126,16 +161,38 @@ pub fn check_list_emails(
 
 /// Checks a RetryEmail message: the email's id.
 pub fn check_retry_email(message: &pb::RetryEmailRequest) -> Result<uuid::Uuid, Violations> {
-    let id = message
-        .name
-        .strip_prefix(EMAILS)
+    resource_id(&message.name, EMAILS)
+}
+
+/// The uuid of a resource name `{collection}{uuid}`.
+fn resource_id(name: &str, collection: &str) -> Result<uuid::Uuid, Violations> {
+    let id = name
+        .strip_prefix(collection)
         .and_then(|raw| uuid::Uuid::try_parse(raw).ok());
     let Some(id) = id else {
         let mut check = Validator::new();
-        check.violation("name", "must be a resource name of the form emails/{uuid}");
+        check.violation(
+            "name",
+            format!("must be a resource name of the form {collection}{{uuid}}"),
+        );
         return Err(check.finish().expect_err("a violation was recorded"));
     };
     Ok(id)
+}
+
+/// Checks a ListSuppressions message: its paging and its address filter.
+pub fn check_list_suppressions(
+    message: &pb::ListSuppressionsRequest,
+) -> Result<(Paging<'_>, Option<String>), Violations> {
+    let mut check = Validator::new();
+    let paging = paging::paging(&mut check, message.page_size, &message.page_token);
+    let address = if message.address.trim().is_empty() {
+        None
+    } else {
+        check.email("address", &message.address)
+    };
+    check.finish()?;
+    Ok((paging, address))
 }
 
 /// The checked arguments of PreviewEmail.
@@ -244,5 +301,39 @@ impl EmailService for EmailApi {
             text: rendered.text,
             html: rendered.html,
         }))
+    }
+
+    async fn list_suppressions(
+        &self,
+        request: Request<pb::ListSuppressionsRequest>,
+    ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ManageEmails)?;
+        let message = request.into_inner();
+        let (paging, address) = check_list_suppressions(&message)?;
+        let page = self
+            .store
+            .list_suppressions(
+                &caller.name,
+                address.as_deref(),
+                paging.page_size,
+                paging.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListSuppressionsResponse {
+            suppressions: page.suppressions.iter().map(suppression).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_suppression(
+        &self,
+        request: Request<pb::DeleteSuppressionRequest>,
+    ) -> Result<Response<pb::DeleteSuppressionResponse>, Status> {
+        let caller = principal(&request)?;
+        authorize(&caller, Permission::ManageEmails)?;
+        let id = resource_id(&request.get_ref().name, SUPPRESSIONS)?;
+        self.store.delete_suppression(id, &caller.name).await?;
+        Ok(Response::new(pb::DeleteSuppressionResponse {}))
     }
 }

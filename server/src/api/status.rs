@@ -225,6 +225,9 @@ impl From<StoreError> for Status {
             }
             StoreError::LeaseLost => plain(Code::Aborted, message, "LEASE_LOST"),
             StoreError::EmailNotFound => plain(Code::NotFound, message, "EMAIL_NOT_FOUND"),
+            StoreError::SuppressionNotFound => {
+                plain(Code::NotFound, message, "SUPPRESSION_NOT_FOUND")
+            }
             StoreError::Corrupt(what) => {
                 error!(what = %what, "inconsistent stored data");
                 internal()

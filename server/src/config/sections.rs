@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Config, LogFormat};
-use crate::redact::redact_url;
+use crate::redact::{redact_transports, redact_url};
 
 /// Every section of a configuration.
 #[derive(Clone, Debug)]
@@ -144,13 +144,56 @@ pub struct MailSection {
     pub templates_dir: Option<PathBuf>,
     /// The three `mail_dkim_*` keys, when set.
     pub dkim: Option<DkimSection>,
+    /// `mail_failover_after`, `_window_secs`, `_cooldown_secs`.
+    pub failover: FailoverSection,
+    /// The `mail_resend_*` keys.
+    pub resend: ProviderSection,
+    /// The `mail_sendgrid_*` keys.
+    pub sendgrid: ProviderSection,
+}
+
+/// When to hand the traffic to the next transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailoverSection {
+    pub after: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+/// One HTTP email provider's keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderSection {
+    /// `mail_*_base_url`.
+    pub base_url: String,
+    /// `mail_*_api_key`.
+    pub api_key: Option<String>,
+    /// `mail_*_api_key_file`.
+    pub api_key_file: Option<PathBuf>,
+    /// The webhook's verification key: Resend's signing secret
+    /// (`whsec_...`), SendGrid's public key.
+    pub webhook_key: Option<String>,
+}
+
+impl fmt::Debug for ProviderSection {
+    /// The settings, with the API key and webhook key redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderSection")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("api_key_file", &self.api_key_file)
+            .field(
+                "webhook_key",
+                &self.webhook_key.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 impl fmt::Debug for MailSection {
     /// The settings, with the transport's password redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MailSection")
-            .field("transport", &redact_url(&self.transport))
+            .field("transport", &redact_transports(&self.transport))
             .field("from", &self.from)
             .field("admin_emails", &self.admin_emails)
             .field("worker", &self.worker)
@@ -163,6 +206,9 @@ impl fmt::Debug for MailSection {
             .field("timeout", &self.timeout)
             .field("templates_dir", &self.templates_dir)
             .field("dkim", &self.dkim)
+            .field("failover", &self.failover)
+            .field("resend", &self.resend)
+            .field("sendgrid", &self.sendgrid)
             .finish()
     }
 }
@@ -362,6 +408,23 @@ impl Config {
             timeout: Duration::from_secs(self.mail_timeout_secs),
             templates_dir: self.mail_templates_dir.as_ref().map(PathBuf::from),
             dkim,
+            failover: FailoverSection {
+                after: self.mail_failover_after,
+                window: Duration::from_secs(self.mail_failover_window_secs),
+                cooldown: Duration::from_secs(self.mail_failover_cooldown_secs),
+            },
+            resend: ProviderSection {
+                base_url: self.mail_resend_base_url.clone(),
+                api_key: self.mail_resend_api_key.clone(),
+                api_key_file: self.mail_resend_api_key_file.as_ref().map(PathBuf::from),
+                webhook_key: self.mail_resend_webhook_secret.clone(),
+            },
+            sendgrid: ProviderSection {
+                base_url: self.mail_sendgrid_base_url.clone(),
+                api_key: self.mail_sendgrid_api_key.clone(),
+                api_key_file: self.mail_sendgrid_api_key_file.as_ref().map(PathBuf::from),
+                webhook_key: self.mail_sendgrid_webhook_public_key.clone(),
+            },
         }
     }
 

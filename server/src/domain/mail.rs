@@ -1,8 +1,10 @@
-//! Which emails a change causes, and when a failed send is tried again.
+//! Which emails a change causes, when a failed send is tried again, and
+//! what a provider's delivery report does to an email.
 //!
 //! Pure: the store enqueues what [`emails_for`] returns in the same
 //! transaction as the change; the worker asks [`retry_at`] after a
-//! transient failure.
+//! transient failure; the store applies a [`Delivery`] report when
+//! [`Delivery::replaces`] the email's last one.
 
 use std::time::Duration;
 
@@ -131,6 +133,11 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         | EventKind::CodeRedemptionFailed
         | EventKind::ApprovalRecorded
         | EventKind::EmailRequeued
+        | EventKind::EmailDelivered
+        | EventKind::EmailDeliveryDelayed
+        | EventKind::EmailBounced
+        | EventKind::EmailComplained
+        | EventKind::EmailSuppressed
         | EventKind::EmailSent
         | EventKind::EmailFailed
         | EventKind::EmailDead
@@ -159,6 +166,75 @@ pub fn delivery_event(
         state,
         occurred_at: at,
         data,
+    }
+}
+
+/// What a provider reported about an email it accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The recipient's server accepted it.
+    Delivered,
+    /// The recipient's server deferred it; the provider keeps trying.
+    Delayed,
+    /// It bounced: `hard` for good (the address does not exist, say).
+    Bounced { hard: bool },
+    /// The recipient marked it as spam.
+    Complained,
+}
+
+impl Delivery {
+    /// The stored form (`outbox.delivery`); a bounce is `bounced` either way.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Delayed => "delayed",
+            Delivery::Bounced { .. } => "bounced",
+            Delivery::Complained => "complained",
+        }
+    }
+
+    /// The report's name in metrics.
+    pub fn report(self) -> &'static str {
+        match self {
+            Delivery::Bounced { hard: true } => "bounced_hard",
+            Delivery::Bounced { hard: false } => "bounced_soft",
+            other => other.as_str(),
+        }
+    }
+
+    /// The event it appends.
+    pub fn event_kind(self) -> EventKind {
+        match self {
+            Delivery::Delivered => EventKind::EmailDelivered,
+            Delivery::Delayed => EventKind::EmailDeliveryDelayed,
+            Delivery::Bounced { .. } => EventKind::EmailBounced,
+            Delivery::Complained => EventKind::EmailComplained,
+        }
+    }
+
+    /// Why the address is suppressed after this report, if it is: a hard
+    /// bounce or a complaint.
+    pub fn suppresses(self) -> Option<&'static str> {
+        match self {
+            Delivery::Bounced { hard: true } => Some("hard_bounce"),
+            Delivery::Complained => Some("complaint"),
+            Delivery::Delivered | Delivery::Delayed | Delivery::Bounced { hard: false } => None,
+        }
+    }
+
+    /// Whether this report becomes the email's delivery state over the
+    /// `current` one (stored form). Reports arrive out of order: a delay
+    /// never hides a later outcome, and a delivery never hides a bounce or a
+    /// complaint (a bounce can follow a delivery; a complaint follows it).
+    /// Every report appends its event either way.
+    pub fn replaces(self, current: Option<&str>) -> bool {
+        let rank = |delivery: &str| match delivery {
+            "delayed" => 1,
+            "delivered" => 2,
+            "bounced" | "complained" => 3,
+            _ => 0,
+        };
+        rank(self.as_str()) >= current.map_or(0, rank)
     }
 }
 
@@ -204,6 +280,28 @@ pub fn redact_addresses(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_reports_do_not_go_backwards_and_only_hard_ones_suppress() {
+        assert!(Delivery::Delivered.replaces(None));
+        assert!(Delivery::Delivered.replaces(Some("delayed")));
+        assert!(!Delivery::Delayed.replaces(Some("delivered")));
+        assert!(Delivery::Bounced { hard: true }.replaces(Some("delivered")));
+        assert!(!Delivery::Delivered.replaces(Some("bounced")));
+        assert!(Delivery::Complained.replaces(Some("delivered")));
+        assert_eq!(
+            Delivery::Bounced { hard: true }.suppresses(),
+            Some("hard_bounce")
+        );
+        assert_eq!(Delivery::Bounced { hard: false }.suppresses(), None);
+        assert_eq!(Delivery::Complained.suppresses(), Some("complaint"));
+        assert_eq!(Delivery::Delivered.suppresses(), None);
+        assert_eq!(Delivery::Bounced { hard: false }.report(), "bounced_soft");
+        assert_eq!(
+            Delivery::Bounced { hard: true }.event_kind(),
+            EventKind::EmailBounced
+        );
+    }
     use crate::domain::{AccessRequestId, Action, Applicant, Consent, NewAccessRequest};
 
     fn request() -> AccessRequest {

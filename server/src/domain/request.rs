@@ -275,6 +275,16 @@ pub enum EventKind {
     EmailDead,
     /// An administrator queued a dead email again.
     EmailRequeued,
+    /// The provider reported the email delivered to the recipient's server.
+    EmailDelivered,
+    /// The provider reported the email's delivery delayed.
+    EmailDeliveryDelayed,
+    /// The provider reported the email bounced (hard or soft).
+    EmailBounced,
+    /// The recipient marked the email as spam.
+    EmailComplained,
+    /// The email was not sent: its address is suppressed.
+    EmailSuppressed,
     /// A gateway code was issued (never the code itself).
     CodeIssued,
     /// A gateway redeemed the code.
@@ -297,7 +307,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -307,6 +317,11 @@ impl EventKind {
         EventKind::EmailFailed,
         EventKind::EmailDead,
         EventKind::EmailRequeued,
+        EventKind::EmailDelivered,
+        EventKind::EmailDeliveryDelayed,
+        EventKind::EmailBounced,
+        EventKind::EmailComplained,
+        EventKind::EmailSuppressed,
         EventKind::CodeIssued,
         EventKind::CodeRedeemed,
         EventKind::CodeRevoked,
@@ -334,6 +349,11 @@ impl EventKind {
             EventKind::EmailFailed => "email.failed",
             EventKind::EmailDead => "email.dead",
             EventKind::EmailRequeued => "email.requeued",
+            EventKind::EmailDelivered => "email.delivered",
+            EventKind::EmailDeliveryDelayed => "email.delivery_delayed",
+            EventKind::EmailBounced => "email.bounced",
+            EventKind::EmailComplained => "email.complained",
+            EventKind::EmailSuppressed => "email.suppressed",
             EventKind::CodeIssued => "code.issued",
             EventKind::CodeRedeemed => "code.redeemed",
             EventKind::CodeRevoked => "code.revoked",

@@ -35,6 +35,9 @@ pub struct OutgoingEmail {
     pub html: String,
     /// Headers added after the standard ones, as `(name, value)`, in order.
     pub headers: Vec<(String, String)>,
+    /// The template's name (`applicant_approved`...), which HTTP providers
+    /// get as a tag; no personal data.
+    pub template: Option<String>,
 }
 
 impl OutgoingEmail {
@@ -83,6 +86,7 @@ mod tests {
             text: "Hello".to_owned(),
             html: "<p>Hello</p>".to_owned(),
             headers: Vec::new(),
+            template: None,
         }
     }
 

@@ -3,10 +3,11 @@
 //! [`TransportUrl`]. `file://DIR` (one `.eml` per email; the embedded
 //! default), `log` (a log line, no content), `smtp://` through Sesame's own
 //! pool of `TCP_NODELAY` connections (see [`super::smtp`]; plain or
-//! STARTTLS), or `smtps://` through lettre's pooled transport. Every SMTP
+//! STARTTLS), `smtps://` through lettre's pooled transport, or the HTTP
+//! providers `resend://` and `sendgrid://` (see [`super::providers`]). Every
 //! conversation is bounded by the configured timeout. The SMTP transports
 //! and the file one build the MIME message from the parts and DKIM-sign it
-//! when a signer is configured.
+//! when a signer is configured; the providers sign with their own DKIM.
 //!
 //! `smtps://` (implicit TLS) stays on lettre's transport because lettre can
 //! only start TLS on a stream it opened itself before the greeting; its
@@ -23,6 +24,7 @@ use lettre::{AsyncTransport, Message, Tokio1Executor};
 use tracing::info;
 
 use super::OutgoingEmail;
+use super::providers::{HttpProvider, ProviderKind, ProviderMessageId, ProviderSettings};
 use super::smtp::{SmtpPool, SmtpServer, classify};
 use crate::redact::redact_url;
 
@@ -36,15 +38,37 @@ pub struct TransportError {
     pub reason: String,
 }
 
-/// Why a send failed, classified per RFC 5321.
+/// Why a send failed, classified per RFC 5321 (SMTP) or by HTTP status
+/// (providers).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// 4xx replies, timeouts and connection errors: try again later.
+    /// SMTP 4xx replies, timeouts and connection errors: try again later.
     #[error("transient failure: {0}")]
     Transient(String),
-    /// 5xx replies: do not try again.
+    /// The provider is busy, down or out of quota (HTTP 429, 5xx): try
+    /// again later, not before the wait it asked for, when it did.
+    #[error("transient failure: {0}")]
+    Throttled(String, Option<Duration>),
+    /// The request went out and no answer came back: the email may have
+    /// been accepted. Retried later on the same provider only, with the same
+    /// idempotency key, never handed to another one.
+    #[error("unknown outcome: {0}")]
+    Unknown(String),
+    /// SMTP 5xx replies, HTTP 4xx validation errors: do not try again.
     #[error("permanent failure: {0}")]
     Permanent(String),
+}
+
+impl SendError {
+    /// The words of the failure, without its class.
+    pub fn message(&self) -> &str {
+        match self {
+            SendError::Transient(message)
+            | SendError::Throttled(message, _)
+            | SendError::Unknown(message)
+            | SendError::Permanent(message) => message,
+        }
+    }
 }
 
 /// A transport URL, parsed and checked once; nothing is opened yet.
@@ -59,6 +83,9 @@ pub enum TransportUrl {
     /// `smtps://...`: lettre's transport, configured but not built (building
     /// it starts its connection pool).
     Smtps(Box<AsyncSmtpTransportBuilder>),
+    /// `resend://` or `sendgrid://`: an HTTP provider, whose base URL and
+    /// API key are settings of their own.
+    Provider(ProviderKind),
 }
 
 impl std::fmt::Debug for TransportUrl {
@@ -69,15 +96,16 @@ impl std::fmt::Debug for TransportUrl {
             TransportUrl::Smtp(server) => formatter.debug_tuple("Smtp").field(server).finish(),
             // The builder holds the credentials: not shown.
             TransportUrl::Smtps(_) => formatter.write_str("Smtps(..)"),
+            TransportUrl::Provider(kind) => formatter.debug_tuple("Provider").field(kind).finish(),
         }
     }
 }
 
 impl TransportUrl {
     /// Parses `file://DIR`, `log`, `smtp://[USER:PASS@]HOST[:PORT]` (with
-    /// `?tls=required` or `?tls=opportunistic` for STARTTLS) or
-    /// `smtps://...`, lettre's URL format, without opening anything. The
-    /// error never shows the URL's password.
+    /// `?tls=required` or `?tls=opportunistic` for STARTTLS),
+    /// `smtps://...`, lettre's URL format, `resend://` or `sendgrid://`,
+    /// without opening anything. The error never shows the URL's password.
     pub fn parse(url: &str) -> Result<TransportUrl, TransportError> {
         let invalid = |reason: String| TransportError {
             url: redact_url(url),
@@ -97,13 +125,30 @@ impl TransportUrl {
                 .map(TransportUrl::Smtp)
                 .map_err(invalid);
         }
+        for kind in [ProviderKind::Resend, ProviderKind::SendGrid] {
+            if let Some(rest) = url.strip_prefix(kind.as_str())
+                && let Some(rest) = rest.strip_prefix("://")
+            {
+                if !rest.is_empty() {
+                    return Err(invalid(format!(
+                        "{}:// takes nothing after it: set the API's base URL with \
+                         mail_{}_base_url",
+                        kind.as_str(),
+                        kind.as_str()
+                    )));
+                }
+                return Ok(TransportUrl::Provider(kind));
+            }
+        }
         if url.starts_with("smtps://") {
             return AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                 .map(|builder| TransportUrl::Smtps(Box::new(builder)))
                 .map_err(|error| invalid(error.to_string()));
         }
         Err(invalid(
-            "expected file://DIR, log, smtp://HOST[:PORT] or smtps://HOST[:PORT]".to_owned(),
+            "expected file://DIR, log, smtp://HOST[:PORT], smtps://HOST[:PORT], resend:// or \
+             sendgrid://"
+                .to_owned(),
         ))
     }
 }
@@ -117,6 +162,9 @@ pub struct TransportOptions {
     pub connections: usize,
     /// DKIM signer of the messages the SMTP and file transports build.
     pub dkim: Option<Arc<DkimConfig>>,
+    /// The HTTP providers' base URLs and API keys, for `resend://` and
+    /// `sendgrid://`.
+    pub providers: Vec<ProviderSettings>,
 }
 
 /// A configured transport.
@@ -135,6 +183,8 @@ enum Route {
     Smtp(Arc<SmtpPool>),
     /// `smtps://`: lettre's pooled transport, and the conversation timeout.
     Smtps(AsyncSmtpTransport<Tokio1Executor>, Duration),
+    /// `resend://`, `sendgrid://`.
+    Http(HttpProvider),
 }
 
 impl std::fmt::Debug for Transport {
@@ -151,9 +201,28 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// The transport of a parsed URL. An SMTP pool opens nothing until its
     /// first send; lettre's `smtps://` pool starts here (inside a Tokio
-    /// runtime).
-    pub fn new(url: TransportUrl, options: TransportOptions) -> Transport {
+    /// runtime). A provider needs its settings in `options`.
+    pub fn new(url: TransportUrl, options: TransportOptions) -> Result<Transport, TransportError> {
         let route = match url {
+            TransportUrl::Provider(kind) => {
+                let invalid = |reason: String| TransportError {
+                    url: format!("{}://", kind.as_str()),
+                    reason,
+                };
+                let settings = options
+                    .providers
+                    .iter()
+                    .find(|settings| settings.kind == kind)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "no API key: set mail_{0}_api_key_file, or \
+                             SESAME_MAIL_{1}_API_KEY in the environment",
+                            kind.as_str(),
+                            kind.as_str().to_uppercase()
+                        ))
+                    })?;
+                Route::Http(HttpProvider::new(settings.clone(), options.timeout).map_err(invalid)?)
+            }
             TransportUrl::Log => Route::Log,
             TransportUrl::File(dir) => Route::File(dir),
             TransportUrl::Smtp(server) => Route::Smtp(Arc::new(SmtpPool::new(
@@ -176,9 +245,21 @@ impl Transport {
                 )
             }
         };
-        Transport {
+        Ok(Transport {
             route,
             dkim: options.dkim,
+        })
+    }
+
+    /// The transport's kind, as outbox rows and metrics name it: `file`,
+    /// `log`, `smtp`, `smtps`, `resend` or `sendgrid`.
+    pub fn kind(&self) -> &'static str {
+        match &self.route {
+            Route::File(_) => "file",
+            Route::Log => "log",
+            Route::Smtp(_) => "smtp",
+            Route::Smtps(..) => "smtps",
+            Route::Http(provider) => provider.kind().as_str(),
         }
     }
 
@@ -194,27 +275,34 @@ impl Transport {
             timeout,
             connections,
             dkim: None,
+            providers: Vec::new(),
         };
-        Ok(Transport::new(TransportUrl::parse(url)?, options))
+        Transport::new(TransportUrl::parse(url)?, options)
     }
 
     /// Sends `email`: through SMTP as a (signed) MIME message, into its
-    /// `.eml` file, or as a log line.
-    pub async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError> {
+    /// `.eml` file, as a log line, or through a provider's API. `Ok` carries
+    /// the provider's id of the email (HTTP providers only).
+    pub async fn send(&self, email: &OutgoingEmail) -> Result<ProviderMessageId, SendError> {
         let dkim = self.dkim.as_deref();
         match &self.route {
             Route::Log => {
                 info!(email = %email.id, "email not sent: the log transport only logs");
-                Ok(())
+                Ok(None)
             }
-            Route::File(dir) => write_file(dir, &email.id, &email.to_message(dkim)?).await,
+            Route::File(dir) => write_file(dir, &email.id, &email.to_message(dkim)?)
+                .await
+                .map(|()| None),
             Route::Smtp(pool) => {
                 let message = email.to_message(dkim)?;
-                pool.send(message.envelope(), &message.formatted()).await
+                pool.send(message.envelope(), &message.formatted())
+                    .await
+                    .map(|()| None)
             }
-            Route::Smtps(smtp, timeout) => {
-                send_smtps(smtp, *timeout, email.to_message(dkim)?).await
-            }
+            Route::Smtps(smtp, timeout) => send_smtps(smtp, *timeout, email.to_message(dkim)?)
+                .await
+                .map(|()| None),
+            Route::Http(provider) => provider.send(email).await,
         }
     }
 }
@@ -322,6 +410,7 @@ mod tests {
             text: "text part".to_owned(),
             html: "<p>html part</p>".to_owned(),
             headers: Vec::new(),
+            template: None,
         };
         transport.send(&email).await.unwrap();
         let written = std::fs::read_to_string(dir.path().join("0190.eml")).unwrap();

@@ -19,11 +19,11 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{OutgoingEmail, SendError, Templates, Transport};
+use super::{OutgoingEmail, SendError, Templates, Transports};
 use crate::crypto::KeyRing;
 use crate::crypto::codes::{SEALED_CODE_FIELD, open_code};
 use crate::domain::mail::retry_at;
-use crate::store::outbox::{ClaimedEmail, Outcome};
+use crate::store::outbox::{ClaimedEmail, Completion, Outcome};
 use crate::store::{self, Store, StoreError, now};
 use crate::telemetry::Metrics;
 
@@ -53,7 +53,7 @@ pub struct WorkerOptions {
 pub async fn run_worker(
     store: Store,
     templates: Arc<Templates>,
-    transport: Arc<Transport>,
+    transports: Arc<Transports>,
     options: WorkerOptions,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -63,7 +63,13 @@ pub async fn run_worker(
     let sending_done = CancellationToken::new();
     let sending = async {
         send_until_shutdown(
-            &store, &templates, &transport, &options, &metrics, &held, &shutdown,
+            &store,
+            &templates,
+            &transports,
+            &options,
+            &metrics,
+            &held,
+            &shutdown,
         )
         .await;
         sending_done.cancel();
@@ -87,7 +93,7 @@ pub async fn run_worker(
 async fn send_until_shutdown(
     store: &Store,
     templates: &Templates,
-    transport: &Transport,
+    transports: &Transports,
     options: &WorkerOptions,
     metrics: &Metrics,
     held: &HeldLeases,
@@ -101,7 +107,7 @@ async fn send_until_shutdown(
     // recorded leaves the lease to expire: the email is sent again, with
     // the same Message-ID.
     let mut in_flight = FuturesUnordered::new();
-    let mut finished: Vec<(ClaimedEmail, Outcome)> = Vec::new();
+    let mut finished: Vec<(ClaimedEmail, Completion)> = Vec::new();
     let mut recording: Fuse<BoxFuture<'_, ()>> = Fuse::terminated();
     let mut claiming: Fuse<BoxFuture<'_, store::Result<Vec<ClaimedEmail>>>> = Fuse::terminated();
     // After a claim found nothing due: when to look again.
@@ -110,7 +116,7 @@ async fn send_until_shutdown(
         while in_flight.len() < concurrency
             && let Some(email) = waiting.pop_front()
         {
-            in_flight.push(send_one(store, templates, transport, options, email));
+            in_flight.push(send_one(store, templates, transports, options, email));
         }
         if recording.is_terminated() && !finished.is_empty() {
             recording = record(store, metrics, held, std::mem::take(&mut finished))
@@ -160,16 +166,16 @@ async fn send_until_shutdown(
 async fn send_one(
     store: &Store,
     templates: &Templates,
-    transport: &Transport,
+    transports: &Transports,
     options: &WorkerOptions,
     email: ClaimedEmail,
-) -> (ClaimedEmail, Outcome) {
+) -> (ClaimedEmail, Completion) {
     // The key file as it is now (a rotation elsewhere adds master keys),
     // else the one read at start.
     let ring = store.key_ring();
     let ring = ring.as_deref().or(options.secret.as_ref());
-    let outcome = attempt(templates, transport, options, ring, &email).await;
-    (email, outcome)
+    let completion = attempt(templates, transports, options, ring, &email).await;
+    (email, completion)
 }
 
 /// Records the outcomes of finished emails in one transaction and stops
@@ -178,19 +184,23 @@ async fn record(
     store: &Store,
     metrics: &Metrics,
     held: &HeldLeases,
-    finished: Vec<(ClaimedEmail, Outcome)>,
+    finished: Vec<(ClaimedEmail, Completion)>,
 ) {
     let results = store.complete_emails(&finished).await;
-    for ((email, outcome), result) in finished.iter().zip(results) {
+    for ((email, completion), result) in finished.iter().zip(results) {
         // Counted once recorded: an outcome another worker's lease
         // overrode is that worker's to count.
-        let counter = match outcome {
+        let counter = match completion.outcome {
             Outcome::Sent => &metrics.emails_sent,
             Outcome::RetryAt { .. } => &metrics.emails_failed,
             Outcome::Dead { .. } => &metrics.emails_dead,
+            Outcome::Suppressed { .. } => &metrics.emails_suppressed,
         };
         match result {
-            Ok(()) => counter.inc(&[]),
+            Ok(()) => {
+                counter.inc(&[]);
+                count_transport(metrics, completion);
+            }
             Err(StoreError::LeaseLost) => {
                 warn!(email = %email.id, "another worker claimed the email meanwhile; its outcome decides");
             }
@@ -270,47 +280,112 @@ async fn renew_held_leases(
     }
 }
 
+/// The provider-side counters of a recorded attempt: failovers, and
+/// emails accepted by a provider that reports delivery.
+fn count_transport(metrics: &Metrics, completion: &Completion) {
+    let Some(transport) = completion.transport.as_deref() else {
+        return;
+    };
+    if completion.failed_over {
+        metrics.email_failovers.inc(&[transport]);
+    }
+    let kind = transport.split('#').next().unwrap_or(transport);
+    if completion.outcome == Outcome::Sent && TRACKED_PROVIDERS.contains(&kind) {
+        metrics.emails_provider_accepted.inc(&[kind]);
+    }
+}
+
+/// The transports whose deliveries are reported back by webhook.
+pub const TRACKED_PROVIDERS: [&str; 2] = ["resend", "sendgrid"];
+
 async fn attempt(
     templates: &Templates,
-    transport: &Transport,
+    transports: &Transports,
     options: &WorkerOptions,
     ring: Option<&KeyRing>,
     email: &ClaimedEmail,
-) -> Outcome {
+) -> Completion {
     if email.erased {
         return Outcome::Dead {
             error: "the applicant's personal data was erased: nothing to send".to_owned(),
-        };
+        }
+        .into();
+    }
+    if let Some(reason) = &email.suppressed {
+        return Outcome::Suppressed {
+            reason: reason.clone(),
+        }
+        .into();
     }
     // A code that does not open is the server's configuration (a missing
     // or different secret key), not the email's fault: retried on the
     // schedule, so fixing the key delivers it, rather than dead at once.
     let data = match unseal_code(ring, email) {
         Ok(data) => data,
-        Err(error) => return retry_or_give_up(options, email, error),
+        Err(error) => return retry_or_give_up(options, email, error, None).into(),
     };
     let outgoing = match outgoing(templates, options, email, &data) {
         Ok(outgoing) => outgoing,
-        Err(error) => return Outcome::Dead { error },
+        Err(error) => return Outcome::Dead { error }.into(),
     };
-    match transport.send(&outgoing).await {
-        Ok(()) => Outcome::Sent,
+    let attempt = transports
+        .send(&outgoing, email.pinned_transport.as_deref())
+        .await;
+    let mut pin = false;
+    let mut provider_message_id = None;
+    let outcome = match attempt.result {
+        Ok(id) => {
+            provider_message_id = id;
+            Outcome::Sent
+        }
         Err(SendError::Permanent(error)) => Outcome::Dead { error },
-        Err(SendError::Transient(error)) => retry_or_give_up(options, email, error),
+        Err(SendError::Transient(error)) => retry_or_give_up(options, email, error, None),
+        Err(SendError::Throttled(error, wait)) => retry_or_give_up(options, email, error, wait),
+        Err(SendError::Unknown(error)) => {
+            pin = true;
+            retry_or_give_up(options, email, error, None)
+        }
+    };
+    Completion {
+        outcome,
+        transport: Some(attempt.transport),
+        provider_message_id,
+        pin,
+        failed_over: attempt.failed_over,
     }
 }
 
-/// The next attempt on the retry schedule, or dead past the lifetime.
-fn retry_or_give_up(options: &WorkerOptions, email: &ClaimedEmail, error: String) -> Outcome {
+/// The next attempt on the retry schedule (no sooner than `wait` when the
+/// transport asked for one), or dead past the lifetime.
+fn retry_or_give_up(
+    options: &WorkerOptions,
+    email: &ClaimedEmail,
+    error: String,
+    wait: Option<Duration>,
+) -> Outcome {
     let jitter = rand::rng().random::<f64>();
-    match retry_at(
+    let now = now();
+    let asked = wait
+        .and_then(|wait| chrono::Duration::from_std(wait).ok())
+        .map(|wait| now + wait);
+    let scheduled = retry_at(
         email.attempt,
         &options.retry_schedule,
         options.lifetime,
         email.created_at,
-        now(),
+        now,
         jitter,
-    ) {
+    );
+    let lifetime_end = chrono::Duration::from_std(options.lifetime)
+        .ok()
+        .map(|lifetime| email.created_at + lifetime);
+    let next = match (scheduled, asked) {
+        (Some(at), Some(asked)) if asked > at => {
+            Some(asked).filter(|asked| lifetime_end.is_some_and(|end| *asked <= end))
+        }
+        (scheduled, _) => scheduled,
+    };
+    match next {
         Some(at) => {
             debug!(email = %email.id, attempt = email.attempt, "will retry");
             Outcome::RetryAt { error, at }
@@ -351,13 +426,15 @@ fn outgoing(
     let rendered = templates
         .render(email.template, email.locale, email.user_type, data)
         .map_err(|error| error.to_string())?;
-    address(
+    let mut outgoing = address(
         &options.from,
         &email.id,
         &email.recipient,
         &email.message_id,
         rendered,
-    )
+    )?;
+    outgoing.template = Some(email.template.as_str().to_owned());
+    Ok(outgoing)
 }
 
 /// The rendered parts addressed from `from` to `recipient`. The outbox id
@@ -382,6 +459,7 @@ fn address(
         text: rendered.text,
         html: rendered.html,
         headers: Vec::new(),
+        template: None,
     })
 }
 
@@ -396,7 +474,5 @@ pub fn compose(
 ) -> Result<Message, String> {
     address(from, message_id, recipient, message_id, rendered)?
         .to_message(None)
-        .map_err(|error| match error {
-            SendError::Permanent(reason) | SendError::Transient(reason) => reason,
-        })
+        .map_err(|error| error.message().to_owned())
 }

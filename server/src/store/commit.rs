@@ -450,6 +450,7 @@ async fn enqueue(
             sent_at_us: Set(None),
             requeued_at_us: Set(None),
             purged_at_us: Set(None),
+            ..Default::default()
         };
         sealer.seal_email(&mut row);
         outbox::Entity::insert(row)

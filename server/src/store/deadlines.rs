@@ -47,6 +47,27 @@ pub struct RequestStats {
     pub emails_dead: i64,
     /// Emails pending now after at least one failed attempt.
     pub emails_retrying: i64,
+    /// Delivery of the emails sent within the window through a provider
+    /// that reports it.
+    pub tracked: TrackedDelivery,
+}
+
+/// Emails sent through a provider that reports delivery, by what it
+/// reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackedDelivery {
+    pub sent: i64,
+    pub delivered: i64,
+    pub bounced: i64,
+    pub complained: i64,
+}
+
+impl TrackedDelivery {
+    /// delivered / sent, when any was sent.
+    pub fn rate(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        (self.sent > 0).then(|| self.delivered as f64 / self.sent as f64)
+    }
 }
 
 impl Store {
@@ -221,6 +242,31 @@ impl Store {
                 .add(outbox::Column::Attempts.gt(0)),
         )
         .await?;
+        let mut tracked_sent = Condition::any();
+        for provider in crate::mail::worker::TRACKED_PROVIDERS {
+            tracked_sent = tracked_sent.add(outbox::Column::Provider.starts_with(provider));
+        }
+        let by_delivery: Vec<(Option<String>, i64)> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Delivery)
+            .column_as(outbox::Column::Id.count(), "count")
+            .filter(outbox::Column::State.eq(outbox::SENT))
+            .filter(outbox::Column::SentAtUs.gte(since))
+            .filter(tracked_sent)
+            .group_by(outbox::Column::Delivery)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut tracked = TrackedDelivery::default();
+        for (delivery, count) in by_delivery {
+            tracked.sent += count;
+            match delivery.as_deref() {
+                Some("delivered") => tracked.delivered += count,
+                Some("bounced") => tracked.bounced += count,
+                Some("complained") => tracked.complained += count,
+                _ => {}
+            }
+        }
         Ok(RequestStats {
             counts,
             decided,
@@ -229,6 +275,7 @@ impl Store {
             emails_sent,
             emails_dead,
             emails_retrying,
+            tracked,
         })
     }
 }

@@ -184,6 +184,8 @@ pub mod outbox {
     pub const SENT: &str = "sent";
     /// Will not be sent.
     pub const DEAD: &str = "dead";
+    /// Not sent: the address is suppressed.
+    pub const SUPPRESSED: &str = "suppressed";
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "outbox")]
@@ -218,6 +220,20 @@ pub mod outbox {
         pub requeued_at_us: Option<i64>,
         /// When the retention job purged the sent email's recipient and data.
         pub purged_at_us: Option<i64>,
+        /// The transport of the last attempt (`resend`, `smtp`, ...).
+        pub provider: Option<String>,
+        /// The provider's id of the sent email.
+        pub provider_message_id: Option<String>,
+        /// The provider the next attempt must use: the last attempt's
+        /// outcome is unknown (sent, then no answer), and only that
+        /// provider can recognise a resend.
+        pub pinned_provider: Option<String>,
+        /// What the provider reported since: `delivered`, `delayed`,
+        /// `bounced` or `complained`.
+        pub delivery: Option<String>,
+        pub delivery_at_us: Option<i64>,
+        /// The provider's words with its last report (a bounce's reason).
+        pub delivery_detail: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -295,4 +311,50 @@ pub mod subject_key {
     wrapped_key TEXT NOT NULL,
     created_at_us BIGINT NOT NULL
 )";
+}
+
+/// `suppressions`: addresses no email is sent to, by blind index only.
+pub mod suppression {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "suppressions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Blind index of the address (see `KeyRing::blind_index`).
+        pub address_index: String,
+        /// `hard_bounce` or `complaint`.
+        pub reason: String,
+        pub provider: String,
+        pub detail: Option<String>,
+        /// The outbox row whose report caused it.
+        pub email_id: String,
+        pub created_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `webhook_events`: provider events already applied (replays are no-ops).
+pub mod webhook_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub provider: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub received_at_us: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
 }

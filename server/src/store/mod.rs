@@ -15,6 +15,7 @@
 mod codes;
 mod commit;
 mod deadlines;
+pub mod delivery;
 pub mod entities;
 mod events;
 mod group_commit;
@@ -80,6 +81,8 @@ pub enum StoreError {
     ApiKeyNameTaken(String),
     #[error("email not found")]
     EmailNotFound,
+    #[error("suppression not found")]
+    SuppressionNotFound,
     #[error("the email's lease expired: another worker may have claimed it")]
     LeaseLost,
     #[error("the database is unavailable")]

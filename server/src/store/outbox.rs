@@ -23,7 +23,7 @@ use crate::domain::codes::event_effect;
 use crate::domain::mail::{MailTemplate, delivery_event};
 use crate::domain::{AccessRequestId, DomainError, EventKind, Locale, State, UserType};
 
-pub use super::entities::outbox::{DEAD, PENDING, SENT};
+pub use super::entities::outbox::{DEAD, PENDING, SENT, SUPPRESSED};
 
 /// An email claimed by a worker.
 #[derive(Clone, Debug)]
@@ -45,6 +45,12 @@ pub struct ClaimedEmail {
     /// The applicant's personal data was erased (or the email purged):
     /// recipient and data are empty and the email cannot be sent.
     pub erased: bool,
+    /// The transport this attempt must use: the previous attempt's outcome
+    /// is unknown (see [`Completion::pin`]).
+    pub pinned_transport: Option<String>,
+    /// Why the recipient's address is suppressed, if it is: the email is
+    /// not sent.
+    pub suppressed: Option<String>,
 }
 
 /// How an attempt ended.
@@ -60,12 +66,46 @@ pub enum Outcome {
     Dead {
         error: String,
     },
+    /// Not sent: the recipient's address is suppressed, for this reason.
+    Suppressed {
+        reason: String,
+    },
+}
+
+/// An attempt's outcome with what the transport said about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub outcome: Outcome,
+    /// The transport that made the attempt (`resend`, `smtp`...).
+    pub transport: Option<String>,
+    /// The provider's id of the email, once sent.
+    pub provider_message_id: Option<String>,
+    /// The attempt's outcome is unknown (the request went out, no answer
+    /// came back): the retry must use the same transport, which alone can
+    /// recognise the resend.
+    pub pin: bool,
+    /// The transport took the email because the ones before it were
+    /// resting after repeated failures.
+    pub failed_over: bool,
+}
+
+impl From<Outcome> for Completion {
+    fn from(outcome: Outcome) -> Completion {
+        Completion {
+            outcome,
+            transport: None,
+            provider_message_id: None,
+            pin: false,
+            failed_over: false,
+        }
+    }
 }
 
 /// A claimed row, its recipient and data opened (`None`: erased).
 fn claimed(
     row: outbox::Model,
     opened: Option<(String, serde_json::Value)>,
+    suppressed: Option<String>,
 ) -> Result<ClaimedEmail> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("outbox {}: {what}", row.id));
     Ok(ClaimedEmail {
@@ -83,6 +123,8 @@ fn claimed(
             .lease_token
             .clone()
             .ok_or_else(|| corrupt("claimed without lease"))?,
+        pinned_transport: row.pinned_provider,
+        suppressed,
         id: row.id,
         message_id: row.message_id,
         recipient: opened
@@ -147,10 +189,24 @@ impl Store {
         {
             vault.prefetch(&subjects).await?;
         }
-        let mut emails = Vec::with_capacity(rows.len());
+        let mut opened = Vec::with_capacity(rows.len());
         for row in rows {
-            let opened = self.open_email(&row).await?;
-            emails.push(claimed(row, opened)?);
+            let email = self.open_email(&row).await?;
+            opened.push((row, email));
+        }
+        let mut suppressions = self
+            .suppressions_of(
+                opened
+                    .iter()
+                    .filter_map(|(_, email)| email.as_ref().map(|(to, _)| to)),
+            )
+            .await?;
+        let mut emails = Vec::with_capacity(opened.len());
+        for (row, email) in opened {
+            let suppressed = email
+                .as_ref()
+                .and_then(|(to, _)| suppressions.remove(&to.to_lowercase()));
+            emails.push(claimed(row, email, suppressed)?);
         }
         Ok(emails)
     }
@@ -198,8 +254,12 @@ impl Store {
     /// claimed again since (by another worker, after its lease expired);
     /// otherwise it returns [`StoreError::LeaseLost`] and changes nothing.
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn complete_email(&self, email: &ClaimedEmail, outcome: Outcome) -> Result<()> {
-        self.complete_emails(&[(email.clone(), outcome)])
+    pub async fn complete_email(
+        &self,
+        email: &ClaimedEmail,
+        outcome: impl Into<Completion>,
+    ) -> Result<()> {
+        self.complete_emails(&[(email.clone(), outcome.into())])
             .await
             .pop()
             .expect("one result per outcome")
@@ -212,7 +272,10 @@ impl Store {
     /// transaction fails, each outcome is recorded again in a transaction of
     /// its own, so that one bad row fails alone.
     #[instrument(skip_all, fields(emails = outcomes.len()))]
-    pub async fn complete_emails(&self, outcomes: &[(ClaimedEmail, Outcome)]) -> Vec<Result<()>> {
+    pub async fn complete_emails(
+        &self,
+        outcomes: &[(ClaimedEmail, Completion)],
+    ) -> Vec<Result<()>> {
         if outcomes.len() > 1 {
             match self.record_outcomes(outcomes).await {
                 Ok(results) => return results,
@@ -235,7 +298,7 @@ impl Store {
 
     async fn record_outcomes(
         &self,
-        outcomes: &[(ClaimedEmail, Outcome)],
+        outcomes: &[(ClaimedEmail, Completion)],
     ) -> Result<Vec<Result<()>>> {
         let mut writer = self.writer().await?;
         let at = now();
@@ -318,6 +381,13 @@ pub struct EmailRecord {
     pub created_at: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The transport of the last attempt.
+    pub transport: Option<String>,
+    pub provider_message_id: Option<String>,
+    /// `delivered`, `delayed`, `bounced` or `complained`, as reported.
+    pub delivery: Option<String>,
+    pub delivery_at: Option<DateTime<Utc>>,
+    pub delivery_detail: Option<String>,
 }
 
 impl Store {
@@ -346,6 +416,11 @@ impl EmailRecord {
             created_at: from_micros(row.created_at_us)?,
             next_attempt_at: from_micros(row.next_attempt_at_us)?,
             sent_at: row.sent_at_us.map(from_micros).transpose()?,
+            delivery_at: row.delivery_at_us.map(from_micros).transpose()?,
+            transport: row.provider,
+            provider_message_id: row.provider_message_id,
+            delivery: row.delivery,
+            delivery_detail: row.delivery_detail,
             id: row.id,
             recipient,
             state: row.state,
@@ -500,9 +575,10 @@ async fn record_outcome(
     row: outbox::Model,
     request_state: State,
     email: &ClaimedEmail,
-    outcome: &Outcome,
+    completion: &Completion,
     at: DateTime<Utc>,
 ) -> Result<bool> {
+    let outcome = &completion.outcome;
     // Every claim sets a new token, so a matching token proves no other
     // worker has claimed the email since, even if the lease ran out: the
     // outcome is real and is kept (dropping it would send the email again).
@@ -523,6 +599,12 @@ async fn record_outcome(
             DEAD,
             EventKind::EmailDead,
             Some(error.clone()),
+            row.next_attempt_at_us,
+        ),
+        Outcome::Suppressed { reason } => (
+            SUPPRESSED,
+            EventKind::EmailSuppressed,
+            Some(reason.clone()),
             row.next_attempt_at_us,
         ),
     };
@@ -546,6 +628,14 @@ async fn record_outcome(
     if *outcome == Outcome::Sent {
         active.sent_at_us = Set(Some(to_micros(at)));
     }
+    if completion.transport.is_some() {
+        active.provider = Set(completion.transport.clone());
+        active.provider_message_id = Set(completion.provider_message_id.clone());
+    }
+    active.pinned_provider = Set(completion
+        .pin
+        .then(|| completion.transport.clone())
+        .flatten());
     // Not `ActiveModel::update`, which reads the row back.
     outbox::Entity::update_many()
         .set(active)
@@ -556,12 +646,7 @@ async fn record_outcome(
         kind,
         email.access_request,
         request_state,
-        json!({
-            "template": email.template.as_str(),
-            "message_id": email.message_id,
-            "attempt": email.attempt,
-            "error": error.as_deref(),
-        }),
+        attempt_data(email, completion, error.as_deref()),
         at,
     );
     writer
@@ -579,6 +664,31 @@ async fn record_outcome(
         Outcome::Dead { .. } => {
             warn!(email = %email.id, template = email.template.as_str(), "email is dead")
         }
+        Outcome::Suppressed { .. } => {
+            info!(email = %email.id, template = email.template.as_str(), "email not sent: its address is suppressed")
+        }
     }
     Ok(true)
+}
+
+/// The data of an attempt's event: no personal data (an error loses its
+/// addresses in [`delivery_event`]).
+fn attempt_data(
+    email: &ClaimedEmail,
+    completion: &Completion,
+    error: Option<&str>,
+) -> serde_json::Value {
+    let mut data = json!({
+        "template": email.template.as_str(),
+        "message_id": email.message_id,
+        "attempt": email.attempt,
+        "error": error,
+    });
+    if let Some(transport) = &completion.transport {
+        data["transport"] = transport.clone().into();
+    }
+    if completion.failed_over {
+        data["failed_over"] = true.into();
+    }
+    data
 }

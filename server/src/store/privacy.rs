@@ -42,6 +42,8 @@ pub struct Erasure {
     pub erased_requests: u64,
     pub cancelled_requests: u64,
     pub dropped_emails: u64,
+    /// Suppressions of the person's address removed (0 or 1).
+    pub suppressions_deleted: u64,
     pub key_deleted: bool,
 }
 
@@ -267,6 +269,12 @@ impl Store {
                 tokio::task::yield_now().await;
             }
         }
+        {
+            let (_turn, txn) = self.begin_write().await?;
+            erasure.suppressions_deleted =
+                super::delivery::delete_suppressions_of(&txn, &index).await?;
+            txn.commit().await?;
+        }
         for subject in subjects {
             erasure.key_deleted |= vault.erase(subject).await?;
         }
@@ -274,6 +282,7 @@ impl Store {
             requests = erasure.erased_requests,
             cancelled = erasure.cancelled_requests,
             dropped_emails = erasure.dropped_emails,
+            suppressions = erasure.suppressions_deleted,
             key_deleted = erasure.key_deleted,
             "data subject erased"
         );

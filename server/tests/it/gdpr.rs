@@ -627,6 +627,7 @@ async fn requests_stored_in_clear_before_encryption_are_sealed() {
         sent_at_us: Set(None),
         requeued_at_us: Set(None),
         purged_at_us: Set(None),
+        ..Default::default()
     }
     .insert(db)
     .await

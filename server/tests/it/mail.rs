@@ -484,14 +484,15 @@ async fn outcomes_recorded_together_each_keep_their_own_fate(backend: Backend) {
     let retry_at = chrono::Utc::now() + chrono::Duration::minutes(5);
     let results = store
         .complete_emails(&[
-            (second[0].clone(), Outcome::Sent),
-            (stale, Outcome::Sent),
+            (second[0].clone(), Outcome::Sent.into()),
+            (stale, Outcome::Sent.into()),
             (
                 second[2].clone(),
                 Outcome::RetryAt {
                     error: "451 4.3.0 try later".into(),
                     at: retry_at,
-                },
+                }
+                .into(),
             ),
         ])
         .await;
@@ -653,10 +654,10 @@ async fn leases_are_renewed_while_a_slow_server_sends_so_no_second_worker_resend
         tokio::spawn(run_worker(
             store,
             std::sync::Arc::new(sesame_server::mail::Templates::builtin().unwrap()),
-            std::sync::Arc::new(
+            std::sync::Arc::new(sesame_server::mail::Transports::single(
                 sesame_server::mail::Transport::from_url(&smtp.url(), Duration::from_secs(10), 3)
                     .unwrap(),
-            ),
+            )),
             options,
             std::sync::Arc::new(sesame_server::telemetry::Metrics::default()),
             stop.clone(),
@@ -731,6 +732,7 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         text: rendered.text,
         html: rendered.html,
         headers: Vec::new(),
+        template: None,
     };
     transport.send(&email).await.unwrap();
     drop(claimed);
@@ -750,7 +752,7 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
     let worker = tokio::spawn(run_worker(
         server.store.clone(),
         std::sync::Arc::new(templates),
-        std::sync::Arc::new(transport),
+        std::sync::Arc::new(sesame_server::mail::Transports::single(transport)),
         options,
         std::sync::Arc::new(sesame_server::telemetry::Metrics::default()),
         stop.clone(),
@@ -816,6 +818,7 @@ async fn enqueue_directly(server: &TestServer, request: &pb::AccessRequest, coun
                 sent_at_us: Set(None),
                 requeued_at_us: Set(None),
                 purged_at_us: Set(None),
+                ..Default::default()
             }
         })
         .collect();
@@ -874,10 +877,10 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
         workers.push(tokio::spawn(run_worker(
             store,
             std::sync::Arc::new(sesame_server::mail::Templates::builtin().unwrap()),
-            std::sync::Arc::new(
+            std::sync::Arc::new(sesame_server::mail::Transports::single(
                 sesame_server::mail::Transport::from_url(&smtp.url(), Duration::from_secs(10), 8)
                     .unwrap(),
-            ),
+            )),
             options,
             std::sync::Arc::new(sesame_server::telemetry::Metrics::default()),
             stop.clone(),
