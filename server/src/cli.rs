@@ -98,6 +98,21 @@ enum Command {
     /// Work with the email templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Check the mail transports.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// Send one test email through each transport of `mail_transport`,
+    /// directly (not through the outbox), and print each answer and its
+    /// latency. Exits non-zero when any transport fails.
+    Test {
+        /// The address the test emails go to.
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +235,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { status } => migrate(&config, status).await,
         Command::Keys(command) => keys(&config, command).await,
         Command::Templates(command) => templates(&config, command),
+        Command::Mail(MailCommand::Test { to }) => mail_test(&config, &to).await,
     }
 }
 
@@ -335,6 +351,55 @@ fn templates(config: &Config, command: TemplatesCommand) -> anyhow::Result<()> {
             "Subject: {}\n\n{}\n----- HTML -----\n{}",
             rendered.subject, rendered.text, rendered.html
         ),
+    }
+    Ok(())
+}
+
+/// `sesame mail test`: one email through each transport, in order.
+async fn mail_test(config: &Config, to: &str) -> anyhow::Result<()> {
+    let sections = config.sections();
+    let mail = options::mail(&sections.mail)?;
+    let to: lettre::message::Mailbox = to
+        .parse()
+        .with_context(|| format!("--to {to:?} is not an email address"))?;
+    let transports = options::transports(&sections.mail, &mail)?;
+    let mut failed = 0;
+    for (name, transport) in transports.names() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let email = crate::mail::OutgoingEmail {
+            from: mail.from.clone(),
+            to: to.clone(),
+            message_id: format!("<{id}@sesame>"),
+            idempotency_key: id.clone(),
+            subject: format!("Sesame mail test through {name}"),
+            text: format!(
+                "This is a test email sent by `sesame mail test` through the {name} transport. \
+                 Nothing needs doing."
+            ),
+            html: format!(
+                "<p>This is a test email sent by <code>sesame mail test</code> through the \
+                 <b>{name}</b> transport. Nothing needs doing.</p>"
+            ),
+            headers: Vec::new(),
+            template: Some("mail_test".to_owned()),
+            id,
+        };
+        let started = std::time::Instant::now();
+        let result = transport.send(&email).await;
+        let millis = started.elapsed().as_millis();
+        match result {
+            Ok(Some(provider_id)) => {
+                println!("{name}: ok in {millis} ms (provider id {provider_id})");
+            }
+            Ok(None) => println!("{name}: ok in {millis} ms"),
+            Err(error) => {
+                failed += 1;
+                println!("{name}: FAILED in {millis} ms: {error}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of the mail transports failed");
     }
     Ok(())
 }

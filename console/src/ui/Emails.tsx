@@ -1,10 +1,10 @@
 // Failing and dead emails with Retry, and a preview of every template.
 import { useCallback, useEffect, useState } from "preact/hooks";
 import { UserType } from "@client/gen/sesame/v1/access_request_pb";
-import { EmailState, EmailTemplate, type Email, type PreviewEmailResponse } from "@client/gen/sesame/v1/email_pb";
+import { EmailDelivery, EmailState, EmailTemplate, type Email, type PreviewEmailResponse } from "@client/gen/sesame/v1/email_pb";
 import { api, callOptions } from "../api";
 import { describeError, type UiError } from "../errors";
-import { emailStateLabel, formatTime, templateLabel, timestampMs, userTypeLabel } from "../format";
+import { deliveryLabel, emailStateLabel, formatTime, templateLabel, timestampMs, userTypeLabel } from "../format";
 import { t } from "../i18n";
 import { ErrorBanner, Link, LiveRegion, Loading, ScreenTitle } from "./common";
 
@@ -161,7 +161,16 @@ function ProblemEmails() {
                 <td data-label={t("col.template")}>
                   {templateLabel(e.template)} ({e.locale})
                 </td>
-                <td data-label={t("col.state")}>{isFailing(e) ? t("emailState.FAILING") : emailStateLabel(e.state)}</td>
+                <td data-label={t("col.state")}>
+                  {isFailing(e) ? t("emailState.FAILING") : emailStateLabel(e.state)}
+                  {e.delivery !== EmailDelivery.UNSPECIFIED ? `, ${deliveryLabel(e.delivery)}` : null}
+                  {e.provider ? (
+                    <>
+                      <br />
+                      <span class="muted">{t("emails.via", { provider: e.provider })}</span>
+                    </>
+                  ) : null}
+                </td>
                 <td data-label={t("col.attempts")}>{e.attempts}</td>
                 <td data-label={t("col.lastError")} class="wrap">
                   {e.lastError}

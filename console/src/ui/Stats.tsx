@@ -113,6 +113,14 @@ export function Stats() {
               ]}
             />
             <p class="muted">{t("stats.retryingNote")}</p>
+            {stats.deliveryRate !== undefined ? (
+              <p id="delivery-rate">
+                {t("stats.deliveryRate", {
+                  percent: formatPercent(stats.deliveryRate),
+                  count: String(stats.emailsTrackedCount),
+                })}
+              </p>
+            ) : null}
           </section>
         </div>
       ) : null}

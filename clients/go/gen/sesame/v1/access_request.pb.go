@@ -1874,8 +1874,22 @@ type GetStatsResponse struct {
 	// Emails waiting for a retry now: PENDING after at least one failed
 	// attempt, whatever the window.
 	EmailsRetryingCount int64 `protobuf:"varint,11,opt,name=emails_retrying_count,json=emailsRetryingCount,proto3" json:"emails_retrying_count,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Of `emails_sent_count`, those sent through a provider that reports
+	// delivery by webhook (Resend, SendGrid): the delivery rate's base.
+	EmailsTrackedCount int64 `protobuf:"varint,12,opt,name=emails_tracked_count,json=emailsTrackedCount,proto3" json:"emails_tracked_count,omitempty"`
+	// Of `emails_tracked_count`, those the provider reported delivered.
+	EmailsDeliveredCount int64 `protobuf:"varint,13,opt,name=emails_delivered_count,json=emailsDeliveredCount,proto3" json:"emails_delivered_count,omitempty"`
+	// Of `emails_tracked_count`, those the provider reported bounced (hard or
+	// soft, and not delivered since).
+	EmailsBouncedCount int64 `protobuf:"varint,14,opt,name=emails_bounced_count,json=emailsBouncedCount,proto3" json:"emails_bounced_count,omitempty"`
+	// Of `emails_tracked_count`, those the recipient marked as spam.
+	EmailsComplainedCount int64 `protobuf:"varint,15,opt,name=emails_complained_count,json=emailsComplainedCount,proto3" json:"emails_complained_count,omitempty"`
+	// `emails_delivered_count / emails_tracked_count`, from 0 to 1; unset when
+	// no email was sent through a tracked provider within the window. The
+	// plan's success metric is a delivery rate above 0.95.
+	DeliveryRate  *float64 `protobuf:"fixed64,16,opt,name=delivery_rate,json=deliveryRate,proto3,oneof" json:"delivery_rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1981,6 +1995,41 @@ func (x *GetStatsResponse) GetEmailsDeadCount() int64 {
 func (x *GetStatsResponse) GetEmailsRetryingCount() int64 {
 	if x != nil {
 		return x.EmailsRetryingCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetEmailsTrackedCount() int64 {
+	if x != nil {
+		return x.EmailsTrackedCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetEmailsDeliveredCount() int64 {
+	if x != nil {
+		return x.EmailsDeliveredCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetEmailsBouncedCount() int64 {
+	if x != nil {
+		return x.EmailsBouncedCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetEmailsComplainedCount() int64 {
+	if x != nil {
+		return x.EmailsComplainedCount
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetDeliveryRate() float64 {
+	if x != nil && x.DeliveryRate != nil {
+		return *x.DeliveryRate
 	}
 	return 0
 }
@@ -2112,7 +2161,7 @@ const file_sesame_v1_access_request_proto_rawDesc = "" +
 	"\n" +
 	"StateCount\x123\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1d.sesame.v1.AccessRequestStateR\x05state\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\xf0\x04\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xfe\x06\n" +
 	"\x10GetStatsResponse\x128\n" +
 	"\fstate_counts\x18\x01 \x03(\v2\x15.sesame.v1.StateCountR\vstateCounts\x12F\n" +
 	"\x11window_start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fwindowStartTime\x12#\n" +
@@ -2126,7 +2175,13 @@ const file_sesame_v1_access_request_proto_rawDesc = "" +
 	"\x11emails_sent_count\x18\t \x01(\x03R\x0femailsSentCount\x12*\n" +
 	"\x11emails_dead_count\x18\n" +
 	" \x01(\x03R\x0femailsDeadCount\x122\n" +
-	"\x15emails_retrying_count\x18\v \x01(\x03R\x13emailsRetryingCount*\x84\x01\n" +
+	"\x15emails_retrying_count\x18\v \x01(\x03R\x13emailsRetryingCount\x120\n" +
+	"\x14emails_tracked_count\x18\f \x01(\x03R\x12emailsTrackedCount\x124\n" +
+	"\x16emails_delivered_count\x18\r \x01(\x03R\x14emailsDeliveredCount\x120\n" +
+	"\x14emails_bounced_count\x18\x0e \x01(\x03R\x12emailsBouncedCount\x126\n" +
+	"\x17emails_complained_count\x18\x0f \x01(\x03R\x15emailsComplainedCount\x12(\n" +
+	"\rdelivery_rate\x18\x10 \x01(\x01H\x00R\fdeliveryRate\x88\x01\x01B\x10\n" +
+	"\x0e_delivery_rate*\x84\x01\n" +
 	"\fPolicyAction\x12\x1d\n" +
 	"\x19POLICY_ACTION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15POLICY_ACTION_APPROVE\x10\x01\x12\x18\n" +
@@ -2274,6 +2329,7 @@ func file_sesame_v1_access_request_proto_init() {
 	if File_sesame_v1_access_request_proto != nil {
 		return
 	}
+	file_sesame_v1_access_request_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -38,6 +38,9 @@ const (
 	// Will not be sent: refused for good, or out of time. RetryEmail queues it
 	// again.
 	EmailState_EMAIL_STATE_DEAD EmailState = 3
+	// Not sent: the recipient's address is suppressed (an earlier hard bounce
+	// or complaint); `last_error` says why.
+	EmailState_EMAIL_STATE_SUPPRESSED EmailState = 4
 )
 
 // Enum value maps for EmailState.
@@ -47,12 +50,14 @@ var (
 		1: "EMAIL_STATE_PENDING",
 		2: "EMAIL_STATE_SENT",
 		3: "EMAIL_STATE_DEAD",
+		4: "EMAIL_STATE_SUPPRESSED",
 	}
 	EmailState_value = map[string]int32{
 		"EMAIL_STATE_UNSPECIFIED": 0,
 		"EMAIL_STATE_PENDING":     1,
 		"EMAIL_STATE_SENT":        2,
 		"EMAIL_STATE_DEAD":        3,
+		"EMAIL_STATE_SUPPRESSED":  4,
 	}
 )
 
@@ -81,6 +86,69 @@ func (x EmailState) Number() protoreflect.EnumNumber {
 // Deprecated: Use EmailState.Descriptor instead.
 func (EmailState) EnumDescriptor() ([]byte, []int) {
 	return file_sesame_v1_email_proto_rawDescGZIP(), []int{0}
+}
+
+// What the provider reported about an email after accepting it. Only HTTP
+// providers with delivery webhooks (Resend, SendGrid) report; SMTP, file and
+// log transports leave it unspecified.
+type EmailDelivery int32
+
+const (
+	// Nothing reported (yet), or not a tracked provider.
+	EmailDelivery_EMAIL_DELIVERY_UNSPECIFIED EmailDelivery = 0
+	// The recipient's mail server accepted it.
+	EmailDelivery_EMAIL_DELIVERY_DELIVERED EmailDelivery = 1
+	// The recipient's server deferred it; the provider keeps trying.
+	EmailDelivery_EMAIL_DELIVERY_DELAYED EmailDelivery = 2
+	// It bounced (`delivery_detail` says why and whether for good).
+	EmailDelivery_EMAIL_DELIVERY_BOUNCED EmailDelivery = 3
+	// The recipient marked it as spam.
+	EmailDelivery_EMAIL_DELIVERY_COMPLAINED EmailDelivery = 4
+)
+
+// Enum value maps for EmailDelivery.
+var (
+	EmailDelivery_name = map[int32]string{
+		0: "EMAIL_DELIVERY_UNSPECIFIED",
+		1: "EMAIL_DELIVERY_DELIVERED",
+		2: "EMAIL_DELIVERY_DELAYED",
+		3: "EMAIL_DELIVERY_BOUNCED",
+		4: "EMAIL_DELIVERY_COMPLAINED",
+	}
+	EmailDelivery_value = map[string]int32{
+		"EMAIL_DELIVERY_UNSPECIFIED": 0,
+		"EMAIL_DELIVERY_DELIVERED":   1,
+		"EMAIL_DELIVERY_DELAYED":     2,
+		"EMAIL_DELIVERY_BOUNCED":     3,
+		"EMAIL_DELIVERY_COMPLAINED":  4,
+	}
+)
+
+func (x EmailDelivery) Enum() *EmailDelivery {
+	p := new(EmailDelivery)
+	*p = x
+	return p
+}
+
+func (x EmailDelivery) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EmailDelivery) Descriptor() protoreflect.EnumDescriptor {
+	return file_sesame_v1_email_proto_enumTypes[1].Descriptor()
+}
+
+func (EmailDelivery) Type() protoreflect.EnumType {
+	return &file_sesame_v1_email_proto_enumTypes[1]
+}
+
+func (x EmailDelivery) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EmailDelivery.Descriptor instead.
+func (EmailDelivery) EnumDescriptor() ([]byte, []int) {
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{1}
 }
 
 // Kinds of emails.
@@ -144,11 +212,11 @@ func (x EmailTemplate) String() string {
 }
 
 func (EmailTemplate) Descriptor() protoreflect.EnumDescriptor {
-	return file_sesame_v1_email_proto_enumTypes[1].Descriptor()
+	return file_sesame_v1_email_proto_enumTypes[2].Descriptor()
 }
 
 func (EmailTemplate) Type() protoreflect.EnumType {
-	return &file_sesame_v1_email_proto_enumTypes[1]
+	return &file_sesame_v1_email_proto_enumTypes[2]
 }
 
 func (x EmailTemplate) Number() protoreflect.EnumNumber {
@@ -157,7 +225,60 @@ func (x EmailTemplate) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EmailTemplate.Descriptor instead.
 func (EmailTemplate) EnumDescriptor() ([]byte, []int) {
-	return file_sesame_v1_email_proto_rawDescGZIP(), []int{1}
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{2}
+}
+
+// Why an address is suppressed.
+type SuppressionReason int32
+
+const (
+	// Not set.
+	SuppressionReason_SUPPRESSION_REASON_UNSPECIFIED SuppressionReason = 0
+	// A hard (permanent) bounce.
+	SuppressionReason_SUPPRESSION_REASON_HARD_BOUNCE SuppressionReason = 1
+	// The recipient marked an email as spam.
+	SuppressionReason_SUPPRESSION_REASON_COMPLAINT SuppressionReason = 2
+)
+
+// Enum value maps for SuppressionReason.
+var (
+	SuppressionReason_name = map[int32]string{
+		0: "SUPPRESSION_REASON_UNSPECIFIED",
+		1: "SUPPRESSION_REASON_HARD_BOUNCE",
+		2: "SUPPRESSION_REASON_COMPLAINT",
+	}
+	SuppressionReason_value = map[string]int32{
+		"SUPPRESSION_REASON_UNSPECIFIED": 0,
+		"SUPPRESSION_REASON_HARD_BOUNCE": 1,
+		"SUPPRESSION_REASON_COMPLAINT":   2,
+	}
+)
+
+func (x SuppressionReason) Enum() *SuppressionReason {
+	p := new(SuppressionReason)
+	*p = x
+	return p
+}
+
+func (x SuppressionReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SuppressionReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_sesame_v1_email_proto_enumTypes[3].Descriptor()
+}
+
+func (SuppressionReason) Type() protoreflect.EnumType {
+	return &file_sesame_v1_email_proto_enumTypes[3]
+}
+
+func (x SuppressionReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SuppressionReason.Descriptor instead.
+func (SuppressionReason) EnumDescriptor() ([]byte, []int) {
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{3}
 }
 
 // One email.
@@ -186,9 +307,21 @@ type Email struct {
 	// When it will be tried (again), while PENDING.
 	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
 	// When the mail server accepted it, once SENT.
-	SendTime      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SendTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
+	// The transport of the last attempt: `resend`, `sendgrid`, `smtp`,
+	// `smtps`, `file` or `log`; empty before the first attempt.
+	Provider string `protobuf:"bytes,13,opt,name=provider,proto3" json:"provider,omitempty"`
+	// The provider's id of the email once sent (Resend's id, SendGrid's
+	// X-Message-Id); empty for the other transports.
+	ProviderMessageId string `protobuf:"bytes,14,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	// What the provider reported after sending it.
+	Delivery EmailDelivery `protobuf:"varint,15,opt,name=delivery,proto3,enum=sesame.v1.EmailDelivery" json:"delivery,omitempty"`
+	// When the provider's last report happened.
+	DeliveryTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=delivery_time,json=deliveryTime,proto3" json:"delivery_time,omitempty"`
+	// The provider's words with the last report (a bounce's reason), if any.
+	DeliveryDetail string `protobuf:"bytes,17,opt,name=delivery_detail,json=deliveryDetail,proto3" json:"delivery_detail,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Email) Reset() {
@@ -303,6 +436,41 @@ func (x *Email) GetSendTime() *timestamppb.Timestamp {
 		return x.SendTime
 	}
 	return nil
+}
+
+func (x *Email) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Email) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
+	}
+	return ""
+}
+
+func (x *Email) GetDelivery() EmailDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return EmailDelivery_EMAIL_DELIVERY_UNSPECIFIED
+}
+
+func (x *Email) GetDeliveryTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliveryTime
+	}
+	return nil
+}
+
+func (x *Email) GetDeliveryDetail() string {
+	if x != nil {
+		return x.DeliveryDetail
+	}
+	return ""
 }
 
 // Request message for ListEmails.
@@ -667,11 +835,317 @@ func (x *PreviewEmailResponse) GetHtml() string {
 	return ""
 }
 
+// A suppressed address. The address is stored only as a keyed blind index,
+// never in clear; `recipient` is opened from the email that caused it, and
+// shows `[erased]` once that email's personal data is gone.
+type Suppression struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name, `suppressions/{uuid}`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The address, as the email that caused the suppression was addressed.
+	Recipient string `protobuf:"bytes,2,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// Why.
+	Reason SuppressionReason `protobuf:"varint,3,opt,name=reason,proto3,enum=sesame.v1.SuppressionReason" json:"reason,omitempty"`
+	// The provider that reported it: `resend` or `sendgrid`.
+	Provider string `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	// The provider's words (a bounce's reason), if any.
+	Detail string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The email that caused it, `emails/{uuid}`.
+	Email string `protobuf:"bytes,6,opt,name=email,proto3" json:"email,omitempty"`
+	// When the provider reported it.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Suppression) Reset() {
+	*x = Suppression{}
+	mi := &file_sesame_v1_email_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Suppression) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Suppression) ProtoMessage() {}
+
+func (x *Suppression) ProtoReflect() protoreflect.Message {
+	mi := &file_sesame_v1_email_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Suppression.ProtoReflect.Descriptor instead.
+func (*Suppression) Descriptor() ([]byte, []int) {
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Suppression) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Suppression) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *Suppression) GetReason() SuppressionReason {
+	if x != nil {
+		return x.Reason
+	}
+	return SuppressionReason_SUPPRESSION_REASON_UNSPECIFIED
+}
+
+func (x *Suppression) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Suppression) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Suppression) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *Suppression) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// Request message for ListSuppressions.
+type ListSuppressionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximum number of suppressions to return: 0 means 50, larger than 500
+	// means 500, negative is refused.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// `next_page_token` of the previous page, unchanged; it is bound to the
+	// filter and the caller of the first call.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the suppression of this address (exact, any case).
+	Address       string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSuppressionsRequest) Reset() {
+	*x = ListSuppressionsRequest{}
+	mi := &file_sesame_v1_email_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSuppressionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSuppressionsRequest) ProtoMessage() {}
+
+func (x *ListSuppressionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sesame_v1_email_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSuppressionsRequest.ProtoReflect.Descriptor instead.
+func (*ListSuppressionsRequest) Descriptor() ([]byte, []int) {
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListSuppressionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSuppressionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSuppressionsRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// Response message for ListSuppressions.
+type ListSuppressionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The suppressions, newest first.
+	Suppressions []*Suppression `protobuf:"bytes,1,rep,name=suppressions,proto3" json:"suppressions,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSuppressionsResponse) Reset() {
+	*x = ListSuppressionsResponse{}
+	mi := &file_sesame_v1_email_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSuppressionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSuppressionsResponse) ProtoMessage() {}
+
+func (x *ListSuppressionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sesame_v1_email_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSuppressionsResponse.ProtoReflect.Descriptor instead.
+func (*ListSuppressionsResponse) Descriptor() ([]byte, []int) {
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListSuppressionsResponse) GetSuppressions() []*Suppression {
+	if x != nil {
+		return x.Suppressions
+	}
+	return nil
+}
+
+func (x *ListSuppressionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request message for DeleteSuppression.
+type DeleteSuppressionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource name, `suppressions/{uuid}`. Required.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSuppressionRequest) Reset() {
+	*x = DeleteSuppressionRequest{}
+	mi := &file_sesame_v1_email_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSuppressionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSuppressionRequest) ProtoMessage() {}
+
+func (x *DeleteSuppressionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sesame_v1_email_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSuppressionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSuppressionRequest) Descriptor() ([]byte, []int) {
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeleteSuppressionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Response message for DeleteSuppression.
+type DeleteSuppressionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSuppressionResponse) Reset() {
+	*x = DeleteSuppressionResponse{}
+	mi := &file_sesame_v1_email_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSuppressionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSuppressionResponse) ProtoMessage() {}
+
+func (x *DeleteSuppressionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sesame_v1_email_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSuppressionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSuppressionResponse) Descriptor() ([]byte, []int) {
+	return file_sesame_v1_email_proto_rawDescGZIP(), []int{11}
+}
+
 var File_sesame_v1_email_proto protoreflect.FileDescriptor
 
 const file_sesame_v1_email_proto_rawDesc = "" +
 	"\n" +
-	"\x15sesame/v1/email.proto\x12\tsesame.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esesame/v1/access_request.proto\"\xf3\x03\n" +
+	"\x15sesame/v1/email.proto\x12\tsesame.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esesame/v1/access_request.proto\"\xdf\x05\n" +
 	"\x05Email\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0eaccess_request\x18\x02 \x01(\tR\raccessRequest\x124\n" +
@@ -688,7 +1162,12 @@ const file_sesame_v1_email_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12F\n" +
 	"\x11next_attempt_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x127\n" +
-	"\tsend_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xa3\x01\n" +
+	"\tsend_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\x12\x1a\n" +
+	"\bprovider\x18\r \x01(\tR\bprovider\x12.\n" +
+	"\x13provider_message_id\x18\x0e \x01(\tR\x11providerMessageId\x124\n" +
+	"\bdelivery\x18\x0f \x01(\x0e2\x18.sesame.v1.EmailDeliveryR\bdelivery\x12?\n" +
+	"\rdelivery_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\fdeliveryTime\x12'\n" +
+	"\x0fdelivery_detail\x18\x11 \x01(\tR\x0edeliveryDetail\"\xa3\x01\n" +
 	"\x11ListEmailsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -710,13 +1189,40 @@ const file_sesame_v1_email_proto_rawDesc = "" +
 	"\x14PreviewEmailResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x12\n" +
-	"\x04html\x18\x03 \x01(\tR\x04html*n\n" +
+	"\x04html\x18\x03 \x01(\tR\x04html\"\xfc\x01\n" +
+	"\vSuppression\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\trecipient\x18\x02 \x01(\tR\trecipient\x124\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x1c.sesame.v1.SuppressionReasonR\x06reason\x12\x1a\n" +
+	"\bprovider\x18\x04 \x01(\tR\bprovider\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x14\n" +
+	"\x05email\x18\x06 \x01(\tR\x05email\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"o\n" +
+	"\x17ListSuppressionsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\"~\n" +
+	"\x18ListSuppressionsResponse\x12:\n" +
+	"\fsuppressions\x18\x01 \x03(\v2\x16.sesame.v1.SuppressionR\fsuppressions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\".\n" +
+	"\x18DeleteSuppressionRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x1b\n" +
+	"\x19DeleteSuppressionResponse*\x8a\x01\n" +
 	"\n" +
 	"EmailState\x12\x1b\n" +
 	"\x17EMAIL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EMAIL_STATE_PENDING\x10\x01\x12\x14\n" +
 	"\x10EMAIL_STATE_SENT\x10\x02\x12\x14\n" +
-	"\x10EMAIL_STATE_DEAD\x10\x03*\xe0\x02\n" +
+	"\x10EMAIL_STATE_DEAD\x10\x03\x12\x1a\n" +
+	"\x16EMAIL_STATE_SUPPRESSED\x10\x04*\xa4\x01\n" +
+	"\rEmailDelivery\x12\x1e\n" +
+	"\x1aEMAIL_DELIVERY_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18EMAIL_DELIVERY_DELIVERED\x10\x01\x12\x1a\n" +
+	"\x16EMAIL_DELIVERY_DELAYED\x10\x02\x12\x1a\n" +
+	"\x16EMAIL_DELIVERY_BOUNCED\x10\x03\x12\x1d\n" +
+	"\x19EMAIL_DELIVERY_COMPLAINED\x10\x04*\xe0\x02\n" +
 	"\rEmailTemplate\x12\x1e\n" +
 	"\x1aEMAIL_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!EMAIL_TEMPLATE_APPLICANT_RECEIVED\x10\x01\x12%\n" +
@@ -726,13 +1232,19 @@ const file_sesame_v1_email_proto_rawDesc = "" +
 	" EMAIL_TEMPLATE_ADMIN_NEW_REQUEST\x10\x05\x12!\n" +
 	"\x1dEMAIL_TEMPLATE_ADMIN_REMINDER\x10\x06\x12#\n" +
 	"\x1fEMAIL_TEMPLATE_ADMIN_ESCALATION\x10\a\x12$\n" +
-	" EMAIL_TEMPLATE_APPLICANT_EXPIRED\x10\b2\xf5\x01\n" +
+	" EMAIL_TEMPLATE_APPLICANT_EXPIRED\x10\b*}\n" +
+	"\x11SuppressionReason\x12\"\n" +
+	"\x1eSUPPRESSION_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eSUPPRESSION_REASON_HARD_BOUNCE\x10\x01\x12 \n" +
+	"\x1cSUPPRESSION_REASON_COMPLAINT\x10\x022\xb2\x03\n" +
 	"\fEmailService\x12I\n" +
 	"\n" +
 	"ListEmails\x12\x1c.sesame.v1.ListEmailsRequest\x1a\x1d.sesame.v1.ListEmailsResponse\x12I\n" +
 	"\n" +
 	"RetryEmail\x12\x1c.sesame.v1.RetryEmailRequest\x1a\x1d.sesame.v1.RetryEmailResponse\x12O\n" +
-	"\fPreviewEmail\x12\x1e.sesame.v1.PreviewEmailRequest\x1a\x1f.sesame.v1.PreviewEmailResponseb\x06proto3"
+	"\fPreviewEmail\x12\x1e.sesame.v1.PreviewEmailRequest\x1a\x1f.sesame.v1.PreviewEmailResponse\x12[\n" +
+	"\x10ListSuppressions\x12\".sesame.v1.ListSuppressionsRequest\x1a#.sesame.v1.ListSuppressionsResponse\x12^\n" +
+	"\x11DeleteSuppression\x12#.sesame.v1.DeleteSuppressionRequest\x1a$.sesame.v1.DeleteSuppressionResponseb\x06proto3"
 
 var (
 	file_sesame_v1_email_proto_rawDescOnce sync.Once
@@ -746,43 +1258,59 @@ func file_sesame_v1_email_proto_rawDescGZIP() []byte {
 	return file_sesame_v1_email_proto_rawDescData
 }
 
-var file_sesame_v1_email_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sesame_v1_email_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_sesame_v1_email_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_sesame_v1_email_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_sesame_v1_email_proto_goTypes = []any{
-	(EmailState)(0),               // 0: sesame.v1.EmailState
-	(EmailTemplate)(0),            // 1: sesame.v1.EmailTemplate
-	(*Email)(nil),                 // 2: sesame.v1.Email
-	(*ListEmailsRequest)(nil),     // 3: sesame.v1.ListEmailsRequest
-	(*ListEmailsResponse)(nil),    // 4: sesame.v1.ListEmailsResponse
-	(*RetryEmailRequest)(nil),     // 5: sesame.v1.RetryEmailRequest
-	(*RetryEmailResponse)(nil),    // 6: sesame.v1.RetryEmailResponse
-	(*PreviewEmailRequest)(nil),   // 7: sesame.v1.PreviewEmailRequest
-	(*PreviewEmailResponse)(nil),  // 8: sesame.v1.PreviewEmailResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(UserType)(0),                 // 10: sesame.v1.UserType
+	(EmailState)(0),                   // 0: sesame.v1.EmailState
+	(EmailDelivery)(0),                // 1: sesame.v1.EmailDelivery
+	(EmailTemplate)(0),                // 2: sesame.v1.EmailTemplate
+	(SuppressionReason)(0),            // 3: sesame.v1.SuppressionReason
+	(*Email)(nil),                     // 4: sesame.v1.Email
+	(*ListEmailsRequest)(nil),         // 5: sesame.v1.ListEmailsRequest
+	(*ListEmailsResponse)(nil),        // 6: sesame.v1.ListEmailsResponse
+	(*RetryEmailRequest)(nil),         // 7: sesame.v1.RetryEmailRequest
+	(*RetryEmailResponse)(nil),        // 8: sesame.v1.RetryEmailResponse
+	(*PreviewEmailRequest)(nil),       // 9: sesame.v1.PreviewEmailRequest
+	(*PreviewEmailResponse)(nil),      // 10: sesame.v1.PreviewEmailResponse
+	(*Suppression)(nil),               // 11: sesame.v1.Suppression
+	(*ListSuppressionsRequest)(nil),   // 12: sesame.v1.ListSuppressionsRequest
+	(*ListSuppressionsResponse)(nil),  // 13: sesame.v1.ListSuppressionsResponse
+	(*DeleteSuppressionRequest)(nil),  // 14: sesame.v1.DeleteSuppressionRequest
+	(*DeleteSuppressionResponse)(nil), // 15: sesame.v1.DeleteSuppressionResponse
+	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
+	(UserType)(0),                     // 17: sesame.v1.UserType
 }
 var file_sesame_v1_email_proto_depIdxs = []int32{
-	1,  // 0: sesame.v1.Email.template:type_name -> sesame.v1.EmailTemplate
+	2,  // 0: sesame.v1.Email.template:type_name -> sesame.v1.EmailTemplate
 	0,  // 1: sesame.v1.Email.state:type_name -> sesame.v1.EmailState
-	9,  // 2: sesame.v1.Email.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 3: sesame.v1.Email.next_attempt_time:type_name -> google.protobuf.Timestamp
-	9,  // 4: sesame.v1.Email.send_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: sesame.v1.ListEmailsRequest.state:type_name -> sesame.v1.EmailState
-	2,  // 6: sesame.v1.ListEmailsResponse.emails:type_name -> sesame.v1.Email
-	2,  // 7: sesame.v1.RetryEmailResponse.email:type_name -> sesame.v1.Email
-	1,  // 8: sesame.v1.PreviewEmailRequest.template:type_name -> sesame.v1.EmailTemplate
-	10, // 9: sesame.v1.PreviewEmailRequest.user_type:type_name -> sesame.v1.UserType
-	3,  // 10: sesame.v1.EmailService.ListEmails:input_type -> sesame.v1.ListEmailsRequest
-	5,  // 11: sesame.v1.EmailService.RetryEmail:input_type -> sesame.v1.RetryEmailRequest
-	7,  // 12: sesame.v1.EmailService.PreviewEmail:input_type -> sesame.v1.PreviewEmailRequest
-	4,  // 13: sesame.v1.EmailService.ListEmails:output_type -> sesame.v1.ListEmailsResponse
-	6,  // 14: sesame.v1.EmailService.RetryEmail:output_type -> sesame.v1.RetryEmailResponse
-	8,  // 15: sesame.v1.EmailService.PreviewEmail:output_type -> sesame.v1.PreviewEmailResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 2: sesame.v1.Email.create_time:type_name -> google.protobuf.Timestamp
+	16, // 3: sesame.v1.Email.next_attempt_time:type_name -> google.protobuf.Timestamp
+	16, // 4: sesame.v1.Email.send_time:type_name -> google.protobuf.Timestamp
+	1,  // 5: sesame.v1.Email.delivery:type_name -> sesame.v1.EmailDelivery
+	16, // 6: sesame.v1.Email.delivery_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: sesame.v1.ListEmailsRequest.state:type_name -> sesame.v1.EmailState
+	4,  // 8: sesame.v1.ListEmailsResponse.emails:type_name -> sesame.v1.Email
+	4,  // 9: sesame.v1.RetryEmailResponse.email:type_name -> sesame.v1.Email
+	2,  // 10: sesame.v1.PreviewEmailRequest.template:type_name -> sesame.v1.EmailTemplate
+	17, // 11: sesame.v1.PreviewEmailRequest.user_type:type_name -> sesame.v1.UserType
+	3,  // 12: sesame.v1.Suppression.reason:type_name -> sesame.v1.SuppressionReason
+	16, // 13: sesame.v1.Suppression.create_time:type_name -> google.protobuf.Timestamp
+	11, // 14: sesame.v1.ListSuppressionsResponse.suppressions:type_name -> sesame.v1.Suppression
+	5,  // 15: sesame.v1.EmailService.ListEmails:input_type -> sesame.v1.ListEmailsRequest
+	7,  // 16: sesame.v1.EmailService.RetryEmail:input_type -> sesame.v1.RetryEmailRequest
+	9,  // 17: sesame.v1.EmailService.PreviewEmail:input_type -> sesame.v1.PreviewEmailRequest
+	12, // 18: sesame.v1.EmailService.ListSuppressions:input_type -> sesame.v1.ListSuppressionsRequest
+	14, // 19: sesame.v1.EmailService.DeleteSuppression:input_type -> sesame.v1.DeleteSuppressionRequest
+	6,  // 20: sesame.v1.EmailService.ListEmails:output_type -> sesame.v1.ListEmailsResponse
+	8,  // 21: sesame.v1.EmailService.RetryEmail:output_type -> sesame.v1.RetryEmailResponse
+	10, // 22: sesame.v1.EmailService.PreviewEmail:output_type -> sesame.v1.PreviewEmailResponse
+	13, // 23: sesame.v1.EmailService.ListSuppressions:output_type -> sesame.v1.ListSuppressionsResponse
+	15, // 24: sesame.v1.EmailService.DeleteSuppression:output_type -> sesame.v1.DeleteSuppressionResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_sesame_v1_email_proto_init() }
@@ -796,8 +1324,8 @@ func file_sesame_v1_email_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sesame_v1_email_proto_rawDesc), len(file_sesame_v1_email_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   7,
+			NumEnums:      4,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

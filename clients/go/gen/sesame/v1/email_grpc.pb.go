@@ -22,16 +22,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EmailService_ListEmails_FullMethodName   = "/sesame.v1.EmailService/ListEmails"
-	EmailService_RetryEmail_FullMethodName   = "/sesame.v1.EmailService/RetryEmail"
-	EmailService_PreviewEmail_FullMethodName = "/sesame.v1.EmailService/PreviewEmail"
+	EmailService_ListEmails_FullMethodName        = "/sesame.v1.EmailService/ListEmails"
+	EmailService_RetryEmail_FullMethodName        = "/sesame.v1.EmailService/RetryEmail"
+	EmailService_PreviewEmail_FullMethodName      = "/sesame.v1.EmailService/PreviewEmail"
+	EmailService_ListSuppressions_FullMethodName  = "/sesame.v1.EmailService/ListSuppressions"
+	EmailService_DeleteSuppression_FullMethodName = "/sesame.v1.EmailService/DeleteSuppression"
 )
 
 // EmailServiceClient is the client API for EmailService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Lists, retries and previews emails.
+// Lists, retries and previews emails; lists and lifts suppressions.
 type EmailServiceClient interface {
 	// Lists emails, newest first, one page at a time.
 	ListEmails(ctx context.Context, in *ListEmailsRequest, opts ...grpc.CallOption) (*ListEmailsResponse, error)
@@ -41,6 +43,13 @@ type EmailServiceClient interface {
 	RetryEmail(ctx context.Context, in *RetryEmailRequest, opts ...grpc.CallOption) (*RetryEmailResponse, error)
 	// Renders a template with sample or given data, without sending anything.
 	PreviewEmail(ctx context.Context, in *PreviewEmailRequest, opts ...grpc.CallOption) (*PreviewEmailResponse, error)
+	// Lists suppressed addresses, newest first: emails to them are not sent
+	// (state SUPPRESSED). A hard bounce or a complaint reported by a provider
+	// suppresses an address.
+	ListSuppressions(ctx context.Context, in *ListSuppressionsRequest, opts ...grpc.CallOption) (*ListSuppressionsResponse, error)
+	// Lifts a suppression: later emails to the address are sent again. Emails
+	// already SUPPRESSED stay so (RetryEmail does not apply to them).
+	DeleteSuppression(ctx context.Context, in *DeleteSuppressionRequest, opts ...grpc.CallOption) (*DeleteSuppressionResponse, error)
 }
 
 type emailServiceClient struct {
@@ -81,11 +90,31 @@ func (c *emailServiceClient) PreviewEmail(ctx context.Context, in *PreviewEmailR
 	return out, nil
 }
 
+func (c *emailServiceClient) ListSuppressions(ctx context.Context, in *ListSuppressionsRequest, opts ...grpc.CallOption) (*ListSuppressionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSuppressionsResponse)
+	err := c.cc.Invoke(ctx, EmailService_ListSuppressions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *emailServiceClient) DeleteSuppression(ctx context.Context, in *DeleteSuppressionRequest, opts ...grpc.CallOption) (*DeleteSuppressionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSuppressionResponse)
+	err := c.cc.Invoke(ctx, EmailService_DeleteSuppression_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EmailServiceServer is the server API for EmailService service.
 // All implementations must embed UnimplementedEmailServiceServer
 // for forward compatibility.
 //
-// Lists, retries and previews emails.
+// Lists, retries and previews emails; lists and lifts suppressions.
 type EmailServiceServer interface {
 	// Lists emails, newest first, one page at a time.
 	ListEmails(context.Context, *ListEmailsRequest) (*ListEmailsResponse, error)
@@ -95,6 +124,13 @@ type EmailServiceServer interface {
 	RetryEmail(context.Context, *RetryEmailRequest) (*RetryEmailResponse, error)
 	// Renders a template with sample or given data, without sending anything.
 	PreviewEmail(context.Context, *PreviewEmailRequest) (*PreviewEmailResponse, error)
+	// Lists suppressed addresses, newest first: emails to them are not sent
+	// (state SUPPRESSED). A hard bounce or a complaint reported by a provider
+	// suppresses an address.
+	ListSuppressions(context.Context, *ListSuppressionsRequest) (*ListSuppressionsResponse, error)
+	// Lifts a suppression: later emails to the address are sent again. Emails
+	// already SUPPRESSED stay so (RetryEmail does not apply to them).
+	DeleteSuppression(context.Context, *DeleteSuppressionRequest) (*DeleteSuppressionResponse, error)
 	mustEmbedUnimplementedEmailServiceServer()
 }
 
@@ -113,6 +149,12 @@ func (UnimplementedEmailServiceServer) RetryEmail(context.Context, *RetryEmailRe
 }
 func (UnimplementedEmailServiceServer) PreviewEmail(context.Context, *PreviewEmailRequest) (*PreviewEmailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PreviewEmail not implemented")
+}
+func (UnimplementedEmailServiceServer) ListSuppressions(context.Context, *ListSuppressionsRequest) (*ListSuppressionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSuppressions not implemented")
+}
+func (UnimplementedEmailServiceServer) DeleteSuppression(context.Context, *DeleteSuppressionRequest) (*DeleteSuppressionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSuppression not implemented")
 }
 func (UnimplementedEmailServiceServer) mustEmbedUnimplementedEmailServiceServer() {}
 func (UnimplementedEmailServiceServer) testEmbeddedByValue()                      {}
@@ -189,6 +231,42 @@ func _EmailService_PreviewEmail_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EmailService_ListSuppressions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSuppressionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EmailServiceServer).ListSuppressions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EmailService_ListSuppressions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EmailServiceServer).ListSuppressions(ctx, req.(*ListSuppressionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EmailService_DeleteSuppression_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSuppressionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EmailServiceServer).DeleteSuppression(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EmailService_DeleteSuppression_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EmailServiceServer).DeleteSuppression(ctx, req.(*DeleteSuppressionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EmailService_ServiceDesc is the grpc.ServiceDesc for EmailService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -207,6 +285,14 @@ var EmailService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PreviewEmail",
 			Handler:    _EmailService_PreviewEmail_Handler,
+		},
+		{
+			MethodName: "ListSuppressions",
+			Handler:    _EmailService_ListSuppressions_Handler,
+		},
+		{
+			MethodName: "DeleteSuppression",
+			Handler:    _EmailService_DeleteSuppression_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

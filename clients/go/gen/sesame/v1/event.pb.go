@@ -82,6 +82,20 @@ const (
 	// (actor `system`, automatic). The request stays as an anonymous record;
 	// the event carries no personal data, and the audit chain still verifies.
 	EventType_EVENT_TYPE_REQUEST_ERASED EventType = 22
+	// The recipient's mail server accepted an email, as its provider reported
+	// by webhook (Resend, SendGrid); actor `provider:NAME`, automatic.
+	EventType_EVENT_TYPE_EMAIL_DELIVERED EventType = 23
+	// The provider reported that delivery of an email is delayed (the
+	// recipient's server deferred it); the provider keeps trying.
+	EventType_EVENT_TYPE_EMAIL_DELIVERY_DELAYED EventType = 24
+	// The provider reported that an email bounced; `hard` in the data says
+	// whether for good (a hard bounce suppresses the address).
+	EventType_EVENT_TYPE_EMAIL_BOUNCED EventType = 25
+	// The recipient marked an email as spam; the address is suppressed.
+	EventType_EVENT_TYPE_EMAIL_COMPLAINED EventType = 26
+	// An email was not sent because its address is suppressed (an earlier
+	// hard bounce or complaint); the email's state is SUPPRESSED.
+	EventType_EVENT_TYPE_EMAIL_SUPPRESSED EventType = 27
 )
 
 // Enum value maps for EventType.
@@ -105,6 +119,11 @@ var (
 		20: "EVENT_TYPE_REQUEST_REMINDED",
 		21: "EVENT_TYPE_REQUEST_ESCALATED",
 		22: "EVENT_TYPE_REQUEST_ERASED",
+		23: "EVENT_TYPE_EMAIL_DELIVERED",
+		24: "EVENT_TYPE_EMAIL_DELIVERY_DELAYED",
+		25: "EVENT_TYPE_EMAIL_BOUNCED",
+		26: "EVENT_TYPE_EMAIL_COMPLAINED",
+		27: "EVENT_TYPE_EMAIL_SUPPRESSED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":               0,
@@ -125,6 +144,11 @@ var (
 		"EVENT_TYPE_REQUEST_REMINDED":          20,
 		"EVENT_TYPE_REQUEST_ESCALATED":         21,
 		"EVENT_TYPE_REQUEST_ERASED":            22,
+		"EVENT_TYPE_EMAIL_DELIVERED":           23,
+		"EVENT_TYPE_EMAIL_DELIVERY_DELAYED":    24,
+		"EVENT_TYPE_EMAIL_BOUNCED":             25,
+		"EVENT_TYPE_EMAIL_COMPLAINED":          26,
+		"EVENT_TYPE_EMAIL_SUPPRESSED":          27,
 	}
 )
 
@@ -937,7 +961,7 @@ const file_sesame_v1_event_proto_rawDesc = "" +
 	"\x0fverified_events\x18\x04 \x01(\x03R\x0everifiedEvents\x12'\n" +
 	"\x0fbroken_sequence\x18\x05 \x01(\x03R\x0ebrokenSequence\x12\x18\n" +
 	"\aproblem\x18\x06 \x01(\tR\aproblem\x12.\n" +
-	"\x13next_start_sequence\x18\a \x01(\x03R\x11nextStartSequence*\xc9\x04\n" +
+	"\x13next_start_sequence\x18\a \x01(\x03R\x11nextStartSequence*\xf0\x05\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cEVENT_TYPE_REQUEST_SUBMITTED\x10\x01\x12\x1f\n" +
@@ -957,7 +981,12 @@ const file_sesame_v1_event_proto_rawDesc = "" +
 	"$EVENT_TYPE_REQUEST_APPROVAL_RECORDED\x10\x0e\x12\x1f\n" +
 	"\x1bEVENT_TYPE_REQUEST_REMINDED\x10\x14\x12 \n" +
 	"\x1cEVENT_TYPE_REQUEST_ESCALATED\x10\x15\x12\x1d\n" +
-	"\x19EVENT_TYPE_REQUEST_ERASED\x10\x162\x86\x02\n" +
+	"\x19EVENT_TYPE_REQUEST_ERASED\x10\x16\x12\x1e\n" +
+	"\x1aEVENT_TYPE_EMAIL_DELIVERED\x10\x17\x12%\n" +
+	"!EVENT_TYPE_EMAIL_DELIVERY_DELAYED\x10\x18\x12\x1c\n" +
+	"\x18EVENT_TYPE_EMAIL_BOUNCED\x10\x19\x12\x1f\n" +
+	"\x1bEVENT_TYPE_EMAIL_COMPLAINED\x10\x1a\x12\x1f\n" +
+	"\x1bEVENT_TYPE_EMAIL_SUPPRESSED\x10\x1b2\x86\x02\n" +
 	"\fEventService\x12N\n" +
 	"\vWatchEvents\x12\x1d.sesame.v1.WatchEventsRequest\x1a\x1e.sesame.v1.WatchEventsResponse0\x01\x12I\n" +
 	"\n" +

@@ -1022,6 +1022,11 @@ class GetStatsResponse(_message.Message):
     EMAILS_SENT_COUNT_FIELD_NUMBER: _builtins.int
     EMAILS_DEAD_COUNT_FIELD_NUMBER: _builtins.int
     EMAILS_RETRYING_COUNT_FIELD_NUMBER: _builtins.int
+    EMAILS_TRACKED_COUNT_FIELD_NUMBER: _builtins.int
+    EMAILS_DELIVERED_COUNT_FIELD_NUMBER: _builtins.int
+    EMAILS_BOUNCED_COUNT_FIELD_NUMBER: _builtins.int
+    EMAILS_COMPLAINED_COUNT_FIELD_NUMBER: _builtins.int
+    DELIVERY_RATE_FIELD_NUMBER: _builtins.int
     decided_count: _builtins.int
     """Requests decided (approved, rejected, cancelled or expired) within the
     window.
@@ -1041,6 +1046,23 @@ class GetStatsResponse(_message.Message):
     emails_retrying_count: _builtins.int
     """Emails waiting for a retry now: PENDING after at least one failed
     attempt, whatever the window.
+    """
+    emails_tracked_count: _builtins.int
+    """Of `emails_sent_count`, those sent through a provider that reports
+    delivery by webhook (Resend, SendGrid): the delivery rate's base.
+    """
+    emails_delivered_count: _builtins.int
+    """Of `emails_tracked_count`, those the provider reported delivered."""
+    emails_bounced_count: _builtins.int
+    """Of `emails_tracked_count`, those the provider reported bounced (hard or
+    soft, and not delivered since).
+    """
+    emails_complained_count: _builtins.int
+    """Of `emails_tracked_count`, those the recipient marked as spam."""
+    delivery_rate: _builtins.float
+    """`emails_delivered_count / emails_tracked_count`, from 0 to 1; unset when
+    no email was sent through a tracked provider within the window. The
+    plan's success metric is a delivery rate above 0.95.
     """
     @_builtins.property
     def state_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
@@ -1084,11 +1106,18 @@ class GetStatsResponse(_message.Message):
         emails_sent_count: _builtins.int = ...,
         emails_dead_count: _builtins.int = ...,
         emails_retrying_count: _builtins.int = ...,
+        emails_tracked_count: _builtins.int = ...,
+        emails_delivered_count: _builtins.int = ...,
+        emails_bounced_count: _builtins.int = ...,
+        emails_complained_count: _builtins.int = ...,
+        delivery_rate: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["median_decision_time", b"median_decision_time", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "window_start_time", b"window_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_delivery_rate", b"_delivery_rate", "delivery_rate", b"delivery_rate", "median_decision_time", b"median_decision_time", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "window_start_time", b"window_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["automatic_decided_count", b"automatic_decided_count", "decided_count", b"decided_count", "emails_dead_count", b"emails_dead_count", "emails_retrying_count", b"emails_retrying_count", "emails_sent_count", b"emails_sent_count", "median_decision_time", b"median_decision_time", "overdue_count", b"overdue_count", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "state_counts", b"state_counts", "window_start_time", b"window_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_delivery_rate", b"_delivery_rate", "automatic_decided_count", b"automatic_decided_count", "decided_count", b"decided_count", "delivery_rate", b"delivery_rate", "emails_bounced_count", b"emails_bounced_count", "emails_complained_count", b"emails_complained_count", "emails_dead_count", b"emails_dead_count", "emails_delivered_count", b"emails_delivered_count", "emails_retrying_count", b"emails_retrying_count", "emails_sent_count", b"emails_sent_count", "emails_tracked_count", b"emails_tracked_count", "median_decision_time", b"median_decision_time", "overdue_count", b"overdue_count", "p95_decision_time", b"p95_decision_time", "review_sla", b"review_sla", "state_counts", b"state_counts", "window_start_time", b"window_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__delivery_rate: _TypeAlias = _typing.Literal["delivery_rate"]  # noqa: Y015
+    _WhichOneofArgType__delivery_rate: _TypeAlias = _typing.Literal["_delivery_rate", b"_delivery_rate"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__delivery_rate) -> _WhichOneofReturnType__delivery_rate | None: ...
 
 Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015

@@ -26,31 +26,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sesame_client._gen.sesame.v1 import access_request_pb2 as sesame_dot_v1_dot_access__request__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sesame/v1/email.proto\x12\tsesame.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esesame/v1/access_request.proto\"\xf3\x03\n\x05\x45mail\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x02 \x01(\tR\raccessRequest\x12\x34\n\x08template\x18\x03 \x01(\x0e\x32\x18.sesame.v1.EmailTemplateR\x08template\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12+\n\x05state\x18\x06 \x01(\x0e\x32\x15.sesame.v1.EmailStateR\x05state\x12\x1a\n\x08\x61ttempts\x18\x07 \x01(\x05R\x08\x61ttempts\x12\x1d\n\nlast_error\x18\x08 \x01(\tR\tlastError\x12\x1d\n\nmessage_id\x18\t \x01(\tR\tmessageId\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12\x46\n\x11next_attempt_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12\x37\n\tsend_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08sendTime\"\xa3\x01\n\x11ListEmailsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x15.sesame.v1.EmailStateR\x05state\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x04 \x01(\tR\raccessRequest\"f\n\x12ListEmailsResponse\x12(\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x10.sesame.v1.EmailR\x06\x65mails\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\'\n\x11RetryEmailRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"<\n\x12RetryEmailResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x10.sesame.v1.EmailR\x05\x65mail\"\xb2\x01\n\x13PreviewEmailRequest\x12\x34\n\x08template\x18\x01 \x01(\x0e\x32\x18.sesame.v1.EmailTemplateR\x08template\x12\x16\n\x06locale\x18\x02 \x01(\tR\x06locale\x12\x30\n\tuser_type\x18\x03 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x1b\n\tdata_json\x18\x04 \x01(\tR\x08\x64\x61taJson\"X\n\x14PreviewEmailResponse\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x12\n\x04html\x18\x03 \x01(\tR\x04html*n\n\nEmailState\x12\x1b\n\x17\x45MAIL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45MAIL_STATE_PENDING\x10\x01\x12\x14\n\x10\x45MAIL_STATE_SENT\x10\x02\x12\x14\n\x10\x45MAIL_STATE_DEAD\x10\x03*\xe0\x02\n\rEmailTemplate\x12\x1e\n\x1a\x45MAIL_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n!EMAIL_TEMPLATE_APPLICANT_RECEIVED\x10\x01\x12%\n!EMAIL_TEMPLATE_APPLICANT_APPROVED\x10\x02\x12%\n!EMAIL_TEMPLATE_APPLICANT_REJECTED\x10\x03\x12&\n\"EMAIL_TEMPLATE_APPLICANT_CANCELLED\x10\x04\x12$\n EMAIL_TEMPLATE_ADMIN_NEW_REQUEST\x10\x05\x12!\n\x1d\x45MAIL_TEMPLATE_ADMIN_REMINDER\x10\x06\x12#\n\x1f\x45MAIL_TEMPLATE_ADMIN_ESCALATION\x10\x07\x12$\n EMAIL_TEMPLATE_APPLICANT_EXPIRED\x10\x08\x32\xf5\x01\n\x0c\x45mailService\x12I\n\nListEmails\x12\x1c.sesame.v1.ListEmailsRequest\x1a\x1d.sesame.v1.ListEmailsResponse\x12I\n\nRetryEmail\x12\x1c.sesame.v1.RetryEmailRequest\x1a\x1d.sesame.v1.RetryEmailResponse\x12O\n\x0cPreviewEmail\x12\x1e.sesame.v1.PreviewEmailRequest\x1a\x1f.sesame.v1.PreviewEmailResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sesame/v1/email.proto\x12\tsesame.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esesame/v1/access_request.proto\"\xdf\x05\n\x05\x45mail\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x02 \x01(\tR\raccessRequest\x12\x34\n\x08template\x18\x03 \x01(\x0e\x32\x18.sesame.v1.EmailTemplateR\x08template\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12+\n\x05state\x18\x06 \x01(\x0e\x32\x15.sesame.v1.EmailStateR\x05state\x12\x1a\n\x08\x61ttempts\x18\x07 \x01(\x05R\x08\x61ttempts\x12\x1d\n\nlast_error\x18\x08 \x01(\tR\tlastError\x12\x1d\n\nmessage_id\x18\t \x01(\tR\tmessageId\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12\x46\n\x11next_attempt_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12\x37\n\tsend_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08sendTime\x12\x1a\n\x08provider\x18\r \x01(\tR\x08provider\x12.\n\x13provider_message_id\x18\x0e \x01(\tR\x11providerMessageId\x12\x34\n\x08\x64\x65livery\x18\x0f \x01(\x0e\x32\x18.sesame.v1.EmailDeliveryR\x08\x64\x65livery\x12?\n\rdelivery_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x64\x65liveryTime\x12\'\n\x0f\x64\x65livery_detail\x18\x11 \x01(\tR\x0e\x64\x65liveryDetail\"\xa3\x01\n\x11ListEmailsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x15.sesame.v1.EmailStateR\x05state\x12%\n\x0e\x61\x63\x63\x65ss_request\x18\x04 \x01(\tR\raccessRequest\"f\n\x12ListEmailsResponse\x12(\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x10.sesame.v1.EmailR\x06\x65mails\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\'\n\x11RetryEmailRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"<\n\x12RetryEmailResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x10.sesame.v1.EmailR\x05\x65mail\"\xb2\x01\n\x13PreviewEmailRequest\x12\x34\n\x08template\x18\x01 \x01(\x0e\x32\x18.sesame.v1.EmailTemplateR\x08template\x12\x16\n\x06locale\x18\x02 \x01(\tR\x06locale\x12\x30\n\tuser_type\x18\x03 \x01(\x0e\x32\x13.sesame.v1.UserTypeR\x08userType\x12\x1b\n\tdata_json\x18\x04 \x01(\tR\x08\x64\x61taJson\"X\n\x14PreviewEmailResponse\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x12\n\x04html\x18\x03 \x01(\tR\x04html\"\xfc\x01\n\x0bSuppression\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n\trecipient\x18\x02 \x01(\tR\trecipient\x12\x34\n\x06reason\x18\x03 \x01(\x0e\x32\x1c.sesame.v1.SuppressionReasonR\x06reason\x12\x1a\n\x08provider\x18\x04 \x01(\tR\x08provider\x12\x16\n\x06\x64\x65tail\x18\x05 \x01(\tR\x06\x64\x65tail\x12\x14\n\x05\x65mail\x18\x06 \x01(\tR\x05\x65mail\x12;\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"o\n\x17ListSuppressionsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x18\n\x07\x61\x64\x64ress\x18\x03 \x01(\tR\x07\x61\x64\x64ress\"~\n\x18ListSuppressionsResponse\x12:\n\x0csuppressions\x18\x01 \x03(\x0b\x32\x16.sesame.v1.SuppressionR\x0csuppressions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\".\n\x18\x44\x65leteSuppressionRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x1b\n\x19\x44\x65leteSuppressionResponse*\x8a\x01\n\nEmailState\x12\x1b\n\x17\x45MAIL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45MAIL_STATE_PENDING\x10\x01\x12\x14\n\x10\x45MAIL_STATE_SENT\x10\x02\x12\x14\n\x10\x45MAIL_STATE_DEAD\x10\x03\x12\x1a\n\x16\x45MAIL_STATE_SUPPRESSED\x10\x04*\xa4\x01\n\rEmailDelivery\x12\x1e\n\x1a\x45MAIL_DELIVERY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45MAIL_DELIVERY_DELIVERED\x10\x01\x12\x1a\n\x16\x45MAIL_DELIVERY_DELAYED\x10\x02\x12\x1a\n\x16\x45MAIL_DELIVERY_BOUNCED\x10\x03\x12\x1d\n\x19\x45MAIL_DELIVERY_COMPLAINED\x10\x04*\xe0\x02\n\rEmailTemplate\x12\x1e\n\x1a\x45MAIL_TEMPLATE_UNSPECIFIED\x10\x00\x12%\n!EMAIL_TEMPLATE_APPLICANT_RECEIVED\x10\x01\x12%\n!EMAIL_TEMPLATE_APPLICANT_APPROVED\x10\x02\x12%\n!EMAIL_TEMPLATE_APPLICANT_REJECTED\x10\x03\x12&\n\"EMAIL_TEMPLATE_APPLICANT_CANCELLED\x10\x04\x12$\n EMAIL_TEMPLATE_ADMIN_NEW_REQUEST\x10\x05\x12!\n\x1d\x45MAIL_TEMPLATE_ADMIN_REMINDER\x10\x06\x12#\n\x1f\x45MAIL_TEMPLATE_ADMIN_ESCALATION\x10\x07\x12$\n EMAIL_TEMPLATE_APPLICANT_EXPIRED\x10\x08*}\n\x11SuppressionReason\x12\"\n\x1eSUPPRESSION_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eSUPPRESSION_REASON_HARD_BOUNCE\x10\x01\x12 \n\x1cSUPPRESSION_REASON_COMPLAINT\x10\x02\x32\xb2\x03\n\x0c\x45mailService\x12I\n\nListEmails\x12\x1c.sesame.v1.ListEmailsRequest\x1a\x1d.sesame.v1.ListEmailsResponse\x12I\n\nRetryEmail\x12\x1c.sesame.v1.RetryEmailRequest\x1a\x1d.sesame.v1.RetryEmailResponse\x12O\n\x0cPreviewEmail\x12\x1e.sesame.v1.PreviewEmailRequest\x1a\x1f.sesame.v1.PreviewEmailResponse\x12[\n\x10ListSuppressions\x12\".sesame.v1.ListSuppressionsRequest\x1a#.sesame.v1.ListSuppressionsResponse\x12^\n\x11\x44\x65leteSuppression\x12#.sesame.v1.DeleteSuppressionRequest\x1a$.sesame.v1.DeleteSuppressionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sesame_client._gen.sesame.v1.email_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMAILSTATE']._serialized_start=1247
-  _globals['_EMAILSTATE']._serialized_end=1357
-  _globals['_EMAILTEMPLATE']._serialized_start=1360
-  _globals['_EMAILTEMPLATE']._serialized_end=1712
+  _globals['_EMAILSTATE']._serialized_start=2057
+  _globals['_EMAILSTATE']._serialized_end=2195
+  _globals['_EMAILDELIVERY']._serialized_start=2198
+  _globals['_EMAILDELIVERY']._serialized_end=2362
+  _globals['_EMAILTEMPLATE']._serialized_start=2365
+  _globals['_EMAILTEMPLATE']._serialized_end=2717
+  _globals['_SUPPRESSIONREASON']._serialized_start=2719
+  _globals['_SUPPRESSIONREASON']._serialized_end=2844
   _globals['_EMAIL']._serialized_start=102
-  _globals['_EMAIL']._serialized_end=601
-  _globals['_LISTEMAILSREQUEST']._serialized_start=604
-  _globals['_LISTEMAILSREQUEST']._serialized_end=767
-  _globals['_LISTEMAILSRESPONSE']._serialized_start=769
-  _globals['_LISTEMAILSRESPONSE']._serialized_end=871
-  _globals['_RETRYEMAILREQUEST']._serialized_start=873
-  _globals['_RETRYEMAILREQUEST']._serialized_end=912
-  _globals['_RETRYEMAILRESPONSE']._serialized_start=914
-  _globals['_RETRYEMAILRESPONSE']._serialized_end=974
-  _globals['_PREVIEWEMAILREQUEST']._serialized_start=977
-  _globals['_PREVIEWEMAILREQUEST']._serialized_end=1155
-  _globals['_PREVIEWEMAILRESPONSE']._serialized_start=1157
-  _globals['_PREVIEWEMAILRESPONSE']._serialized_end=1245
-  _globals['_EMAILSERVICE']._serialized_start=1715
-  _globals['_EMAILSERVICE']._serialized_end=1960
+  _globals['_EMAIL']._serialized_end=837
+  _globals['_LISTEMAILSREQUEST']._serialized_start=840
+  _globals['_LISTEMAILSREQUEST']._serialized_end=1003
+  _globals['_LISTEMAILSRESPONSE']._serialized_start=1005
+  _globals['_LISTEMAILSRESPONSE']._serialized_end=1107
+  _globals['_RETRYEMAILREQUEST']._serialized_start=1109
+  _globals['_RETRYEMAILREQUEST']._serialized_end=1148
+  _globals['_RETRYEMAILRESPONSE']._serialized_start=1150
+  _globals['_RETRYEMAILRESPONSE']._serialized_end=1210
+  _globals['_PREVIEWEMAILREQUEST']._serialized_start=1213
+  _globals['_PREVIEWEMAILREQUEST']._serialized_end=1391
+  _globals['_PREVIEWEMAILRESPONSE']._serialized_start=1393
+  _globals['_PREVIEWEMAILRESPONSE']._serialized_end=1481
+  _globals['_SUPPRESSION']._serialized_start=1484
+  _globals['_SUPPRESSION']._serialized_end=1736
+  _globals['_LISTSUPPRESSIONSREQUEST']._serialized_start=1738
+  _globals['_LISTSUPPRESSIONSREQUEST']._serialized_end=1849
+  _globals['_LISTSUPPRESSIONSRESPONSE']._serialized_start=1851
+  _globals['_LISTSUPPRESSIONSRESPONSE']._serialized_end=1977
+  _globals['_DELETESUPPRESSIONREQUEST']._serialized_start=1979
+  _globals['_DELETESUPPRESSIONREQUEST']._serialized_end=2025
+  _globals['_DELETESUPPRESSIONRESPONSE']._serialized_start=2027
+  _globals['_DELETESUPPRESSIONRESPONSE']._serialized_end=2054
+  _globals['_EMAILSERVICE']._serialized_start=2847
+  _globals['_EMAILSERVICE']._serialized_end=3281
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,10 @@ class _EmailStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmailState
     """Will not be sent: refused for good, or out of time. RetryEmail queues it
     again.
     """
+    EMAIL_STATE_SUPPRESSED: _EmailState.ValueType  # 4
+    """Not sent: the recipient's address is suppressed (an earlier hard bounce
+    or complaint); `last_error` says why.
+    """
 
 class EmailState(_EmailState, metaclass=_EmailStateEnumTypeWrapper):
     """Where an email is in its life."""
@@ -53,7 +57,46 @@ EMAIL_STATE_DEAD: EmailState.ValueType  # 3
 """Will not be sent: refused for good, or out of time. RetryEmail queues it
 again.
 """
+EMAIL_STATE_SUPPRESSED: EmailState.ValueType  # 4
+"""Not sent: the recipient's address is suppressed (an earlier hard bounce
+or complaint); `last_error` says why.
+"""
 Global___EmailState: _TypeAlias = EmailState  # noqa: Y015
+
+class _EmailDelivery:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EmailDeliveryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmailDelivery.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EMAIL_DELIVERY_UNSPECIFIED: _EmailDelivery.ValueType  # 0
+    """Nothing reported (yet), or not a tracked provider."""
+    EMAIL_DELIVERY_DELIVERED: _EmailDelivery.ValueType  # 1
+    """The recipient's mail server accepted it."""
+    EMAIL_DELIVERY_DELAYED: _EmailDelivery.ValueType  # 2
+    """The recipient's server deferred it; the provider keeps trying."""
+    EMAIL_DELIVERY_BOUNCED: _EmailDelivery.ValueType  # 3
+    """It bounced (`delivery_detail` says why and whether for good)."""
+    EMAIL_DELIVERY_COMPLAINED: _EmailDelivery.ValueType  # 4
+    """The recipient marked it as spam."""
+
+class EmailDelivery(_EmailDelivery, metaclass=_EmailDeliveryEnumTypeWrapper):
+    """What the provider reported about an email after accepting it. Only HTTP
+    providers with delivery webhooks (Resend, SendGrid) report; SMTP, file and
+    log transports leave it unspecified.
+    """
+
+EMAIL_DELIVERY_UNSPECIFIED: EmailDelivery.ValueType  # 0
+"""Nothing reported (yet), or not a tracked provider."""
+EMAIL_DELIVERY_DELIVERED: EmailDelivery.ValueType  # 1
+"""The recipient's mail server accepted it."""
+EMAIL_DELIVERY_DELAYED: EmailDelivery.ValueType  # 2
+"""The recipient's server deferred it; the provider keeps trying."""
+EMAIL_DELIVERY_BOUNCED: EmailDelivery.ValueType  # 3
+"""It bounced (`delivery_detail` says why and whether for good)."""
+EMAIL_DELIVERY_COMPLAINED: EmailDelivery.ValueType  # 4
+"""The recipient marked it as spam."""
+Global___EmailDelivery: _TypeAlias = EmailDelivery  # noqa: Y015
 
 class _EmailTemplate:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -103,6 +146,30 @@ EMAIL_TEMPLATE_APPLICANT_EXPIRED: EmailTemplate.ValueType  # 8
 """To the applicant: the request was not decided in time and expired."""
 Global___EmailTemplate: _TypeAlias = EmailTemplate  # noqa: Y015
 
+class _SuppressionReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SuppressionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SuppressionReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUPPRESSION_REASON_UNSPECIFIED: _SuppressionReason.ValueType  # 0
+    """Not set."""
+    SUPPRESSION_REASON_HARD_BOUNCE: _SuppressionReason.ValueType  # 1
+    """A hard (permanent) bounce."""
+    SUPPRESSION_REASON_COMPLAINT: _SuppressionReason.ValueType  # 2
+    """The recipient marked an email as spam."""
+
+class SuppressionReason(_SuppressionReason, metaclass=_SuppressionReasonEnumTypeWrapper):
+    """Why an address is suppressed."""
+
+SUPPRESSION_REASON_UNSPECIFIED: SuppressionReason.ValueType  # 0
+"""Not set."""
+SUPPRESSION_REASON_HARD_BOUNCE: SuppressionReason.ValueType  # 1
+"""A hard (permanent) bounce."""
+SUPPRESSION_REASON_COMPLAINT: SuppressionReason.ValueType  # 2
+"""The recipient marked an email as spam."""
+Global___SuppressionReason: _TypeAlias = SuppressionReason  # noqa: Y015
+
 @_typing.final
 class Email(_message.Message):
     """One email."""
@@ -121,6 +188,11 @@ class Email(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     SEND_TIME_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    DELIVERY_TIME_FIELD_NUMBER: _builtins.int
+    DELIVERY_DETAIL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `emails/{uuid}`."""
     access_request: _builtins.str
@@ -139,6 +211,18 @@ class Email(_message.Message):
     """The mail server's last error reply, if any."""
     message_id: _builtins.str
     """The Message-ID header, the same on every attempt."""
+    provider: _builtins.str
+    """The transport of the last attempt: `resend`, `sendgrid`, `smtp`,
+    `smtps`, `file` or `log`; empty before the first attempt.
+    """
+    provider_message_id: _builtins.str
+    """The provider's id of the email once sent (Resend's id, SendGrid's
+    X-Message-Id); empty for the other transports.
+    """
+    delivery: Global___EmailDelivery.ValueType
+    """What the provider reported after sending it."""
+    delivery_detail: _builtins.str
+    """The provider's words with the last report (a bounce's reason), if any."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was queued."""
@@ -150,6 +234,10 @@ class Email(_message.Message):
     @_builtins.property
     def send_time(self) -> _timestamp_pb2.Timestamp:
         """When the mail server accepted it, once SENT."""
+
+    @_builtins.property
+    def delivery_time(self) -> _timestamp_pb2.Timestamp:
+        """When the provider's last report happened."""
 
     def __init__(
         self,
@@ -166,10 +254,15 @@ class Email(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         send_time: _timestamp_pb2.Timestamp | None = ...,
+        provider: _builtins.str = ...,
+        provider_message_id: _builtins.str = ...,
+        delivery: Global___EmailDelivery.ValueType = ...,
+        delivery_time: _timestamp_pb2.Timestamp | None = ...,
+        delivery_detail: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "next_attempt_time", b"next_attempt_time", "send_time", b"send_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delivery_time", b"delivery_time", "next_attempt_time", b"next_attempt_time", "send_time", b"send_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_request", b"access_request", "attempts", b"attempts", "create_time", b"create_time", "last_error", b"last_error", "locale", b"locale", "message_id", b"message_id", "name", b"name", "next_attempt_time", b"next_attempt_time", "recipient", b"recipient", "send_time", b"send_time", "state", b"state", "template", b"template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_request", b"access_request", "attempts", b"attempts", "create_time", b"create_time", "delivery", b"delivery", "delivery_detail", b"delivery_detail", "delivery_time", b"delivery_time", "last_error", b"last_error", "locale", b"locale", "message_id", b"message_id", "name", b"name", "next_attempt_time", b"next_attempt_time", "provider", b"provider", "provider_message_id", b"provider_message_id", "recipient", b"recipient", "send_time", b"send_time", "state", b"state", "template", b"template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,3 +448,155 @@ class PreviewEmailResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PreviewEmailResponse: _TypeAlias = PreviewEmailResponse  # noqa: Y015
+
+@_typing.final
+class Suppression(_message.Message):
+    """A suppressed address. The address is stored only as a keyed blind index,
+    never in clear; `recipient` is opened from the email that caused it, and
+    shows `[erased]` once that email's personal data is gone.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, `suppressions/{uuid}`."""
+    recipient: _builtins.str
+    """The address, as the email that caused the suppression was addressed."""
+    reason: Global___SuppressionReason.ValueType
+    """Why."""
+    provider: _builtins.str
+    """The provider that reported it: `resend` or `sendgrid`."""
+    detail: _builtins.str
+    """The provider's words (a bounce's reason), if any."""
+    email: _builtins.str
+    """The email that caused it, `emails/{uuid}`."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the provider reported it."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        reason: Global___SuppressionReason.ValueType = ...,
+        provider: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        email: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "detail", b"detail", "email", b"email", "name", b"name", "provider", b"provider", "reason", b"reason", "recipient", b"recipient"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Suppression: _TypeAlias = Suppression  # noqa: Y015
+
+@_typing.final
+class ListSuppressionsRequest(_message.Message):
+    """Request message for ListSuppressions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of suppressions to return: 0 means 50, larger than 500
+    means 500, negative is refused.
+    """
+    page_token: _builtins.str
+    """`next_page_token` of the previous page, unchanged; it is bound to the
+    filter and the caller of the first call.
+    """
+    address: _builtins.str
+    """Only the suppression of this address (exact, any case)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSuppressionsRequest: _TypeAlias = ListSuppressionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSuppressionsResponse(_message.Message):
+    """Response message for ListSuppressions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUPPRESSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def suppressions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Suppression]:
+        """The suppressions, newest first."""
+
+    def __init__(
+        self,
+        *,
+        suppressions: _abc.Iterable[Global___Suppression] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "suppressions", b"suppressions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSuppressionsResponse: _TypeAlias = ListSuppressionsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSuppressionRequest(_message.Message):
+    """Request message for DeleteSuppression."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, `suppressions/{uuid}`. Required."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSuppressionRequest: _TypeAlias = DeleteSuppressionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSuppressionResponse(_message.Message):
+    """Response message for DeleteSuppression."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSuppressionResponse: _TypeAlias = DeleteSuppressionResponse  # noqa: Y015

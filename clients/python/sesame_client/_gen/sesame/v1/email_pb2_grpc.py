@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class EmailServiceStub:
-    """Lists, retries and previews emails.
+    """Lists, retries and previews emails; lists and lifts suppressions.
     """
 
     def __init__(self, channel):
@@ -50,10 +50,20 @@ class EmailServiceStub:
                 request_serializer=sesame_dot_v1_dot_email__pb2.PreviewEmailRequest.SerializeToString,
                 response_deserializer=sesame_dot_v1_dot_email__pb2.PreviewEmailResponse.FromString,
                 _registered_method=True)
+        self.ListSuppressions = channel.unary_unary(
+                '/sesame.v1.EmailService/ListSuppressions',
+                request_serializer=sesame_dot_v1_dot_email__pb2.ListSuppressionsRequest.SerializeToString,
+                response_deserializer=sesame_dot_v1_dot_email__pb2.ListSuppressionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSuppression = channel.unary_unary(
+                '/sesame.v1.EmailService/DeleteSuppression',
+                request_serializer=sesame_dot_v1_dot_email__pb2.DeleteSuppressionRequest.SerializeToString,
+                response_deserializer=sesame_dot_v1_dot_email__pb2.DeleteSuppressionResponse.FromString,
+                _registered_method=True)
 
 
 class EmailServiceServicer:
-    """Lists, retries and previews emails.
+    """Lists, retries and previews emails; lists and lifts suppressions.
     """
 
     def ListEmails(self, request, context):
@@ -79,6 +89,23 @@ class EmailServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSuppressions(self, request, context):
+        """Lists suppressed addresses, newest first: emails to them are not sent
+        (state SUPPRESSED). A hard bounce or a complaint reported by a provider
+        suppresses an address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSuppression(self, request, context):
+        """Lifts a suppression: later emails to the address are sent again. Emails
+        already SUPPRESSED stay so (RetryEmail does not apply to them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmailServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +124,16 @@ def add_EmailServiceServicer_to_server(servicer, server):
                     request_deserializer=sesame_dot_v1_dot_email__pb2.PreviewEmailRequest.FromString,
                     response_serializer=sesame_dot_v1_dot_email__pb2.PreviewEmailResponse.SerializeToString,
             ),
+            'ListSuppressions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSuppressions,
+                    request_deserializer=sesame_dot_v1_dot_email__pb2.ListSuppressionsRequest.FromString,
+                    response_serializer=sesame_dot_v1_dot_email__pb2.ListSuppressionsResponse.SerializeToString,
+            ),
+            'DeleteSuppression': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSuppression,
+                    request_deserializer=sesame_dot_v1_dot_email__pb2.DeleteSuppressionRequest.FromString,
+                    response_serializer=sesame_dot_v1_dot_email__pb2.DeleteSuppressionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sesame.v1.EmailService', rpc_method_handlers)
@@ -106,7 +143,7 @@ def add_EmailServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EmailService:
-    """Lists, retries and previews emails.
+    """Lists, retries and previews emails; lists and lifts suppressions.
     """
 
     @staticmethod
@@ -180,6 +217,60 @@ class EmailService:
             '/sesame.v1.EmailService/PreviewEmail',
             sesame_dot_v1_dot_email__pb2.PreviewEmailRequest.SerializeToString,
             sesame_dot_v1_dot_email__pb2.PreviewEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSuppressions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.v1.EmailService/ListSuppressions',
+            sesame_dot_v1_dot_email__pb2.ListSuppressionsRequest.SerializeToString,
+            sesame_dot_v1_dot_email__pb2.ListSuppressionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSuppression(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sesame.v1.EmailService/DeleteSuppression',
+            sesame_dot_v1_dot_email__pb2.DeleteSuppressionRequest.SerializeToString,
+            sesame_dot_v1_dot_email__pb2.DeleteSuppressionResponse.FromString,
             options,
             channel_credentials,
             insecure,

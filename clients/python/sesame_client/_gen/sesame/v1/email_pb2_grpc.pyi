@@ -29,7 +29,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class EmailServiceStub:
-    """Lists, retries and previews emails."""
+    """Lists, retries and previews emails; lists and lifts suppressions."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -44,10 +44,19 @@ class EmailServiceStub:
     """
     PreviewEmail: _grpc.UnaryUnaryMultiCallable[_email_pb2.PreviewEmailRequest, _email_pb2.PreviewEmailResponse]
     """Renders a template with sample or given data, without sending anything."""
+    ListSuppressions: _grpc.UnaryUnaryMultiCallable[_email_pb2.ListSuppressionsRequest, _email_pb2.ListSuppressionsResponse]
+    """Lists suppressed addresses, newest first: emails to them are not sent
+    (state SUPPRESSED). A hard bounce or a complaint reported by a provider
+    suppresses an address.
+    """
+    DeleteSuppression: _grpc.UnaryUnaryMultiCallable[_email_pb2.DeleteSuppressionRequest, _email_pb2.DeleteSuppressionResponse]
+    """Lifts a suppression: later emails to the address are sent again. Emails
+    already SUPPRESSED stay so (RetryEmail does not apply to them).
+    """
 
 @_typing.type_check_only
 class EmailServiceAsyncStub(EmailServiceStub):
-    """Lists, retries and previews emails."""
+    """Lists, retries and previews emails; lists and lifts suppressions."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListEmails: _aio.UnaryUnaryMultiCallable[_email_pb2.ListEmailsRequest, _email_pb2.ListEmailsResponse]  # type: ignore[assignment]
@@ -59,9 +68,18 @@ class EmailServiceAsyncStub(EmailServiceStub):
     """
     PreviewEmail: _aio.UnaryUnaryMultiCallable[_email_pb2.PreviewEmailRequest, _email_pb2.PreviewEmailResponse]  # type: ignore[assignment]
     """Renders a template with sample or given data, without sending anything."""
+    ListSuppressions: _aio.UnaryUnaryMultiCallable[_email_pb2.ListSuppressionsRequest, _email_pb2.ListSuppressionsResponse]  # type: ignore[assignment]
+    """Lists suppressed addresses, newest first: emails to them are not sent
+    (state SUPPRESSED). A hard bounce or a complaint reported by a provider
+    suppresses an address.
+    """
+    DeleteSuppression: _aio.UnaryUnaryMultiCallable[_email_pb2.DeleteSuppressionRequest, _email_pb2.DeleteSuppressionResponse]  # type: ignore[assignment]
+    """Lifts a suppression: later emails to the address are sent again. Emails
+    already SUPPRESSED stay so (RetryEmail does not apply to them).
+    """
 
 class EmailServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Lists, retries and previews emails."""
+    """Lists, retries and previews emails; lists and lifts suppressions."""
 
     @_abc_1.abstractmethod
     def ListEmails(
@@ -89,5 +107,26 @@ class EmailServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_email_pb2.PreviewEmailResponse, _abc.Awaitable[_email_pb2.PreviewEmailResponse]]:
         """Renders a template with sample or given data, without sending anything."""
+
+    @_abc_1.abstractmethod
+    def ListSuppressions(
+        self,
+        request: _email_pb2.ListSuppressionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_email_pb2.ListSuppressionsResponse, _abc.Awaitable[_email_pb2.ListSuppressionsResponse]]:
+        """Lists suppressed addresses, newest first: emails to them are not sent
+        (state SUPPRESSED). A hard bounce or a complaint reported by a provider
+        suppresses an address.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSuppression(
+        self,
+        request: _email_pb2.DeleteSuppressionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_email_pb2.DeleteSuppressionResponse, _abc.Awaitable[_email_pb2.DeleteSuppressionResponse]]:
+        """Lifts a suppression: later emails to the address are sent again. Emails
+        already SUPPRESSED stay so (RetryEmail does not apply to them).
+        """
 
 def add_EmailServiceServicer_to_server(servicer: EmailServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -90,6 +90,24 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     (actor `system`, automatic). The request stays as an anonymous record;
     the event carries no personal data, and the audit chain still verifies.
     """
+    EVENT_TYPE_EMAIL_DELIVERED: _EventType.ValueType  # 23
+    """The recipient's mail server accepted an email, as its provider reported
+    by webhook (Resend, SendGrid); actor `provider:NAME`, automatic.
+    """
+    EVENT_TYPE_EMAIL_DELIVERY_DELAYED: _EventType.ValueType  # 24
+    """The provider reported that delivery of an email is delayed (the
+    recipient's server deferred it); the provider keeps trying.
+    """
+    EVENT_TYPE_EMAIL_BOUNCED: _EventType.ValueType  # 25
+    """The provider reported that an email bounced; `hard` in the data says
+    whether for good (a hard bounce suppresses the address).
+    """
+    EVENT_TYPE_EMAIL_COMPLAINED: _EventType.ValueType  # 26
+    """The recipient marked an email as spam; the address is suppressed."""
+    EVENT_TYPE_EMAIL_SUPPRESSED: _EventType.ValueType  # 27
+    """An email was not sent because its address is suppressed (an earlier
+    hard bounce or complaint); the email's state is SUPPRESSED.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kinds of events."""
@@ -147,6 +165,24 @@ EVENT_TYPE_REQUEST_ERASED: EventType.ValueType  # 22
 administrator's EraseSubject (actor: that key) or by the retention period
 (actor `system`, automatic). The request stays as an anonymous record;
 the event carries no personal data, and the audit chain still verifies.
+"""
+EVENT_TYPE_EMAIL_DELIVERED: EventType.ValueType  # 23
+"""The recipient's mail server accepted an email, as its provider reported
+by webhook (Resend, SendGrid); actor `provider:NAME`, automatic.
+"""
+EVENT_TYPE_EMAIL_DELIVERY_DELAYED: EventType.ValueType  # 24
+"""The provider reported that delivery of an email is delayed (the
+recipient's server deferred it); the provider keeps trying.
+"""
+EVENT_TYPE_EMAIL_BOUNCED: EventType.ValueType  # 25
+"""The provider reported that an email bounced; `hard` in the data says
+whether for good (a hard bounce suppresses the address).
+"""
+EVENT_TYPE_EMAIL_COMPLAINED: EventType.ValueType  # 26
+"""The recipient marked an email as spam; the address is suppressed."""
+EVENT_TYPE_EMAIL_SUPPRESSED: EventType.ValueType  # 27
+"""An email was not sent because its address is suppressed (an earlier
+hard bounce or complaint); the email's state is SUPPRESSED.
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sesame/v1/email.proto.
  */
 export const file_sesame_v1_email: GenFile = /*@__PURE__*/
-  fileDesc("ChVzZXNhbWUvdjEvZW1haWwucHJvdG8SCXNlc2FtZS52MSLzAgoFRW1haWwSDAoEbmFtZRgBIAEoCRIWCg5hY2Nlc3NfcmVxdWVzdBgCIAEoCRIqCgh0ZW1wbGF0ZRgDIAEoDjIYLnNlc2FtZS52MS5FbWFpbFRlbXBsYXRlEg4KBmxvY2FsZRgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSJAoFc3RhdGUYBiABKA4yFS5zZXNhbWUudjEuRW1haWxTdGF0ZRIQCghhdHRlbXB0cxgHIAEoBRISCgpsYXN0X2Vycm9yGAggASgJEhIKCm1lc3NhZ2VfaWQYCSABKAkSLwoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEW5leHRfYXR0ZW1wdF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglzZW5kX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIngKEUxpc3RFbWFpbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiQKBXN0YXRlGAMgASgOMhUuc2VzYW1lLnYxLkVtYWlsU3RhdGUSFgoOYWNjZXNzX3JlcXVlc3QYBCABKAkiTwoSTGlzdEVtYWlsc1Jlc3BvbnNlEiAKBmVtYWlscxgBIAMoCzIQLnNlc2FtZS52MS5FbWFpbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIQoRUmV0cnlFbWFpbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI1ChJSZXRyeUVtYWlsUmVzcG9uc2USHwoFZW1haWwYASABKAsyEC5zZXNhbWUudjEuRW1haWwijAEKE1ByZXZpZXdFbWFpbFJlcXVlc3QSKgoIdGVtcGxhdGUYASABKA4yGC5zZXNhbWUudjEuRW1haWxUZW1wbGF0ZRIOCgZsb2NhbGUYAiABKAkSJgoJdXNlcl90eXBlGAMgASgOMhMuc2VzYW1lLnYxLlVzZXJUeXBlEhEKCWRhdGFfanNvbhgEIAEoCSJDChRQcmV2aWV3RW1haWxSZXNwb25zZRIPCgdzdWJqZWN0GAEgASgJEgwKBHRleHQYAiABKAkSDAoEaHRtbBgDIAEoCSpuCgpFbWFpbFN0YXRlEhsKF0VNQUlMX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTRU1BSUxfU1RBVEVfUEVORElORxABEhQKEEVNQUlMX1NUQVRFX1NFTlQQAhIUChBFTUFJTF9TVEFURV9ERUFEEAMq4AIKDUVtYWlsVGVtcGxhdGUSHgoaRU1BSUxfVEVNUExBVEVfVU5TUEVDSUZJRUQQABIlCiFFTUFJTF9URU1QTEFURV9BUFBMSUNBTlRfUkVDRUlWRUQQARIlCiFFTUFJTF9URU1QTEFURV9BUFBMSUNBTlRfQVBQUk9WRUQQAhIlCiFFTUFJTF9URU1QTEFURV9BUFBMSUNBTlRfUkVKRUNURUQQAxImCiJFTUFJTF9URU1QTEFURV9BUFBMSUNBTlRfQ0FOQ0VMTEVEEAQSJAogRU1BSUxfVEVNUExBVEVfQURNSU5fTkVXX1JFUVVFU1QQBRIhCh1FTUFJTF9URU1QTEFURV9BRE1JTl9SRU1JTkRFUhAGEiMKH0VNQUlMX1RFTVBMQVRFX0FETUlOX0VTQ0FMQVRJT04QBxIkCiBFTUFJTF9URU1QTEFURV9BUFBMSUNBTlRfRVhQSVJFRBAIMvUBCgxFbWFpbFNlcnZpY2USSQoKTGlzdEVtYWlscxIcLnNlc2FtZS52MS5MaXN0RW1haWxzUmVxdWVzdBodLnNlc2FtZS52MS5MaXN0RW1haWxzUmVzcG9uc2USSQoKUmV0cnlFbWFpbBIcLnNlc2FtZS52MS5SZXRyeUVtYWlsUmVxdWVzdBodLnNlc2FtZS52MS5SZXRyeUVtYWlsUmVzcG9uc2USTwoMUHJldmlld0VtYWlsEh4uc2VzYW1lLnYxLlByZXZpZXdFbWFpbFJlcXVlc3QaHy5zZXNhbWUudjEuUHJldmlld0VtYWlsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_sesame_v1_access_request]);
+  fileDesc("ChVzZXNhbWUvdjEvZW1haWwucHJvdG8SCXNlc2FtZS52MSKaBAoFRW1haWwSDAoEbmFtZRgBIAEoCRIWCg5hY2Nlc3NfcmVxdWVzdBgCIAEoCRIqCgh0ZW1wbGF0ZRgDIAEoDjIYLnNlc2FtZS52MS5FbWFpbFRlbXBsYXRlEg4KBmxvY2FsZRgEIAEoCRIRCglyZWNpcGllbnQYBSABKAkSJAoFc3RhdGUYBiABKA4yFS5zZXNhbWUudjEuRW1haWxTdGF0ZRIQCghhdHRlbXB0cxgHIAEoBRISCgpsYXN0X2Vycm9yGAggASgJEhIKCm1lc3NhZ2VfaWQYCSABKAkSLwoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEW5leHRfYXR0ZW1wdF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglzZW5kX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHByb3ZpZGVyGA0gASgJEhsKE3Byb3ZpZGVyX21lc3NhZ2VfaWQYDiABKAkSKgoIZGVsaXZlcnkYDyABKA4yGC5zZXNhbWUudjEuRW1haWxEZWxpdmVyeRIxCg1kZWxpdmVyeV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9kZWxpdmVyeV9kZXRhaWwYESABKAkieAoRTGlzdEVtYWlsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJAoFc3RhdGUYAyABKA4yFS5zZXNhbWUudjEuRW1haWxTdGF0ZRIWCg5hY2Nlc3NfcmVxdWVzdBgEIAEoCSJPChJMaXN0RW1haWxzUmVzcG9uc2USIAoGZW1haWxzGAEgAygLMhAuc2VzYW1lLnYxLkVtYWlsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIhChFSZXRyeUVtYWlsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjUKElJldHJ5RW1haWxSZXNwb25zZRIfCgVlbWFpbBgBIAEoCzIQLnNlc2FtZS52MS5FbWFpbCKMAQoTUHJldmlld0VtYWlsUmVxdWVzdBIqCgh0ZW1wbGF0ZRgBIAEoDjIYLnNlc2FtZS52MS5FbWFpbFRlbXBsYXRlEg4KBmxvY2FsZRgCIAEoCRImCgl1c2VyX3R5cGUYAyABKA4yEy5zZXNhbWUudjEuVXNlclR5cGUSEQoJZGF0YV9qc29uGAQgASgJIkMKFFByZXZpZXdFbWFpbFJlc3BvbnNlEg8KB3N1YmplY3QYASABKAkSDAoEdGV4dBgCIAEoCRIMCgRodG1sGAMgASgJIr4BCgtTdXBwcmVzc2lvbhIMCgRuYW1lGAEgASgJEhEKCXJlY2lwaWVudBgCIAEoCRIsCgZyZWFzb24YAyABKA4yHC5zZXNhbWUudjEuU3VwcHJlc3Npb25SZWFzb24SEAoIcHJvdmlkZXIYBCABKAkSDgoGZGV0YWlsGAUgASgJEg0KBWVtYWlsGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJRChdMaXN0U3VwcHJlc3Npb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIPCgdhZGRyZXNzGAMgASgJImEKGExpc3RTdXBwcmVzc2lvbnNSZXNwb25zZRIsCgxzdXBwcmVzc2lvbnMYASADKAsyFi5zZXNhbWUudjEuU3VwcHJlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIigKGERlbGV0ZVN1cHByZXNzaW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIhsKGURlbGV0ZVN1cHByZXNzaW9uUmVzcG9uc2UqigEKCkVtYWlsU3RhdGUSGwoXRU1BSUxfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNFTUFJTF9TVEFURV9QRU5ESU5HEAESFAoQRU1BSUxfU1RBVEVfU0VOVBACEhQKEEVNQUlMX1NUQVRFX0RFQUQQAxIaChZFTUFJTF9TVEFURV9TVVBQUkVTU0VEEAQqpAEKDUVtYWlsRGVsaXZlcnkSHgoaRU1BSUxfREVMSVZFUllfVU5TUEVDSUZJRUQQABIcChhFTUFJTF9ERUxJVkVSWV9ERUxJVkVSRUQQARIaChZFTUFJTF9ERUxJVkVSWV9ERUxBWUVEEAISGgoWRU1BSUxfREVMSVZFUllfQk9VTkNFRBADEh0KGUVNQUlMX0RFTElWRVJZX0NPTVBMQUlORUQQBCrgAgoNRW1haWxUZW1wbGF0ZRIeChpFTUFJTF9URU1QTEFURV9VTlNQRUNJRklFRBAAEiUKIUVNQUlMX1RFTVBMQVRFX0FQUExJQ0FOVF9SRUNFSVZFRBABEiUKIUVNQUlMX1RFTVBMQVRFX0FQUExJQ0FOVF9BUFBST1ZFRBACEiUKIUVNQUlMX1RFTVBMQVRFX0FQUExJQ0FOVF9SRUpFQ1RFRBADEiYKIkVNQUlMX1RFTVBMQVRFX0FQUExJQ0FOVF9DQU5DRUxMRUQQBBIkCiBFTUFJTF9URU1QTEFURV9BRE1JTl9ORVdfUkVRVUVTVBAFEiEKHUVNQUlMX1RFTVBMQVRFX0FETUlOX1JFTUlOREVSEAYSIwofRU1BSUxfVEVNUExBVEVfQURNSU5fRVNDQUxBVElPThAHEiQKIEVNQUlMX1RFTVBMQVRFX0FQUExJQ0FOVF9FWFBJUkVEEAgqfQoRU3VwcHJlc3Npb25SZWFzb24SIgoeU1VQUFJFU1NJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASIgoeU1VQUFJFU1NJT05fUkVBU09OX0hBUkRfQk9VTkNFEAESIAocU1VQUFJFU1NJT05fUkVBU09OX0NPTVBMQUlOVBACMrIDCgxFbWFpbFNlcnZpY2USSQoKTGlzdEVtYWlscxIcLnNlc2FtZS52MS5MaXN0RW1haWxzUmVxdWVzdBodLnNlc2FtZS52MS5MaXN0RW1haWxzUmVzcG9uc2USSQoKUmV0cnlFbWFpbBIcLnNlc2FtZS52MS5SZXRyeUVtYWlsUmVxdWVzdBodLnNlc2FtZS52MS5SZXRyeUVtYWlsUmVzcG9uc2USTwoMUHJldmlld0VtYWlsEh4uc2VzYW1lLnYxLlByZXZpZXdFbWFpbFJlcXVlc3QaHy5zZXNhbWUudjEuUHJldmlld0VtYWlsUmVzcG9uc2USWwoQTGlzdFN1cHByZXNzaW9ucxIiLnNlc2FtZS52MS5MaXN0U3VwcHJlc3Npb25zUmVxdWVzdBojLnNlc2FtZS52MS5MaXN0U3VwcHJlc3Npb25zUmVzcG9uc2USXgoRRGVsZXRlU3VwcHJlc3Npb24SIy5zZXNhbWUudjEuRGVsZXRlU3VwcHJlc3Npb25SZXF1ZXN0GiQuc2VzYW1lLnYxLkRlbGV0ZVN1cHByZXNzaW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_sesame_v1_access_request]);
 
 /**
  * One email.
@@ -108,6 +108,43 @@ export type Email = Message<"sesame.v1.Email"> & {
    * @generated from field: google.protobuf.Timestamp send_time = 12;
    */
   sendTime?: Timestamp | undefined;
+
+  /**
+   * The transport of the last attempt: `resend`, `sendgrid`, `smtp`,
+   * `smtps`, `file` or `log`; empty before the first attempt.
+   *
+   * @generated from field: string provider = 13;
+   */
+  provider: string;
+
+  /**
+   * The provider's id of the email once sent (Resend's id, SendGrid's
+   * X-Message-Id); empty for the other transports.
+   *
+   * @generated from field: string provider_message_id = 14;
+   */
+  providerMessageId: string;
+
+  /**
+   * What the provider reported after sending it.
+   *
+   * @generated from field: sesame.v1.EmailDelivery delivery = 15;
+   */
+  delivery: EmailDelivery;
+
+  /**
+   * When the provider's last report happened.
+   *
+   * @generated from field: google.protobuf.Timestamp delivery_time = 16;
+   */
+  deliveryTime?: Timestamp | undefined;
+
+  /**
+   * The provider's words with the last report (a bounce's reason), if any.
+   *
+   * @generated from field: string delivery_detail = 17;
+   */
+  deliveryDetail: string;
 };
 
 /**
@@ -312,6 +349,172 @@ export const PreviewEmailResponseSchema: GenMessage<PreviewEmailResponse> = /*@_
   messageDesc(file_sesame_v1_email, 6);
 
 /**
+ * A suppressed address. The address is stored only as a keyed blind index,
+ * never in clear; `recipient` is opened from the email that caused it, and
+ * shows `[erased]` once that email's personal data is gone.
+ *
+ * @generated from message sesame.v1.Suppression
+ */
+export type Suppression = Message<"sesame.v1.Suppression"> & {
+  /**
+   * Resource name, `suppressions/{uuid}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The address, as the email that caused the suppression was addressed.
+   *
+   * @generated from field: string recipient = 2;
+   */
+  recipient: string;
+
+  /**
+   * Why.
+   *
+   * @generated from field: sesame.v1.SuppressionReason reason = 3;
+   */
+  reason: SuppressionReason;
+
+  /**
+   * The provider that reported it: `resend` or `sendgrid`.
+   *
+   * @generated from field: string provider = 4;
+   */
+  provider: string;
+
+  /**
+   * The provider's words (a bounce's reason), if any.
+   *
+   * @generated from field: string detail = 5;
+   */
+  detail: string;
+
+  /**
+   * The email that caused it, `emails/{uuid}`.
+   *
+   * @generated from field: string email = 6;
+   */
+  email: string;
+
+  /**
+   * When the provider reported it.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 7;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sesame.v1.Suppression.
+ * Use `create(SuppressionSchema)` to create a new message.
+ */
+export const SuppressionSchema: GenMessage<Suppression> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_email, 7);
+
+/**
+ * Request message for ListSuppressions.
+ *
+ * @generated from message sesame.v1.ListSuppressionsRequest
+ */
+export type ListSuppressionsRequest = Message<"sesame.v1.ListSuppressionsRequest"> & {
+  /**
+   * Maximum number of suppressions to return: 0 means 50, larger than 500
+   * means 500, negative is refused.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of the previous page, unchanged; it is bound to the
+   * filter and the caller of the first call.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only the suppression of this address (exact, any case).
+   *
+   * @generated from field: string address = 3;
+   */
+  address: string;
+};
+
+/**
+ * Describes the message sesame.v1.ListSuppressionsRequest.
+ * Use `create(ListSuppressionsRequestSchema)` to create a new message.
+ */
+export const ListSuppressionsRequestSchema: GenMessage<ListSuppressionsRequest> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_email, 8);
+
+/**
+ * Response message for ListSuppressions.
+ *
+ * @generated from message sesame.v1.ListSuppressionsResponse
+ */
+export type ListSuppressionsResponse = Message<"sesame.v1.ListSuppressionsResponse"> & {
+  /**
+   * The suppressions, newest first.
+   *
+   * @generated from field: repeated sesame.v1.Suppression suppressions = 1;
+   */
+  suppressions: Suppression[];
+
+  /**
+   * Token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message sesame.v1.ListSuppressionsResponse.
+ * Use `create(ListSuppressionsResponseSchema)` to create a new message.
+ */
+export const ListSuppressionsResponseSchema: GenMessage<ListSuppressionsResponse> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_email, 9);
+
+/**
+ * Request message for DeleteSuppression.
+ *
+ * @generated from message sesame.v1.DeleteSuppressionRequest
+ */
+export type DeleteSuppressionRequest = Message<"sesame.v1.DeleteSuppressionRequest"> & {
+  /**
+   * Resource name, `suppressions/{uuid}`. Required.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message sesame.v1.DeleteSuppressionRequest.
+ * Use `create(DeleteSuppressionRequestSchema)` to create a new message.
+ */
+export const DeleteSuppressionRequestSchema: GenMessage<DeleteSuppressionRequest> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_email, 10);
+
+/**
+ * Response message for DeleteSuppression.
+ *
+ * @generated from message sesame.v1.DeleteSuppressionResponse
+ */
+export type DeleteSuppressionResponse = Message<"sesame.v1.DeleteSuppressionResponse"> & {
+};
+
+/**
+ * Describes the message sesame.v1.DeleteSuppressionResponse.
+ * Use `create(DeleteSuppressionResponseSchema)` to create a new message.
+ */
+export const DeleteSuppressionResponseSchema: GenMessage<DeleteSuppressionResponse> = /*@__PURE__*/
+  messageDesc(file_sesame_v1_email, 11);
+
+/**
  * Where an email is in its life.
  *
  * @generated from enum sesame.v1.EmailState
@@ -345,6 +548,14 @@ export enum EmailState {
    * @generated from enum value: EMAIL_STATE_DEAD = 3;
    */
   DEAD = 3,
+
+  /**
+   * Not sent: the recipient's address is suppressed (an earlier hard bounce
+   * or complaint); `last_error` says why.
+   *
+   * @generated from enum value: EMAIL_STATE_SUPPRESSED = 4;
+   */
+  SUPPRESSED = 4,
 }
 
 /**
@@ -352,6 +563,56 @@ export enum EmailState {
  */
 export const EmailStateSchema: GenEnum<EmailState> = /*@__PURE__*/
   enumDesc(file_sesame_v1_email, 0);
+
+/**
+ * What the provider reported about an email after accepting it. Only HTTP
+ * providers with delivery webhooks (Resend, SendGrid) report; SMTP, file and
+ * log transports leave it unspecified.
+ *
+ * @generated from enum sesame.v1.EmailDelivery
+ */
+export enum EmailDelivery {
+  /**
+   * Nothing reported (yet), or not a tracked provider.
+   *
+   * @generated from enum value: EMAIL_DELIVERY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The recipient's mail server accepted it.
+   *
+   * @generated from enum value: EMAIL_DELIVERY_DELIVERED = 1;
+   */
+  DELIVERED = 1,
+
+  /**
+   * The recipient's server deferred it; the provider keeps trying.
+   *
+   * @generated from enum value: EMAIL_DELIVERY_DELAYED = 2;
+   */
+  DELAYED = 2,
+
+  /**
+   * It bounced (`delivery_detail` says why and whether for good).
+   *
+   * @generated from enum value: EMAIL_DELIVERY_BOUNCED = 3;
+   */
+  BOUNCED = 3,
+
+  /**
+   * The recipient marked it as spam.
+   *
+   * @generated from enum value: EMAIL_DELIVERY_COMPLAINED = 4;
+   */
+  COMPLAINED = 4,
+}
+
+/**
+ * Describes the enum sesame.v1.EmailDelivery.
+ */
+export const EmailDeliverySchema: GenEnum<EmailDelivery> = /*@__PURE__*/
+  enumDesc(file_sesame_v1_email, 1);
 
 /**
  * Kinds of emails.
@@ -427,10 +688,44 @@ export enum EmailTemplate {
  * Describes the enum sesame.v1.EmailTemplate.
  */
 export const EmailTemplateSchema: GenEnum<EmailTemplate> = /*@__PURE__*/
-  enumDesc(file_sesame_v1_email, 1);
+  enumDesc(file_sesame_v1_email, 2);
 
 /**
- * Lists, retries and previews emails.
+ * Why an address is suppressed.
+ *
+ * @generated from enum sesame.v1.SuppressionReason
+ */
+export enum SuppressionReason {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: SUPPRESSION_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A hard (permanent) bounce.
+   *
+   * @generated from enum value: SUPPRESSION_REASON_HARD_BOUNCE = 1;
+   */
+  HARD_BOUNCE = 1,
+
+  /**
+   * The recipient marked an email as spam.
+   *
+   * @generated from enum value: SUPPRESSION_REASON_COMPLAINT = 2;
+   */
+  COMPLAINT = 2,
+}
+
+/**
+ * Describes the enum sesame.v1.SuppressionReason.
+ */
+export const SuppressionReasonSchema: GenEnum<SuppressionReason> = /*@__PURE__*/
+  enumDesc(file_sesame_v1_email, 3);
+
+/**
+ * Lists, retries and previews emails; lists and lifts suppressions.
  *
  * @generated from service sesame.v1.EmailService
  */
@@ -466,6 +761,29 @@ export const EmailService: GenService<{
     methodKind: "unary";
     input: typeof PreviewEmailRequestSchema;
     output: typeof PreviewEmailResponseSchema;
+  },
+  /**
+   * Lists suppressed addresses, newest first: emails to them are not sent
+   * (state SUPPRESSED). A hard bounce or a complaint reported by a provider
+   * suppresses an address.
+   *
+   * @generated from rpc sesame.v1.EmailService.ListSuppressions
+   */
+  listSuppressions: {
+    methodKind: "unary";
+    input: typeof ListSuppressionsRequestSchema;
+    output: typeof ListSuppressionsResponseSchema;
+  },
+  /**
+   * Lifts a suppression: later emails to the address are sent again. Emails
+   * already SUPPRESSED stay so (RetryEmail does not apply to them).
+   *
+   * @generated from rpc sesame.v1.EmailService.DeleteSuppression
+   */
+  deleteSuppression: {
+    methodKind: "unary";
+    input: typeof DeleteSuppressionRequestSchema;
+    output: typeof DeleteSuppressionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sesame_v1_email, 0);
