@@ -9,7 +9,7 @@ import { join } from "node:path";
 
 import { chromium } from "playwright-core";
 
-import { GATEWAY_CODE } from "./render.mjs";
+import { GATEWAY_CODE, RESOURCE } from "./render.mjs";
 
 /** A small phone, and the width of most desktop clients' reading pane. */
 export const WIDTHS = [320, 600];
@@ -30,7 +30,7 @@ export async function checkLayout(emails, { executablePath, outDir }) {
       for (const width of WIDTHS) {
         await page.setViewportSize({ width, height: 800 });
         await page.setContent(email.html, { waitUntil: "load" });
-        const wanted = [["resource", "vpn-paris"]];
+        const wanted = [["resource", RESOURCE]];
         if (email.kind === "applicant_approved") {
           wanted.push(["gateway code", GATEWAY_CODE]);
         }

@@ -20,8 +20,11 @@ export const USER_TYPES = ["employee", "partner", "customer", "contractor"];
  */
 export const GATEWAY_CODE = "7WMX-QH4K-Z9RT-B2NV-JC8P-Y3DF";
 
+/** The resource every email names, looked for in each part. */
+export const RESOURCE = "vpn-paris";
+
 /** Values merged over the binary's sample values. */
-const DATA = { gateway_code: GATEWAY_CODE };
+const DATA = { gateway_code: GATEWAY_CODE, resource: RESOURCE };
 
 /**
  * Every email: `{ id, kind, locale, userType, subject, text, html }`, the
@@ -108,7 +111,7 @@ export function partProblems(email) {
       say(`the ${name} part holds unrendered template syntax`);
     }
   }
-  if (!email.text.includes("vpn-paris") || !email.html.includes("vpn-paris")) {
+  if (!email.text.includes(RESOURCE) || !email.html.includes(RESOURCE)) {
     say("the text and HTML parts must both name the resource");
   }
   if (email.kind === "applicant_approved") {
