@@ -14,6 +14,7 @@ mod codes;
 mod console;
 mod console_serving;
 mod deadlines;
+mod email_rendering;
 mod events;
 mod faults;
 mod gdpr;
