@@ -7,6 +7,7 @@ pub mod outgoing;
 pub mod smtp;
 pub mod templates;
 pub mod transport;
+pub mod webhooks;
 pub mod worker;
 
 pub use outgoing::OutgoingEmail;
