@@ -10,6 +10,7 @@ pub mod providers;
 pub mod smtp;
 pub mod templates;
 pub mod transport;
+pub mod webhooks;
 pub mod worker;
 
 pub use failover::{Attempt, FailoverPolicy, Transports};

@@ -23,6 +23,8 @@ mod mail;
 mod metrics;
 mod policy;
 mod privacy;
+// Fake Resend and SendGrid APIs and signed webhook senders, with their self-tests.
+mod providers;
 mod replicas;
 mod service;
 mod tls;
