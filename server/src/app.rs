@@ -475,11 +475,17 @@ impl App {
                 .context("the TLS certificate or key does not load")?;
             info!(mutual = config.tls_client_ca_file.is_some(), addr = %local_addr, "serving TLS");
         }
-        let routes = Routes::from(
-            routes
-                .into_axum_router()
-                .fallback_service(ConsoleService::new(console)),
-        );
+        let mut router = routes.into_axum_router();
+        if !console_only {
+            // The providers post their delivery reports to the service's
+            // own address, signed; the console's listener does not take them.
+            router = router.merge(crate::webhooks::router(
+                self.store.clone(),
+                self.metrics.clone(),
+                self.mail.webhooks.clone(),
+            ));
+        }
+        let routes = Routes::from(router.fallback_service(ConsoleService::new(console)));
         let router = builder
             // Outermost: a gRPC-Web call becomes a native one before any
             // other layer sees it, so it gets the same treatment.

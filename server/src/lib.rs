@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Config;
 pub use server::run;

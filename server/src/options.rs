@@ -24,12 +24,14 @@ use crate::events::{HubOptions, WatchOptions};
 use crate::limits::LimitOptions;
 use crate::mail::providers::{ApiKey, ProviderKind, ProviderSettings};
 use crate::mail::templates::TemplateError;
+use crate::mail::webhooks::{ResendVerifier, SendGridVerifier};
 use crate::mail::{
     FailoverPolicy, Templates, Transport, TransportError, TransportOptions, TransportUrl,
     Transports, WorkerOptions,
 };
 use crate::scheduler::SchedulerOptions;
 use crate::store::{CodeOptions, DatabaseOptions};
+use crate::webhooks::WebhookKeys;
 
 /// Failed redemptions before a gateway code is locked.
 const MAX_FAILED_CODE_ATTEMPTS: i32 = 5;
@@ -179,6 +181,8 @@ pub struct Mail {
     pub dkim: Option<Arc<DkimConfig>>,
     /// The HTTP providers the transports use, with their API keys.
     pub providers: Vec<ProviderSettings>,
+    /// The verification keys of the providers' delivery webhooks.
+    pub webhooks: WebhookKeys,
 }
 
 /// Checks and builds the mail settings: `mail_from` and every
@@ -224,12 +228,26 @@ pub fn mail(mail: &MailSection) -> Result<Mail, ConfigError> {
             Err(error) => problems.push(error.to_string()),
         }
     }
+    let mut webhooks = WebhookKeys::default();
+    if let Some(secret) = &mail.resend.webhook_key {
+        match ResendVerifier::new(secret) {
+            Ok(verifier) => webhooks.resend = Some(verifier),
+            Err(problem) => problems.push(format!("mail_resend_webhook_secret: {problem}")),
+        }
+    }
+    if let Some(key) = &mail.sendgrid.webhook_key {
+        match SendGridVerifier::new(key) {
+            Ok(verifier) => webhooks.sendgrid = Some(verifier),
+            Err(problem) => problems.push(format!("mail_sendgrid_webhook_public_key: {problem}")),
+        }
+    }
     match from {
         Some(from) if problems.is_empty() => Ok(Mail {
             from,
             transport_urls,
             dkim: signer,
             providers,
+            webhooks,
         }),
         _ => Err(ConfigError::Invalid(problems.join("; "))),
     }

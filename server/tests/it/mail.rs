@@ -192,7 +192,7 @@ pub fn read_emails(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !done().await {
         assert!(
@@ -204,7 +204,7 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 /// The outbox rows, recipient and data opened (they are stored sealed).
-async fn outbox_rows(server: &TestServer) -> Vec<outbox::Model> {
+pub(crate) async fn outbox_rows(server: &TestServer) -> Vec<outbox::Model> {
     let rows = outbox::Entity::find()
         .order_by_asc(outbox::Column::CreatedAtUs)
         .order_by_asc(outbox::Column::Template)
@@ -222,7 +222,7 @@ async fn outbox_rows(server: &TestServer) -> Vec<outbox::Model> {
     opened
 }
 
-async fn email_events(server: &TestServer) -> Vec<String> {
+pub(crate) async fn email_events(server: &TestServer) -> Vec<String> {
     event::Entity::find()
         .filter(event::Column::EventType.starts_with("email."))
         .order_by_asc(event::Column::Seq)

@@ -14,6 +14,7 @@ mod codes;
 mod console;
 mod console_serving;
 mod deadlines;
+mod delivery;
 mod email_rendering;
 mod events;
 mod faults;
@@ -23,7 +24,6 @@ mod mail;
 mod metrics;
 mod policy;
 mod privacy;
-// Fake Resend and SendGrid APIs and signed webhook senders, with their self-tests.
 mod providers;
 mod replicas;
 mod service;
