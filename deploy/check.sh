@@ -52,7 +52,9 @@ known = {"grpc_server_started_total", "grpc_server_handled_total",
          "sesame_outbox_oldest_due_age_seconds", "sesame_emails_sent_total",
          "sesame_emails_failed_total", "sesame_emails_dead_total",
          "sesame_watchers_connected", "sesame_db_pool_connections",
-         "sesame_db_pool_max_connections"}
+         "sesame_db_pool_max_connections", "sesame_email_delivery_reports_total",
+         "sesame_emails_provider_accepted_total", "sesame_webhook_events_total",
+         "sesame_email_failovers_total", "sesame_emails_suppressed_total"}
 unknown = names - known
 assert not unknown, f"unknown metrics in the dashboard: {unknown}"
 print(f"{len(exprs)} queries over {len(names)} metrics")
