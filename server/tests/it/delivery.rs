@@ -26,6 +26,7 @@ both_backends!(
     sendgrid_answers_are_classified_and_its_webhooks_applied,
     a_failing_provider_hands_over_to_the_next_and_gets_the_traffic_back,
     an_unknown_outcome_is_retried_on_the_same_provider_and_accepted_once,
+    a_worker_killed_after_resend_accepted_leaves_one_email,
 );
 
 const API_KEY: &str = "re_test_0123456789";
@@ -519,5 +520,156 @@ async fn an_unknown_outcome_is_retried_on_the_same_provider_and_accepted_once(ba
         rows[0].pinned_provider, None,
         "the pin ends with the answer"
     );
+    server.stop().await;
+}
+
+/// `sesame mail test` (the real binary) sends one email through each
+/// transport listed, prints each answer with its latency, and exits
+/// non-zero when one fails; the API keys never show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_test_reports_each_transport_and_fails_when_one_does() {
+    let resend = FakeProvider::resend(API_KEY).await;
+    let sendgrid = FakeProvider::sendgrid(SENDGRID_KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |dir: std::path::PathBuf, resend: String, sendgrid: String| {
+        tokio::task::spawn_blocking(move || {
+            crate::cli::sesame(&dir)
+                .args(["mail", "test", "--to", "ada@example.com"])
+                .env("SESAME_MAIL_TRANSPORT", "resend://,sendgrid://")
+                .env("SESAME_MAIL_FROM", "Sesame <sesame@example.com>")
+                .env("SESAME_MAIL_RESEND_BASE_URL", resend)
+                .env("SESAME_MAIL_RESEND_API_KEY", API_KEY)
+                .env("SESAME_MAIL_SENDGRID_BASE_URL", sendgrid)
+                .env("SESAME_MAIL_SENDGRID_API_KEY", SENDGRID_KEY)
+                .output()
+                .expect("run sesame")
+        })
+    };
+    let output = run(dir.path().into(), resend.base_url(), sendgrid.base_url())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}");
+    let resend_id = &resend.accepted()[0].id;
+    let sendgrid_id = &sendgrid.accepted()[0].id;
+    assert!(
+        stdout.contains(&format!("(provider id {resend_id})"))
+            && stdout.contains(&format!("(provider id {sendgrid_id})")),
+        "{stdout}"
+    );
+    assert_eq!(
+        resend.accepted()[0].body["to"],
+        serde_json::json!(["ada@example.com"])
+    );
+
+    sendgrid.plan(vec![Answer::status(500)]);
+    let output = run(dir.path().into(), resend.base_url(), sendgrid.base_url())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("resend: ok in "), "{stdout}");
+    assert!(
+        lines[1].starts_with("sendgrid: FAILED in ") && lines[1].contains("500"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 of the mail transports failed"),
+        "{stderr}"
+    );
+    for secret in [API_KEY, SENDGRID_KEY] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
+}
+
+/// A worker claims an email, Resend accepts it, and the worker dies before
+/// recording it. Once the lease expires, a healthy worker sends it again
+/// with the same idempotency key: Resend answers the first id and delivers
+/// nothing more.
+async fn a_worker_killed_after_resend_accepted_leaves_one_email(backend: Backend) {
+    use sesame_server::mail::providers::{ApiKey, ProviderKind, ProviderSettings};
+    use sesame_server::mail::{
+        OutgoingEmail, Templates, Transport, TransportOptions, TransportUrl, Transports,
+        WorkerOptions, run_worker,
+    };
+    let resend = FakeProvider::resend(API_KEY).await;
+    let server = TestServer::start(backend).await;
+    submit(&server).await;
+    let transport = || {
+        Transport::new(
+            TransportUrl::Provider(ProviderKind::Resend),
+            TransportOptions {
+                timeout: Duration::from_secs(5),
+                connections: 4,
+                dkim: None,
+                providers: vec![ProviderSettings {
+                    kind: ProviderKind::Resend,
+                    base_url: resend.base_url(),
+                    api_key: ApiKey::new(API_KEY),
+                }],
+            },
+        )
+        .unwrap()
+    };
+    let from: lettre::message::Mailbox = "Sesame <sesame@example.com>".parse().unwrap();
+
+    // The dying worker: claims, sends as the worker would, never records.
+    let claimed = server
+        .store
+        .claim_emails(10, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let email = &claimed[0];
+    let templates = Templates::builtin().unwrap();
+    let rendered = templates
+        .render(email.template, email.locale, email.user_type, &email.data)
+        .unwrap();
+    let outgoing = OutgoingEmail {
+        id: email.id.clone(),
+        from: from.clone(),
+        to: email.recipient.parse().unwrap(),
+        message_id: email.message_id.clone(),
+        idempotency_key: email.id.clone(),
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        headers: Vec::new(),
+        template: Some(email.template.as_str().to_owned()),
+    };
+    let first = transport().send(&outgoing).await.unwrap();
+    drop(claimed);
+
+    let options = WorkerOptions {
+        from,
+        batch: 10,
+        concurrency: 4,
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(50),
+        retry_schedule: vec![Duration::from_secs(1)],
+        lifetime: Duration::from_secs(3600),
+        secret: None,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(run_worker(
+        server.store.clone(),
+        std::sync::Arc::new(templates),
+        std::sync::Arc::new(Transports::single(transport())),
+        options,
+        std::sync::Arc::new(sesame_server::telemetry::Metrics::default()),
+        stop.clone(),
+    ));
+    wait_for("the resend's answer", async || resend.requests() >= 2).await;
+    wait_for("the sent state", async || {
+        list_emails(&server).await[0].state == pb::EmailState::Sent as i32
+    })
+    .await;
+    stop.cancel();
+    worker.await.unwrap();
+    assert_eq!(resend.accepted().len(), 1, "Resend delivered it once");
+    let listed = list_emails(&server).await.remove(0);
+    assert_eq!(Some(listed.provider_message_id), first);
+    assert_eq!(listed.attempts, 2);
     server.stop().await;
 }
