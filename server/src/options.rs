@@ -481,6 +481,9 @@ mod tests {
             mail_resend_base_url: "http://127.0.0.1:8080/".into(),
             ..config
         };
+        for shown in [format!("{config:?}"), format!("{:?}", config.sections())] {
+            assert!(!shown.contains("re_123"), "{shown}");
+        }
         let built = mail(&config.sections().mail).unwrap();
         assert_eq!(built.transport_urls.len(), 2);
         assert_eq!(built.providers[0].base_url, "http://127.0.0.1:8080");

@@ -52,6 +52,19 @@ fn mail_through(config: &mut Config, transport: &str) {
     config.mail_from = "Sesame <sesame@example.com>".to_owned();
 }
 
+/// Sends through the local Resend at `base`, and takes its webhooks.
+fn use_resend(config: &mut Config, base: String) {
+    config.mail_resend_base_url = base;
+    config.mail_resend_api_key = Some(API_KEY.into());
+    config.mail_resend_webhook_secret = Some(webhook_secret());
+}
+
+/// Sends through the local SendGrid at `base`.
+fn use_sendgrid(config: &mut Config, base: String) {
+    config.mail_sendgrid_base_url = base;
+    config.mail_sendgrid_api_key = Some(SENDGRID_KEY.into());
+}
+
 async fn submit(server: &TestServer) -> pb::AccessRequest {
     let mut alice = server.client(&server.keys.alice).await;
     alice
@@ -105,9 +118,7 @@ async fn resend_delivery_is_reported_by_webhook_onto_the_email_the_stream_and_th
     let base = resend.base_url();
     let server = TestServer::start_with(backend, |config| {
         mail_through(config, "resend://");
-        config.mail_resend_base_url = base;
-        config.mail_resend_api_key = Some(API_KEY.into());
-        config.mail_resend_webhook_secret = Some(webhook_secret());
+        use_resend(config, base);
     })
     .await;
     let request = submit(&server).await;
@@ -232,9 +243,7 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_lifts_it(backend: B
     let base = resend.base_url();
     let server = TestServer::start_with(backend, |config| {
         mail_through(config, "resend://");
-        config.mail_resend_base_url = base;
-        config.mail_resend_api_key = Some(API_KEY.into());
-        config.mail_resend_webhook_secret = Some(webhook_secret());
+        use_resend(config, base);
     })
     .await;
     let first = submit(&server).await;
@@ -370,8 +379,7 @@ async fn sendgrid_answers_are_classified_and_its_webhooks_applied(backend: Backe
     let (signing_key, public_key) = sendgrid_key_pair();
     let server = TestServer::start_with(backend, |config| {
         mail_through(config, "sendgrid://");
-        config.mail_sendgrid_base_url = base;
-        config.mail_sendgrid_api_key = Some(SENDGRID_KEY.into());
+        use_sendgrid(config, base);
         config.mail_sendgrid_webhook_public_key = Some(public_key);
     })
     .await;
@@ -450,10 +458,8 @@ async fn a_failing_provider_hands_over_to_the_next_and_gets_the_traffic_back(bac
     let (resend_base, sendgrid_base) = (resend.base_url(), sendgrid.base_url());
     let server = TestServer::start_with(backend, |config| {
         mail_through(config, "resend://,sendgrid://");
-        config.mail_resend_base_url = resend_base;
-        config.mail_resend_api_key = Some(API_KEY.into());
-        config.mail_sendgrid_base_url = sendgrid_base;
-        config.mail_sendgrid_api_key = Some(SENDGRID_KEY.into());
+        use_resend(config, resend_base);
+        use_sendgrid(config, sendgrid_base);
         config.mail_failover_after = 2;
         config.mail_failover_cooldown_secs = 2;
     })
@@ -482,18 +488,15 @@ async fn a_failing_provider_hands_over_to_the_next_and_gets_the_traffic_back(bac
 /// Resend accepts the email, then the answer never comes (a timeout after
 /// the request went out): the retry goes to Resend again, not to the
 /// second provider, with the same idempotency key, and Resend answers the
-/// first id without accepting it twice. A worker killed after the send
-/// (its outcome never recorded) resends with the same key too.
+/// first id without accepting it twice.
 async fn an_unknown_outcome_is_retried_on_the_same_provider_and_accepted_once(backend: Backend) {
     let resend = FakeProvider::resend(API_KEY).await;
     let sendgrid = FakeProvider::sendgrid(SENDGRID_KEY).await;
     let (resend_base, sendgrid_base) = (resend.base_url(), sendgrid.base_url());
     let server = TestServer::start_with(backend, |config| {
         mail_through(config, "resend://,sendgrid://");
-        config.mail_resend_base_url = resend_base;
-        config.mail_resend_api_key = Some(API_KEY.into());
-        config.mail_sendgrid_base_url = sendgrid_base;
-        config.mail_sendgrid_api_key = Some(SENDGRID_KEY.into());
+        use_resend(config, resend_base);
+        use_sendgrid(config, sendgrid_base);
         // One unknown outcome would rest Resend; the email stays with it.
         config.mail_failover_after = 1;
     })
