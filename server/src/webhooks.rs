@@ -92,7 +92,12 @@ impl Webhooks {
         provider: &'static str,
         reports: Result<Vec<DeliveryReport>, WebhookError>,
     ) -> Answer {
-        let count = |outcome: &str| self.metrics.webhook_events.inc(&[provider, outcome]);
+        let count = |outcome: &str| {
+            self.metrics
+                .delivery
+                .webhook_events
+                .inc(&[provider, outcome])
+        };
         let reports = match reports {
             Ok(reports) => reports,
             Err(error @ WebhookError::Unauthorized(_)) => {
@@ -133,7 +138,8 @@ impl Webhooks {
                     applied += 1;
                     count("applied");
                     self.metrics
-                        .email_delivery_reports
+                        .delivery
+                        .reports
                         .inc(&[provider, delivery.report()]);
                 }
                 Ok(Applied::Replayed) => count("replayed"),

@@ -169,6 +169,10 @@ pub fn delivery_event(
     }
 }
 
+/// The transports whose deliveries are reported back by webhook: the
+/// delivery rate counts the emails they accepted.
+pub const TRACKED_PROVIDERS: [&str; 2] = ["resend", "sendgrid"];
+
 /// What a provider reported about an email it accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {

@@ -194,7 +194,7 @@ async fn record(
             Outcome::Sent => &metrics.emails_sent,
             Outcome::RetryAt { .. } => &metrics.emails_failed,
             Outcome::Dead { .. } => &metrics.emails_dead,
-            Outcome::Suppressed { .. } => &metrics.emails_suppressed,
+            Outcome::Suppressed { .. } => &metrics.delivery.suppressed,
         };
         match result {
             Ok(()) => {
@@ -287,16 +287,14 @@ fn count_transport(metrics: &Metrics, completion: &Completion) {
         return;
     };
     if completion.failed_over {
-        metrics.email_failovers.inc(&[transport]);
+        metrics.delivery.failovers.inc(&[transport]);
     }
     let kind = transport.split('#').next().unwrap_or(transport);
-    if completion.outcome == Outcome::Sent && TRACKED_PROVIDERS.contains(&kind) {
-        metrics.emails_provider_accepted.inc(&[kind]);
+    if completion.outcome == Outcome::Sent && crate::domain::mail::TRACKED_PROVIDERS.contains(&kind)
+    {
+        metrics.delivery.provider_accepted.inc(&[kind]);
     }
 }
-
-/// The transports whose deliveries are reported back by webhook.
-pub const TRACKED_PROVIDERS: [&str; 2] = ["resend", "sendgrid"];
 
 async fn attempt(
     templates: &Templates,

@@ -242,8 +242,25 @@ impl Store {
                 .add(outbox::Column::Attempts.gt(0)),
         )
         .await?;
+        let tracked = self.tracked_delivery(since).await?;
+        Ok(RequestStats {
+            counts,
+            decided,
+            automatic,
+            overdue: i64::try_from(overdue).unwrap_or(i64::MAX),
+            emails_sent,
+            emails_dead,
+            emails_retrying,
+            tracked,
+        })
+    }
+}
+impl Store {
+    /// Emails sent since `since` (micros) through a provider that reports
+    /// delivery, by what it reported.
+    async fn tracked_delivery(&self, since: i64) -> Result<TrackedDelivery> {
         let mut tracked_sent = Condition::any();
-        for provider in crate::mail::worker::TRACKED_PROVIDERS {
+        for provider in crate::domain::mail::TRACKED_PROVIDERS {
             tracked_sent = tracked_sent.add(outbox::Column::Provider.starts_with(provider));
         }
         let by_delivery: Vec<(Option<String>, i64)> = outbox::Entity::find()
@@ -267,15 +284,6 @@ impl Store {
                 _ => {}
             }
         }
-        Ok(RequestStats {
-            counts,
-            decided,
-            automatic,
-            overdue: i64::try_from(overdue).unwrap_or(i64::MAX),
-            emails_sent,
-            emails_dead,
-            emails_retrying,
-            tracked,
-        })
+        Ok(tracked)
     }
 }

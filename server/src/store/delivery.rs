@@ -103,20 +103,7 @@ impl Store {
             writer.rollback().await?;
             return Ok(Applied::Replayed);
         }
-        let mut select = outbox::Entity::find();
-        select = match (&report.email, &report.provider_message_id) {
-            (Some(id), _) if Uuid::parse_str(id).is_ok() => {
-                select.filter(outbox::Column::Id.eq(id.clone()))
-            }
-            (_, Some(message)) => select
-                .filter(outbox::Column::ProviderMessageId.eq(message.clone()))
-                .filter(outbox::Column::Provider.starts_with(report.provider)),
-            _ => {
-                writer.commit().await?;
-                return Ok(Applied::Unmatched);
-            }
-        };
-        let Some(row) = select.one(writer.txn()).await? else {
+        let Some(row) = reported_email(writer.txn(), report).await? else {
             writer.commit().await?;
             return Ok(Applied::Unmatched);
         };
@@ -166,30 +153,13 @@ impl Store {
         writer
             .apply_effects(About::Id(request), &[event_effect(event)], None)
             .await?;
-        let mut suppressed = false;
-        if let Some(reason) = delivery.suppresses()
-            && let Some((recipient, _)) = self.open_email(&row).await?
-        {
-            let index = self.vault()?.blind_index(&recipient);
-            let suppression = suppression::ActiveModel {
-                id: Set(Uuid::now_v7().to_string()),
-                address_index: Set(index),
-                reason: Set(reason.to_owned()),
-                provider: Set(report.provider.to_owned()),
-                detail: Set(detail),
-                email_id: Set(row.id.clone()),
-                created_at_us: Set(to_micros(at)),
-            };
-            suppressed = suppression::Entity::insert(suppression)
-                .on_conflict(
-                    OnConflict::column(suppression::Column::AddressIndex)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(writer.txn())
-                .await?
-                > 0;
-        }
+        let suppressed = match delivery.suppresses() {
+            Some(reason) => {
+                self.suppress(writer.txn(), &row, report.provider, reason, detail, at)
+                    .await?
+            }
+            None => false,
+        };
         writer.commit().await?;
         if suppressed {
             info!(email = %row.id, reason = delivery.suppresses(), "address suppressed");
@@ -198,6 +168,40 @@ impl Store {
             request,
             suppressed,
         })
+    }
+
+    /// Suppresses the recipient of `row` (unless erased), in `txn`; `true`
+    /// when the address was not suppressed already.
+    async fn suppress(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        row: &outbox::Model,
+        provider: &str,
+        reason: &str,
+        detail: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let Some((recipient, _)) = self.open_email(row).await? else {
+            return Ok(false);
+        };
+        let suppression = suppression::ActiveModel {
+            id: Set(Uuid::now_v7().to_string()),
+            address_index: Set(self.vault()?.blind_index(&recipient)),
+            reason: Set(reason.to_owned()),
+            provider: Set(provider.to_owned()),
+            detail: Set(detail),
+            email_id: Set(row.id.clone()),
+            created_at_us: Set(to_micros(at)),
+        };
+        let inserted = suppression::Entity::insert(suppression)
+            .on_conflict(
+                OnConflict::column(suppression::Column::AddressIndex)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+        Ok(inserted > 0)
     }
 
     /// The suppressions of `recipients` that exist, by lowercased address,
@@ -315,6 +319,25 @@ impl Store {
         info!(actor, "suppression lifted");
         Ok(())
     }
+}
+
+/// The email a report is about: by the outbox id it carried, else by the
+/// provider's id of it.
+async fn reported_email(
+    txn: &sea_orm::DatabaseTransaction,
+    report: &DeliveryReport,
+) -> Result<Option<outbox::Model>> {
+    let select = outbox::Entity::find();
+    let select = match (&report.email, &report.provider_message_id) {
+        (Some(id), _) if Uuid::parse_str(id).is_ok() => {
+            select.filter(outbox::Column::Id.eq(id.clone()))
+        }
+        (_, Some(message)) => select
+            .filter(outbox::Column::ProviderMessageId.eq(message.clone()))
+            .filter(outbox::Column::Provider.starts_with(report.provider)),
+        _ => return Ok(None),
+    };
+    Ok(select.one(txn).await?)
 }
 
 /// Deletes the suppression of the address with blind index `index`, if

@@ -47,11 +47,8 @@ pub struct Metrics {
     pub emails_sent: CounterVec,
     pub emails_failed: CounterVec,
     pub emails_dead: CounterVec,
-    pub emails_suppressed: CounterVec,
-    pub email_failovers: CounterVec,
-    pub emails_provider_accepted: CounterVec,
-    pub email_delivery_reports: CounterVec,
-    pub webhook_events: CounterVec,
+    /// Providers, webhooks, suppression and failover.
+    pub delivery: DeliveryMetrics,
     pub watchers: GaugeVec,
     pub db_pool_connections: GaugeVec,
     pub db_pool_max_connections: GaugeVec,
@@ -60,6 +57,51 @@ pub struct Metrics {
     pub build_info: GaugeVec,
     /// `/package.Service/Method` -> labels, from the served descriptors.
     rpcs: HashMap<String, Rpc>,
+}
+
+/// The counters of email delivery through the HTTP providers.
+#[derive(Debug)]
+pub struct DeliveryMetrics {
+    pub suppressed: CounterVec,
+    pub failovers: CounterVec,
+    pub provider_accepted: CounterVec,
+    pub reports: CounterVec,
+    pub webhook_events: CounterVec,
+}
+
+impl DeliveryMetrics {
+    fn new() -> Self {
+        DeliveryMetrics {
+            suppressed: CounterVec::new(
+                "sesame_emails_suppressed_total",
+                "Emails not sent because their address is suppressed (hard bounce or complaint).",
+                &[],
+            ),
+            failovers: CounterVec::new(
+                "sesame_email_failovers_total",
+                "Send attempts made through a transport other than the first, the ones before it \
+             resting after repeated failures.",
+                &["transport"],
+            ),
+            provider_accepted: CounterVec::new(
+                "sesame_emails_provider_accepted_total",
+                "Emails accepted by an HTTP provider that reports delivery (the delivery rate's base).",
+                &["provider"],
+            ),
+            reports: CounterVec::new(
+                "sesame_email_delivery_reports_total",
+                "Delivery reports applied from provider webhooks, by report (delivered, delayed, \
+             bounced_hard, bounced_soft, complained).",
+                &["provider", "report"],
+            ),
+            webhook_events: CounterVec::new(
+                "sesame_webhook_events_total",
+                "Provider webhook events received, by outcome (applied, replayed, ignored, \
+             unmatched, unauthorized, malformed).",
+                &["provider", "outcome"],
+            ),
+        }
+    }
 }
 
 const GRPC_LABELS: &[&str] = &["grpc_service", "grpc_method", "grpc_type"];
@@ -127,34 +169,7 @@ impl Metrics {
                 "Emails given up on (permanent failure or lifetime exhausted).",
                 &[],
             ),
-            emails_suppressed: CounterVec::new(
-                "sesame_emails_suppressed_total",
-                "Emails not sent because their address is suppressed (hard bounce or complaint).",
-                &[],
-            ),
-            email_failovers: CounterVec::new(
-                "sesame_email_failovers_total",
-                "Send attempts made through a transport other than the first, the ones before it \
-                 resting after repeated failures.",
-                &["transport"],
-            ),
-            emails_provider_accepted: CounterVec::new(
-                "sesame_emails_provider_accepted_total",
-                "Emails accepted by an HTTP provider that reports delivery (the delivery rate's base).",
-                &["provider"],
-            ),
-            email_delivery_reports: CounterVec::new(
-                "sesame_email_delivery_reports_total",
-                "Delivery reports applied from provider webhooks, by report (delivered, delayed, \
-                 bounced_hard, bounced_soft, complained).",
-                &["provider", "report"],
-            ),
-            webhook_events: CounterVec::new(
-                "sesame_webhook_events_total",
-                "Provider webhook events received, by outcome (applied, replayed, ignored, \
-                 unmatched, unauthorized, malformed).",
-                &["provider", "outcome"],
-            ),
+            delivery: DeliveryMetrics::new(),
             watchers: GaugeVec::new(
                 "sesame_watchers_connected",
                 "WatchEvents streams open on this process.",
@@ -229,11 +244,11 @@ impl Metrics {
             Family::Counter(&self.emails_sent),
             Family::Counter(&self.emails_failed),
             Family::Counter(&self.emails_dead),
-            Family::Counter(&self.emails_suppressed),
-            Family::Counter(&self.email_failovers),
-            Family::Counter(&self.emails_provider_accepted),
-            Family::Counter(&self.email_delivery_reports),
-            Family::Counter(&self.webhook_events),
+            Family::Counter(&self.delivery.suppressed),
+            Family::Counter(&self.delivery.failovers),
+            Family::Counter(&self.delivery.provider_accepted),
+            Family::Counter(&self.delivery.reports),
+            Family::Counter(&self.delivery.webhook_events),
             Family::Gauge(&self.watchers),
             Family::Gauge(&self.db_pool_connections),
             Family::Gauge(&self.db_pool_max_connections),
