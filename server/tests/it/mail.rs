@@ -25,6 +25,7 @@ both_backends!(
     leases_are_renewed_while_a_slow_server_sends_so_no_second_worker_resends,
     a_worker_crash_after_acceptance_resends_with_the_same_message_id,
     two_workers_never_send_the_same_email_twice,
+    a_sigterm_mid_drain_records_every_outcome_so_nothing_is_sent_twice,
     admins_list_retry_and_preview_emails,
 );
 
@@ -1068,5 +1069,82 @@ async fn admins_list_retry_and_preview_emails(backend: Backend) {
         Code::PermissionDenied,
         "ROLE_NOT_ALLOWED",
     );
+    server.stop().await;
+}
+
+/// `sesame worker` (the real process) drains 1,000 emails into a real SMTP
+/// server and gets SIGTERM midway: it exits 0 having recorded every email
+/// it sent, so a second worker sends each remaining email once and none
+/// twice.
+async fn a_sigterm_mid_drain_records_every_outcome_so_nothing_is_sent_twice(backend: Backend) {
+    let smtp = SmtpServer::start();
+    let server = TestServer::start(backend).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let request = submit(&mut alice).await;
+    enqueue_directly(&server, &request, 1_000).await;
+    let total = 1_001;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = || {
+        let mut command = crate::cli::sesame(dir.path());
+        command
+            .arg("worker")
+            .env("SESAME_DATABASE_URL", &server.config.database_url)
+            .env(
+                "SESAME_SECRET_KEY_FILE",
+                server.config.secret_key_file.as_deref().unwrap(),
+            )
+            .env("SESAME_MAIL_TRANSPORT", smtp.url())
+            .env("SESAME_MAIL_POLL_INTERVAL_MS", "50")
+            .env("SESAME_SCHEDULER", "false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command.spawn().expect("spawn sesame worker")
+    };
+    let mut first = worker();
+    wait_for("a third of the emails", async || {
+        smtp.received().len() >= 300
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || first.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "the worker exits 0 on SIGTERM: {exit:?}");
+    let sent_before = message_ids(&smtp.received());
+    assert!(
+        sent_before.len() < total,
+        "SIGTERM came before the end of the drain"
+    );
+    let recorded = outbox::Entity::find()
+        .filter(outbox::Column::State.eq("sent"))
+        .all(server.store.connection())
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded.len(),
+        sent_before.len(),
+        "every email the SMTP server accepted is recorded as sent"
+    );
+
+    let mut second = worker();
+    // A shared CI machine drains slower than 20 s: allow two minutes.
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while smtp.received().len() < total {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the second worker drains the rest within two minutes");
+    // Anything sent twice would arrive just after.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let received = smtp.received();
+    assert_eq!(received.len(), total, "no email sent twice");
+    assert_eq!(message_ids(&received).len(), total);
     server.stop().await;
 }
