@@ -2,7 +2,7 @@
 import { timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { AccessRequestState, GatewayCodeState, UserType } from "@client/gen/sesame/v1/access_request_pb";
 import { CallerRole } from "@client/gen/sesame/v1/caller_pb";
-import { EmailDelivery, EmailState, EmailTemplate } from "@client/gen/sesame/v1/email_pb";
+import { EmailDelivery, EmailState, EmailTemplate, SuppressionReason } from "@client/gen/sesame/v1/email_pb";
 import { EventType } from "@client/gen/sesame/v1/event_pb";
 import { getLang, hasKey, t, type MessageKey } from "./i18n";
 
@@ -75,6 +75,7 @@ export const userTypeLabel = (u: UserType) => enumLabel("userType", UserType[u])
 export const eventLabel = (e: EventType) => enumLabel("event", EventType[e]);
 export const emailStateLabel = (e: EmailState) => enumLabel("emailState", EmailState[e]);
 export const deliveryLabel = (d: EmailDelivery) => enumLabel("delivery", EmailDelivery[d]);
+export const suppressionLabel = (r: SuppressionReason) => enumLabel("suppression", SuppressionReason[r]);
 export const templateLabel = (e: EmailTemplate) => enumLabel("template", EmailTemplate[e]);
 export const codeStateLabel = (e: GatewayCodeState) => enumLabel("codeState", GatewayCodeState[e]);
 

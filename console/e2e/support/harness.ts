@@ -138,6 +138,8 @@ export class SesameServer {
   readonly databaseUrl: string;
   port = 0;
   bootstrapAdminKey = "";
+  /** Settings over the defaults below, for a test's next start (`restart`). */
+  overrides: Record<string, string> = {};
   #child: ChildProcess | undefined;
   #log: string[] = [];
 
@@ -177,6 +179,7 @@ export class SesameServer {
       SESAME_EVENT_POLL_INTERVAL_MS: "200",
       SESAME_WATCH_HEARTBEAT_SECS: "2",
       SESAME_SHUTDOWN_GRACE_SECS: "1",
+      ...this.overrides,
     };
   }
 

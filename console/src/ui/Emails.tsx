@@ -1,28 +1,37 @@
-// Failing and dead emails with Retry, and a preview of every template.
+// Failing, dead and suppressed emails with Retry, the suppressed addresses
+// with Lift, and a preview of every template.
 import { useCallback, useEffect, useState } from "preact/hooks";
 import { UserType } from "@client/gen/sesame/v1/access_request_pb";
-import { EmailDelivery, EmailState, EmailTemplate, type Email, type PreviewEmailResponse } from "@client/gen/sesame/v1/email_pb";
+import {
+  EmailDelivery,
+  EmailState,
+  EmailTemplate,
+  type Email,
+  type PreviewEmailResponse,
+  type Suppression,
+} from "@client/gen/sesame/v1/email_pb";
 import { api, callOptions } from "../api";
 import { describeError, type UiError } from "../errors";
-import { deliveryLabel, emailStateLabel, formatTime, templateLabel, timestampMs, userTypeLabel } from "../format";
+import { deliveryLabel, emailStateLabel, formatTime, suppressionLabel, templateLabel, timestampMs, userTypeLabel } from "../format";
 import { t } from "../i18n";
 import { ErrorBanner, Link, LiveRegion, Loading, ScreenTitle } from "./common";
 
 type Show = "problems" | "dead" | "failing" | "all";
 
 /** Page tokens of the lists a view reads: "" for the first page. */
-type Tokens = { dead?: string; pending?: string; all?: string };
+type Tokens = { dead?: string; pending?: string; suppressed?: string; all?: string };
 
 const STATE_OF: Record<keyof Tokens, EmailState> = {
   dead: EmailState.DEAD,
   pending: EmailState.PENDING,
+  suppressed: EmailState.SUPPRESSED,
   all: EmailState.UNSPECIFIED,
 };
 
 function initialTokens(show: Show): Tokens {
   switch (show) {
     case "problems":
-      return { dead: "", pending: "" };
+      return { dead: "", pending: "", suppressed: "" };
     case "dead":
       return { dead: "" };
     case "failing":
@@ -58,7 +67,84 @@ export function Emails() {
     <section>
       <ScreenTitle>{t("emails.title")}</ScreenTitle>
       <ProblemEmails />
+      <Suppressions />
       <Preview />
+    </section>
+  );
+}
+
+function Suppressions() {
+  const [suppressions, setSuppressions] = useState<Suppression[]>([]);
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState<UiError>();
+  const [notice, setNotice] = useState("");
+
+  const load = useCallback(async () => {
+    setLoading(true);
+    setError(undefined);
+    try {
+      const res = await api.emails.listSuppressions({ pageSize: 100 }, callOptions);
+      setSuppressions(res.suppressions);
+    } catch (err) {
+      setError(describeError(err));
+    } finally {
+      setLoading(false);
+    }
+  }, []);
+
+  useEffect(() => {
+    void load();
+  }, [load]);
+
+  const lift = async (s: Suppression) => {
+    setError(undefined);
+    try {
+      await api.emails.deleteSuppression({ name: s.name }, callOptions);
+      setSuppressions((prev) => prev.filter((p) => p.name !== s.name));
+      setNotice(t("emails.lifted", { recipient: s.recipient }));
+    } catch (err) {
+      setError(describeError(err));
+    }
+  };
+
+  return (
+    <section>
+      <h2 id="h-suppressions">{t("emails.suppressions")}</h2>
+      <p class="muted">{t("emails.suppressionsIntro")}</p>
+      <ErrorBanner error={error} onRetry={() => load()} />
+      <LiveRegion>{notice ? <p class="notice notice-ok">{notice}</p> : null}</LiveRegion>
+      {loading && !suppressions.length ? <Loading /> : null}
+      {!loading && !suppressions.length && !error ? <p>{t("emails.suppressionsEmpty")}</p> : null}
+      {suppressions.length ? (
+        <table class="table" aria-labelledby="h-suppressions">
+          <thead>
+            <tr>
+              <th scope="col">{t("col.recipient")}</th>
+              <th scope="col">{t("col.reason")}</th>
+              <th scope="col">{t("col.created")}</th>
+              <th scope="col">{t("col.actions")}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {suppressions.map((s) => (
+              <tr key={s.name}>
+                <td data-label={t("col.recipient")} class="wrap">
+                  {s.recipient}
+                </td>
+                <td data-label={t("col.reason")} class="wrap">
+                  {suppressionLabel(s.reason)} ({s.provider}){s.detail ? `: ${s.detail}` : null}
+                </td>
+                <td data-label={t("col.created")}>{formatTime(s.createTime)}</td>
+                <td data-label={t("col.actions")}>
+                  <button type="button" class="button-secondary" aria-label={t("emails.liftOf", { recipient: s.recipient })} onClick={() => lift(s)}>
+                    {t("emails.lift")}
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
     </section>
   );
 }
