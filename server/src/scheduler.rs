@@ -11,7 +11,8 @@
 //! The same loop runs the retention job (at most every
 //! [`RETENTION_INTERVAL`]): closed requests past
 //! `retention_closed_request_days` are erased and sent emails past
-//! `retention_sent_email_days` purged (see `store/privacy.rs`).
+//! `retention_sent_email_days` purged (see `store/privacy.rs`), and the
+//! ids of provider webhook events older than a week are forgotten.
 
 use std::time::Duration;
 
@@ -166,20 +167,28 @@ pub async fn run_scheduler(
     let mut last_retention: Option<std::time::Instant> = None;
     while !shutdown.is_cancelled() {
         let retention_due = last_retention.is_none_or(|at| at.elapsed() >= RETENTION_INTERVAL);
+        if retention_due {
+            last_retention = Some(std::time::Instant::now());
+            let before = clock.now() - crate::store::delivery::WEBHOOK_REPLAY_WINDOW;
+            match store.prune_webhook_events(before).await {
+                Ok(0) => {}
+                Ok(pruned) => info!(pruned, "old webhook event ids forgotten"),
+                Err(error) => {
+                    warn!(error = %error, "could not prune webhook event ids; will retry")
+                }
+            }
+        }
         if retention_due
             && (options.retain_closed_requests.is_some() || options.retain_sent_emails.is_some())
-        {
-            last_retention = Some(std::time::Instant::now());
-            if let Err(error) = store
+            && let Err(error) = store
                 .apply_retention(
                     clock.now(),
                     options.retain_closed_requests,
                     options.retain_sent_emails,
                 )
                 .await
-            {
-                warn!(error = %error, "retention pass failed; will retry");
-            }
+        {
+            warn!(error = %error, "retention pass failed; will retry");
         }
         match run_once(&store, &options, clock.now()).await {
             Ok(report) if report == PassReport::default() => debug!("no review deadline due"),

@@ -19,6 +19,10 @@ use crate::domain::codes::event_effect;
 use crate::domain::mail::{Delivery, delivery_event, redact_addresses};
 use crate::domain::{AccessRequestId, State};
 
+/// How long a provider event's id is remembered, so that its replays are
+/// recognised.
+pub const WEBHOOK_REPLAY_WINDOW: chrono::Duration = chrono::Duration::days(7);
+
 /// A provider's report about one email, verified and parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -303,6 +307,21 @@ impl Store {
             suppressions,
             next_page_token,
         })
+    }
+
+    /// Forgets the provider events received before `before`: a replay
+    /// older than that would be applied again. Providers retry a delivery
+    /// for a few days at most (Resend's Svix about 3, SendGrid 3), so the
+    /// scheduler keeps [`WEBHOOK_REPLAY_WINDOW`]. Returns how many went.
+    #[instrument(skip_all, err(level = "debug"))]
+    pub async fn prune_webhook_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        let (_turn, txn) = self.begin_write().await?;
+        let deleted = webhook_event::Entity::delete_many()
+            .filter(webhook_event::Column::ReceivedAtUs.lt(to_micros(before)))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(deleted.rows_affected)
     }
 
     /// Lifts a suppression: later emails to the address are sent again.

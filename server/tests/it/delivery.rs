@@ -231,6 +231,14 @@ async fn resend_delivery_is_reported_by_webhook_onto_the_email_the_stream_and_th
     assert_eq!(stats.emails_tracked_count, 2);
     assert_eq!(stats.emails_delivered_count, 1);
     assert_eq!(stats.delivery_rate, Some(0.5));
+    // Event ids are remembered a week, then forgotten by the scheduler.
+    let store = &server.store;
+    let now = chrono::Utc::now();
+    let week = sesame_server::store::delivery::WEBHOOK_REPLAY_WINDOW;
+    assert_eq!(store.prune_webhook_events(now - week).await.unwrap(), 0);
+    let later = now + chrono::Duration::seconds(1);
+    assert_eq!(store.prune_webhook_events(later).await.unwrap(), 1);
+    assert_eq!(server.count("webhook_events").await, 0);
     server.stop().await;
 }
 
