@@ -82,7 +82,6 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("outbox_provider_message")
                     .table(Outbox::Table)
-                    .col(Outbox::Provider)
                     .col(Outbox::ProviderMessageId)
                     .to_owned(),
             )

@@ -75,16 +75,18 @@ export function Emails() {
 
 function Suppressions() {
   const [suppressions, setSuppressions] = useState<Suppression[]>([]);
+  const [nextToken, setNextToken] = useState("");
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<UiError>();
   const [notice, setNotice] = useState("");
 
-  const load = useCallback(async () => {
+  const load = useCallback(async (pageToken = "") => {
     setLoading(true);
     setError(undefined);
     try {
-      const res = await api.emails.listSuppressions({ pageSize: 100 }, callOptions);
-      setSuppressions(res.suppressions);
+      const res = await api.emails.listSuppressions({ pageSize: 100, pageToken }, callOptions);
+      setSuppressions((prev) => (pageToken ? [...prev, ...res.suppressions] : res.suppressions));
+      setNextToken(res.nextPageToken);
     } catch (err) {
       setError(describeError(err));
     } finally {
@@ -144,6 +146,13 @@ function Suppressions() {
             ))}
           </tbody>
         </table>
+      ) : null}
+      {nextToken ? (
+        <p>
+          <button type="button" class="button-secondary" disabled={loading} onClick={() => load(nextToken)}>
+            {t("app.loadMore")}
+          </button>
+        </p>
       ) : null}
     </section>
   );

@@ -193,6 +193,7 @@ pub fn event_types_input(check: &mut Validator, field: &str, raw: &[i32]) -> Vec
             Ok(pb::EventType::EmailBounced) => Some(EventKind::EmailBounced),
             Ok(pb::EventType::EmailComplained) => Some(EventKind::EmailComplained),
             Ok(pb::EventType::EmailSuppressed) => Some(EventKind::EmailSuppressed),
+            Ok(pb::EventType::EmailSuppressionLifted) => Some(EventKind::SuppressionLifted),
             Ok(pb::EventType::CodeIssued) => Some(EventKind::CodeIssued),
             Ok(pb::EventType::CodeRedeemed) => Some(EventKind::CodeRedeemed),
             Ok(pb::EventType::CodeRevoked) => Some(EventKind::CodeRevoked),

@@ -138,6 +138,7 @@ pub fn emails_for(kind: EventKind, request: &AccessRequest, admins: &[String]) -
         | EventKind::EmailBounced
         | EventKind::EmailComplained
         | EventKind::EmailSuppressed
+        | EventKind::SuppressionLifted
         | EventKind::EmailSent
         | EventKind::EmailFailed
         | EventKind::EmailDead

@@ -285,6 +285,8 @@ pub enum EventKind {
     EmailComplained,
     /// The email was not sent: its address is suppressed.
     EmailSuppressed,
+    /// An administrator lifted the suppression an email's report caused.
+    SuppressionLifted,
     /// A gateway code was issued (never the code itself).
     CodeIssued,
     /// A gateway redeemed the code.
@@ -307,7 +309,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event kind.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::Submitted,
         EventKind::Approved,
         EventKind::Rejected,
@@ -322,6 +324,7 @@ impl EventKind {
         EventKind::EmailBounced,
         EventKind::EmailComplained,
         EventKind::EmailSuppressed,
+        EventKind::SuppressionLifted,
         EventKind::CodeIssued,
         EventKind::CodeRedeemed,
         EventKind::CodeRevoked,
@@ -354,6 +357,7 @@ impl EventKind {
             EventKind::EmailBounced => "email.bounced",
             EventKind::EmailComplained => "email.complained",
             EventKind::EmailSuppressed => "email.suppressed",
+            EventKind::SuppressionLifted => "email.suppression_lifted",
             EventKind::CodeIssued => "code.issued",
             EventKind::CodeRedeemed => "code.redeemed",
             EventKind::CodeRevoked => "code.revoked",

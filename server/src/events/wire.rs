@@ -44,6 +44,7 @@ pub fn event_type_to_proto(kind: EventKind) -> pb::EventType {
         EventKind::EmailBounced => pb::EventType::EmailBounced,
         EventKind::EmailComplained => pb::EventType::EmailComplained,
         EventKind::EmailSuppressed => pb::EventType::EmailSuppressed,
+        EventKind::SuppressionLifted => pb::EventType::EmailSuppressionLifted,
         EventKind::CodeIssued => pb::EventType::CodeIssued,
         EventKind::CodeRedeemed => pb::EventType::CodeRedeemed,
         EventKind::CodeRevoked => pb::EventType::CodeRevoked,

@@ -9,7 +9,10 @@
 //! An email is handed to another transport only after the previous one
 //! answered with a failure: when an attempt's outcome is unknown (the
 //! request went out, no answer came back), the email is pinned to that
-//! transport, which alone can recognise the resend by its idempotency key.
+//! transport until its fate is known (sent or dead), since that transport
+//! alone could recognise the resend (Resend by its idempotency key, for 24
+//! hours; SendGrid has no such key, so there a resend may deliver twice
+//! either way, but never through two providers).
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;

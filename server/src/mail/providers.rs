@@ -226,7 +226,9 @@ pub fn classify(
         }
         // A concurrent request with the same idempotency key is still being
         // processed: its outcome decides, so ask the same provider again.
-        409 if kind == ProviderKind::Resend => SendError::Unknown(said),
+        409 if kind == ProviderKind::Resend && text.contains("concurrent_idempotent_requests") => {
+            SendError::Unknown(said)
+        }
         // The API key is wrong or lacks rights: the server's configuration,
         // not the email's fault; fixing it delivers the email.
         401 | 403 => SendError::Transient(said),
@@ -360,9 +362,16 @@ mod tests {
             classify(resend, 503, "", None),
             SendError::Throttled(message, None) if message.ends_with("(no body)")
         ));
+        let concurrent = r#"{"name":"concurrent_idempotent_requests","message":"Same idempotency key used while original request is still in progress."}"#;
         assert!(matches!(
-            classify(resend, 409, "{}", None),
+            classify(resend, 409, concurrent, None),
             SendError::Unknown(_)
+        ));
+        // The key was used for another payload: no retry will pass.
+        let reused = r#"{"name":"invalid_idempotent_request","message":"Same idempotency key used with a different request payload."}"#;
+        assert!(matches!(
+            classify(resend, 409, reused, None),
+            SendError::Permanent(_)
         ));
         assert!(matches!(
             classify(resend, 401, "{}", None),

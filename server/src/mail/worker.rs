@@ -377,10 +377,15 @@ fn retry_or_give_up(
     let lifetime_end = chrono::Duration::from_std(options.lifetime)
         .ok()
         .map(|lifetime| email.created_at + lifetime);
+    // The wait asked for, when it fits in the email's lifetime; else the
+    // schedule's slot (a quota's hour must not kill an email that still has
+    // a retry left).
     let next = match (scheduled, asked) {
-        (Some(at), Some(asked)) if asked > at => {
-            Some(asked).filter(|asked| lifetime_end.is_some_and(|end| *asked <= end))
-        }
+        (Some(at), Some(asked)) if asked > at => Some(
+            Some(asked)
+                .filter(|asked| lifetime_end.is_some_and(|end| *asked <= end))
+                .unwrap_or(at),
+        ),
         (scheduled, _) => scheduled,
     };
     match next {

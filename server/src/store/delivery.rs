@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use serde_json::json;
 use tracing::{info, instrument};
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use super::entities::{access_request, outbox, suppression, webhook_event};
 use super::{Result, Store, StoreError, from_micros, now, to_micros};
 use crate::domain::codes::event_effect;
 use crate::domain::mail::{Delivery, delivery_event, redact_addresses};
-use crate::domain::{AccessRequestId, State};
+use crate::domain::{AccessRequestId, EventKind, State};
 
 /// How long a provider event's id is remembered, so that its replays are
 /// recognised.
@@ -107,7 +107,8 @@ impl Store {
             writer.rollback().await?;
             return Ok(Applied::Replayed);
         }
-        let Some(row) = reported_email(writer.txn(), report).await? else {
+        let lock = self.backend() == sea_orm::DbBackend::Postgres;
+        let Some(row) = reported_email(writer.txn(), report, lock).await? else {
             writer.commit().await?;
             return Ok(Applied::Unmatched);
         };
@@ -324,27 +325,57 @@ impl Store {
         Ok(deleted.rows_affected)
     }
 
-    /// Lifts a suppression: later emails to the address are sent again.
+    /// Lifts a suppression: later emails to the address are sent again. An
+    /// `email.suppression_lifted` event by `actor` records it on the request
+    /// of the email that caused it.
     #[instrument(skip_all, fields(suppression = %id), err(level = "debug"))]
     pub async fn delete_suppression(&self, id: Uuid, actor: &str) -> Result<()> {
-        let (_turn, txn) = self.begin_write().await?;
+        let at = now();
+        let mut writer = self.writer().await?;
+        let suppression = suppression::Entity::find_by_id(id.to_string())
+            .one(writer.txn())
+            .await?
+            .ok_or(StoreError::SuppressionNotFound)?;
         let deleted = suppression::Entity::delete_by_id(id.to_string())
-            .exec(&txn)
+            .exec(writer.txn())
             .await?;
-        txn.commit().await?;
         if deleted.rows_affected == 0 {
             return Err(StoreError::SuppressionNotFound);
         }
+        if let Some(email) = outbox::Entity::find_by_id(suppression.email_id.clone())
+            .one(writer.txn())
+            .await?
+        {
+            let request: AccessRequestId = email
+                .access_request_id
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("outbox {}: bad request id", email.id)))?;
+            let state = super::outbox::request_state(writer.txn(), &email).await?;
+            let data = json!({
+                "template": email.template,
+                "message_id": email.message_id,
+                "provider": suppression.provider,
+                "reason": suppression.reason,
+            });
+            let mut event = delivery_event(EventKind::SuppressionLifted, request, state, data, at);
+            event.actor = actor.to_owned();
+            writer
+                .apply_effects(About::Id(request), &[event_effect(event)], None)
+                .await?;
+        }
+        writer.commit().await?;
         info!(actor, "suppression lifted");
         Ok(())
     }
 }
 
 /// The email a report is about: by the outbox id it carried, else by the
-/// provider's id of it.
+/// provider's id of it; locked on PostgreSQL (`lock`), so that two reports
+/// about one email applied at once cannot move its delivery backwards.
 async fn reported_email(
     txn: &sea_orm::DatabaseTransaction,
     report: &DeliveryReport,
+    lock: bool,
 ) -> Result<Option<outbox::Model>> {
     let select = outbox::Entity::find();
     let select = match (&report.email, &report.provider_message_id) {
@@ -355,6 +386,11 @@ async fn reported_email(
             .filter(outbox::Column::ProviderMessageId.eq(message.clone()))
             .filter(outbox::Column::Provider.starts_with(report.provider)),
         _ => return Ok(None),
+    };
+    let select = if lock {
+        select.lock_exclusive()
+    } else {
+        select
     };
     Ok(select.one(txn).await?)
 }

@@ -194,7 +194,7 @@ impl Store {
             let email = self.open_email(&row).await?;
             opened.push((row, email));
         }
-        let mut suppressions = self
+        let suppressions = self
             .suppressions_of(
                 opened
                     .iter()
@@ -205,7 +205,7 @@ impl Store {
         for (row, email) in opened {
             let suppressed = email
                 .as_ref()
-                .and_then(|(to, _)| suppressions.remove(&to.to_lowercase()));
+                .and_then(|(to, _)| suppressions.get(&to.to_lowercase()).cloned());
             emails.push(claimed(row, email, suppressed)?);
         }
         Ok(emails)
@@ -557,7 +557,7 @@ impl Store {
 
 /// The current state of the request an email is about: email events record
 /// it as the request's state.
-async fn request_state(txn: &DatabaseTransaction, row: &outbox::Model) -> Result<State> {
+pub(super) async fn request_state(txn: &DatabaseTransaction, row: &outbox::Model) -> Result<State> {
     unique(
         access_request::Entity::find_by_id(row.access_request_id.clone()),
         txn,
@@ -613,6 +613,15 @@ async fn record_outcome(
     let purged = (state == SENT)
         .then(|| without_sealed_code(&row.data))
         .flatten();
+    // A pin holds until an attempt ends the email's fate (sent, dead,
+    // suppressed): a failure answered after an unknown outcome says
+    // nothing about that first attempt, which the pinned provider alone
+    // can recognise when it is sent again.
+    let pinned = match outcome {
+        Outcome::RetryAt { .. } if completion.pin => completion.transport.clone(),
+        Outcome::RetryAt { .. } => row.pinned_provider.clone(),
+        Outcome::Sent | Outcome::Dead { .. } | Outcome::Suppressed { .. } => None,
+    };
     let mut active: outbox::ActiveModel = row.into();
     if let Some(data) = purged {
         active.data = Set(data);
@@ -632,10 +641,7 @@ async fn record_outcome(
         active.provider = Set(completion.transport.clone());
         active.provider_message_id = Set(completion.provider_message_id.clone());
     }
-    active.pinned_provider = Set(completion
-        .pin
-        .then(|| completion.transport.clone())
-        .flatten());
+    active.pinned_provider = Set(pinned);
     // Not `ActiveModel::update`, which reads the row back.
     outbox::Entity::update_many()
         .set(active)

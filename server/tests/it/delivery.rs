@@ -294,18 +294,26 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_lifts_it(backend: B
         .unwrap();
     assert!(!format!("{stored:?}").contains("ada@"), "{stored:?}");
 
+    // The approval and two more requests at once (their emails claimed
+    // together): none is sent.
     approve(&server, &first).await;
-    wait_for("the suppressed approval email", async || {
+    tokio::join!(submit(&server), submit(&server));
+    wait_for("three suppressed emails", async || {
         list_emails(&server)
             .await
             .iter()
-            .any(|email| email.state == pb::EmailState::Suppressed as i32)
+            .filter(|email| email.state == pb::EmailState::Suppressed as i32)
+            .count()
+            == 3
     })
     .await;
     let approval = list_emails(&server)
         .await
         .into_iter()
-        .find(|email| email.state == pb::EmailState::Suppressed as i32)
+        .find(|email| {
+            email.state == pb::EmailState::Suppressed as i32
+                && email.template == pb::EmailTemplate::ApplicantApproved as i32
+        })
         .unwrap();
     assert!(
         approval.last_error.contains("hard bounce"),
@@ -343,6 +351,17 @@ async fn a_hard_bounce_suppresses_the_address_until_an_admin_lifts_it(backend: B
         .await
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::NotFound);
+    // The audit trail says who lifted it, once.
+    let lifted = sesame_server::store::entities::event::Entity::find()
+        .all(server.store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.event_type == "email.suppression_lifted")
+        .collect::<Vec<_>>();
+    assert_eq!(lifted.len(), 1);
+    assert_eq!(lifted[0].actor, "admin");
+    assert!(!lifted[0].data.contains("ada@"), "{}", lifted[0].data);
     submit(&server).await;
     resend.wait_accepted(2, Duration::from_secs(20)).await;
 
@@ -509,16 +528,22 @@ async fn an_unknown_outcome_is_retried_on_the_same_provider_and_accepted_once(ba
         config.mail_failover_after = 1;
     })
     .await;
-    resend.plan(vec![Answer::AcceptThenHang(Duration::from_secs(5))]);
+    // Accepted, then no answer; then a 503 from Resend's front (which says
+    // nothing about the first attempt, and rests Resend): the email stays
+    // with Resend.
+    resend.plan(vec![
+        Answer::AcceptThenHang(Duration::from_secs(5)),
+        Answer::status(503),
+    ]);
     submit(&server).await;
-    wait_for("the retry's answer", async || resend.requests() >= 2).await;
+    wait_for("the last retry's answer", async || resend.requests() >= 3).await;
     wait_for("the sent state", async || {
         list_emails(&server).await[0].state == pb::EmailState::Sent as i32
     })
     .await;
     let email = list_emails(&server).await.remove(0);
     assert_eq!(email.provider, "resend");
-    assert_eq!(email.attempts, 2);
+    assert_eq!(email.attempts, 3);
     assert_eq!(resend.accepted().len(), 1, "accepted once");
     assert_eq!(
         sendgrid.requests(),

@@ -96,6 +96,10 @@ const (
 	// An email was not sent because its address is suppressed (an earlier
 	// hard bounce or complaint); the email's state is SUPPRESSED.
 	EventType_EVENT_TYPE_EMAIL_SUPPRESSED EventType = 27
+	// An administrator lifted the suppression of the address an email went to
+	// (DeleteSuppression): later emails to it are sent again. Recorded on the
+	// request of the email that caused the suppression; no address in it.
+	EventType_EVENT_TYPE_EMAIL_SUPPRESSION_LIFTED EventType = 28
 )
 
 // Enum value maps for EventType.
@@ -124,6 +128,7 @@ var (
 		25: "EVENT_TYPE_EMAIL_BOUNCED",
 		26: "EVENT_TYPE_EMAIL_COMPLAINED",
 		27: "EVENT_TYPE_EMAIL_SUPPRESSED",
+		28: "EVENT_TYPE_EMAIL_SUPPRESSION_LIFTED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":               0,
@@ -149,6 +154,7 @@ var (
 		"EVENT_TYPE_EMAIL_BOUNCED":             25,
 		"EVENT_TYPE_EMAIL_COMPLAINED":          26,
 		"EVENT_TYPE_EMAIL_SUPPRESSED":          27,
+		"EVENT_TYPE_EMAIL_SUPPRESSION_LIFTED":  28,
 	}
 )
 
@@ -961,7 +967,7 @@ const file_sesame_v1_event_proto_rawDesc = "" +
 	"\x0fverified_events\x18\x04 \x01(\x03R\x0everifiedEvents\x12'\n" +
 	"\x0fbroken_sequence\x18\x05 \x01(\x03R\x0ebrokenSequence\x12\x18\n" +
 	"\aproblem\x18\x06 \x01(\tR\aproblem\x12.\n" +
-	"\x13next_start_sequence\x18\a \x01(\x03R\x11nextStartSequence*\xf0\x05\n" +
+	"\x13next_start_sequence\x18\a \x01(\x03R\x11nextStartSequence*\x99\x06\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cEVENT_TYPE_REQUEST_SUBMITTED\x10\x01\x12\x1f\n" +
@@ -986,7 +992,8 @@ const file_sesame_v1_event_proto_rawDesc = "" +
 	"!EVENT_TYPE_EMAIL_DELIVERY_DELAYED\x10\x18\x12\x1c\n" +
 	"\x18EVENT_TYPE_EMAIL_BOUNCED\x10\x19\x12\x1f\n" +
 	"\x1bEVENT_TYPE_EMAIL_COMPLAINED\x10\x1a\x12\x1f\n" +
-	"\x1bEVENT_TYPE_EMAIL_SUPPRESSED\x10\x1b2\x86\x02\n" +
+	"\x1bEVENT_TYPE_EMAIL_SUPPRESSED\x10\x1b\x12'\n" +
+	"#EVENT_TYPE_EMAIL_SUPPRESSION_LIFTED\x10\x1c2\x86\x02\n" +
 	"\fEventService\x12N\n" +
 	"\vWatchEvents\x12\x1d.sesame.v1.WatchEventsRequest\x1a\x1e.sesame.v1.WatchEventsResponse0\x01\x12I\n" +
 	"\n" +

@@ -479,7 +479,7 @@ class Suppression(_message.Message):
     """The email that caused it, `emails/{uuid}`."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """When the provider reported it."""
+        """When Sesame received the provider's report."""
 
     def __init__(
         self,

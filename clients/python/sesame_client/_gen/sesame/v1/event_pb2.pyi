@@ -108,6 +108,11 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """An email was not sent because its address is suppressed (an earlier
     hard bounce or complaint); the email's state is SUPPRESSED.
     """
+    EVENT_TYPE_EMAIL_SUPPRESSION_LIFTED: _EventType.ValueType  # 28
+    """An administrator lifted the suppression of the address an email went to
+    (DeleteSuppression): later emails to it are sent again. Recorded on the
+    request of the email that caused the suppression; no address in it.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kinds of events."""
@@ -183,6 +188,11 @@ EVENT_TYPE_EMAIL_COMPLAINED: EventType.ValueType  # 26
 EVENT_TYPE_EMAIL_SUPPRESSED: EventType.ValueType  # 27
 """An email was not sent because its address is suppressed (an earlier
 hard bounce or complaint); the email's state is SUPPRESSED.
+"""
+EVENT_TYPE_EMAIL_SUPPRESSION_LIFTED: EventType.ValueType  # 28
+"""An administrator lifted the suppression of the address an email went to
+(DeleteSuppression): later emails to it are sent again. Recorded on the
+request of the email that caused the suppression; no address in it.
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 

@@ -399,7 +399,7 @@ export type Suppression = Message<"sesame.v1.Suppression"> & {
   email: string;
 
   /**
-   * When the provider reported it.
+   * When Sesame received the provider's report.
    *
    * @generated from field: google.protobuf.Timestamp create_time = 7;
    */
