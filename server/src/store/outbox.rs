@@ -613,15 +613,7 @@ async fn record_outcome(
     let purged = (state == SENT)
         .then(|| without_sealed_code(&row.data))
         .flatten();
-    // A pin holds until an attempt ends the email's fate (sent, dead,
-    // suppressed): a failure answered after an unknown outcome says
-    // nothing about that first attempt, which the pinned provider alone
-    // can recognise when it is sent again.
-    let pinned = match outcome {
-        Outcome::RetryAt { .. } if completion.pin => completion.transport.clone(),
-        Outcome::RetryAt { .. } => row.pinned_provider.clone(),
-        Outcome::Sent | Outcome::Dead { .. } | Outcome::Suppressed { .. } => None,
-    };
+    let pinned = next_pin(completion, row.pinned_provider.clone());
     let mut active: outbox::ActiveModel = row.into();
     if let Some(data) = purged {
         active.data = Set(data);
@@ -662,6 +654,24 @@ async fn record_outcome(
             None,
         )
         .await?;
+    log_outcome(email, outcome);
+    Ok(true)
+}
+
+/// The transport the email's next attempt must use. A pin holds until an
+/// attempt ends the email's fate (sent, dead, suppressed): a failure
+/// answered after an unknown outcome says nothing about that first attempt,
+/// which the pinned provider alone can recognise when it is sent again.
+fn next_pin(completion: &Completion, pinned: Option<String>) -> Option<String> {
+    match completion.outcome {
+        Outcome::RetryAt { .. } if completion.pin => completion.transport.clone(),
+        Outcome::RetryAt { .. } => pinned,
+        Outcome::Sent | Outcome::Dead { .. } | Outcome::Suppressed { .. } => None,
+    }
+}
+
+/// One log line per recorded outcome.
+fn log_outcome(email: &ClaimedEmail, outcome: &Outcome) {
     match outcome {
         Outcome::Sent => info!(email = %email.id, template = email.template.as_str(), "email sent"),
         Outcome::RetryAt { .. } => {
@@ -674,7 +684,6 @@ async fn record_outcome(
             info!(email = %email.id, template = email.template.as_str(), "email not sent: its address is suppressed")
         }
     }
-    Ok(true)
 }
 
 /// The data of an attempt's event: no personal data (an error loses its
