@@ -14,6 +14,7 @@ use crate::domain::{CodeFormatError, DomainError, RedeemError, Violations, encod
 use crate::events::{WatchEnd, WatchError};
 use crate::limits::{LimitError, OVERLOAD_RETRY_AFTER};
 use crate::store::StoreError;
+use crate::store::storage::StorageProblem;
 
 /// The ErrorInfo domain of every Sesame error.
 pub const ERROR_DOMAIN: &str = "sesame.dev";
@@ -213,12 +214,15 @@ impl From<StoreError> for Status {
             }
             StoreError::Unavailable(source) => {
                 warn!(error = %source, "database unavailable");
-                plain(
+                retry_with(
                     Code::Unavailable,
                     "the database is unavailable, retry later",
                     "DATABASE_UNAVAILABLE",
+                    DATABASE_RETRY_AFTER,
                 )
             }
+            // Logged (rate-limited) where it was recognised.
+            StoreError::Storage { problem, .. } => storage_refused(problem),
             StoreError::Database(source) => {
                 error!(error = %source, "database error");
                 internal()
@@ -234,6 +238,32 @@ impl From<StoreError> for Status {
             }
         }
     }
+}
+
+/// When to retry a call the database could not serve.
+pub const DATABASE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When to retry a write the storage refused: space rarely returns at once.
+pub const STORAGE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A write the storage refused: RESOURCE_EXHAUSTED when space or memory ran
+/// out, UNAVAILABLE on an I/O error; both with RetryInfo, and nothing of
+/// the write kept.
+fn storage_refused(problem: StorageProblem) -> Status {
+    let (code, reason) = match problem {
+        StorageProblem::Full => (Code::ResourceExhausted, "STORAGE_FULL"),
+        StorageProblem::OutOfMemory => (Code::ResourceExhausted, "DATABASE_OUT_OF_MEMORY"),
+        StorageProblem::IoError => (Code::Unavailable, "STORAGE_IO_ERROR"),
+    };
+    retry_with(
+        code,
+        format!(
+            "{problem}: nothing was written; reads still work; retry in {} s",
+            STORAGE_RETRY_AFTER.as_secs()
+        ),
+        reason,
+        STORAGE_RETRY_AFTER,
+    )
 }
 
 /// INTERNAL with nothing of the cause: it was logged where it is known.
@@ -362,5 +392,71 @@ impl From<WatchEnd> for Status {
                 with_reason(status.code(), status.message(), &reason, metadata)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    fn reason_and_retry(status: &Status) -> (String, Option<std::time::Duration>) {
+        let details = status.get_error_details();
+        (
+            details
+                .error_info()
+                .map(|info| info.reason.clone())
+                .unwrap_or_default(),
+            details.retry_info().and_then(|retry| retry.retry_delay),
+        )
+    }
+
+    #[test]
+    fn a_full_storage_is_resource_exhausted_with_retry_info_and_no_database_text() {
+        for (problem, code, reason) in [
+            (
+                StorageProblem::Full,
+                Code::ResourceExhausted,
+                "STORAGE_FULL",
+            ),
+            (
+                StorageProblem::OutOfMemory,
+                Code::ResourceExhausted,
+                "DATABASE_OUT_OF_MEMORY",
+            ),
+            (
+                StorageProblem::IoError,
+                Code::Unavailable,
+                "STORAGE_IO_ERROR",
+            ),
+        ] {
+            let status = Status::from(StoreError::Storage {
+                problem,
+                source: sea_orm::DbErr::Custom("database or disk is full (code 13)".into()),
+            });
+            assert_eq!(status.code(), code);
+            assert_eq!(
+                reason_and_retry(&status),
+                (reason.to_owned(), Some(STORAGE_RETRY_AFTER))
+            );
+            assert!(status.message().contains("nothing was written"));
+            assert!(!status.message().contains("code 13"));
+        }
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_with_retry_info() {
+        let status = Status::from(StoreError::Unavailable(sea_orm::DbErr::Custom(
+            "connection refused".into(),
+        )));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            reason_and_retry(&status),
+            (
+                "DATABASE_UNAVAILABLE".to_owned(),
+                Some(DATABASE_RETRY_AFTER)
+            )
+        );
     }
 }

@@ -112,7 +112,10 @@ impl Store {
             Err(BatchError::Commit(error)) => {
                 // The outcome of a failed commit is unknown: writing the
                 // submissions again could store them twice.
-                warn!(error = %error, "group commit failed");
+                if !matches!(error, StoreError::Storage { .. }) {
+                    // A storage problem was logged where it was recognised.
+                    warn!(error = %error, "group commit failed");
+                }
                 let mut results: Vec<Result<Written>> = (1..submissions.len())
                     .map(|_| Err(copy_error(&error)))
                     .collect();
@@ -219,6 +222,10 @@ fn copy_error(error: &StoreError) -> StoreError {
         StoreError::Unavailable(_) => {
             StoreError::Unavailable(sea_orm::DbErr::Custom("the group commit failed".into()))
         }
+        StoreError::Storage { problem, .. } => StoreError::Storage {
+            problem: *problem,
+            source: sea_orm::DbErr::Custom("the group commit failed".into()),
+        },
         _ => StoreError::Database(sea_orm::DbErr::Custom("the group commit failed".into())),
     }
 }

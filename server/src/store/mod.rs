@@ -28,6 +28,7 @@ mod requests;
 mod rows;
 mod sealing;
 mod stats;
+pub mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,14 @@ pub enum StoreError {
     LeaseLost,
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
+    /// The storage refused the write (a full disk...): nothing of it was
+    /// kept, and reads still work.
+    #[error("{problem}")]
+    Storage {
+        problem: storage::StorageProblem,
+        #[source]
+        source: DbErr,
+    },
     #[error("database error")]
     Database(#[source] DbErr),
     #[error("stored data is inconsistent: {0}")]
@@ -95,11 +104,22 @@ pub enum StoreError {
 
 impl From<DbErr> for StoreError {
     fn from(error: DbErr) -> Self {
+        let sqlx = match &error {
+            DbErr::Exec(RuntimeErr::SqlxError(inner))
+            | DbErr::Query(RuntimeErr::SqlxError(inner))
+            | DbErr::Conn(RuntimeErr::SqlxError(inner)) => Some(inner),
+            _ => None,
+        };
+        if let Some(problem) = sqlx.and_then(|inner| storage_problem(inner)) {
+            storage::note(problem, &error);
+            return StoreError::Storage {
+                problem,
+                source: error,
+            };
+        }
         let transient = match &error {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-            DbErr::Exec(RuntimeErr::SqlxError(inner))
-            | DbErr::Query(RuntimeErr::SqlxError(inner)) => is_transient(inner),
-            _ => false,
+            _ => sqlx.is_some_and(|inner| is_transient(inner)),
         };
         if transient {
             StoreError::Unavailable(error)
@@ -131,6 +151,16 @@ fn is_transient(error: &sea_orm::sqlx::Error) -> bool {
             sqlite_busy_or_locked || is_transient_sqlstate(&code)
         }
         _ => false,
+    }
+}
+
+/// The storage problem behind a database error, if it is one.
+fn storage_problem(error: &sea_orm::sqlx::Error) -> Option<storage::StorageProblem> {
+    match error {
+        sea_orm::sqlx::Error::Database(database) => {
+            storage::problem_of_code(&database.code().unwrap_or_default())
+        }
+        _ => None,
     }
 }
 

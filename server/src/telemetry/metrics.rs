@@ -233,6 +233,15 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        // Counted where the store recognises them, once per process.
+        let storage_errors = CounterVec::new(
+            "sesame_database_storage_errors_total",
+            "Database writes the storage refused, by problem (full, out_of_memory, io_error); counted per process.",
+            &["problem"],
+        );
+        for (problem, count) in crate::store::storage::counts() {
+            storage_errors.add(&[problem.label()], count);
+        }
         render(&[
             Family::Counter(&self.grpc_started),
             Family::Counter(&self.grpc_handled),
@@ -254,6 +263,7 @@ impl Metrics {
             Family::Gauge(&self.db_pool_max_connections),
             Family::Counter(&self.refresh_failures),
             Family::Counter(&self.rpcs_shed),
+            Family::Counter(&storage_errors),
             Family::Gauge(&self.build_info),
         ])
     }

@@ -83,6 +83,13 @@ impl CounterVec {
         *series.entry(key).or_insert(0) += 1;
     }
 
+    /// Adds `count` to the series of `labels`, creating it at `count`.
+    pub fn add(&self, labels: &[&str], count: u64) {
+        let key = self.descriptor.check(labels);
+        let mut series = self.series.lock().expect("metrics lock");
+        *series.entry(key).or_insert(0) += count;
+    }
+
     /// The current value of the series of `labels` (0 when absent).
     pub fn get(&self, labels: &[&str]) -> u64 {
         let key = self.descriptor.check(labels);

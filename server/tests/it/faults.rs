@@ -1,12 +1,17 @@
 //! Faults the service must answer honestly: a database connection lost in
-//! the middle of a call is UNAVAILABLE (clients retry it), never INTERNAL.
+//! the middle of a call is UNAVAILABLE (clients retry it), never INTERNAL;
+//! a full disk refuses writes with STORAGE_FULL, keeps reads, and recovers.
 
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use tonic::Code;
 
-use crate::harness::{Backend, TestServer, assert_error, valid_submission};
+use sesame_proto::v1 as pb;
+use sesame_server::store::storage::{StorageProblem, counts};
+use tonic_types::StatusExt;
+
+use crate::harness::{Backend, TestServer, assert_error, reason, valid_submission};
 
 /// A connection PostgreSQL terminates mid-query ("terminating connection
 /// due to administrator command", SQLSTATE 57P01, what `pg_ctl restart -m
@@ -80,5 +85,145 @@ async fn a_connection_terminated_mid_query_is_unavailable_not_internal() {
         .submit_access_request(retry)
         .await
         .expect("the retried submit is served");
+    server.stop().await;
+}
+
+/// A tmpfs of `size` mounted on a new directory, unmounted when dropped.
+/// Mounting needs root, as CI has; elsewhere the test fails saying so.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs for the full-disk test needs root: {status}"
+        );
+        Tmpfs { dir }
+    }
+
+    /// Writes zeros to `name` until the file system is full.
+    fn fill(&self, name: &str) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.dir.path().join(name)).expect("create filler");
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.raw_os_error() == Some(28) => break,
+                Err(error) => panic!("filling the tmpfs: {error}"),
+            }
+        }
+        // The last partial blocks.
+        while file.write(&[0u8; 512]).is_ok_and(|written| written > 0) {}
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A SQLite database on a full disk (a small tmpfs filled by another file)
+/// refuses writes with RESOURCE_EXHAUSTED `STORAGE_FULL` and RetryInfo,
+/// counted in `sesame_database_storage_errors_total`; reads keep working;
+/// once space returns writes succeed again, nothing of a refused write was
+/// kept (its request_id is free) and the audit chain is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_storage_full_keeps_reads_and_recovers() {
+    let disk = Tmpfs::mount("16m");
+    let url = format!("sqlite://{}", disk.dir.path().join("sesame.db").display());
+    let server = TestServer::start_with(Backend::Sqlite, |config| config.database_url = url).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let first = alice
+        .submit_access_request(valid_submission())
+        .await
+        .expect("a submit with room on the disk")
+        .into_inner()
+        .access_request
+        .unwrap();
+    let full_before = counts()[0].1;
+    assert_eq!(counts()[0].0, StorageProblem::Full);
+
+    disk.fill("filler");
+    // Room left in the WAL may take a few more writes; then every write is
+    // refused.
+    let mut accepted_after_fill = 0;
+    let mut refused = Vec::new();
+    for attempt in 0..500 {
+        let mut submission = valid_submission();
+        submission.request_id = format!("full-{attempt}");
+        match alice.submit_access_request(submission).await {
+            Ok(_) => {
+                assert!(refused.is_empty(), "a write succeeded after a refusal");
+                accepted_after_fill += 1;
+            }
+            Err(status) => {
+                refused.push(format!("full-{attempt}"));
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert_eq!(reason(&status), "STORAGE_FULL");
+                assert!(
+                    status.get_error_details().retry_info().is_some(),
+                    "a RetryInfo says when to come back"
+                );
+                assert!(status.message().contains("nothing was written"));
+                if refused.len() == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refused.len(), 3, "the full disk refused writes");
+    assert!(counts()[0].1 >= full_before + 3, "each refusal is counted");
+
+    // Reads still work.
+    let mut admin = server.client(&server.keys.admin).await;
+    let fetched = admin
+        .get_access_request(pb::GetAccessRequestRequest {
+            name: first.name.clone(),
+        })
+        .await
+        .expect("a read on a full disk")
+        .into_inner()
+        .access_request
+        .unwrap();
+    assert_eq!(fetched, first);
+    let listed = admin
+        .list_access_requests(pb::ListAccessRequestsRequest::default())
+        .await
+        .expect("a list on a full disk")
+        .into_inner();
+    assert_eq!(listed.access_requests.len(), 1 + accepted_after_fill);
+
+    // Space returns: the refused request_id is free, nothing half-written.
+    std::fs::remove_file(disk.dir.path().join("filler")).expect("free the disk");
+    let mut retry = valid_submission();
+    retry.request_id = refused[0].clone();
+    alice
+        .submit_access_request(retry)
+        .await
+        .expect("the write succeeds once space returns");
+    assert_eq!(
+        server.count("access_requests").await,
+        2 + accepted_after_fill as i64
+    );
+    let mut auditor = server.events(&server.keys.auditor).await;
+    let verified = auditor
+        .verify_audit_chain(pb::VerifyAuditChainRequest::default())
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verified.intact, "{verified:?}");
     server.stop().await;
 }
