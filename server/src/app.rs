@@ -38,13 +38,13 @@ use crate::console::ConsoleService;
 use crate::crypto::{KeyRing, Vault};
 use crate::events::Hub;
 use crate::grpc_web::GrpcWebLayer;
-use crate::limits::LimitLayer;
+use crate::limits::{DatabaseState, LimitLayer};
 use crate::mail::{Templates, run_worker};
 use crate::options;
 use crate::policy::PolicyHandle;
 use crate::redact::redact_url;
 use crate::scheduler::{Clock, run_scheduler};
-use crate::store::Store;
+use crate::store::{DatabaseOptions, Store};
 use crate::telemetry::http::serve_metrics;
 use crate::telemetry::refresh::run_refresh;
 use crate::telemetry::{Metrics, TelemetryLayer};
@@ -108,6 +108,8 @@ pub struct App {
     /// Compiled at build: a template that does not compile stops the
     /// start, with its file and line.
     pub templates: Arc<Templates>,
+    /// Whether the database answers, as [`App::watch_database`] finds it.
+    database: DatabaseState,
 }
 
 impl std::fmt::Debug for App {
@@ -220,6 +222,7 @@ impl App {
             store,
             metrics,
             templates: Arc::new(templates),
+            database: DatabaseState::default(),
         })
     }
 
@@ -499,6 +502,7 @@ impl App {
             // CANCELLED).
             .layer(LimitLayer::new(
                 options::limits(&self.sections.limits),
+                self.database.clone(),
                 self.metrics.clone(),
             ))
             .layer(AuthLayer::new(
@@ -523,21 +527,36 @@ impl App {
             .context("the gRPC server failed")
     }
 
-    /// Reports NOT_SERVING on `health` while the database does not answer,
-    /// until `shutdown`.
+    /// Probes the database every `health_check_interval_secs` (every
+    /// [`RECOVERY_PROBE_INTERVAL`] while it does not answer), until
+    /// `shutdown`: while it does not, `health` reports NOT_SERVING and the
+    /// limits layer answers unary calls UNAVAILABLE at once.
     pub fn watch_database(
         &self,
         health: HealthReporter,
         shutdown: &CancellationToken,
     ) -> JoinHandle<()> {
         tokio::spawn(watch_database(
-            self.store.clone(),
+            options::database(&self.sections.database),
             health,
+            self.database.clone(),
             Duration::from_secs(self.config.health_check_interval_secs),
             shutdown.clone(),
         ))
     }
 }
+
+/// How long a probe may go unanswered; two in a row that do make the
+/// database unreachable (one alone may be a busy machine).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a probe waits for a connection: a database that refuses them
+/// fails the probe well within [`PROBE_TIMEOUT`].
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How often the database is probed while it does not answer, or after a
+/// probe that went unanswered.
+pub const RECOVERY_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
@@ -546,29 +565,78 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Reports NOT_SERVING while the database does not answer.
+/// Probes the database and records what it finds in `state` and on
+/// `reporter`, until `shutdown`.
 async fn watch_database(
-    store: Store,
+    options: DatabaseOptions,
     reporter: HealthReporter,
+    state: DatabaseState,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut healthy = true;
+    // A connection of its own: a probe never queues behind calls for the
+    // pool, so a busy pool is not taken for a lost database.
+    let options = DatabaseOptions {
+        max_connections: 1,
+        acquire_timeout: PROBE_CONNECT_TIMEOUT,
+        ..options
+    };
+    let mut connection = None;
+    let mut unanswered = 0;
     loop {
+        let pause = if state.is_reachable() && unanswered == 0 {
+            interval
+        } else {
+            RECOVERY_PROBE_INTERVAL
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(pause) => {}
         }
-        let reachable = store.ping().await.is_ok();
-        if reachable != healthy && !shutdown.is_cancelled() {
-            healthy = reachable;
-            if healthy {
+        let probed =
+            match tokio::time::timeout(PROBE_TIMEOUT, ping(&options, &mut connection)).await {
+                Ok(pinged) => {
+                    unanswered = 0;
+                    pinged
+                }
+                Err(_) => {
+                    unanswered += 1;
+                    if unanswered < 2 {
+                        continue;
+                    }
+                    Err(format!(
+                        "{unanswered} probes unanswered within {} ms each",
+                        PROBE_TIMEOUT.as_millis()
+                    ))
+                }
+            };
+        if shutdown.is_cancelled() || !state.set_reachable(probed.is_ok()) {
+            continue;
+        }
+        match probed {
+            Ok(()) => {
                 info!("database reachable again; serving");
                 set_health(&reporter, ServingStatus::Serving).await;
-            } else {
-                warn!("database unreachable; health is NOT_SERVING");
+            }
+            Err(error) => {
+                warn!(error = %error, "database unreachable; health is NOT_SERVING and calls answer UNAVAILABLE");
                 set_health(&reporter, ServingStatus::NotServing).await;
             }
         }
     }
+}
+
+/// Pings the database on `connection`, opened first when there is none.
+async fn ping(
+    options: &DatabaseOptions,
+    connection: &mut Option<sea_orm::DatabaseConnection>,
+) -> Result<(), String> {
+    let open = match connection {
+        Some(open) => open,
+        None => connection.insert(crate::store::connect(options).await.map_err(|error| {
+            // The database's own words, not only "unavailable".
+            std::error::Error::source(&error).map_or_else(|| error.to_string(), ToString::to_string)
+        })?),
+    };
+    open.ping().await.map_err(|error| error.to_string())
 }

@@ -266,7 +266,7 @@ impl Default for Config {
             max_encoding_message_bytes: 8 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
-            health_check_interval_secs: 5,
+            health_check_interval_secs: 1,
             watch_heartbeat_secs: 15,
             watch_buffer_events: 1024,
             watch_max_lag_events: 10_000,

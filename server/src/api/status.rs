@@ -86,6 +86,12 @@ impl From<LimitError> for Status {
                 "SERVER_OVERLOADED",
                 OVERLOAD_RETRY_AFTER,
             ),
+            LimitError::DatabaseUnavailable => retry_with(
+                Code::Unavailable,
+                message,
+                "DATABASE_UNAVAILABLE",
+                DATABASE_RETRY_AFTER,
+            ),
             LimitError::DeadlineExceeded(_) => {
                 plain(Code::DeadlineExceeded, message, "DEADLINE_EXCEEDED")
             }

@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 use tracing::{debug, warn};
 
 use super::body::MessageLimitBody;
-use super::{CallKind, LimitError, LimitOptions};
+use super::{CallKind, DatabaseState, LimitError, LimitOptions};
 use crate::auth::RateLimiter;
 use crate::telemetry::Metrics;
 
@@ -34,19 +34,22 @@ struct Shared {
     calls: Option<Arc<Semaphore>>,
     /// Permits for streams; `None`: no cap.
     streams: Option<Arc<Semaphore>>,
+    /// While the database does not answer, unary calls end at once.
+    database: DatabaseState,
     metrics: Arc<Metrics>,
 }
 
 impl LimitLayer {
-    /// Applies `options`; counts refusals in `metrics`, which also tells
-    /// unary methods from streaming ones.
-    pub fn new(options: LimitOptions, metrics: Arc<Metrics>) -> Self {
+    /// Applies `options` and follows `database`; counts refusals in
+    /// `metrics`, which also tells unary methods from streaming ones.
+    pub fn new(options: LimitOptions, database: DatabaseState, metrics: Arc<Metrics>) -> Self {
         let semaphore = |permits: usize| (permits > 0).then(|| Arc::new(Semaphore::new(permits)));
         LimitLayer {
             shared: Arc::new(Shared {
                 peers: RateLimiter::new(options.per_peer_rate, options.per_peer_burst),
                 calls: semaphore(options.max_in_flight_calls),
                 streams: semaphore(options.max_open_streams),
+                database,
                 options,
                 metrics,
             }),
@@ -108,6 +111,9 @@ impl Shared {
             LimitError::Overloaded { key, limit, .. } => {
                 warn!(limit_key = key, limit, "call shed: server at its limit");
             }
+            LimitError::DatabaseUnavailable => {
+                debug!("call answered UNAVAILABLE: the database does not answer");
+            }
             _ => debug!(reason = error.metric_reason(), "call refused by a limit"),
         }
         tonic::Status::from(error).into_http()
@@ -161,6 +167,12 @@ where
                 "unary" => CallKind::Unary,
                 _ => CallKind::Stream,
             };
+            // Every Sesame call needs the database: while it does not
+            // answer, say so at once rather than wait out the outage.
+            // Streams stay: they resume from their cursors by themselves.
+            if !health && kind == CallKind::Unary && !shared.database.is_reachable() {
+                return Ok(unlimited(shared.refuse(LimitError::DatabaseUnavailable)));
+            }
             let permit = if health {
                 None
             } else {
@@ -185,12 +197,29 @@ where
                     let timeout = caller_timeout(limited.headers())
                         .map(|caller| caller.saturating_sub(Duration::from_millis(1)))
                         .map_or(server_timeout, |caller| caller.min(server_timeout));
-                    match tokio::time::timeout(timeout, inner.call(limited)).await {
-                        Ok(response) => response?,
-                        Err(_elapsed) => {
-                            return Ok(unlimited(
-                                shared.refuse(LimitError::DeadlineExceeded(timeout)),
-                            ));
+                    let call = tokio::time::timeout(timeout, inner.call(limited));
+                    let database_lost = async {
+                        if health {
+                            std::future::pending::<()>().await;
+                        }
+                        shared.database.unreachable().await;
+                    };
+                    tokio::select! {
+                        biased;
+                        answered = call => match answered {
+                            Ok(response) => response?,
+                            Err(_elapsed) => {
+                                return Ok(unlimited(
+                                    shared.refuse(LimitError::DeadlineExceeded(timeout)),
+                                ));
+                            }
+                        },
+                        // Its transaction, if one began, rolls back as the
+                        // call is dropped; a commit already sent may have
+                        // landed, as with any UNAVAILABLE (a submit retried
+                        // with its request_id returns it).
+                        () = database_lost => {
+                            return Ok(unlimited(shared.refuse(LimitError::DatabaseUnavailable)));
                         }
                     }
                 }

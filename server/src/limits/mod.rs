@@ -5,17 +5,21 @@
 //! server's default deadline for unary calls, and the largest request
 //! message, checked as its bytes arrive. A request message that is not
 //! valid protobuf (tonic answers INTERNAL, as if the server were at fault)
-//! is answered INVALID_ARGUMENT here, naming the field when it can.
+//! is answered INVALID_ARGUMENT here, naming the field when it can. While
+//! the database does not answer, unary calls are answered UNAVAILABLE at
+//! once ([`DatabaseState`]).
 //!
 //! [`LimitError`] says which limit refused a call; `api::status` turns it
 //! into a gRPC status with an ErrorInfo (and a RetryInfo where waiting
 //! helps).
 
 mod body;
+mod database;
 mod layer;
 
 use std::time::Duration;
 
+pub use database::DatabaseState;
 pub use layer::{LimitLayer, LimitService, peer_key};
 
 /// How long a shed caller is told to wait before trying again.
@@ -61,6 +65,8 @@ pub enum LimitError {
         what: &'static str,
         limit: usize,
     },
+    #[error("the database is unavailable, retry later")]
+    DatabaseUnavailable,
     #[error("the call did not finish within its deadline ({} ms)", .0.as_millis())]
     DeadlineExceeded(Duration),
     #[error(
@@ -84,6 +90,7 @@ impl LimitError {
         match self {
             LimitError::PeerRateLimited(_) => "peer_rate_limited",
             LimitError::Overloaded { .. } => "overloaded",
+            LimitError::DatabaseUnavailable => "database_unavailable",
             LimitError::DeadlineExceeded(_) => "deadline_exceeded",
             LimitError::MessageTooLarge { .. } => "message_too_large",
             LimitError::MessageMalformed { .. } => "message_malformed",

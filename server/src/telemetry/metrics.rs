@@ -192,7 +192,7 @@ impl Metrics {
             ),
             rpcs_shed: CounterVec::new(
                 "sesame_rpcs_shed_total",
-                "RPCs refused or cut short by a protective limit, by reason (peer_rate_limited, overloaded, deadline_exceeded, message_too_large).",
+                "RPCs refused or cut short by a protective limit, by reason (peer_rate_limited, overloaded, database_unavailable, deadline_exceeded, message_too_large, message_malformed).",
                 &["reason"],
             ),
             build_info,

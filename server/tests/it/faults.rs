@@ -1,6 +1,7 @@
 //! Faults the service must answer honestly: a database connection lost in
 //! the middle of a call is UNAVAILABLE (clients retry it), never INTERNAL;
-//! a full disk refuses writes with STORAGE_FULL, keeps reads, and recovers.
+//! a full disk refuses writes with STORAGE_FULL, keeps reads, and recovers;
+//! a database outage answers UNAVAILABLE at once and readiness follows it.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,9 @@ use tonic::Code;
 use sesame_proto::v1 as pb;
 use sesame_server::store::storage::{StorageProblem, counts};
 use tonic_types::StatusExt;
+
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 use crate::harness::{Backend, TestServer, assert_error, reason, valid_submission};
 
@@ -226,4 +230,129 @@ async fn a_full_disk_refuses_writes_with_storage_full_keeps_reads_and_recovers()
         .into_inner();
     assert!(verified.intact, "{verified:?}");
     server.stop().await;
+}
+
+/// Readiness (service `""`) as the server reports it now.
+async fn readiness(
+    health: &mut HealthClient<tonic::transport::Channel>,
+    service: &str,
+) -> ServingStatus {
+    health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health answers whatever the database does")
+        .into_inner()
+        .status()
+}
+
+/// How long readiness takes to become `wanted`, polled every 20 ms, up to
+/// 20 s.
+async fn time_until(
+    health: &mut HealthClient<tonic::transport::Channel>,
+    wanted: ServingStatus,
+) -> Duration {
+    let started = Instant::now();
+    while readiness(health, "").await != wanted {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "readiness never became {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// A call made while the database is away answers UNAVAILABLE
+/// `DATABASE_UNAVAILABLE` with a RetryInfo; returns how long it took.
+async fn refused_while_down(alice: &mut crate::harness::Client, request_id: &str) -> Duration {
+    let mut submission = valid_submission();
+    submission.request_id = request_id.into();
+    let started = Instant::now();
+    let status = alice
+        .submit_access_request(submission)
+        .await
+        .expect_err("no submit succeeds without a database");
+    let took = started.elapsed();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "DATABASE_UNAVAILABLE");
+    assert!(
+        status.get_error_details().retry_info().is_some(),
+        "a RetryInfo says when to come back"
+    );
+    took
+}
+
+/// A PostgreSQL outage (`pg_ctl stop -m fast`, then start again, as an
+/// operator's restart with a pause): calls made during it answer
+/// UNAVAILABLE `DATABASE_UNAVAILABLE` with a RetryInfo within about a
+/// second, not after `database_timeout_secs` (5 s) or the whole outage;
+/// readiness turns NOT_SERVING within about a second and SERVING again
+/// within about a second of the database's return, while liveness stays
+/// SERVING; then calls are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_unavailable_at_once_and_readiness_follows_it() {
+    let cluster = crate::postgres::Cluster::start();
+    let url = crate::postgres::fresh_database_on(&cluster.url()).await;
+    let server = TestServer::start_with(Backend::Postgres, |config| {
+        config.database_url = url;
+        assert_eq!(config.health_check_interval_secs, 1, "the default");
+        assert_eq!(config.database_timeout_secs, 5, "the default");
+    })
+    .await;
+    let mut alice = server.client(&server.keys.alice).await;
+    alice
+        .submit_access_request(valid_submission())
+        .await
+        .expect("a submit with the database up");
+    let mut health = HealthClient::new(server.channel().await);
+    assert_eq!(readiness(&mut health, "").await, ServingStatus::Serving);
+
+    let stopped = tokio::task::block_in_place(|| {
+        cluster.stop();
+        Instant::now()
+    });
+    // The first call after the stop, before or after the probe noticed.
+    let first = refused_while_down(&mut alice, "during-outage-0").await;
+    assert!(
+        first < Duration::from_millis(2_500),
+        "answered after {first:?}"
+    );
+    time_until(&mut health, ServingStatus::NotServing).await;
+    // At most this long after the stop: it was noticed earlier still.
+    let not_serving = stopped.elapsed();
+    assert!(
+        not_serving < Duration::from_millis(2_500),
+        "NOT_SERVING {not_serving:?} after the stop"
+    );
+    assert_eq!(
+        readiness(&mut health, "liveness").await,
+        ServingStatus::Serving
+    );
+    // Known down: answered at once.
+    for attempt in 1..=5 {
+        let took = refused_while_down(&mut alice, &format!("during-outage-{attempt}")).await;
+        assert!(took < Duration::from_millis(500), "answered after {took:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(stopped.elapsed())).await;
+
+    tokio::task::block_in_place(|| cluster.resume());
+    let serving = time_until(&mut health, ServingStatus::Serving).await;
+    assert!(
+        serving < Duration::from_millis(1_500),
+        "SERVING {serving:?} after the database came back"
+    );
+    eprintln!(
+        "outage: first call answered in {first:?}, NOT_SERVING within {not_serving:?} of the \
+         stop, SERVING {serving:?} after the return"
+    );
+    let mut retry = valid_submission();
+    retry.request_id = "during-outage-0".into();
+    alice
+        .submit_access_request(retry)
+        .await
+        .expect("served once the database is back");
+    server.stop().await;
+    drop(cluster);
 }

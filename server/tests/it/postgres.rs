@@ -24,7 +24,11 @@ fn server_url() -> &'static str {
 
 /// Creates an empty database and returns its URL.
 pub async fn fresh_database() -> String {
-    let base = server_url();
+    fresh_database_on(server_url()).await
+}
+
+/// Creates an empty database on the server at `base` and returns its URL.
+pub async fn fresh_database_on(base: &str) -> String {
     let admin = Database::connect(format!("{base}/postgres"))
         .await
         .unwrap_or_else(|error| panic!("cannot reach the test PostgreSQL at {base}: {error}"));
@@ -95,78 +99,136 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
-fn start_cluster() -> String {
-    let bin = bin_dir();
-    let root = tempfile::Builder::new()
-        .prefix("sesame-pg-")
-        .tempdir()
-        .expect("temp dir for PostgreSQL")
-        .keep();
-    let data = root.join("data");
-    std::fs::create_dir(&data).expect("create data dir");
-    if running_as_root() {
-        run(
-            {
-                let mut chown = Command::new("chown");
-                chown.args(["-R", "postgres:postgres"]).arg(&root);
-                chown
-            },
-            "chown the PostgreSQL dir",
-        );
+/// A PostgreSQL cluster of its own: initdb'd in a temp dir, listening on
+/// a free loopback port, stopped and removed when dropped. Tests that stop
+/// and start the database use one, not the shared cluster.
+pub struct Cluster {
+    root: PathBuf,
+    data: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// A new cluster, started.
+    pub fn start() -> Cluster {
+        let root = tempfile::Builder::new()
+            .prefix("sesame-pg-")
+            .tempdir()
+            .expect("temp dir for PostgreSQL")
+            .keep();
+        let data = root.join("data");
+        std::fs::create_dir(&data).expect("create data dir");
+        if running_as_root() {
+            run(
+                {
+                    let mut chown = Command::new("chown");
+                    chown.args(["-R", "postgres:postgres"]).arg(&root);
+                    chown
+                },
+                "chown the PostgreSQL dir",
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let mut initdb = pg_command(&bin_dir().join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ]);
+        run(initdb, "initdb");
+        let cluster = Cluster { root, data, port };
+        cluster.resume();
+        cluster
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port();
 
-    let mut initdb = pg_command(&bin.join("initdb"));
-    initdb.arg("-D").arg(&data).args([
-        "-U",
-        "postgres",
-        "--auth=trust",
-        "--encoding=UTF8",
-        "--no-sync",
-    ]);
-    run(initdb, "initdb");
+    /// Starts the stopped cluster again, on the same port.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300",
+            self.port,
+            self.data.display()
+        );
+        let mut start = self.pg_ctl();
+        start
+            .args(["-o", &options, "-l"])
+            .arg(self.data.join("server.log"))
+            .args(["-w", "-t", "60", "start"]);
+        run(start, "pg_ctl start");
+    }
 
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=300",
-        data.display()
-    );
-    let mut start = pg_command(&bin.join("pg_ctl"));
-    start
-        .arg("-D")
-        .arg(&data)
-        .args(["-o", &options, "-l"])
-        .arg(data.join("server.log"))
-        .args(["-w", "-t", "60", "start"]);
-    run(start, "pg_ctl start");
+    /// Stops the cluster as `pg_ctl stop -m fast` does: every session is
+    /// terminated and new connections are refused.
+    pub fn stop(&self) {
+        let mut stop = self.pg_ctl();
+        stop.args(["-m", "fast", "-w", "stop"]);
+        run(stop, "pg_ctl stop");
+    }
 
-    // Stops the cluster and removes its files once this test binary exits.
-    let stop = if running_as_root() {
-        format!("runuser -u postgres -- {}", bin.join("pg_ctl").display())
-    } else {
-        bin.join("pg_ctl").display().to_string()
-    };
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         {stop} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
-        pid = std::process::id(),
-        data = data.display(),
-        root = root.display(),
-    );
-    // Deliberately not waited for: it outlives this process to clean up.
-    #[allow(clippy::zombie_processes)]
-    let _watchdog = Command::new("sh")
-        .args(["-c", &watchdog])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the PostgreSQL watchdog");
+    /// The server URL, without a database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
 
-    format!("postgres://postgres@127.0.0.1:{port}")
+    fn pg_ctl(&self) -> Command {
+        let mut command = pg_command(&bin_dir().join("pg_ctl"));
+        command.arg("-D").arg(&self.data);
+        command
+    }
+
+    /// Stops the cluster and removes its files once this test binary
+    /// exits, even if it is killed.
+    fn remove_at_exit(self) {
+        let stop = if running_as_root() {
+            format!(
+                "runuser -u postgres -- {}",
+                bin_dir().join("pg_ctl").display()
+            )
+        } else {
+            bin_dir().join("pg_ctl").display().to_string()
+        };
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {stop} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
+            pid = std::process::id(),
+            data = self.data.display(),
+            root = self.root.display(),
+        );
+        // Deliberately not waited for: it outlives this process to clean up.
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the PostgreSQL watchdog");
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut stop = self.pg_ctl();
+        stop.args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = stop.status();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The shared cluster, kept until the test binary exits.
+fn start_cluster() -> String {
+    let cluster = Cluster::start();
+    let url = cluster.url();
+    cluster.remove_at_exit();
+    url
 }
 
 /// A logical dump of the database at `url`: `pg_dump`'s plain SQL, as an
