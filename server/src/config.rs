@@ -112,6 +112,16 @@ pub struct Config {
     pub mail_lease_secs: u64,
     /// Milliseconds between outbox polls when nothing is due.
     pub mail_poll_interval_ms: u64,
+    /// Milliseconds within which a send's outcome is recorded: no new send
+    /// starts while an outcome older than this is not recorded yet, so a
+    /// crash resends at most the emails sent in that time (and those in
+    /// flight).
+    pub mail_record_within_ms: u64,
+    /// This worker's stable identity (letters, digits, `.`, `_`, `-`; at
+    /// most 64): restarted, the worker takes back at once the emails it
+    /// had claimed instead of waiting `mail_lease_secs` for their leases.
+    /// Never the same for two live workers. None: no identity.
+    pub mail_worker_id: Option<String>,
     /// Emails claimed per round.
     pub mail_batch: u64,
     /// Emails sent at the same time by one worker.
@@ -279,6 +289,8 @@ impl Default for Config {
             mail_lifetime_secs: 2 * 24 * 3600,
             mail_lease_secs: 60,
             mail_poll_interval_ms: 1000,
+            mail_record_within_ms: 50,
+            mail_worker_id: None,
             mail_batch: 128,
             mail_concurrency: 32,
             mail_timeout_secs: 30,
@@ -634,11 +646,23 @@ impl Config {
             ("mail_batch", self.mail_batch),
             ("mail_concurrency", self.mail_concurrency),
             ("mail_poll_interval_ms", self.mail_poll_interval_ms),
+            ("mail_record_within_ms", self.mail_record_within_ms),
             ("mail_failover_after", u64::from(self.mail_failover_after)),
         ] {
             if value == 0 {
                 problems.push(format!("{key} must be at least 1"));
             }
+        }
+        if let Some(id) = &self.mail_worker_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            problems.push(format!(
+                "mail_worker_id {id:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+            ));
         }
         if self.mail_lease_secs <= self.mail_timeout_secs {
             problems.push(format!(
@@ -990,6 +1014,34 @@ mod tests {
         config.console_enabled = false;
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("console_enabled is false"), "{message}");
+    }
+
+    #[test]
+    fn a_mail_worker_id_is_a_short_name_and_recording_has_a_window() {
+        for good in ["w1", "sesame-worker-0", "host.example_2"] {
+            let config = Config {
+                mail_worker_id: Some(good.into()),
+                ..Config::default()
+            };
+            config.validate().expect(good);
+        }
+        for bad in ["", "a/b", "w 1", "%", &"x".repeat(65)] {
+            let config = Config {
+                mail_worker_id: Some(bad.into()),
+                ..Config::default()
+            };
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains("mail_worker_id"), "{bad:?}: {message}");
+        }
+        let config = Config {
+            mail_record_within_ms: 0,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("mail_record_within_ms must be at least 1"),
+            "{message}"
+        );
     }
 
     #[test]

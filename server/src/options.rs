@@ -342,6 +342,8 @@ pub fn worker(section: &MailSection, mail: &Mail, secret: KeyRing) -> WorkerOpti
         concurrency: section.concurrency,
         lease: section.lease,
         poll_interval: section.poll_interval,
+        record_within: section.record_within,
+        identity: section.worker_id.clone(),
         retry_schedule: section.retry_schedule.clone(),
         lifetime: section.lifetime,
         secret: Some(secret),

@@ -134,6 +134,10 @@ pub struct MailSection {
     pub lease: Duration,
     /// `mail_poll_interval_ms`.
     pub poll_interval: Duration,
+    /// `mail_record_within_ms`.
+    pub record_within: Duration,
+    /// `mail_worker_id`.
+    pub worker_id: Option<String>,
     /// `mail_batch`.
     pub batch: u64,
     /// `mail_concurrency`.
@@ -403,6 +407,8 @@ impl Config {
             lifetime: Duration::from_secs(self.mail_lifetime_secs),
             lease: Duration::from_secs(self.mail_lease_secs),
             poll_interval: Duration::from_millis(self.mail_poll_interval_ms),
+            record_within: Duration::from_millis(self.mail_record_within_ms),
+            worker_id: self.mail_worker_id.clone(),
             batch: self.mail_batch,
             concurrency: usize::try_from(self.mail_concurrency).unwrap_or(32),
             timeout: Duration::from_secs(self.mail_timeout_secs),

@@ -40,6 +40,12 @@ pub struct WorkerOptions {
     pub lease: Duration,
     /// Pause when nothing is due.
     pub poll_interval: Duration,
+    /// No send starts while an outcome older than this waits to be
+    /// recorded (`mail_record_within_ms`).
+    pub record_within: Duration,
+    /// `mail_worker_id`: leases carry it, and a restarted worker takes
+    /// back its own at once.
+    pub identity: Option<String>,
     /// Delay before retry N (the last one repeats).
     pub retry_schedule: Vec<Duration>,
     /// After this long since it was enqueued, a failing email goes dead.
@@ -110,15 +116,33 @@ async fn send_until_shutdown(
     let mut finished: Vec<(ClaimedEmail, Completion)> = Vec::new();
     let mut recording: Fuse<BoxFuture<'_, ()>> = Fuse::terminated();
     let mut claiming: Fuse<BoxFuture<'_, store::Result<Vec<ClaimedEmail>>>> = Fuse::terminated();
+    // When the oldest outcome not recorded yet came: in the recording under
+    // way, and among those waiting for the next one. No send starts while
+    // one is older than `record_within`, so a crash resends at most the
+    // emails whose outcomes came in that time, and those in flight.
+    let mut recording_since: Option<Instant> = None;
+    let mut finished_since: Option<Instant> = None;
+    // A worker with an identity first takes back what its previous
+    // process held when it died.
+    let mut taking_back = false;
+    if let Some(identity) = &options.identity {
+        claiming = take_back(store, identity, options.lease).boxed().fuse();
+        taking_back = true;
+    }
     // After a claim found nothing due: when to look again.
     let mut idle_until: Option<Instant> = None;
     loop {
-        while in_flight.len() < concurrency
+        let behind = recording_since
+            .or(finished_since)
+            .is_some_and(|since| since.elapsed() > options.record_within);
+        while !behind
+            && in_flight.len() < concurrency
             && let Some(email) = waiting.pop_front()
         {
             in_flight.push(send_one(store, templates, transports, options, email));
         }
         if recording.is_terminated() && !finished.is_empty() {
+            recording_since = finished_since.take();
             recording = record(store, metrics, held, std::mem::take(&mut finished))
                 .boxed()
                 .fuse();
@@ -126,7 +150,7 @@ async fn send_until_shutdown(
         let resting = idle_until.is_some_and(|until| Instant::now() < until);
         if waiting.is_empty() && claiming.is_terminated() && !resting && !shutdown.is_cancelled() {
             claiming = store
-                .claim_emails(options.batch, options.lease)
+                .claim_emails_as(options.identity.as_deref(), options.batch, options.lease)
                 .boxed()
                 .fuse();
         }
@@ -141,14 +165,18 @@ async fn send_until_shutdown(
             return;
         }
         tokio::select! {
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => finished.push(done),
-            () = &mut recording, if !recording.is_terminated() => {}
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                finished_since.get_or_insert_with(Instant::now);
+                finished.push(done);
+            }
+            () = &mut recording, if !recording.is_terminated() => recording_since = None,
             claimed = &mut claiming, if !claiming.is_terminated() => {
                 let claimed = claimed.unwrap_or_else(|error| {
                     warn!(error = %error, "could not claim emails; will retry");
                     Vec::new()
                 });
-                if claimed.is_empty() {
+                // Nothing to take back: claim what is due at once.
+                if claimed.is_empty() && !std::mem::take(&mut taking_back) {
                     idle_until = Some(Instant::now() + options.poll_interval);
                 }
                 held.claimed(&claimed);
@@ -160,6 +188,24 @@ async fn send_until_shutdown(
             () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
         }
     }
+}
+
+/// The emails a previous process of the worker `identity` held when it
+/// died, claimed again at once.
+async fn take_back(
+    store: &Store,
+    identity: &str,
+    lease: Duration,
+) -> store::Result<Vec<ClaimedEmail>> {
+    let taken = store.take_back_emails(identity, lease).await?;
+    if !taken.is_empty() {
+        info!(
+            worker_id = identity,
+            emails = taken.len(),
+            "took back the emails this worker held before it restarted"
+        );
+    }
+    Ok(taken)
 }
 
 /// Sends one claimed email; the outcome is recorded later, with others.

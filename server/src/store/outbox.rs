@@ -135,16 +135,71 @@ fn claimed(
     })
 }
 
+/// Most emails one take-back claims: more than a worker ever holds.
+const TAKE_BACK_LIMIT: u64 = 100_000;
+
 impl Store {
     /// Claims up to `limit` due emails for `lease`: rows never claimed,
     /// waiting for a retry, or whose previous lease expired (a worker died).
     /// PostgreSQL skips rows other workers are claiming; SQLite serialises
     /// claims in an immediate transaction.
-    #[instrument(skip_all, fields(limit), err(level = "debug"))]
     pub async fn claim_emails(&self, limit: u64, lease: Duration) -> Result<Vec<ClaimedEmail>> {
+        self.claim_emails_as(None, limit, lease).await
+    }
+
+    /// [`Store::claim_emails`] for the worker `identity`, whose lease tokens
+    /// then start with `identity/` (see [`Store::take_back_emails`]).
+    pub async fn claim_emails_as(
+        &self,
+        identity: Option<&str>,
+        limit: u64,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedEmail>> {
+        let due = "next_attempt_at_us <= $3 AND (lease_expires_at_us IS NULL OR lease_expires_at_us < $3)";
+        self.claim_where(identity, due, None, limit, lease).await
+    }
+
+    /// Claims again, for `lease`, every pending email still leased under
+    /// `identity` by a previous process of this worker that died, without
+    /// waiting for the leases to expire. Only for a worker starting: a live
+    /// worker with the same identity would lose its claims.
+    pub async fn take_back_emails(
+        &self,
+        identity: &str,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedEmail>> {
+        let prefix = format!("{identity}/");
+        let condition = format!(
+            "lease_expires_at_us >= $3 AND substr(lease_token, 1, {}) = $5",
+            prefix.len()
+        );
+        self.claim_where(
+            Some(identity),
+            &condition,
+            Some(prefix),
+            TAKE_BACK_LIMIT,
+            lease,
+        )
+        .await
+    }
+
+    /// Claims up to `limit` pending emails matching `condition` (SQL over
+    /// the outbox, with `$3` the time now and `$5` the `extra` value).
+    #[instrument(skip_all, fields(limit), err(level = "debug"))]
+    async fn claim_where(
+        &self,
+        identity: Option<&str>,
+        condition: &str,
+        extra: Option<String>,
+        limit: u64,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedEmail>> {
         let now = to_micros(now());
         let expires = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        let token = Uuid::new_v4().to_string();
+        let token = match identity {
+            Some(identity) => format!("{identity}/{}", Uuid::new_v4()),
+            None => Uuid::new_v4().to_string(),
+        };
         let backend = self.backend();
         let skip_locked = if backend == DbBackend::Postgres {
             " FOR UPDATE SKIP LOCKED"
@@ -154,23 +209,22 @@ impl Store {
         let sql = format!(
             "UPDATE outbox SET lease_token = $1, lease_expires_at_us = $2, attempts = attempts + 1, \
              updated_at_us = $3 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' \
-             AND next_attempt_at_us <= $3 AND (lease_expires_at_us IS NULL OR lease_expires_at_us < $3) \
-             ORDER BY next_attempt_at_us LIMIT $4{skip_locked}) RETURNING *"
+             AND {condition} ORDER BY next_attempt_at_us LIMIT $4{skip_locked}) RETURNING *"
         );
         let sql = if backend == DbBackend::Sqlite {
-            sql.replace("$1", "?1")
-                .replace("$2", "?2")
-                .replace("$3", "?3")
-                .replace("$4", "?4")
+            (1..=5).fold(sql, |sql, n| {
+                sql.replace(&format!("${n}"), &format!("?{n}"))
+            })
         } else {
             sql
         };
-        let values: Vec<Value> = vec![
+        let mut values: Vec<Value> = vec![
             token.into(),
             expires.into(),
             now.into(),
             i64::try_from(limit).unwrap_or(100).into(),
         ];
+        values.extend(extra.map(Value::from));
         let (_turn, txn) = self.begin_write().await?;
         // RETURNING * yields whole rows: the entity reads them as it reads
         // any query result.

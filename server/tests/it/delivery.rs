@@ -683,6 +683,8 @@ async fn a_worker_killed_after_resend_accepted_leaves_one_email(backend: Backend
         concurrency: 4,
         lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(50),
+        record_within: Duration::from_millis(50),
+        identity: None,
         retry_schedule: vec![Duration::from_secs(1)],
         lifetime: Duration::from_secs(3600),
         secret: None,
