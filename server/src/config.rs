@@ -88,6 +88,11 @@ pub struct Config {
     /// Events that may be committed while a watcher's client reads nothing
     /// before its stream ends with RESOURCE_EXHAUSTED and its resume cursor.
     pub watch_max_lag_events: i64,
+    /// Seconds a watcher's transport may accept nothing (its client reads
+    /// nothing: its HTTP/2 window and the buffers are full) before the
+    /// stream ends with RESOURCE_EXHAUSTED and its resume cursor, however
+    /// few events were committed meanwhile.
+    pub watch_stall_secs: u64,
     /// How often the event log is polled when no commit was heard of, in
     /// milliseconds (a safety net behind commit and LISTEN/NOTIFY wake-ups).
     pub event_poll_interval_ms: u64,
@@ -280,6 +285,7 @@ impl Default for Config {
             watch_heartbeat_secs: 15,
             watch_buffer_events: 1024,
             watch_max_lag_events: 10_000,
+            watch_stall_secs: 30,
             event_poll_interval_ms: 1000,
             mail_transport: "file://mail-out".to_owned(),
             mail_from: "Sesame <sesame@localhost>".to_owned(),
@@ -506,6 +512,7 @@ impl Config {
                 self.health_check_interval_secs,
             ),
             ("watch_heartbeat_secs", self.watch_heartbeat_secs),
+            ("watch_stall_secs", self.watch_stall_secs),
             ("metrics_refresh_secs", self.metrics_refresh_secs),
         ] {
             if !(1..=3600).contains(&value) {

@@ -122,6 +122,7 @@ pub fn watch(server: &ServerSection) -> WatchOptions {
     WatchOptions {
         heartbeat: server.watch_heartbeat,
         max_lag: server.watch_max_lag_events,
+        stall: server.watch_stall,
     }
 }
 

@@ -163,25 +163,23 @@ impl EventService for EventApi {
             after: args.after,
             filter: args.filter,
         };
+        // The watcher task holds the guard: the watcher is counted until
+        // the server ends the stream (even if a stalled transport cannot
+        // deliver the end yet) or the client goes away.
+        let connected = self.metrics.watcher_connected();
         let opened = events::open(
             &self.hub,
             &self.store,
             watch_request,
             self.options.clone(),
             self.shutdown.clone(),
+            connected,
         )
         .await?;
         let items = ReceiverStream::new(opened.items).map(|item| Ok(watch_message(item)));
         let end = futures::stream::once(opened.end)
             .filter_map(|ended| std::future::ready(ended.ok().map(|end| Err(Status::from(end)))));
-        // The stream holds the guard: the watcher is counted until the
-        // stream ends or the client goes away and tonic drops it.
-        let connected = self.metrics.watcher_connected();
-        let counted = items.chain(end).map(move |item| {
-            let _counted = &connected;
-            item
-        });
-        Ok(Response::new(Box::pin(counted)))
+        Ok(Response::new(Box::pin(items.chain(end))))
     }
 
     async fn list_events(

@@ -63,6 +63,8 @@ pub struct ServerSection {
     pub watch_buffer_events: usize,
     /// `watch_max_lag_events`.
     pub watch_max_lag_events: i64,
+    /// `watch_stall_secs`.
+    pub watch_stall: Duration,
     /// `event_poll_interval_ms`.
     pub event_poll_interval: Duration,
 }
@@ -351,6 +353,7 @@ impl Config {
             watch_heartbeat: Duration::from_secs(self.watch_heartbeat_secs),
             watch_buffer_events: self.watch_buffer_events,
             watch_max_lag_events: self.watch_max_lag_events,
+            watch_stall: Duration::from_secs(self.watch_stall_secs),
             event_poll_interval: Duration::from_millis(self.event_poll_interval_ms),
         }
     }

@@ -8,7 +8,12 @@
 //! drops events for a watcher that lags, the watcher reads them from the
 //! log. A watcher whose client stops reading ends, once `max_lag` events
 //! were committed while it was stuck, with its cursor so the client can
-//! resume.
+//! resume; so does one whose transport accepts nothing for `stall` (a
+//! client with a large HTTP/2 window fills it and the buffers first, and
+//! then may never let `max_lag` events pile up). The watcher's presence
+//! (what the caller counts it with) ends with its task, when the server
+//! ends the stream, even if the stalled transport cannot deliver the end
+//! yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +34,9 @@ pub struct WatchOptions {
     /// How many events may be committed while a watcher's client reads
     /// nothing before its stream ends with [`WatchEnd::TooSlow`].
     pub max_lag: i64,
+    /// How long the transport may accept nothing before the stream ends
+    /// with [`WatchEnd::TooSlow`].
+    pub stall: Duration,
 }
 
 /// What a watcher asks for.
@@ -102,13 +110,15 @@ const OUTPUT_BUFFER: usize = 16;
 /// Events read from the log per query while catching up.
 const CATCH_UP_BATCH: u64 = 500;
 
-/// Validates the cursor and starts the watcher task.
+/// Validates the cursor and starts the watcher task, which holds
+/// `presence` until it ends.
 pub async fn open(
     hub: &Hub,
     store: &Store,
     request: WatchRequest,
     options: WatchOptions,
     shutdown: CancellationToken,
+    presence: impl Send + 'static,
 ) -> Result<WatchStream, WatchError> {
     // Subscribe first: anything committed after the head read below is
     // then certain to arrive through the hub.
@@ -141,7 +151,9 @@ pub async fn open(
         shutdown,
     };
     tokio::spawn(async move {
-        if let Some(reason) = watcher.run().await {
+        let reason = watcher.run().await;
+        drop(presence);
+        if let Some(reason) = reason {
             let _ = end.send(reason);
         }
     });
@@ -286,13 +298,24 @@ impl Watcher {
 
     /// Sends one item. A client that reads, however slowly, is never cut
     /// off: what it misses from the hub it reads from the log. A client that
-    /// reads nothing while more than `max_lag` events are committed ends
-    /// with its cursor; so does every stream on shutdown.
+    /// reads nothing while more than `max_lag` events are committed, or for
+    /// `stall`, ends with its cursor; so does every stream on shutdown.
     async fn send(&mut self, item: WatchItem) -> Result<(), Stop> {
+        // Room in the buffer: no timers to arm.
+        let item = match self.items.try_send(item) {
+            Ok(()) => {
+                self.idle_since = Instant::now();
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::ClientGone),
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+        };
         let position = self.position;
         let max_lag = self.options.max_lag;
+        let stall = self.options.stall;
         let mut head = self.head.clone();
         let head_before = *head.borrow_and_update();
+        let head_now = self.head.clone();
         let stalled = async move {
             let reached = head
                 .wait_for(|head| head - head_before > max_lag)
@@ -311,6 +334,10 @@ impl Watcher {
                 Ok(())
             }
             lag = stalled => {
+                Err(Stop::End(WatchEnd::TooSlow { cursor: position, lag }))
+            }
+            () = tokio::time::sleep(stall) => {
+                let lag = *head_now.borrow() - position;
                 Err(Stop::End(WatchEnd::TooSlow { cursor: position, lag }))
             }
             () = self.shutdown.cancelled() => {

@@ -18,6 +18,7 @@ both_backends!(
     ordering_under_concurrent_writers,
     slow_watcher_reads_the_log_and_never_blocks_writers,
     watcher_too_far_behind_ends_with_its_cursor,
+    a_stalled_watcher_with_a_large_window_is_cut_and_no_longer_counted,
     bad_and_expired_cursors_are_refused,
     idle_watchers_get_heartbeats,
     revoking_the_key_ends_its_streams,
@@ -200,6 +201,7 @@ async fn slow_watcher_reads_the_log_and_never_blocks_writers(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
         config.watch_buffer_events = 4;
         config.watch_max_lag_events = 1_000_000;
+        config.watch_stall_secs = 3_600;
     })
     .await;
     let mut events = server.events_small_window(&server.keys.admin).await;
@@ -232,6 +234,86 @@ async fn slow_watcher_reads_the_log_and_never_blocks_writers(backend: Backend) {
     }
     assert_eq!(seen, (1..=1000).collect::<Vec<i64>>());
     server.stop_after_dropping(vec![slow]).await;
+}
+
+/// A watcher whose client has a large HTTP/2 window (1 MiB each way, as
+/// grpcio's grow to) and reads nothing: the transport takes everything
+/// until that window and the send buffers are full, so the 10,000 events of
+/// `watch_max_lag_events` never pile up behind a blocked send. It is cut
+/// `watch_stall_secs` (1 s) after its transport stopped taking events, and
+/// `sesame_watchers_connected` drops although the stalled transport cannot
+/// deliver the end yet; when the client reads at last, it gets every event
+/// up to the cursor, then WATCHER_TOO_SLOW with that cursor.
+async fn a_stalled_watcher_with_a_large_window_is_cut_and_no_longer_counted(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.watch_stall_secs = 1;
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.watch_max_lag_events, 10_000, "the default");
+    })
+    .await;
+    let metrics = server.metrics_addr.expect("metrics are on");
+    let mut events = server.events_with_window(&server.keys.admin, 1 << 20).await;
+    let mut stalled = watch(&mut events, pb::WatchEventsRequest::default()).await;
+    ready(&mut stalled).await;
+    crate::metrics::scrape_until(metrics, "the watcher counted", |scraped| {
+        scraped.value("sesame_watchers_connected", &[]) == Some(1.0)
+    })
+    .await;
+
+    // About 3 MB of events: approvals with long notes, written by four
+    // callers.
+    const REQUESTS: usize = 1_200;
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let mut alice = server.client(&server.keys.alice).await;
+        let mut admin = server.client(&server.keys.admin).await;
+        writers.push(tokio::spawn(async move {
+            for _ in 0..REQUESTS / 4 {
+                let created = submit(&mut alice).await;
+                admin
+                    .approve_access_request(pb::ApproveAccessRequestRequest {
+                        name: created.name,
+                        note: "n".repeat(1_000),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("approve");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let total = server.count("events").await;
+    crate::metrics::scrape_until(
+        metrics,
+        "the stalled watcher cut and uncounted",
+        |scraped| scraped.value("sesame_watchers_connected", &[]) == Some(0.0),
+    )
+    .await;
+
+    let mut seen = Vec::new();
+    let status = loop {
+        match next_event(&mut stalled).await {
+            Ok(event) => seen.push(event.sequence),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(reason(&status), "WATCHER_TOO_SLOW");
+    let cursor = tonic_types::StatusExt::get_error_details(&status)
+        .error_info()
+        .unwrap()
+        .metadata["cursor"]
+        .clone();
+    let resume_after = sesame_server::domain::decode_cursor(&cursor).unwrap();
+    assert!(resume_after < total, "cut before the end of {total} events");
+    assert_eq!(
+        seen,
+        (1..=resume_after).collect::<Vec<i64>>(),
+        "every event up to the cursor, in order"
+    );
+    server.stop().await;
 }
 
 async fn watcher_too_far_behind_ends_with_its_cursor(backend: Backend) {

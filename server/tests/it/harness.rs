@@ -226,10 +226,16 @@ impl TestServer {
     /// ENHANCE_YOUR_CALM when too many small DATA frames wait unread, which
     /// a stalled watch stream of ~170-byte events reaches at about 50 KiB.)
     pub async fn events_small_window(&self, key: &str) -> EventClient {
+        self.events_with_window(key, 16_384).await
+    }
+
+    /// An event client whose HTTP/2 windows (stream and connection) are
+    /// `bytes`.
+    pub async fn events_with_window(&self, key: &str, bytes: u32) -> EventClient {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
             .expect("valid uri")
-            .initial_stream_window_size(Some(16_384))
-            .initial_connection_window_size(Some(16_384))
+            .initial_stream_window_size(Some(bytes))
+            .initial_connection_window_size(Some(bytes))
             .connect()
             .await
             .expect("connect to the test server");

@@ -23,7 +23,7 @@ type Labels = BTreeMap<String, String>;
 
 /// One scrape: (metric name, labels) -> value.
 #[derive(Debug)]
-struct Scrape {
+pub(crate) struct Scrape {
     content_type: String,
     samples: BTreeMap<(String, Labels), f64>,
 }
@@ -44,7 +44,7 @@ impl Scrape {
     }
 
     /// The one sample of `name` with exactly these labels.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let key: Labels = labels
             .iter()
             .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
@@ -128,7 +128,11 @@ fn code_name(code: Code) -> &'static str {
 }
 
 /// Scrapes until `done` holds (the gauges are refreshed every second).
-async fn scrape_until(addr: SocketAddr, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
+pub(crate) async fn scrape_until(
+    addr: SocketAddr,
+    what: &str,
+    done: impl Fn(&Scrape) -> bool,
+) -> Scrape {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let scraped = scrape(addr).await;

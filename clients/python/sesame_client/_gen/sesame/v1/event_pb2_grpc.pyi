@@ -57,7 +57,8 @@ class EventServiceStub:
     OUT_OF_RANGE (reason `CURSOR_EXPIRED`): list the current state again and
     watch without a cursor. A client that reads more slowly than events
     arrive is served from the log and loses nothing; one that reads nothing
-    while the server's `watch_max_lag_events` events are committed ends with
+    while the server's `watch_max_lag_events` events are committed, or for
+    its `watch_stall_secs` once the connection's buffers are full, ends with
     RESOURCE_EXHAUSTED (reason `WATCHER_TOO_SLOW`), and a server shutting down
     ends streams with UNAVAILABLE (reason `SERVER_SHUTTING_DOWN`); both carry
     the resume cursor in the ErrorInfo metadata key `cursor`.
@@ -90,7 +91,8 @@ class EventServiceAsyncStub(EventServiceStub):
     OUT_OF_RANGE (reason `CURSOR_EXPIRED`): list the current state again and
     watch without a cursor. A client that reads more slowly than events
     arrive is served from the log and loses nothing; one that reads nothing
-    while the server's `watch_max_lag_events` events are committed ends with
+    while the server's `watch_max_lag_events` events are committed, or for
+    its `watch_stall_secs` once the connection's buffers are full, ends with
     RESOURCE_EXHAUSTED (reason `WATCHER_TOO_SLOW`), and a server shutting down
     ends streams with UNAVAILABLE (reason `SERVER_SHUTTING_DOWN`); both carry
     the resume cursor in the ErrorInfo metadata key `cursor`.
@@ -126,7 +128,8 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         OUT_OF_RANGE (reason `CURSOR_EXPIRED`): list the current state again and
         watch without a cursor. A client that reads more slowly than events
         arrive is served from the log and loses nothing; one that reads nothing
-        while the server's `watch_max_lag_events` events are committed ends with
+        while the server's `watch_max_lag_events` events are committed, or for
+        its `watch_stall_secs` once the connection's buffers are full, ends with
         RESOURCE_EXHAUSTED (reason `WATCHER_TOO_SLOW`), and a server shutting down
         ends streams with UNAVAILABLE (reason `SERVER_SHUTTING_DOWN`); both carry
         the resume cursor in the ErrorInfo metadata key `cursor`.
