@@ -208,6 +208,11 @@ pub struct Config {
     /// shed at once with UNAVAILABLE and a RetryInfo, not queued; 0 turns
     /// the cap off.
     pub max_in_flight_calls: usize,
+    /// Unary calls at work at once; the others (up to
+    /// `max_in_flight_calls`) wait their turn in arrival order, and one
+    /// whose deadline would pass before its turn and its own work is
+    /// refused at once with UNAVAILABLE and a RetryInfo; 0: no turns.
+    pub max_active_calls: usize,
     /// Server streams (WatchEvents, health Watch, reflection) open at once,
     /// counted apart from unary calls since they live long; beyond it new
     /// streams are shed the same way; 0 turns the cap off.
@@ -331,6 +336,7 @@ impl Default for Config {
             rate_limit_per_peer: 2000,
             rate_limit_peer_burst: 4000,
             max_in_flight_calls: 512,
+            max_active_calls: 64,
             max_open_streams: 10_000,
             tls_cert_file: None,
             tls_key_file: None,
@@ -571,6 +577,7 @@ impl Config {
         }
         for (key, value) in [
             ("max_in_flight_calls", self.max_in_flight_calls),
+            ("max_active_calls", self.max_active_calls),
             ("max_open_streams", self.max_open_streams),
         ] {
             if value > 1_000_000 {

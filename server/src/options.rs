@@ -160,6 +160,7 @@ pub fn limits(limits: &LimitsSection) -> LimitOptions {
         per_peer_burst: limits.per_peer_burst,
         max_in_flight_calls: limits.max_in_flight_calls,
         max_open_streams: limits.max_open_streams,
+        max_active_calls: limits.max_active_calls,
         request_timeout: limits.request_timeout,
         max_message_bytes: limits.max_message_bytes,
     }

@@ -86,6 +86,16 @@ impl From<LimitError> for Status {
                 "SERVER_OVERLOADED",
                 OVERLOAD_RETRY_AFTER,
             ),
+            // UNAVAILABLE: nothing was done, and clients retry it.
+            LimitError::DeadlineUnreachable { .. } => retry_with(
+                Code::Unavailable,
+                format!(
+                    "{message}; retry in {} s",
+                    OVERLOAD_RETRY_AFTER.as_secs().max(1)
+                ),
+                "SERVER_OVERLOADED",
+                OVERLOAD_RETRY_AFTER,
+            ),
             LimitError::DatabaseUnavailable => retry_with(
                 Code::Unavailable,
                 message,

@@ -281,6 +281,8 @@ pub struct LimitsSection {
     pub max_in_flight_calls: usize,
     /// `max_open_streams` (0: off).
     pub max_open_streams: usize,
+    /// `max_active_calls` (0: off).
+    pub max_active_calls: usize,
     /// `request_timeout_secs`.
     pub request_timeout: Duration,
     /// `max_decoding_message_bytes`.
@@ -477,6 +479,7 @@ impl Config {
             per_peer_burst: self.rate_limit_peer_burst,
             max_in_flight_calls: self.max_in_flight_calls,
             max_open_streams: self.max_open_streams,
+            max_active_calls: self.max_active_calls,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_message_bytes: self.max_decoding_message_bytes,
             gateway_failures_per_minute: self.gateway_failures_per_minute,

@@ -15,6 +15,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 use tracing::{debug, warn};
 
+use super::admission::Admission;
 use super::body::MessageLimitBody;
 use super::{CallKind, DatabaseState, LimitError, LimitOptions};
 use crate::auth::RateLimiter;
@@ -34,6 +35,8 @@ struct Shared {
     calls: Option<Arc<Semaphore>>,
     /// Permits for streams; `None`: no cap.
     streams: Option<Arc<Semaphore>>,
+    /// Turns of unary calls to do work; `None`: no turns.
+    admission: Option<Arc<Admission>>,
     /// While the database does not answer, unary calls end at once.
     database: DatabaseState,
     metrics: Arc<Metrics>,
@@ -49,6 +52,8 @@ impl LimitLayer {
                 peers: RateLimiter::new(options.per_peer_rate, options.per_peer_burst),
                 calls: semaphore(options.max_in_flight_calls),
                 streams: semaphore(options.max_open_streams),
+                admission: (options.max_active_calls > 0)
+                    .then(|| Admission::new(options.max_active_calls)),
                 database,
                 options,
                 metrics,
@@ -197,7 +202,16 @@ where
                     let timeout = caller_timeout(limited.headers())
                         .map(|caller| caller.saturating_sub(Duration::from_millis(1)))
                         .map_or(server_timeout, |caller| caller.min(server_timeout));
-                    let call = tokio::time::timeout(timeout, inner.call(limited));
+                    // Health takes no turn: it is never queued or shed.
+                    let admission = shared.admission.clone().filter(|_| !health);
+                    let work = async move {
+                        let _turn = match &admission {
+                            Some(admission) => Some(admission.enter(timeout).await?),
+                            None => None,
+                        };
+                        Ok::<_, LimitError>(inner.call(limited).await)
+                    };
+                    let call = tokio::time::timeout(timeout, work);
                     let database_lost = async {
                         if health {
                             std::future::pending::<()>().await;
@@ -207,7 +221,8 @@ where
                     tokio::select! {
                         biased;
                         answered = call => match answered {
-                            Ok(response) => response?,
+                            Ok(Ok(response)) => response?,
+                            Ok(Err(refused)) => return Ok(unlimited(shared.refuse(refused))),
                             Err(_elapsed) => {
                                 return Ok(unlimited(
                                     shared.refuse(LimitError::DeadlineExceeded(timeout)),

@@ -13,6 +13,7 @@
 //! into a gRPC status with an ErrorInfo (and a RetryInfo where waiting
 //! helps).
 
+mod admission;
 mod body;
 mod database;
 mod layer;
@@ -32,8 +33,12 @@ pub struct LimitOptions {
     pub per_peer_rate: u32,
     /// Calls one peer address may make at once above the average.
     pub per_peer_burst: u32,
-    /// Unary calls in flight at once; 0: no limit.
+    /// Unary calls in flight at once (at work or waiting their turn); 0:
+    /// no limit.
     pub max_in_flight_calls: usize,
+    /// Unary calls at work at once; the others wait their turn, or are
+    /// refused at once when their deadline would not allow it; 0: no turns.
+    pub max_active_calls: usize,
     /// Server streams (WatchEvents, health Watch, reflection) open at
     /// once; 0: no limit.
     pub max_open_streams: usize,
@@ -67,6 +72,12 @@ pub enum LimitError {
     },
     #[error("the database is unavailable, retry later")]
     DatabaseUnavailable,
+    #[error(
+        "the server is busy: the calls ahead would take about {} ms, past this call's deadline          ({} ms left); call refused before any work",
+        .wait.as_millis(),
+        .budget.as_millis()
+    )]
+    DeadlineUnreachable { wait: Duration, budget: Duration },
     #[error("the call did not finish within its deadline ({} ms)", .0.as_millis())]
     DeadlineExceeded(Duration),
     #[error(
@@ -91,6 +102,7 @@ impl LimitError {
             LimitError::PeerRateLimited(_) => "peer_rate_limited",
             LimitError::Overloaded { .. } => "overloaded",
             LimitError::DatabaseUnavailable => "database_unavailable",
+            LimitError::DeadlineUnreachable { .. } => "deadline_unreachable",
             LimitError::DeadlineExceeded(_) => "deadline_exceeded",
             LimitError::MessageTooLarge { .. } => "message_too_large",
             LimitError::MessageMalformed { .. } => "message_malformed",

@@ -356,3 +356,96 @@ async fn a_database_outage_answers_unavailable_at_once_and_readiness_follows_it(
     server.stop().await;
     drop(cluster);
 }
+
+/// Deadline-aware admission: with one turn (`max_active_calls` 1) held by a
+/// submit that waits on a lock and 100 submits waiting their turn, a call
+/// whose 300 ms deadline cannot cover the calls ahead is refused at once
+/// (UNAVAILABLE `SERVER_OVERLOADED` with a RetryInfo), and one whose 2 s
+/// deadline passes while it waits ends DEADLINE_EXCEEDED; neither wrote
+/// anything, while every waiting call is served once the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_cannot_meet_their_deadline_are_refused_before_any_work() {
+    let server = TestServer::start_with(Backend::Postgres, |config| {
+        config.max_active_calls = 1;
+    })
+    .await;
+    let url = server.config.database_url.clone();
+    let mut alice = server.client(&server.keys.alice).await;
+    alice
+        .submit_access_request(valid_submission())
+        .await
+        .expect("a first submit");
+
+    let holder = Database::connect(&url).await.expect("connect");
+    let lock = holder.begin().await.expect("begin");
+    lock.execute_unprepared("SELECT last_seq FROM event_counter WHERE id = 1 FOR UPDATE")
+        .await
+        .expect("lock the event counter");
+    let submit = |request_id: String, deadline: Duration| {
+        let mut alice = alice.clone();
+        async move {
+            let mut submission = valid_submission();
+            submission.request_id = request_id;
+            let mut request = tonic::Request::new(submission);
+            request.set_timeout(deadline);
+            alice.submit_access_request(request).await
+        }
+    };
+    let mut waiting = Vec::new();
+    for n in 0..101 {
+        waiting.push(tokio::spawn(submit(
+            format!("waiting-{n}"),
+            Duration::from_secs(60),
+        )));
+    }
+    // Let them all arrive: the first holds the turn, the others queue.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let refused = submit("hopeless".into(), Duration::from_millis(300)).await;
+    let took = started.elapsed();
+    let status = refused.expect_err("refused");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "SERVER_OVERLOADED");
+    assert!(status.get_error_details().retry_info().is_some());
+    assert!(
+        took < Duration::from_millis(200),
+        "refused at once, not after {took:?}"
+    );
+
+    let expired = submit("expired".into(), Duration::from_secs(2))
+        .await
+        .expect_err("the deadline passed while it waited");
+    // The server's DEADLINE_EXCEEDED, or the client's own timer firing first.
+    assert!(
+        matches!(expired.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{expired:?}"
+    );
+
+    lock.rollback().await.expect("release the counter");
+    for call in waiting {
+        tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .expect("served")
+            .unwrap()
+            .expect("every waiting call is served");
+    }
+    assert_eq!(server.count("access_requests").await, 102);
+    let db = server.store.connection();
+    for never_written in ["hopeless", "expired"] {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM idempotency_keys WHERE request_id = '{never_written}'"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.try_get::<i64>("", "n").unwrap(),
+            0,
+            "{never_written} was written"
+        );
+    }
+    server.stop().await;
+}
