@@ -14,12 +14,16 @@
 #   5. email: smtp-source into smtp-sink vs Sesame's worker draining its
 #      outbox into the same sink; the sink's Message-IDs checked for
 #      duplicates and losses;
-#   6. server RSS idle, after each scenario's load, and at its peak.
+#   6. server RSS idle, after each scenario's load, and at its peak;
+#   overload (issue 19): goodput (OK submits/s) on SQLite with 1 s deadlines,
+#      open loop at 2x and 4x the peak measured first; at 4x also with the
+#      deadline-aware turns off (max_active_calls=0), the same run's
+#      comparison.
 # Writes loadtest/results/baselines.json and prints a summary table.
 #
 # Loopback only. Every step is bounded: DURATION seconds of load per step
 # (default 10), MAIL_EMAILS emails (default 5000). STEPS picks steps
-# (default "postgres sqlite get watch mail"). Installs what is missing
+# (default "postgres sqlite get watch mail overload"). Installs what is missing
 # (Debian packages postgresql, nghttp2-client, postfix, python3, openssl;
 # no daemon is started by the install) and builds the release binaries.
 set -euo pipefail
@@ -31,7 +35,7 @@ WATCHERS="${WATCHERS:-1000}"
 WATCH_RATE="${WATCH_RATE:-500}"
 IDLE_WATCHERS="${IDLE_WATCHERS:-10000}"
 MAIL_EMAILS="${MAIL_EMAILS:-5000}"
-STEPS="${STEPS:-postgres sqlite get watch mail}"
+STEPS="${STEPS:-postgres sqlite get watch mail overload}"
 PGPORT="${PGPORT:-55432}"
 PORT="${PORT:-50661}"
 ECHO_PORT="${ECHO_PORT:-50662}"
@@ -283,6 +287,29 @@ if step_on mail; then
   stop_sink
 fi
 
+# --- overload: goodput with 1 s deadlines at 2x and 4x the peak --------------
+if step_on overload; then
+  overload_run() { # overload_run NAME RATE: open loop, callers enough for 1 s each
+    local callers=$(( $2 * 11 / 10 + 16 ))
+    echo "== sesame: submit on SQLite, open loop at $2/s, 1 s deadlines, $callers callers, ${DURATION}s ($1)"
+    lt submit --rate "$2" --deadline 1s --concurrency "$callers" --connections "$CONNECTIONS" \
+      --duration "${DURATION}s" >"$R/overload_$1.json"
+    echo "sesame: $(field "$R/overload_$1.json" '{calls_per_s:.0f} OK/s of {achieved_rate_per_s:.0f} calls/s, errors {errors}')"
+  }
+  start_sesame overload
+  echo "== sesame: peak goodput, submit on SQLite, closed loop, $CONCURRENCY callers, 1 s deadlines, ${DURATION}s"
+  lt submit --deadline 1s --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" \
+    --duration "${DURATION}s" >"$R/overload_peak.json"
+  peak=$(field "$R/overload_peak.json" '{calls_per_s:.0f}')
+  echo "peak: $peak OK submits/s"
+  overload_run 2x $((peak * 2))
+  overload_run 4x $((peak * 4))
+  stop_sesame
+  start_sesame overload_off SESAME_MAX_ACTIVE_CALLS=0
+  overload_run 4x_turns_off $((peak * 4))
+  stop_sesame
+fi
+
 # --- summary --------------------------------------------------------------------
 python3 - "$R" "$OUT/baselines.json" "$DURATION" "$CONCURRENCY" "$CONNECTIONS" "$WATCHERS" "$WATCH_RATE" \
   "$IDLE_WATCHERS" "$MAIL_EMAILS" <<'PY'
@@ -349,8 +376,19 @@ if "mail" in r:
         f"{fmt(m['emails_per_s'])} (sink: {sink.get('messages')} messages, {sink.get('duplicates')} duplicates, {sink.get('lost')} lost)",
         f"{fmt(b['emails_per_s'])}/s", m["emails_per_s"] / b["emails_per_s"], ">= 0.5x, none lost or twice",
         m["ok"] and m["emails_per_s"] >= 0.5 * b["emails_per_s"])
+if "overload_peak" in r:
+    peak = r["overload_peak"]["calls_per_s"]
+    for name, label in [("2x", "2x"), ("4x", "4x"), ("4x_turns_off", "4x, max_active_calls=0 (turns off)")]:
+        o = r.get(f"overload_{name}")
+        if not o:
+            continue
+        row("19", f"goodput at {label} the peak ({o['target_rate_per_s']}/s), 1 s deadlines, SQLite",
+            f"{fmt(o['calls_per_s'])} OK/s of {fmt(o['achieved_rate_per_s'])} calls/s (errors {o['errors']})",
+            f"peak {fmt(peak)} OK/s", o["calls_per_s"] / peak,
+            ">= 0.8x" if name != "4x_turns_off" else "reported",
+            o["calls_per_s"] >= 0.8 * peak if name != "4x_turns_off" else None)
 memory = {}
-for name in ["postgres", "sqlite", "get", "idle", "watch", "mail"]:
+for name in ["postgres", "sqlite", "get", "idle", "watch", "mail", "overload"]:
     if f"rss_idle_{name}" in r:
         memory[name] = {"idle_kib": r[f"rss_idle_{name}"], "after_load_kib": r[f"rss_loaded_{name}"], "peak_kib": r[f"rss_peak_{name}"]}
 if memory:

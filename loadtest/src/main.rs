@@ -53,6 +53,10 @@ struct Load {
     /// Server pid, to report its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Every call's deadline (`grpc-timeout`): `1s`, `500ms`; calls past it
+    /// count as failed (DEADLINE_EXCEEDED). Default: none.
+    #[arg(long, value_parser = parse_duration)]
+    deadline: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +199,7 @@ async fn run_load(cli: &Cli, kind: RpcKind, load: &Load) -> anyhow::Result<Strin
         rate: load.rate,
         server_pid: load.server_pid,
         progress: true,
+        deadline: load.deadline,
     };
     let report = run_rpc(&args).await?;
     Ok(render(&report, cli.json))

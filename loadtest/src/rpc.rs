@@ -60,6 +60,8 @@ pub struct RpcArgs {
     pub server_pid: Option<u32>,
     /// Print a progress line every second on stderr.
     pub progress: bool,
+    /// Every call's deadline, sent as `grpc-timeout`; none: no deadline.
+    pub deadline: Option<Duration>,
 }
 
 /// The result of a run.
@@ -70,6 +72,8 @@ pub struct RpcReport {
     pub connections: usize,
     /// The `--rate` asked for (open loop), if any.
     pub target_rate_per_s: Option<u64>,
+    /// Every call's deadline, if any, in milliseconds.
+    pub deadline_ms: Option<u64>,
     /// `intended_send` in open loop, `send` in closed loop.
     pub latency_measured_from: &'static str,
     pub seconds: f64,
@@ -115,8 +119,23 @@ fn submission(tag: u64) -> pb::SubmitAccessRequestRequest {
     }
 }
 
-async fn submit(client: &mut AccessRequestClient, tag: u64) -> Result<String, tonic::Status> {
-    let created = client.submit_access_request(submission(tag)).await?;
+/// `message` as a request carrying the caller's `deadline`, if any.
+fn request<T>(message: T, deadline: Option<Duration>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(deadline) = deadline {
+        request.set_timeout(deadline);
+    }
+    request
+}
+
+async fn submit(
+    client: &mut AccessRequestClient,
+    tag: u64,
+    deadline: Option<Duration>,
+) -> Result<String, tonic::Status> {
+    let created = client
+        .submit_access_request(request(submission(tag), deadline))
+        .await?;
     Ok(created
         .into_inner()
         .access_request
@@ -137,6 +156,8 @@ struct Shared {
     tags: AtomicU64,
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Every call's deadline (`grpc-timeout`), if any.
+    deadline: Option<Duration>,
 }
 
 /// One call of `kind`; for `approve`, the instant its approval was sent
@@ -158,36 +179,45 @@ async fn call(
     match op {
         RpcKind::Submit => {
             let tag = shared.tags.fetch_add(1, Ordering::Relaxed);
-            (submit(client, tag).await.map(drop), None)
+            (submit(client, tag, shared.deadline).await.map(drop), None)
         }
         RpcKind::Get => {
             let name = shared.names[(turn as usize) % shared.names.len()].clone();
             let outcome = client
-                .get_access_request(pb::GetAccessRequestRequest { name })
+                .get_access_request(request(
+                    pb::GetAccessRequestRequest { name },
+                    shared.deadline,
+                ))
                 .await;
             (outcome.map(drop), None)
         }
         RpcKind::List => {
             let outcome = client
-                .list_access_requests(pb::ListAccessRequestsRequest {
-                    page_size: 20,
-                    ..Default::default()
-                })
+                .list_access_requests(request(
+                    pb::ListAccessRequestsRequest {
+                        page_size: 20,
+                        ..Default::default()
+                    },
+                    shared.deadline,
+                ))
                 .await;
             (outcome.map(drop), None)
         }
         RpcKind::Approve => {
             let tag = shared.tags.fetch_add(1, Ordering::Relaxed);
-            let name = match submit(client, tag).await {
+            let name = match submit(client, tag, shared.deadline).await {
                 Ok(name) => name,
                 Err(status) => return (Err(status), None),
             };
             let approval_sent = Instant::now();
             let outcome = client
-                .approve_access_request(pb::ApproveAccessRequestRequest {
-                    name,
-                    ..Default::default()
-                })
+                .approve_access_request(request(
+                    pb::ApproveAccessRequestRequest {
+                        name,
+                        ..Default::default()
+                    },
+                    shared.deadline,
+                ))
                 .await;
             (outcome.map(drop), Some(approval_sent))
         }
@@ -218,12 +248,15 @@ pub async fn run_rpc(args: &RpcArgs) -> anyhow::Result<RpcReport> {
         tags: AtomicU64::new(first_tag),
         calls: AtomicU64::new(0),
         failures: AtomicU64::new(0),
+        deadline: args.deadline,
     };
     if matches!(args.kind, RpcKind::Get | RpcKind::Mixed) {
         let mut client = clients[0].clone();
         for _ in 0..SEEDED {
             let tag = shared.tags.fetch_add(1, Ordering::Relaxed);
-            let name = submit(&mut client, tag).await.context("seeding requests")?;
+            let name = submit(&mut client, tag, None)
+                .await
+                .context("seeding requests")?;
             shared.names.push(name);
         }
     }
@@ -342,6 +375,7 @@ pub async fn run_rpc(args: &RpcArgs) -> anyhow::Result<RpcReport> {
         concurrency: callers,
         connections: clients.len(),
         target_rate_per_s: args.rate,
+        deadline_ms: args.deadline.map(|deadline| deadline.as_millis() as u64),
         latency_measured_from: if args.rate.is_some() {
             "intended_send"
         } else {
@@ -397,7 +431,7 @@ pub async fn seed(target: &str, key: &str, count: u64) -> anyhow::Result<Vec<Str
     let mut names = Vec::new();
     for tag in 0..count {
         names.push(
-            submit(&mut client, tag)
+            submit(&mut client, tag, None)
                 .await
                 .context("submitting a seed request")?,
         );
