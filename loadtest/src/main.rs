@@ -91,6 +91,10 @@ enum Scenario {
         /// Server pid, to report its resident memory and CPU time.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Health round trips timed first, the floor the latencies are
+        /// compared with (0: none).
+        #[arg(long, default_value_t = 2000)]
+        baseline_calls: u32,
     },
     /// Idle watchers: the server's resident memory per watcher.
     Idle {
@@ -218,6 +222,7 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
             rate,
             duration,
             server_pid,
+            baseline_calls,
         } => {
             let args = WatchArgs {
                 target: cli.target.clone(),
@@ -227,6 +232,7 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
                 rate: *rate,
                 duration: bounded(*duration, 300),
                 server_pid: *server_pid,
+                baseline_calls: *baseline_calls,
             };
             let report = run_watch(&args).await?;
             Ok(render(&report, cli.json))

@@ -47,6 +47,9 @@ pub struct WatchArgs {
     pub duration: Duration,
     /// The server's pid, to sample its memory.
     pub server_pid: Option<u32>,
+    /// Health round trips timed first, as the floor of one exchange (0:
+    /// none, when only the server's own work should be counted).
+    pub baseline_calls: u32,
 }
 
 /// The result of the `watch` scenario.
@@ -360,11 +363,11 @@ mod tokio_util_lite {
     }
 }
 
-async fn baseline(target: &str) -> anyhow::Result<Histogram<u64>> {
+async fn baseline(target: &str, calls: u32) -> anyhow::Result<Histogram<u64>> {
     let channel = channels(target, 1).await?.remove(0);
     let mut health = HealthClient::new(channel);
     let mut latencies = histogram();
-    for _ in 0..2000 {
+    for _ in 0..calls {
         let started = Instant::now();
         health
             .check(HealthCheckRequest::default())
@@ -409,7 +412,7 @@ pub async fn run_watch(args: &WatchArgs) -> anyhow::Result<WatchReport> {
     if args.rate == 0 {
         bail!("--rate must be at least 1");
     }
-    let baseline = baseline(&args.target).await?;
+    let baseline = baseline(&args.target, args.baseline_calls).await?;
     eprintln!("baseline health round trip: {}", summarize(&baseline));
 
     let delivered = Arc::new(AtomicU64::new(0));
