@@ -1202,7 +1202,10 @@ mod tests {
             message.contains("must be name=value (e.g. api-key=...)"),
             "{message}"
         );
-        assert!(message.contains("otlp_headers name \"bad name\""), "{message}");
+        assert!(
+            message.contains("otlp_headers name \"bad name\""),
+            "{message}"
+        );
         assert!(
             message.contains("otlp_sampling_ratio must be between 0.0 and 1.0, got 1.5"),
             "{message}"

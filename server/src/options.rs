@@ -16,8 +16,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{
     ConfigError, DatabaseSection, DkimSection, LimitsSection, MailSection, PolicySection,
-    PrivacySection, ProviderSection, SchedulerSection, ServerSection, TelemetrySection,
-    TlsSection,
+    PrivacySection, ProviderSection, SchedulerSection, ServerSection, TelemetrySection, TlsSection,
 };
 use crate::crypto::KeyRing;
 use crate::domain::deadline::Deadlines;

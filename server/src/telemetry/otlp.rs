@@ -108,8 +108,8 @@ pub fn provider(options: &OtlpOptions) -> Result<(SdkTracerProvider, TracesGuard
     for (name, value) in &options.headers {
         let key = MetadataKey::from_bytes(name.as_bytes())
             .map_err(|_| OtlpError::Header(name.clone()))?;
-        let value = MetadataValue::try_from(value.as_str())
-            .map_err(|_| OtlpError::Header(name.clone()))?;
+        let value =
+            MetadataValue::try_from(value.as_str()).map_err(|_| OtlpError::Header(name.clone()))?;
         metadata.insert(key, value);
     }
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
@@ -134,9 +134,8 @@ pub fn provider(options: &OtlpOptions) -> Result<(SdkTracerProvider, TracesGuard
         ))
         .build();
     // A caller's sampled trace goes on; new traces are sampled at the ratio.
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-        options.sampling_ratio,
-    )));
+    let sampler =
+        Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(options.sampling_ratio)));
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(sampler)

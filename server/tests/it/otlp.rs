@@ -194,7 +194,9 @@ async fn a_submit_is_traced_under_the_callers_trace_without_personal_data() {
     // Sampled by the caller (flags 01).
     submit.metadata_mut().insert(
         "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse().unwrap(),
+        format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01")
+            .parse()
+            .unwrap(),
     );
     client.submit_access_request(submit).await.expect("submit");
     // Not sampled by its caller (flags 00): parent-based sampling follows.
@@ -209,7 +211,10 @@ async fn a_submit_is_traced_under_the_callers_trace_without_personal_data() {
             .parse()
             .unwrap(),
     );
-    client.submit_access_request(unsampled).await.expect("submit");
+    client
+        .submit_access_request(unsampled)
+        .await
+        .expect("submit");
     // The mail worker sends the applicants' emails (file transport).
     let outbox = dir.path().join("mail-out");
     let sent = tokio::time::timeout(Duration::from_secs(15), async {
