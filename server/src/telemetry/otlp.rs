@@ -104,28 +104,7 @@ impl TracesGuard {
 /// propagator set. Must run inside the tokio runtime (the gRPC channel's
 /// tasks live there), which must outlive the returned guard's shutdown.
 pub fn provider(options: &OtlpOptions) -> Result<(SdkTracerProvider, TracesGuard), OtlpError> {
-    let mut metadata = MetadataMap::new();
-    for (name, value) in &options.headers {
-        let key = MetadataKey::from_bytes(name.as_bytes())
-            .map_err(|_| OtlpError::Header(name.clone()))?;
-        let value =
-            MetadataValue::try_from(value.as_str()).map_err(|_| OtlpError::Header(name.clone()))?;
-        metadata.insert(key, value);
-    }
-    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(options.endpoint.clone())
-        .with_timeout(EXPORT_TIMEOUT)
-        .with_metadata(metadata);
-    if options.endpoint.starts_with("https://") {
-        // The public roots (webpki), with rustls and ring as elsewhere.
-        let tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
-        builder = builder.with_tls_config(tls);
-    }
-    let exporter = builder.build().map_err(|error| OtlpError::Exporter {
-        endpoint: options.endpoint.clone(),
-        reason: error.to_string(),
-    })?;
+    let exporter = exporter(options)?;
     let resource = Resource::builder()
         .with_service_name(options.service_name.clone())
         .with_attribute(opentelemetry::KeyValue::new(
@@ -147,6 +126,34 @@ pub fn provider(options: &OtlpOptions) -> Result<(SdkTracerProvider, TracesGuard
         provider: Some(provider.clone()),
     };
     Ok((provider, guard))
+}
+
+/// The span exporter to `options.endpoint` with its headers; TLS (rustls,
+/// webpki roots) for an `https://` endpoint. Connects lazily: must run
+/// inside the tokio runtime.
+fn exporter(options: &OtlpOptions) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
+    let mut metadata = MetadataMap::new();
+    for (name, value) in &options.headers {
+        let key = MetadataKey::from_bytes(name.as_bytes())
+            .map_err(|_| OtlpError::Header(name.clone()))?;
+        let value =
+            MetadataValue::try_from(value.as_str()).map_err(|_| OtlpError::Header(name.clone()))?;
+        metadata.insert(key, value);
+    }
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(options.endpoint.clone())
+        .with_timeout(EXPORT_TIMEOUT)
+        .with_metadata(metadata);
+    if options.endpoint.starts_with("https://") {
+        // The public roots (webpki), with rustls and ring as elsewhere.
+        let tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
+        builder = builder.with_tls_config(tls);
+    }
+    builder.build().map_err(|error| OtlpError::Exporter {
+        endpoint: options.endpoint.clone(),
+        reason: error.to_string(),
+    })
 }
 
 /// The tracing layer that turns the exported spans into OpenTelemetry
@@ -199,5 +206,44 @@ impl Extractor for HeaderReader<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(endpoint: &str, headers: &[(&str, &str)]) -> OtlpOptions {
+        OtlpOptions {
+            endpoint: endpoint.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            sampling_ratio: 1.0,
+            service_name: "sesame".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn plaintext_and_tls_endpoints_build_and_bad_headers_are_named() {
+        exporter(&options("http://localhost:4317", &[])).expect("plaintext");
+        // rustls with the webpki roots: New Relic's endpoint needs TLS.
+        exporter(&options(
+            "https://otlp.nr-data.net:4317",
+            &[("api-key", "license")],
+        ))
+        .expect("TLS");
+        let error = exporter(&options(
+            "http://localhost:4317",
+            &[("api-key", "line\nbreak")],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "otlp_headers: \"api-key\" cannot be sent as gRPC metadata"
+        );
+        let shown = format!("{:?}", options("http://h:4317", &[("api-key", "s3cret")]));
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }
