@@ -224,19 +224,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     };
     let loaded = Config::load(cli.global.config.as_deref(), &overrides)?;
     let config = loaded.config;
-    crate::telemetry::init(config.log_format, &config.log_filter);
+    let traces = options::otlp(&config.sections().telemetry);
+    let traces = crate::telemetry::init(config.log_format, &config.log_filter, traces.as_ref())?;
     for key in &loaded.unknown_keys {
         warn!(key = %key, "unknown configuration key ignored");
     }
 
-    match cli.command {
+    let result = match cli.command {
         Command::Serve { .. } => serve(config).await,
         Command::Worker { .. } => worker(config).await,
         Command::Migrate { status } => migrate(&config, status).await,
         Command::Keys(command) => keys(&config, command).await,
         Command::Templates(command) => templates(&config, command),
         Command::Mail(MailCommand::Test { to }) => mail_test(&config, &to).await,
-    }
+    };
+    // The spans of the last seconds are exported before the process ends
+    // (blocking, off the runtime's workers, while the runtime still runs).
+    let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    result
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -2,8 +2,8 @@
 //! environment (`SESAME_*`) < command-line flags, validated at start.
 //!
 //! Unknown keys are warned about, not fatal, so a typo is visible without
-//! taking a replica down. Secrets (the password in `database_url`) are
-//! redacted from `Debug`.
+//! taking a replica down. Secrets (the password in `database_url`, API
+//! keys, the values of `otlp_headers`) are redacted from `Debug`.
 //!
 //! Plain data: the flat [`Config`] keeps the names of `sesame.toml` and
 //! `SESAME_*`, [`Config::sections`] groups them in typed sections. No
@@ -26,9 +26,9 @@ use crate::redact::redact_url;
 mod sections;
 
 pub use sections::{
-    DatabaseSection, DkimSection, FailoverSection, LimitsSection, MailSection, PolicySection,
-    PrivacySection, ProviderSection, SchedulerSection, Sections, ServerSection, TelemetrySection,
-    TlsSection,
+    DatabaseSection, DkimSection, FailoverSection, LimitsSection, MailSection, OtlpSection,
+    PolicySection, PrivacySection, ProviderSection, SchedulerSection, Sections, ServerSection,
+    TelemetrySection, TlsSection,
 };
 
 /// Default config file, read from the working directory when present.
@@ -48,7 +48,7 @@ pub enum LogFormat {
 
 /// Every setting of the server. Field names are the keys of `sesame.toml`;
 /// the environment variable is `SESAME_` + the key in upper case.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Address the gRPC server listens on.
@@ -237,6 +237,20 @@ pub struct Config {
     /// How often the database gauges (requests by state, outbox) are read,
     /// in seconds. Each refresh scans `access_requests` once.
     pub metrics_refresh_secs: u64,
+    /// Where traces are exported over OTLP/gRPC, e.g.
+    /// `http://localhost:4317` (an OpenTelemetry Collector or the Datadog
+    /// Agent) or `https://otlp.nr-data.net:4317` (New Relic). None (the
+    /// default) exports nothing.
+    pub otlp_endpoint: Option<String>,
+    /// Metadata sent with every export, as `name=value` (e.g.
+    /// `api-key=LICENSE_KEY` for New Relic). The values are secrets: never
+    /// logged or shown.
+    pub otlp_headers: Vec<String>,
+    /// Share of new traces sampled, from 0.0 to 1.0; a call whose caller
+    /// sent a `traceparent` follows the caller's decision instead.
+    pub otlp_sampling_ratio: f64,
+    /// The `service.name` of the exported traces.
+    pub otlp_service_name: String,
     /// Seconds administrators have to decide a request: past half of it
     /// they are reminded by email, past all of it alerted (escalation).
     pub review_sla_secs: u64,
@@ -345,6 +359,10 @@ impl Default for Config {
             metrics_addr: None,
             metrics_allow_public: false,
             metrics_refresh_secs: 15,
+            otlp_endpoint: None,
+            otlp_headers: Vec::new(),
+            otlp_sampling_ratio: 1.0,
+            otlp_service_name: "sesame".to_owned(),
             review_sla_secs: 24 * 3600,
             pending_max_age_secs: 14 * 24 * 3600,
             scheduler: true,
@@ -369,6 +387,12 @@ impl fmt::Debug for Config {
                 shown[secret] = "[redacted]".into();
             }
         }
+        shown["otlp_headers"] = self
+            .otlp_headers
+            .iter()
+            .map(|header| redact_header(header))
+            .collect::<Vec<_>>()
+            .into();
         write!(f, "Config {shown}")
     }
 }
@@ -473,6 +497,7 @@ impl Config {
         self.access_problems(&mut problems);
         self.policy_problems(&mut problems);
         self.mail_problems(&mut problems);
+        self.otlp_problems(&mut problems);
         if self.shutdown_grace_secs > 3600 {
             problems.push("shutdown_grace_secs must be at most 3600".to_owned());
         }
@@ -770,6 +795,43 @@ impl Config {
         }
     }
 
+    /// The trace export: the endpoint's URL, the headers' shape, the
+    /// sampling ratio and the service name. Never shows a header's value.
+    fn otlp_problems(&self, problems: &mut Vec<String>) {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(url) if !matches!(url.scheme(), "http" | "https") => problems.push(format!(
+                    "otlp_endpoint {:?} must be an http:// or https:// URL (OTLP over gRPC, \
+                     e.g. http://localhost:4317)",
+                    redact_url(endpoint)
+                )),
+                Ok(url) if url.host_str().is_none_or(str::is_empty) => problems.push(format!(
+                    "otlp_endpoint {:?} has no host",
+                    redact_url(endpoint)
+                )),
+                Ok(_) => {}
+                Err(error) => problems.push(format!(
+                    "otlp_endpoint {:?} is not a URL: {error} (e.g. http://localhost:4317)",
+                    redact_url(endpoint)
+                )),
+            }
+        }
+        for header in &self.otlp_headers {
+            if let Some(problem) = otlp_header_problem(header) {
+                problems.push(problem);
+            }
+        }
+        if !(0.0..=1.0).contains(&self.otlp_sampling_ratio) {
+            problems.push(format!(
+                "otlp_sampling_ratio must be between 0.0 and 1.0, got {}",
+                self.otlp_sampling_ratio
+            ));
+        }
+        if self.otlp_service_name.trim().is_empty() {
+            problems.push("otlp_service_name must not be empty".to_owned());
+        }
+    }
+
     /// Why `metrics_addr` cannot be used, if it cannot.
     fn metrics_addr_problem(&self) -> Option<String> {
         let addr = self.metrics_addr?;
@@ -816,6 +878,45 @@ impl Config {
                  TLS-terminating proxy"
             )
         })
+    }
+}
+
+/// Why one `otlp_headers` entry cannot be sent as gRPC metadata, if it
+/// cannot: `name=value`, the name a lowercase-able token, the value visible
+/// ASCII. The value is never shown.
+fn otlp_header_problem(header: &str) -> Option<String> {
+    let Some((name, value)) = header.split_once('=') else {
+        return Some(format!(
+            "otlp_headers entry {:?} must be name=value (e.g. api-key=...)",
+            redact_header(header)
+        ));
+    };
+    let name = name.trim();
+    let name_ok = !name.is_empty()
+        && !name.starts_with("grpc-")
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
+    if !name_ok || name.ends_with("-bin") {
+        return Some(format!(
+            "otlp_headers name {name:?} must be letters, digits, '-', '_' or '.' (not grpc-* \
+             nor *-bin)"
+        ));
+    }
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|byte| (0x20..0x7f).contains(&byte)) {
+        return Some(format!(
+            "otlp_headers value of {name:?} must be non-empty visible ASCII"
+        ));
+    }
+    None
+}
+
+/// An `otlp_headers` entry as shown: its name, never its value.
+fn redact_header(header: &str) -> String {
+    match header.split_once('=') {
+        Some((name, _)) => format!("{}=[redacted]", name.trim()),
+        None => "[redacted]".to_owned(),
     }
 }
 
@@ -1076,6 +1177,68 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn otlp_export_is_off_by_default_checked_and_its_headers_are_secret() {
+        assert_eq!(Config::default().sections().telemetry.otlp, None);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESAME_OTLP_ENDPOINT", "https://otlp.nr-data.net:4317");
+            jail.set_env("SESAME_OTLP_HEADERS", "[\"api-key=nr-secret-key\"]");
+            jail.set_env("SESAME_OTLP_SAMPLING_RATIO", "0.25");
+            jail.set_env("SESAME_OTLP_SERVICE_NAME", "sesame-eu");
+            let loaded = Config::load(None, &Overrides::default()).expect("valid config");
+            assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+            let otlp = loaded.config.sections().telemetry.otlp.expect("export on");
+            assert_eq!(otlp.endpoint, "https://otlp.nr-data.net:4317");
+            assert_eq!(
+                otlp.headers,
+                vec![("api-key".to_owned(), "nr-secret-key".to_owned())]
+            );
+            assert!((otlp.sampling_ratio - 0.25).abs() < f64::EPSILON);
+            assert_eq!(otlp.service_name, "sesame-eu");
+            let shown = format!("{:?} {otlp:?}", loaded.config);
+            assert!(!shown.contains("nr-secret-key"), "{shown}");
+            assert!(shown.contains("api-key=[redacted]"), "{shown}");
+            Ok(())
+        });
+        let bad = Config {
+            otlp_endpoint: Some("localhost:4317".into()),
+            otlp_headers: vec!["api-key: hidden-value".into(), "bad name=x".into()],
+            otlp_sampling_ratio: 1.5,
+            otlp_service_name: " ".into(),
+            ..Config::default()
+        };
+        let message = bad.validate().unwrap_err().to_string();
+        assert!(message.contains("otlp_endpoint"), "{message}");
+        assert!(
+            message.contains("must be name=value (e.g. api-key=...)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("otlp_headers name \"bad name\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("otlp_sampling_ratio must be between 0.0 and 1.0, got 1.5"),
+            "{message}"
+        );
+        assert!(message.contains("otlp_service_name"), "{message}");
+        assert!(!message.contains("hidden-value"), "{message}");
+        for endpoint in ["not a url", "ftp://collector:4317"] {
+            let bad = Config {
+                otlp_endpoint: Some(endpoint.into()),
+                ..Config::default()
+            };
+            let message = bad.validate().unwrap_err().to_string();
+            assert!(message.contains("otlp_endpoint"), "{endpoint}: {message}");
+        }
+        let negative = Config {
+            otlp_sampling_ratio: -0.1,
+            ..Config::default()
+        };
+        assert!(negative.validate().is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{
     ConfigError, DatabaseSection, DkimSection, LimitsSection, MailSection, PolicySection,
-    PrivacySection, ProviderSection, SchedulerSection, ServerSection, TlsSection,
+    PrivacySection, ProviderSection, SchedulerSection, ServerSection, TelemetrySection, TlsSection,
 };
 use crate::crypto::KeyRing;
 use crate::domain::deadline::Deadlines;
@@ -31,6 +31,7 @@ use crate::mail::{
 };
 use crate::scheduler::SchedulerOptions;
 use crate::store::{CodeOptions, DatabaseOptions};
+use crate::telemetry::OtlpOptions;
 use crate::webhooks::WebhookKeys;
 
 /// Failed redemptions before a gateway code is locked.
@@ -45,6 +46,17 @@ pub fn database(database: &DatabaseSection) -> DatabaseOptions {
         max_connections: database.max_connections,
         acquire_timeout: database.timeout,
     }
+}
+
+/// Where traces are exported, when `otlp_endpoint` is set.
+pub fn otlp(telemetry: &TelemetrySection) -> Option<OtlpOptions> {
+    let otlp = telemetry.otlp.as_ref()?;
+    Some(OtlpOptions {
+        endpoint: otlp.endpoint.clone(),
+        headers: otlp.headers.clone(),
+        sampling_ratio: otlp.sampling_ratio,
+        service_name: otlp.service_name.clone(),
+    })
 }
 
 /// The key store's database, when it is not the main one (`None`: use the

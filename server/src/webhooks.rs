@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::Utc;
-use tracing::{debug, info, warn};
+use tracing::{Span, debug, info, instrument, warn};
 
 use crate::domain::mail::Delivery;
 use crate::mail::webhooks::{
@@ -86,7 +86,14 @@ fn not_configured(provider: &str, key: &str) -> Answer {
 }
 
 impl Webhooks {
-    /// Applies verified `reports`, or answers why there are none.
+    /// Applies verified `reports`, or answers why there are none. Its span
+    /// `webhook` (a child of the call's, exported with traces) carries the
+    /// provider and counts, never an address.
+    #[instrument(
+        name = "webhook",
+        skip_all,
+        fields(provider, reports = tracing::field::Empty, applied = tracing::field::Empty)
+    )]
     async fn apply(
         &self,
         provider: &'static str,
@@ -111,6 +118,7 @@ impl Webhooks {
                 return (StatusCode::BAD_REQUEST, format!("{error}\n"));
             }
         };
+        Span::current().record("reports", reports.len());
         let mut applied = 0;
         for report in reports {
             let delivery = match &report.kind {
@@ -156,6 +164,7 @@ impl Webhooks {
                 }
             }
         }
+        Span::current().record("applied", applied);
         (StatusCode::OK, format!("{{\"applied\":{applied}}}\n"))
     }
 }

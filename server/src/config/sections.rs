@@ -34,7 +34,7 @@ pub struct Sections {
     pub limits: LimitsSection,
     /// The deadline scheduler.
     pub scheduler: SchedulerSection,
-    /// Logs and metrics.
+    /// Logs, metrics and traces.
     pub telemetry: TelemetrySection,
 }
 
@@ -300,8 +300,8 @@ pub struct SchedulerSection {
     pub interval: Duration,
 }
 
-/// Logs and metrics.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Logs, metrics and traces.
+#[derive(Clone, Debug, PartialEq)]
 pub struct TelemetrySection {
     /// `log_format`.
     pub log_format: LogFormat,
@@ -311,6 +311,38 @@ pub struct TelemetrySection {
     pub metrics_addr: Option<SocketAddr>,
     /// `metrics_refresh_secs`.
     pub metrics_refresh: Duration,
+    /// The `otlp_*` keys; `None` (no `otlp_endpoint`) exports no traces.
+    pub otlp: Option<OtlpSection>,
+}
+
+/// Trace export over OTLP/gRPC.
+#[derive(Clone, PartialEq)]
+pub struct OtlpSection {
+    /// `otlp_endpoint`.
+    pub endpoint: String,
+    /// `otlp_headers`, split into name (lowercase) and value.
+    pub headers: Vec<(String, String)>,
+    /// `otlp_sampling_ratio`.
+    pub sampling_ratio: f64,
+    /// `otlp_service_name`.
+    pub service_name: String,
+}
+
+impl fmt::Debug for OtlpSection {
+    /// The settings, with the headers' values redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}=[redacted]"))
+            .collect();
+        f.debug_struct("OtlpSection")
+            .field("endpoint", &redact_url(&self.endpoint))
+            .field("headers", &headers)
+            .field("sampling_ratio", &self.sampling_ratio)
+            .field("service_name", &self.service_name)
+            .finish()
+    }
 }
 
 /// Seconds in a day, for the `*_days` keys.
@@ -338,8 +370,25 @@ impl Config {
                 log_filter: self.log_filter.clone(),
                 metrics_addr: self.metrics_addr,
                 metrics_refresh: Duration::from_secs(self.metrics_refresh_secs),
+                otlp: self.otlp_section(),
             },
         }
+    }
+
+    fn otlp_section(&self) -> Option<OtlpSection> {
+        let endpoint = self.otlp_endpoint.clone()?;
+        let headers = self
+            .otlp_headers
+            .iter()
+            .filter_map(|header| header.split_once('='))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        Some(OtlpSection {
+            endpoint,
+            headers,
+            sampling_ratio: self.otlp_sampling_ratio,
+            service_name: self.otlp_service_name.clone(),
+        })
     }
 
     fn server_section(&self) -> ServerSection {

@@ -17,7 +17,7 @@ use lettre::message::Mailbox;
 use rand::Rng;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Span, debug, info, instrument, warn};
 
 use super::{OutgoingEmail, SendError, Templates, Transports};
 use crate::crypto::KeyRing;
@@ -209,6 +209,21 @@ async fn take_back(
 }
 
 /// Sends one claimed email; the outcome is recorded later, with others.
+/// Its span `mail_send` starts a trace of its own when traces are
+/// exported: ids, the template, the attempt and the outcome, never the
+/// recipient or the email's data.
+#[instrument(
+    name = "mail_send",
+    skip_all,
+    fields(
+        otel.kind = "internal",
+        email = %email.id,
+        template = email.template.as_str(),
+        attempt = email.attempt,
+        transport = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+)]
 async fn send_one(
     store: &Store,
     templates: &Templates,
@@ -221,6 +236,19 @@ async fn send_one(
     let ring = store.key_ring();
     let ring = ring.as_deref().or(options.secret.as_ref());
     let completion = attempt(templates, transports, options, ring, &email).await;
+    let span = Span::current();
+    span.record(
+        "outcome",
+        match &completion.outcome {
+            Outcome::Sent => "sent",
+            Outcome::RetryAt { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Suppressed { .. } => "suppressed",
+        },
+    );
+    if let Some(transport) = &completion.transport {
+        span.record("transport", transport.as_str());
+    }
     (email, completion)
 }
 

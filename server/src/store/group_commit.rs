@@ -18,7 +18,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
-use tracing::{debug, instrument, warn};
+use tracing::{Instrument, Span, debug, instrument, warn};
 
 use super::requests::{Submission, Written};
 use super::{Result, Store, StoreError};
@@ -80,10 +80,16 @@ impl Store {
                 continue;
             }
             let store = self.clone();
-            tokio::spawn(async move {
-                store.write_batch(batch).await;
-                drop(turn);
-            });
+            // The batch's span is a child of the caller that writes it, so
+            // a trace of the call shows the transaction it waited for.
+            let caller = Span::current();
+            tokio::spawn(
+                async move {
+                    store.write_batch(batch).await;
+                    drop(turn);
+                }
+                .instrument(caller),
+            );
         }
     }
 

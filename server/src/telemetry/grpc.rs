@@ -3,6 +3,12 @@
 //! metadata, a tracing span `rpc` carrying it so every log line of the call
 //! has it, and the `grpc_server_*` metrics.
 //!
+//! When traces are exported (`super::otlp`), the span also carries the
+//! OpenTelemetry RPC conventions: named `SERVICE/METHOD`, kind server,
+//! `rpc.system`, `rpc.service`, `rpc.method` and, when the call ends,
+//! `rpc.grpc.status_code`; a caller's `traceparent` becomes its parent.
+//! Other routes (webhooks, the console's files) get the HTTP ones.
+//!
 //! The status code is read where gRPC puts it: in the response headers of a
 //! trailers-only response (how tonic answers most errors), else in the
 //! trailers at the end of the body. So a server stream is counted when it
@@ -17,9 +23,12 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
+use tracing::field::Empty;
 use tracing::{Instrument, Span, debug};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::metrics::{Metrics, Rpc};
+use super::otlp;
 
 /// The metadata key of the request id, in requests and responses.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -96,13 +105,31 @@ where
             "rpc",
             request_id = %request_id,
             method = %path,
-            trace_id = tracing::field::Empty,
-            parent_span_id = tracing::field::Empty,
+            trace_id = Empty,
+            parent_span_id = Empty,
+            otel.name = Empty,
+            otel.kind = Empty,
+            otel.status_code = Empty,
+            rpc.system = Empty,
+            rpc.service = Empty,
+            rpc.method = Empty,
+            rpc.grpc.status_code = Empty,
+            http.request.method = Empty,
+            http.route = Empty,
+            http.response.status_code = Empty,
         );
         // The caller's W3C trace context, so its trace and our logs meet.
         if let Some((trace_id, parent)) = trace_context(request.headers()) {
             span.record("trace_id", trace_id);
             span.record("parent_span_id", parent);
+            if otlp::enabled() {
+                // Before anything enters the span: its children follow.
+                let _ = span.set_parent(otlp::caller_context(request.headers()));
+            }
+        }
+        let grpc = super::is_grpc(&request);
+        if otlp::enabled() {
+            record_conventions(&span, &request, grpc);
         }
         self.metrics.rpc_started(rpc);
         let tracker = Tracker {
@@ -110,6 +137,8 @@ where
             rpc,
             start: Instant::now(),
             finished: false,
+            span: span.clone(),
+            grpc,
         };
         let body_span = span.clone();
         Box::pin(
@@ -117,13 +146,22 @@ where
                 let mut response = match inner.call(request).await {
                     Ok(response) => response,
                     Err(error) => {
-                        tracker.finish("UNKNOWN");
+                        tracker.finish(UNKNOWN);
                         return Err(error);
                     }
                 };
                 response.headers_mut().insert(REQUEST_ID_HEADER, header);
+                if !grpc && otlp::enabled() {
+                    let status = response.status();
+                    tracker
+                        .span
+                        .record("http.response.status_code", status.as_u16());
+                    if status.is_server_error() {
+                        tracker.span.record("otel.status_code", "error");
+                    }
+                }
                 // A trailers-only response carries its status in the headers.
-                let tracker = match status_name(response.headers()) {
+                let tracker = match status_code(response.headers()) {
                     Some(code) => {
                         tracker.finish(code);
                         None
@@ -139,6 +177,40 @@ where
             .instrument(span),
         )
     }
+}
+
+/// Records the OpenTelemetry conventions on the call's `span`: for gRPC
+/// (`grpc`) the RPC ones, else the HTTP server ones with the route for
+/// the webhooks (other paths, the console's files, are not named one by
+/// one).
+fn record_conventions<B>(span: &Span, request: &http::Request<B>, grpc: bool) {
+    span.record("otel.kind", "server");
+    let path = request.uri().path();
+    if grpc {
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("unknown", "unknown"));
+        span.record("otel.name", format!("{service}/{method}").as_str());
+        span.record("rpc.system", "grpc");
+        span.record("rpc.service", service);
+        span.record("rpc.method", method);
+        return;
+    }
+    let verb = request.method().as_str();
+    span.record("http.request.method", verb);
+    if path.starts_with("/webhooks/") {
+        span.record("http.route", path);
+        span.record("otel.name", format!("{verb} {path}").as_str());
+    } else {
+        span.record("otel.name", verb);
+    }
+}
+
+/// Whether a server's gRPC status counts as an error in OpenTelemetry's
+/// RPC conventions (the caller's mistakes do not).
+fn is_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
 /// The trace id and parent span id of a valid W3C `traceparent` header
@@ -182,15 +254,28 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
-/// The name of the status in `grpc-status`, if the map has one.
-fn status_name(map: &HeaderMap) -> Option<&'static str> {
+/// The status code CANCELLED.
+const CANCELLED: i32 = 1;
+/// The status code UNKNOWN.
+const UNKNOWN: i32 = 2;
+
+/// The status code in `grpc-status` (UNKNOWN when unreadable), if the map
+/// has one.
+fn status_code(map: &HeaderMap) -> Option<i32> {
     let value = map.get("grpc-status")?;
     let code = value
         .to_str()
         .ok()
         .and_then(|text| text.parse::<i32>().ok())
-        .unwrap_or(2);
-    Some(code_name(code))
+        .filter(|code| (0..=16).contains(code))
+        .unwrap_or(UNKNOWN);
+    Some(code)
+}
+
+/// The name of the status in `grpc-status`, if the map has one.
+#[cfg(test)]
+fn status_name(map: &HeaderMap) -> Option<&'static str> {
+    status_code(map).map(code_name)
 }
 
 /// The canonical name of a gRPC status code (UNKNOWN for anything else).
@@ -223,18 +308,29 @@ struct Tracker {
     rpc: Rpc,
     start: Instant,
     finished: bool,
+    /// The call's span, which gets the final status code.
+    span: Span,
+    /// Whether the call is a gRPC call (else an HTTP route).
+    grpc: bool,
 }
 
 impl Tracker {
-    fn finish(mut self, code: &'static str) {
+    fn finish(mut self, code: i32) {
         self.record(code);
     }
 
-    fn record(&mut self, code: &'static str) {
+    fn record(&mut self, number: i32) {
         if self.finished {
             return;
         }
         self.finished = true;
+        if self.grpc && otlp::enabled() {
+            self.span.record("rpc.grpc.status_code", i64::from(number));
+            if is_server_error(number) {
+                self.span.record("otel.status_code", "error");
+            }
+        }
+        let code = code_name(number);
         let elapsed = self.start.elapsed();
         self.metrics
             .rpc_handled(self.rpc, code, elapsed.as_secs_f64());
@@ -248,7 +344,7 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.record("CANCELLED");
+        self.record(CANCELLED);
     }
 }
 
@@ -283,10 +379,10 @@ where
         let code = match &polled {
             Some(Ok(frame)) => frame
                 .trailers_ref()
-                .map(|trailers| status_name(trailers).unwrap_or("UNKNOWN")),
+                .map(|trailers| status_code(trailers).unwrap_or(UNKNOWN)),
             // The stream broke off: the client sees no status of ours.
-            Some(Err(_)) => Some("UNKNOWN"),
-            None => Some("UNKNOWN"),
+            Some(Err(_)) => Some(UNKNOWN),
+            None => Some(UNKNOWN),
         };
         if let Some(code) = code
             && let Some(tracker) = this.tracker.take()

@@ -1,20 +1,25 @@
 //! Observability: the tracing subscriber (text or JSON lines on stderr,
 //! filtered by the configured directives; `RUST_LOG` wins when set), the
-//! per-call layer (request id, span, gRPC metrics), the metrics registry
-//! and its HTTP listener, and the periodic refresh of the database gauges.
+//! OpenTelemetry trace export when configured (`otlp`), the per-call layer
+//! (request id, span, gRPC metrics), the metrics registry and its HTTP
+//! listener, and the periodic refresh of the database gauges.
 
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod otlp;
 pub mod refresh;
 pub mod registry;
 
 pub use grpc::{RequestId, TelemetryLayer};
 pub use metrics::Metrics;
+pub use otlp::{OtlpError, OtlpOptions, TracesGuard};
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::LogFormat;
 
@@ -32,20 +37,37 @@ pub fn is_grpc<B>(request: &::http::Request<B>) -> bool {
     grpc_type || path.starts_with("/sesame.") || path.starts_with("/grpc.")
 }
 
-/// Installs the global subscriber. Safe to call more than once (tests):
-/// later calls keep the first subscriber.
-pub fn init(format: LogFormat, filter: &str) {
+/// Installs the global subscriber: log lines filtered by `filter`, and
+/// with `otlp` the trace export (filtered on its own, see [`otlp`]). Safe
+/// to call more than once (tests): later calls keep the first subscriber.
+/// The guard must be shut down at exit to export the last spans.
+pub fn init(
+    format: LogFormat,
+    filter: &str,
+    otlp: Option<&OtlpOptions>,
+) -> Result<TracesGuard, OtlpError> {
     let env_filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _already_set = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().boxed(),
     };
+    let (traces, guard) = match otlp {
+        Some(options) => {
+            let (provider, guard) = otlp::provider(options)?;
+            (Some(otlp::layer::<Registry>(&provider)), guard)
+        }
+        None => (None, TracesGuard::default()),
+    };
+    let _already_set = tracing_subscriber::registry()
+        .with(traces)
+        .with(logs.with_filter(env_filter))
+        .try_init();
+    Ok(guard)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod gdpr;
 mod group_commit;
 mod mail;
 mod metrics;
+mod otlp;
 mod policy;
 mod privacy;
 mod providers;
