@@ -76,18 +76,10 @@ impl From<LimitError> for Status {
                 "PEER_RATE_LIMITED",
                 retry_after,
             ),
-            // UNAVAILABLE: nothing was done, and clients retry it with backoff.
-            LimitError::Overloaded { .. } => retry_with(
-                Code::Unavailable,
-                format!(
-                    "{message}; retry in {} s",
-                    OVERLOAD_RETRY_AFTER.as_secs().max(1)
-                ),
-                "SERVER_OVERLOADED",
-                OVERLOAD_RETRY_AFTER,
-            ),
-            // UNAVAILABLE: nothing was done, and clients retry it.
-            LimitError::DeadlineUnreachable { .. } => retry_with(
+            // UNAVAILABLE: nothing was done, and clients retry it with
+            // backoff; the calls ahead of one would outlast its deadline
+            // is the same overload, seen earlier.
+            LimitError::Overloaded { .. } | LimitError::DeadlineUnreachable { .. } => retry_with(
                 Code::Unavailable,
                 format!(
                     "{message}; retry in {} s",

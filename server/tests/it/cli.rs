@@ -23,6 +23,12 @@ pub fn sesame(dir: &Path) -> Command {
     command
 }
 
+/// A submitter key named `backend` made with `sesame keys create` in
+/// `dir` (a backend service's key, beside the admin's).
+pub fn submitter_key(dir: &Path) -> String {
+    run_ok(sesame(dir).args(["keys", "create", "--name", "backend", "--role", "submitter"]))
+}
+
 pub fn run_ok(command: &mut Command) -> String {
     let output = command.output().expect("run sesame");
     assert!(
@@ -353,14 +359,7 @@ async fn first_start_prints_one_admin_key_that_works() {
     // The admin does not approve its own submissions (separation of
     // duties): a backend's submitter key, made with the CLI beside the
     // running server, submits.
-    let submitter = run_ok(sesame(dir.path()).args([
-        "keys",
-        "create",
-        "--name",
-        "backend",
-        "--role",
-        "submitter",
-    ]));
+    let submitter = crate::cli::submitter_key(dir.path());
     let submitter = submitter.trim();
     let mut submit = tonic::Request::new(crate::harness::valid_submission());
     submit.metadata_mut().insert(

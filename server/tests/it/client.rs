@@ -9,7 +9,7 @@ use std::time::Duration;
 use sesame_client::{Options, RetryPolicy, SesameClient, error_reason, field_violations, v1 as pb};
 use tonic::Code;
 
-use crate::cli::{run_ok, serve_at, sesame, terminate};
+use crate::cli::{serve_at, terminate};
 use crate::harness::valid_submission;
 
 /// The next event of `watch`, within 20 s.
@@ -63,14 +63,7 @@ async fn the_rust_client_submits_decides_reads_and_watches() {
     };
     let mut watch = client.watch(decisions).await.unwrap();
     // A backend service submits with its own key; the admin decides.
-    let submitter = run_ok(sesame(dir.path()).args([
-        "keys",
-        "create",
-        "--name",
-        "backend",
-        "--role",
-        "submitter",
-    ]));
+    let submitter = crate::cli::submitter_key(dir.path());
     let backend = SesameClient::connect(&format!("http://{}", served.addr), submitter.trim())
         .await
         .unwrap();

@@ -301,12 +301,7 @@ async fn a_stalled_watcher_with_a_large_window_is_cut_and_no_longer_counted(back
     };
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(reason(&status), "WATCHER_TOO_SLOW");
-    let cursor = tonic_types::StatusExt::get_error_details(&status)
-        .error_info()
-        .unwrap()
-        .metadata["cursor"]
-        .clone();
-    let resume_after = sesame_server::domain::decode_cursor(&cursor).unwrap();
+    let (_, resume_after) = resume_cursor(&status);
     assert!(resume_after < total, "cut before the end of {total} events");
     assert_eq!(
         seen,
@@ -357,12 +352,7 @@ async fn watcher_too_far_behind_ends_with_its_cursor(backend: Backend) {
     };
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(reason(&status), "WATCHER_TOO_SLOW");
-    let cursor = tonic_types::StatusExt::get_error_details(&status)
-        .error_info()
-        .unwrap()
-        .metadata["cursor"]
-        .clone();
-    let resume_after = sesame_server::domain::decode_cursor(&cursor).unwrap();
+    let (cursor, resume_after) = resume_cursor(&status);
     assert!(resume_after < TOTAL, "it ended before the end");
     assert_eq!(
         seen,
@@ -823,4 +813,16 @@ async fn verify_detects_edits_deletions_and_reordering(backend: Backend) {
         assert_eq!(report.last_verified_sequence, broken_at - 1, "{what}");
         server.stop().await;
     }
+}
+
+/// The resume cursor an ended stream carries, and the sequence it stands
+/// for.
+fn resume_cursor(status: &tonic::Status) -> (String, i64) {
+    let cursor = tonic_types::StatusExt::get_error_details(status)
+        .error_info()
+        .expect("an ErrorInfo")
+        .metadata["cursor"]
+        .clone();
+    let after = sesame_server::domain::decode_cursor(&cursor).expect("a valid cursor");
+    (cursor, after)
 }

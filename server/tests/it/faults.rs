@@ -33,11 +33,7 @@ async fn a_connection_terminated_mid_query_is_unavailable_not_internal() {
 
     // The event counter held from another session: the next submit waits
     // inside its transaction, on the counter's row lock.
-    let holder = Database::connect(&url).await.expect("connect");
-    let lock = holder.begin().await.expect("begin");
-    lock.execute_unprepared("SELECT last_seq FROM event_counter WHERE id = 1 FOR UPDATE")
-        .await
-        .expect("lock the event counter");
+    let lock = lock_event_counter(&url).await;
     let mut submission = valid_submission();
     submission.request_id = "terminated".into();
     let call = tokio::spawn(async move { alice.submit_access_request(submission).await });
@@ -90,6 +86,18 @@ async fn a_connection_terminated_mid_query_is_unavailable_not_internal() {
         .await
         .expect("the retried submit is served");
     server.stop().await;
+}
+
+/// A transaction of another session holding the event counter's row lock
+/// on the PostgreSQL database at `url`: every write of events waits on it
+/// until it is rolled back.
+async fn lock_event_counter(url: &str) -> sea_orm::DatabaseTransaction {
+    let holder = Database::connect(url).await.expect("connect");
+    let lock = holder.begin().await.expect("begin");
+    lock.execute_unprepared("SELECT last_seq FROM event_counter WHERE id = 1 FOR UPDATE")
+        .await
+        .expect("lock the event counter");
+    lock
 }
 
 /// A tmpfs of `size` mounted on a new directory, unmounted when dropped.
@@ -376,11 +384,7 @@ async fn calls_that_cannot_meet_their_deadline_are_refused_before_any_work() {
         .await
         .expect("a first submit");
 
-    let holder = Database::connect(&url).await.expect("connect");
-    let lock = holder.begin().await.expect("begin");
-    lock.execute_unprepared("SELECT last_seq FROM event_counter WHERE id = 1 FOR UPDATE")
-        .await
-        .expect("lock the event counter");
+    let lock = lock_event_counter(&url).await;
     let submit = |request_id: String, deadline: Duration| {
         let mut alice = alice.clone();
         async move {

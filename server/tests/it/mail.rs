@@ -1092,20 +1092,9 @@ async fn a_sigterm_mid_drain_records_every_outcome_so_nothing_is_sent_twice(back
     let total = 1_001;
     let dir = tempfile::tempdir().unwrap();
     let worker = || {
-        let mut command = crate::cli::sesame(dir.path());
-        command
-            .arg("worker")
-            .env("SESAME_DATABASE_URL", &server.config.database_url)
-            .env(
-                "SESAME_SECRET_KEY_FILE",
-                server.config.secret_key_file.as_deref().unwrap(),
-            )
-            .env("SESAME_MAIL_TRANSPORT", smtp.url())
-            .env("SESAME_MAIL_POLL_INTERVAL_MS", "50")
-            .env("SESAME_SCHEDULER", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        command.spawn().expect("spawn sesame worker")
+        worker_command(dir.path(), &server, &smtp)
+            .spawn()
+            .expect("spawn sesame worker")
     };
     let mut first = worker();
     wait_for("a third of the emails", async || {
@@ -1176,24 +1165,13 @@ async fn a_sigkill_mid_drain_resends_only_the_last_moments_and_the_restart_takes
     let total = 1_001;
     let dir = tempfile::tempdir().unwrap();
     let worker = || {
-        let mut command = crate::cli::sesame(dir.path());
-        command
-            .arg("worker")
-            .env("SESAME_DATABASE_URL", &server.config.database_url)
-            .env(
-                "SESAME_SECRET_KEY_FILE",
-                server.config.secret_key_file.as_deref().unwrap(),
-            )
-            .env("SESAME_MAIL_TRANSPORT", smtp.url())
-            .env("SESAME_MAIL_POLL_INTERVAL_MS", "50")
+        worker_command(dir.path(), &server, &smtp)
             .env("SESAME_MAIL_CONCURRENCY", CONCURRENCY.to_string())
             .env("SESAME_MAIL_RECORD_WITHIN_MS", RECORD_WITHIN_MS.to_string())
             .env("SESAME_MAIL_WORKER_ID", "w1")
             .env("SESAME_MAIL_LEASE_SECS", "600")
-            .env("SESAME_SCHEDULER", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        command.spawn().expect("spawn sesame worker")
+            .spawn()
+            .expect("spawn sesame worker")
     };
     let mut first = worker();
     let mut started = None;
@@ -1244,4 +1222,23 @@ async fn a_sigkill_mid_drain_resends_only_the_last_moments_and_the_restart_takes
         "{twice} emails sent twice after the kill; the bound is {bound}"
     );
     server.stop().await;
+}
+
+/// `sesame worker` (the real process) in `dir`, on `server`'s database and
+/// key file, sending to `smtp`, polling every 50 ms, without a scheduler.
+fn worker_command(dir: &Path, server: &TestServer, smtp: &SmtpServer) -> Command {
+    let mut command = crate::cli::sesame(dir);
+    command
+        .arg("worker")
+        .env("SESAME_DATABASE_URL", &server.config.database_url)
+        .env(
+            "SESAME_SECRET_KEY_FILE",
+            server.config.secret_key_file.as_deref().unwrap(),
+        )
+        .env("SESAME_MAIL_TRANSPORT", smtp.url())
+        .env("SESAME_MAIL_POLL_INTERVAL_MS", "50")
+        .env("SESAME_SCHEDULER", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }

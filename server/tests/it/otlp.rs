@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use sesame_proto::v1::access_request_service_client::AccessRequestServiceClient;
 use tonic::{Request, Response, Status};
 
-use crate::cli::{run_ok, serve_at, sesame, terminate};
+use crate::cli::{serve_at, terminate};
 
 /// The caller's trace (W3C ids, lowercase hex).
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -153,14 +153,7 @@ async fn a_submit_is_traced_under_the_callers_trace_without_personal_data() {
     let received = Received::default();
     let endpoint = start_receiver(received.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let submitter = run_ok(sesame(dir.path()).args([
-        "keys",
-        "create",
-        "--name",
-        "backend",
-        "--role",
-        "submitter",
-    ]));
+    let submitter = crate::cli::submitter_key(dir.path());
     let submitter = submitter.trim().to_owned();
     let headers = format!("[\"x-sesame-test-key={HEADER_SECRET}\"]");
     let served = serve_at(
