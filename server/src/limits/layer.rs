@@ -194,50 +194,10 @@ where
                 // A stream's response starts at once and lives as long as
                 // the caller wants; its deadline is the caller's.
                 CallKind::Stream => inner.call(limited).await?,
-                CallKind::Unary => {
-                    let server_timeout = shared.options.request_timeout;
-                    // tonic ends a call at the caller's `grpc-timeout` with
-                    // CANCELLED; ending it a millisecond earlier here
-                    // answers DEADLINE_EXCEEDED, as gRPC specifies.
-                    let timeout = caller_timeout(limited.headers())
-                        .map(|caller| caller.saturating_sub(Duration::from_millis(1)))
-                        .map_or(server_timeout, |caller| caller.min(server_timeout));
-                    // Health takes no turn: it is never queued or shed.
-                    let admission = shared.admission.clone().filter(|_| !health);
-                    let work = async move {
-                        let _turn = match &admission {
-                            Some(admission) => Some(admission.enter(timeout).await?),
-                            None => None,
-                        };
-                        Ok::<_, LimitError>(inner.call(limited).await)
-                    };
-                    let call = tokio::time::timeout(timeout, work);
-                    let database_lost = async {
-                        if health {
-                            std::future::pending::<()>().await;
-                        }
-                        shared.database.unreachable().await;
-                    };
-                    tokio::select! {
-                        biased;
-                        answered = call => match answered {
-                            Ok(Ok(response)) => response?,
-                            Ok(Err(refused)) => return Ok(unlimited(shared.refuse(refused))),
-                            Err(_elapsed) => {
-                                return Ok(unlimited(
-                                    shared.refuse(LimitError::DeadlineExceeded(timeout)),
-                                ));
-                            }
-                        },
-                        // Its transaction, if one began, rolls back as the
-                        // call is dropped; a commit already sent may have
-                        // landed, as with any UNAVAILABLE (a submit retried
-                        // with its request_id returns it).
-                        () = database_lost => {
-                            return Ok(unlimited(shared.refuse(LimitError::DatabaseUnavailable)));
-                        }
-                    }
-                }
+                CallKind::Unary => match run_unary(&shared, inner, limited, health).await {
+                    Ok(response) => response?,
+                    Err(refused) => return Ok(unlimited(shared.refuse(refused))),
+                },
             };
             if let Some(error) = malformed_request(response.headers()) {
                 return Ok(unlimited(tonic::Status::from(error).into_http()));
@@ -248,6 +208,52 @@ where
                 _permit: permit,
             }))
         })
+    }
+}
+
+/// Runs a unary call within its deadline (the caller's, when shorter than
+/// `request_timeout_secs`), after its turn (health takes none), and ends
+/// it as soon as the database is found unreachable. The error is why the
+/// call was refused or ended.
+async fn run_unary<S, ResBody>(
+    shared: &Shared,
+    mut inner: S,
+    request: http::Request<tonic::body::Body>,
+    health: bool,
+) -> Result<Result<http::Response<ResBody>, S::Error>, LimitError>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+{
+    let server_timeout = shared.options.request_timeout;
+    // tonic ends a call at the caller's `grpc-timeout` with CANCELLED;
+    // ending it a millisecond earlier here answers DEADLINE_EXCEEDED, as
+    // gRPC specifies.
+    let timeout = caller_timeout(request.headers())
+        .map(|caller| caller.saturating_sub(Duration::from_millis(1)))
+        .map_or(server_timeout, |caller| caller.min(server_timeout));
+    let admission = shared.admission.clone().filter(|_| !health);
+    let work = async move {
+        let _turn = match &admission {
+            Some(admission) => Some(admission.enter(timeout).await?),
+            None => None,
+        };
+        Ok::<_, LimitError>(inner.call(request).await)
+    };
+    let database_lost = async {
+        if health {
+            std::future::pending::<()>().await;
+        }
+        shared.database.unreachable().await;
+    };
+    tokio::select! {
+        biased;
+        answered = tokio::time::timeout(timeout, work) => {
+            answered.unwrap_or(Err(LimitError::DeadlineExceeded(timeout)))
+        }
+        // Its transaction, if one began, rolls back as the call is
+        // dropped; a commit already sent may have landed, as with any
+        // UNAVAILABLE (a submit retried with its request_id returns it).
+        () = database_lost => Err(LimitError::DatabaseUnavailable),
     }
 }
 
