@@ -270,7 +270,12 @@ impl App {
                 self.store.clone(),
                 self.templates.clone(),
                 transports,
-                options::worker(mail, &self.mail, self.secret.clone()),
+                options::worker(
+                    mail,
+                    &self.sections.database,
+                    &self.mail,
+                    self.secret.clone(),
+                ),
                 self.metrics.clone(),
                 tasks.clone(),
             );

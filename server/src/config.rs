@@ -115,7 +115,10 @@ pub struct Config {
     /// expire after this); a live worker renews its claims every third of
     /// it. Must exceed `mail_timeout_secs`.
     pub mail_lease_secs: u64,
-    /// Milliseconds between outbox polls when nothing is due.
+    /// Longest pause, in milliseconds, between outbox polls when nothing is
+    /// due (a safety poll): the worker wakes at once when this process
+    /// commits new emails, when another process does on PostgreSQL
+    /// (LISTEN/NOTIFY), and when the next retry falls due.
     pub mail_poll_interval_ms: u64,
     /// Milliseconds within which a send's outcome is recorded: no new send
     /// starts while an outcome older than this is not recorded yet, so a
@@ -313,7 +316,7 @@ impl Default for Config {
             mail_retry_schedule_secs: vec![30, 120, 600, 1800, 3600, 7200],
             mail_lifetime_secs: 2 * 24 * 3600,
             mail_lease_secs: 60,
-            mail_poll_interval_ms: 1000,
+            mail_poll_interval_ms: 10_000,
             mail_record_within_ms: 50,
             mail_worker_id: None,
             mail_batch: 128,

@@ -29,6 +29,7 @@ use crate::mail::{
     FailoverPolicy, Templates, Transport, TransportError, TransportOptions, TransportUrl,
     Transports, WorkerOptions,
 };
+use crate::redact::SecretUrl;
 use crate::scheduler::SchedulerOptions;
 use crate::store::{CodeOptions, DatabaseOptions};
 use crate::telemetry::OtlpOptions;
@@ -124,8 +125,11 @@ pub fn hub(server: &ServerSection, database: &DatabaseSection) -> HubOptions {
     HubOptions {
         buffer: server.watch_buffer_events,
         poll_interval: server.event_poll_interval,
-        listen_url: database.is_postgres().then(|| database.url.clone()),
+        listen_url: database
+            .is_postgres()
+            .then(|| SecretUrl(database.url.clone())),
         catch_up_readers: (database.max_connections as usize / 2).max(1),
+        sqlite_file: database.sqlite_file.clone(),
     }
 }
 
@@ -348,14 +352,23 @@ pub fn transports(section: &MailSection, mail: &Mail) -> Result<Transports, Tran
     ))
 }
 
-/// Tuning of the mail worker; `secret` opens the sealed gateway codes.
-pub fn worker(section: &MailSection, mail: &Mail, secret: KeyRing) -> WorkerOptions {
+/// Tuning of the mail worker; `secret` opens the sealed gateway codes. On
+/// PostgreSQL it LISTENs for emails other processes enqueue.
+pub fn worker(
+    section: &MailSection,
+    database: &DatabaseSection,
+    mail: &Mail,
+    secret: KeyRing,
+) -> WorkerOptions {
     WorkerOptions {
         from: mail.from.clone(),
         batch: section.batch,
         concurrency: section.concurrency,
         lease: section.lease,
         poll_interval: section.poll_interval,
+        listen_url: database
+            .is_postgres()
+            .then(|| SecretUrl(database.url.clone())),
         record_within: section.record_within,
         identity: section.worker_id.clone(),
         retry_schedule: section.retry_schedule.clone(),

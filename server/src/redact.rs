@@ -3,6 +3,17 @@
 //! configuration, store, events and mail all use it, and it uses none of
 //! them.
 
+/// A URL that may carry a password (a database's), shown redacted by
+/// `Debug`: options holding one can derive `Debug` safely.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
 /// A comma-separated list of URLs (`mail_transport`), each redacted.
 pub fn redact_transports(list: &str) -> String {
     list.split(',')

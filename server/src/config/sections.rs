@@ -82,6 +82,9 @@ pub struct DatabaseSection {
     /// `sqlite://DATABASE_PATH.keys.db` beside a SQLite file; `None`: the
     /// main database's connections.
     pub key_store_url: Option<String>,
+    /// The database's file when it is a SQLite file: the hub notices other
+    /// processes' commits by its changes instead of reading the log.
+    pub sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl DatabaseSection {
@@ -421,6 +424,7 @@ impl Config {
             max_connections: self.database_max_connections,
             timeout: Duration::from_secs(self.database_timeout_secs),
             key_store_url,
+            sqlite_file: self.sqlite_path().map(Into::into),
         }
     }
 
@@ -597,7 +601,7 @@ mod tests {
             sections.privacy.retain_sent_emails,
             Some(Duration::from_secs(2 * 86_400))
         );
-        assert_eq!(sections.mail.poll_interval, Duration::from_millis(1000));
+        assert_eq!(sections.mail.poll_interval, Duration::from_millis(10_000));
         assert_eq!(
             sections.tls.map(|tls| tls.cert_file),
             Some(PathBuf::from("cert.pem"))

@@ -4,17 +4,18 @@
 //! broadcast channel drops the oldest entries for a receiver that lags, and
 //! that receiver catches up from the log.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use sea_orm::sqlx::postgres::PgListener;
 use sesame_proto::v1 as pb;
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::domain::RecordedEvent;
-use crate::store::{EventFilter, NOTIFY_CHANNEL, Store, StoreError};
+use crate::redact::SecretUrl;
+use crate::store::{EventFilter, NOTIFY_CHANNEL, Store, StoreError, wake_on_notify};
 
 /// An event as fanned out: the record (for filtering) and its wire form,
 /// built once and shared by every watcher.
@@ -33,34 +34,22 @@ impl SharedEvent {
 }
 
 /// Tuning of the hub.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HubOptions {
     /// Events kept for receivers that fall behind before they must read the
     /// log instead.
     pub buffer: usize,
     /// Safety net: how often the log is polled when no commit was heard of.
     pub poll_interval: Duration,
+    /// The SQLite database's file: at each poll the log is read only when
+    /// the file or its write-ahead log changed (another process committed).
+    pub sqlite_file: Option<PathBuf>,
     /// PostgreSQL URL to LISTEN on, for commits of other replicas.
-    pub listen_url: Option<String>,
+    pub listen_url: Option<SecretUrl>,
     /// Most log reads that catching-up watchers may run at once, so that a
     /// burst of lagging watchers cannot take every pooled connection from
     /// the writers.
     pub catch_up_readers: usize,
-}
-
-impl std::fmt::Debug for HubOptions {
-    /// Every setting, with the password of `listen_url` redacted.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubOptions")
-            .field("buffer", &self.buffer)
-            .field("poll_interval", &self.poll_interval)
-            .field(
-                "listen_url",
-                &self.listen_url.as_deref().map(crate::redact::redact_url),
-            )
-            .field("catch_up_readers", &self.catch_up_readers)
-            .finish()
-    }
 }
 
 /// Hands out subscriptions to the live event stream. Cheap to clone.
@@ -85,8 +74,13 @@ impl Hub {
         let (sender, _) = broadcast::channel(options.buffer.max(1));
         let (head_sender, head) = watch::channel(start_head);
         let wake = Arc::new(Notify::new());
-        if let Some(url) = options.listen_url.clone() {
-            tokio::spawn(listen(url, wake.clone(), shutdown.clone()));
+        if let Some(SecretUrl(url)) = options.listen_url.clone() {
+            tokio::spawn(wake_on_notify(
+                url,
+                NOTIFY_CHANNEL,
+                wake.clone(),
+                shutdown.clone(),
+            ));
         }
         tokio::spawn(publish(
             store,
@@ -94,6 +88,7 @@ impl Hub {
             head_sender,
             wake,
             options.poll_interval,
+            options.sqlite_file,
             shutdown,
         ));
         Ok(Hub {
@@ -125,10 +120,13 @@ async fn publish(
     head: watch::Sender<i64>,
     wake: Arc<Notify>,
     poll_interval: Duration,
+    sqlite_file: Option<PathBuf>,
     shutdown: CancellationToken,
 ) {
     let mut published = *head.borrow();
     loop {
+        // Taken before the read: a commit after it changes the files.
+        let mut read_at = sqlite_file.as_deref().map(FileStamp::of);
         loop {
             let batch = match store
                 .read_events(published, None, &EventFilter::default(), PUBLISH_BATCH)
@@ -137,6 +135,8 @@ async fn publish(
                 Ok(batch) => batch,
                 Err(error) => {
                     warn!(error = %error, "could not read new events; will retry");
+                    // The next poll reads again, changed files or not.
+                    read_at = None;
                     break;
                 }
             };
@@ -151,51 +151,39 @@ async fn publish(
                 break;
             }
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = store.event_commits() => {}
-            () = wake.notified() => {}
-            () = tokio::time::sleep(poll_interval) => {}
-        }
-    }
-}
-
-/// Wakes the publisher whenever another replica commits events.
-async fn listen(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
-    loop {
-        let mut listener = match PgListener::connect(&url).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                warn!(error = %error, "could not connect the event listener; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
-            warn!(error = %error, "could not LISTEN for events; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        info!("listening for other replicas' events");
-        // Commits made while we were not listening are caught by this wake.
-        wake.notify_one();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                received = listener.recv() => match received {
-                    Ok(notification) => {
-                        debug!(seq = notification.payload(), "event notification");
-                        wake.notify_one();
-                    }
-                    Err(error) => {
-                        warn!(error = %error, "event listener failed; reconnecting");
+                () = store.event_commits() => break,
+                () = wake.notified() => break,
+                () = tokio::time::sleep(poll_interval) => {
+                    // On SQLite, nothing changed on disk since a read that
+                    // worked: nobody committed.
+                    let unchanged = read_at.is_some()
+                        && sqlite_file.as_deref().map(FileStamp::of) == read_at;
+                    if !unchanged {
                         break;
                     }
                 }
             }
         }
+    }
+}
+
+/// The sizes and modification times of a SQLite database file and its
+/// write-ahead log: a commit by any process changes them.
+#[derive(Debug, PartialEq, Eq)]
+struct FileStamp([Option<(u64, SystemTime)>; 2]);
+
+impl FileStamp {
+    fn of(database: &Path) -> FileStamp {
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        let stamp = |path: &Path| {
+            let metadata = std::fs::metadata(path).ok()?;
+            Some((metadata.len(), metadata.modified().ok()?))
+        };
+        FileStamp([stamp(database), stamp(Path::new(&wal))])
     }
 }
 
@@ -210,8 +198,9 @@ mod tests {
         let options = HubOptions {
             buffer: 1,
             poll_interval: Duration::from_secs(1),
-            listen_url: Some("postgres://sesame:hunter2@db/sesame".into()),
+            listen_url: Some(SecretUrl("postgres://sesame:hunter2@db/sesame".into())),
             catch_up_readers: 1,
+            sqlite_file: None,
         };
         let shown = format!("{options:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

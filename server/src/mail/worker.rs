@@ -15,6 +15,7 @@ use futures::{FutureExt, StreamExt};
 use lettre::Message;
 use lettre::message::Mailbox;
 use rand::Rng;
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{Span, debug, info, instrument, warn};
@@ -23,8 +24,9 @@ use super::{OutgoingEmail, SendError, Templates, Transports};
 use crate::crypto::KeyRing;
 use crate::crypto::codes::{SEALED_CODE_FIELD, open_code};
 use crate::domain::mail::retry_at;
+use crate::redact::SecretUrl;
 use crate::store::outbox::{ClaimedEmail, Completion, Outcome};
-use crate::store::{self, Store, StoreError, now};
+use crate::store::{self, EMAILS_CHANNEL, Store, StoreError, now, wake_on_notify};
 use crate::telemetry::Metrics;
 
 /// Tuning of the worker.
@@ -38,8 +40,14 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// How long a claim lasts before another worker may take the email.
     pub lease: Duration,
-    /// Pause when nothing is due.
+    /// The longest pause when nothing is due: the safety poll. The worker
+    /// wakes sooner when this process commits new emails, when another
+    /// process does (PostgreSQL, through `listen_url`), and when the next
+    /// retry falls due.
     pub poll_interval: Duration,
+    /// On PostgreSQL, the database to LISTEN on for emails other processes
+    /// enqueue.
+    pub listen_url: Option<SecretUrl>,
     /// No send starts while an outcome older than this waits to be
     /// recorded (`mail_record_within_ms`).
     pub record_within: Duration,
@@ -106,6 +114,7 @@ async fn send_until_shutdown(
     shutdown: &CancellationToken,
 ) {
     let concurrency = options.concurrency.max(1);
+    let woken = listen_for_emails(options, shutdown);
     let mut waiting: VecDeque<ClaimedEmail> = VecDeque::new();
     // The outcomes known are recorded together, in one transaction, while
     // the next ones are sent: whatever finished during a recording waits
@@ -115,7 +124,7 @@ async fn send_until_shutdown(
     let mut in_flight = FuturesUnordered::new();
     let mut finished: Vec<(ClaimedEmail, Completion)> = Vec::new();
     let mut recording: Fuse<BoxFuture<'_, ()>> = Fuse::terminated();
-    let mut claiming: Fuse<BoxFuture<'_, store::Result<Vec<ClaimedEmail>>>> = Fuse::terminated();
+    let mut claiming: Fuse<BoxFuture<'_, store::Result<Claimed>>> = Fuse::terminated();
     // When the oldest outcome not recorded yet came: in the recording under
     // way, and among those waiting for the next one. No send starts while
     // one is older than `record_within`, so a crash resends at most the
@@ -129,7 +138,7 @@ async fn send_until_shutdown(
         claiming = take_back(store, identity, options.lease).boxed().fuse();
         taking_back = true;
     }
-    // After a claim found nothing due: when to look again.
+    // After a claim found nothing due: when to look again at the latest.
     let mut idle_until: Option<Instant> = None;
     loop {
         let behind = recording_since
@@ -149,10 +158,7 @@ async fn send_until_shutdown(
         }
         let resting = idle_until.is_some_and(|until| Instant::now() < until);
         if waiting.is_empty() && claiming.is_terminated() && !resting && !shutdown.is_cancelled() {
-            claiming = store
-                .claim_emails_as(options.identity.as_deref(), options.batch, options.lease)
-                .boxed()
-                .fuse();
+            claiming = claim(store, options).boxed().fuse();
         }
         if shutdown.is_cancelled()
             && in_flight.is_empty()
@@ -169,34 +175,91 @@ async fn send_until_shutdown(
                 finished_since.get_or_insert_with(Instant::now);
                 finished.push(done);
             }
-            () = &mut recording, if !recording.is_terminated() => recording_since = None,
+            () = &mut recording, if !recording.is_terminated() => {
+                recording_since = None;
+                // A failure recorded has a retry time the last claim could
+                // not see (the email was still leased): look again.
+                idle_until = None;
+            }
             claimed = &mut claiming, if !claiming.is_terminated() => {
                 let claimed = claimed.unwrap_or_else(|error| {
                     warn!(error = %error, "could not claim emails; will retry");
-                    Vec::new()
+                    Claimed { emails: Vec::new(), next_due: Some(now() + CLAIM_RETRY) }
                 });
                 // Nothing to take back: claim what is due at once.
-                if claimed.is_empty() && !std::mem::take(&mut taking_back) {
-                    idle_until = Some(Instant::now() + options.poll_interval);
+                if claimed.emails.is_empty() && !std::mem::take(&mut taking_back) {
+                    idle_until = Some(Instant::now() + idle_for(claimed.next_due, options.poll_interval));
                 }
-                held.claimed(&claimed);
-                waiting.extend(claimed);
+                held.claimed(&claimed.emails);
+                waiting.extend(claimed.emails);
             }
             () = sleep_until(idle_until.unwrap_or_else(Instant::now)), if resting => {
                 idle_until = None;
             }
+            () = store.emails_due(), if resting => idle_until = None,
+            () = woken.notified(), if resting => idle_until = None,
             () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
         }
     }
 }
 
+/// Signalled when another process commits emails (PostgreSQL: LISTEN on
+/// `listen_url`, until `shutdown`); never on SQLite.
+fn listen_for_emails(options: &WorkerOptions, shutdown: &CancellationToken) -> Arc<Notify> {
+    let woken = Arc::new(Notify::new());
+    if let Some(SecretUrl(url)) = options.listen_url.clone() {
+        let channel = EMAILS_CHANNEL;
+        tokio::spawn(wake_on_notify(
+            url,
+            channel,
+            woken.clone(),
+            shutdown.clone(),
+        ));
+    }
+    woken
+}
+
+/// What a claim found: the emails claimed and, when there were none, when
+/// the next pending email falls due.
+struct Claimed {
+    emails: Vec<ClaimedEmail>,
+    next_due: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Claims a batch of due emails; when none is due, asks when the next one
+/// will be (a retry's time, or a lease's end).
+async fn claim(store: &Store, options: &WorkerOptions) -> store::Result<Claimed> {
+    let emails = store
+        .claim_emails_as(options.identity.as_deref(), options.batch, options.lease)
+        .await?;
+    let next_due = if emails.is_empty() {
+        store.next_email_due().await?
+    } else {
+        None
+    };
+    Ok(Claimed { emails, next_due })
+}
+
+/// Pause after a claim that failed (at most the safety poll).
+const CLAIM_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// Shortest pause after a claim that found nothing: lets a worker that
+/// lost the rows due now to another one's claim not spin.
+const MIN_IDLE: Duration = Duration::from_millis(100);
+
+/// How long to rest after a claim found nothing due: until the next email
+/// falls due, at most `poll_interval` (the safety poll) and at least
+/// [`MIN_IDLE`] (unless the poll is shorter still).
+fn idle_for(next_due: Option<chrono::DateTime<chrono::Utc>>, poll_interval: Duration) -> Duration {
+    let until_due = next_due
+        .map(|due| (due - now()).to_std().unwrap_or(Duration::ZERO))
+        .unwrap_or(poll_interval);
+    until_due.max(MIN_IDLE).min(poll_interval)
+}
+
 /// The emails a previous process of the worker `identity` held when it
 /// died, claimed again at once.
-async fn take_back(
-    store: &Store,
-    identity: &str,
-    lease: Duration,
-) -> store::Result<Vec<ClaimedEmail>> {
+async fn take_back(store: &Store, identity: &str, lease: Duration) -> store::Result<Claimed> {
     let taken = store.take_back_emails(identity, lease).await?;
     if !taken.is_empty() {
         info!(
@@ -205,7 +268,10 @@ async fn take_back(
             "took back the emails this worker held before it restarted"
         );
     }
-    Ok(taken)
+    Ok(Claimed {
+        emails: taken,
+        next_due: None,
+    })
 }
 
 /// Sends one claimed email; the outcome is recorded later, with others.

@@ -4,11 +4,14 @@
 //! order (events appended through one [`EventAppender`], emails enqueued
 //! under their event's sequence, codes issued, changed or forgotten).
 //! [`Writer::commit`] writes the event counter back, commits and tells the
-//! live hub: begin, apply, commit, publish live in this file only.
+//! live hub and the mail worker: begin, apply, commit, publish live in this
+//! file only.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Set,
+};
 use serde_json::json;
 use tokio::sync::OwnedMutexGuard;
 use tracing::instrument;
@@ -17,6 +20,7 @@ use uuid::Uuid;
 use super::entities::gateway_code::{ACTIVE, EXPIRED, REDEEMED, REVOKED};
 use super::entities::{access_request, gateway_code, outbox};
 use super::events::EventAppender;
+use super::listen::EMAILS_CHANNEL;
 use super::rows::access_request_row;
 use super::sealing::Sealer;
 use super::{Result, Store, StoreError, now, to_micros};
@@ -58,6 +62,9 @@ impl About<'_> {
 pub(super) struct Writer {
     store: Store,
     events: EventAppender,
+    /// Emails became due in this transaction: the mail worker is woken on
+    /// commit.
+    emails_due: bool,
     txn: DatabaseTransaction,
     /// SQLite's write turn, released after the transaction ends (declared
     /// after `txn`: fields drop in order).
@@ -71,6 +78,7 @@ impl Store {
         Ok(Writer {
             store: self.clone(),
             events: EventAppender::default(),
+            emails_due: false,
             txn,
             _turn: turn,
         })
@@ -88,11 +96,26 @@ impl Writer {
         self.events.flush(&self.txn).await
     }
 
-    /// Writes the event counter back, commits, and tells the live hub.
+    /// Marks emails due in this transaction (enqueued or requeued): the
+    /// mail workers are woken when it commits.
+    pub(super) fn emails_due(&mut self) {
+        self.emails_due = true;
+    }
+
+    /// Writes the event counter back, commits, and tells the live hub and,
+    /// when emails became due, the mail workers (on PostgreSQL those of
+    /// every replica, through NOTIFY).
     pub(super) async fn commit(mut self) -> Result<()> {
         self.events.flush(&self.txn).await?;
+        if self.emails_due && self.txn.get_database_backend() == DbBackend::Postgres {
+            let notify = format!("SELECT pg_notify('{EMAILS_CHANNEL}', '')");
+            self.txn.execute_unprepared(&notify).await?;
+        }
         self.txn.commit().await?;
         self.store.event_committed();
+        if self.emails_due {
+            self.store.emails_became_due();
+        }
         Ok(())
     }
 
@@ -146,6 +169,7 @@ impl Writer {
                         let sealer = sealer.ok_or_else(erased_applicant)?;
                         let due = now().min(event.occurred_at);
                         enqueue(&self.txn, sealer, request_id, seq, emails.clone(), due).await?;
+                        self.emails_due = true;
                     }
                 }
                 Effect::IssueCode {
@@ -277,6 +301,7 @@ impl Writer {
         }
         let seq = self.events.append(&self.txn, &event).await?;
         enqueue(&self.txn, sealer, request.id, seq, emails, at).await?;
+        self.emails_due = true;
         let status = CodeStatus {
             id,
             state: CodeState::Active,

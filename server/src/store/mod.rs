@@ -21,6 +21,7 @@ mod events;
 mod group_commit;
 mod key_cache;
 mod keys;
+mod listen;
 pub mod outbox;
 mod pagination;
 mod privacy;
@@ -54,6 +55,7 @@ pub use keys::{
     ApiKeyInfo, BOOTSTRAP_KEY_NAME, validate_key_name as keys_validate_name,
     validate_key_resources as keys_validate_resources,
 };
+pub use listen::{EMAILS_CHANNEL, wake_on_notify};
 pub use pagination::{ListQuery, Order, Page};
 pub use privacy::{
     ConsentPage, ConsentRecord, Erasure, MAX_EXPORT_EVENTS, MAX_EXPORT_REQUESTS, RetentionPass,
@@ -208,6 +210,8 @@ pub struct Store {
     page_token_key: Arc<[u8; 32]>,
     /// Signalled after every commit that appended events.
     commits: Arc<tokio::sync::Notify>,
+    /// Signalled after every commit that made emails due.
+    emails_due: Arc<tokio::sync::Notify>,
     /// Who receives the administrators' emails.
     admin_emails: Arc<Vec<String>>,
     /// `allow_self_approval`: an admin may approve a request it submitted.
@@ -245,6 +249,7 @@ impl Store {
             db,
             page_token_key: Arc::new(page_token_key),
             commits: Arc::new(tokio::sync::Notify::new()),
+            emails_due: Arc::new(tokio::sync::Notify::new()),
             admin_emails: Arc::new(Vec::new()),
             allow_self_approval: false,
             codes: None,
@@ -324,7 +329,12 @@ impl Store {
 pub async fn connect(options: &DatabaseOptions) -> Result<DatabaseConnection> {
     let mut connect_options = ConnectOptions::new(options.url.clone());
     let busy_timeout = options.acquire_timeout;
+    // A SQLite connection is a file handle that never goes stale: no ping
+    // before each use (a round trip to its worker thread per query). A
+    // PostgreSQL connection may have been closed by the server.
+    let sqlite = options.url.starts_with("sqlite");
     connect_options
+        .test_before_acquire(!sqlite)
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .connect_timeout(options.acquire_timeout)

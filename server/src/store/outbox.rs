@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement, Value,
 };
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -157,6 +157,36 @@ impl Store {
     ) -> Result<Vec<ClaimedEmail>> {
         let due = "next_attempt_at_us <= $3 AND (lease_expires_at_us IS NULL OR lease_expires_at_us < $3)";
         self.claim_where(identity, due, None, limit, lease).await
+    }
+
+    /// Resolves when this process commits a change that made emails due
+    /// (a permit is kept if nobody is waiting, so none is missed).
+    pub async fn emails_due(&self) {
+        self.emails_due.notified().await;
+    }
+
+    /// Tells this process's mail worker that emails became due.
+    pub(super) fn emails_became_due(&self) {
+        self.emails_due.notify_one();
+    }
+
+    /// When the next pending email falls due (its retry time, or its
+    /// lease's end when a worker holds it); `None` when none is pending.
+    #[instrument(skip_all, err(level = "debug"))]
+    pub async fn next_email_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let statement = Statement::from_sql_and_values(
+            self.backend(),
+            "SELECT MIN(CASE WHEN lease_expires_at_us > next_attempt_at_us \
+             THEN lease_expires_at_us ELSE next_attempt_at_us END) AS due \
+             FROM outbox WHERE state = $1",
+            [PENDING.into()],
+        );
+        let row = self.db.query_one_raw(statement).await?;
+        let due: Option<i64> = match row {
+            Some(row) => row.try_get("", "due")?,
+            None => None,
+        };
+        due.map(from_micros).transpose()
     }
 
     /// Claims again, for `lease`, every pending email still leased under
@@ -583,6 +613,7 @@ impl Store {
         if updated.rows_affected != 1 {
             return Err(DomainError::EmailNotDead(row.state).into());
         }
+        writer.emails_due();
         let request_state = request_state(writer.txn(), &row).await?;
         let request: AccessRequestId = row
             .access_request_id

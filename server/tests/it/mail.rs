@@ -28,6 +28,7 @@ both_backends!(
     a_sigterm_mid_drain_records_every_outcome_so_nothing_is_sent_twice,
     a_sigkill_mid_drain_resends_only_the_last_moments_and_the_restart_takes_back_its_claims,
     admins_list_retry_and_preview_emails,
+    a_resting_worker_wakes_on_new_emails_and_when_a_retry_falls_due,
 );
 
 /// Runs tests/support/dkim_verify.py (dkimpy) on a received email.
@@ -675,6 +676,7 @@ async fn leases_are_renewed_while_a_slow_server_sends_so_no_second_worker_resend
             concurrency: 3,
             lease: Duration::from_secs(2),
             poll_interval: Duration::from_millis(50),
+            listen_url: None,
             record_within: Duration::from_millis(50),
             identity: None,
             retry_schedule: vec![Duration::from_secs(1)],
@@ -774,6 +776,7 @@ async fn a_worker_crash_after_acceptance_resends_with_the_same_message_id(backen
         concurrency: 4,
         lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(50),
+        listen_url: None,
         record_within: Duration::from_millis(50),
         identity: None,
         retry_schedule: vec![Duration::from_secs(1)],
@@ -902,6 +905,7 @@ async fn two_workers_never_send_the_same_email_twice(backend: Backend) {
             concurrency: 8,
             lease: Duration::from_secs(120),
             poll_interval: Duration::from_millis(50),
+            listen_url: None,
             record_within: Duration::from_millis(50),
             identity: None,
             retry_schedule: vec![Duration::from_secs(1)],
@@ -1248,6 +1252,79 @@ async fn a_sigkill_mid_drain_resends_only_the_last_moments_and_the_restart_takes
     assert!(
         twice <= bound,
         "{twice} emails sent twice after the kill; the bound is {bound}"
+    );
+    server.stop().await;
+}
+
+/// A worker whose safety poll is a minute still sends at once: the commit
+/// that enqueues an email wakes it, and after a failure it rests only
+/// until the retry falls due (1 s here), not until the next poll.
+async fn a_resting_worker_wakes_on_new_emails_and_when_a_retry_falls_due(backend: Backend) {
+    let smtp = SmtpServer::start();
+    smtp.plan("451");
+    let url = smtp.url();
+    let server = TestServer::start_with(backend, |config| {
+        config.mail_worker = true;
+        config.mail_poll_interval_ms = 60_000;
+        config.mail_transport = url;
+        config.mail_retry_schedule_secs = vec![1];
+    })
+    .await;
+    // The worker's first claim found nothing: it rests for its poll.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let started = std::time::Instant::now();
+    submit(&mut alice).await;
+    wait_for("the failure, then the retry's delivery", async || {
+        smtp.received().len() == 1
+    })
+    .await;
+    let retried = started.elapsed();
+    assert_eq!(
+        email_events(&server).await[..1],
+        ["email.failed"],
+        "the first attempt failed (451)"
+    );
+    assert!(
+        retried < Duration::from_secs(10),
+        "sent {retried:?} after the submit: the retry waited for the poll"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    submit(&mut alice).await;
+    wait_for("the second email", async || smtp.received().len() == 2).await;
+    let woken = started.elapsed();
+    assert!(
+        woken < Duration::from_secs(5),
+        "sent {woken:?} after the submit: the enqueue did not wake the worker"
+    );
+    server.stop().await;
+}
+
+/// On PostgreSQL a separate `sesame worker` process, resting on a minute's
+/// safety poll, is woken by the NOTIFY of the server's commit that
+/// enqueued an email.
+#[tokio::test]
+async fn a_separate_worker_on_postgres_wakes_on_the_servers_commit() {
+    let smtp = SmtpServer::start();
+    let server = TestServer::start(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = worker_command(dir.path(), &server, &smtp)
+        .env("SESAME_MAIL_POLL_INTERVAL_MS", "60000")
+        .spawn()
+        .expect("spawn sesame worker");
+    // Its first claim found nothing and it is listening: it rests.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut alice = server.client(&server.keys.alice).await;
+    let started = std::time::Instant::now();
+    submit(&mut alice).await;
+    wait_for("the email", async || smtp.received().len() == 1).await;
+    let woken = started.elapsed();
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(
+        woken < Duration::from_secs(5),
+        "sent {woken:?} after the submit: the NOTIFY did not wake the worker"
     );
     server.stop().await;
 }
