@@ -66,7 +66,14 @@ enum Scenario {
     /// GetAccessRequest by name, over 200 requests submitted first.
     Get(Load),
     /// ListAccessRequests, first page of 20.
-    List(Load),
+    List {
+        #[command(flatten)]
+        load: Load,
+        /// `all`; `pending`: state PENDING; `applicant`: one applicant's
+        /// requests (load7@example.com, found through the blind index).
+        #[arg(long, default_value = "all", value_parser = ["all", "pending", "applicant"])]
+        filter: String,
+    },
     /// ApproveAccessRequest, each on a request submitted just before (closed
     /// loop: only the approval is timed; open loop: from the scheduled time,
     /// the submit included).
@@ -131,11 +138,22 @@ enum Scenario {
         #[arg(last = true)]
         worker: Vec<String>,
     },
-    /// Submits COUNT requests and prints their names, one per line (for
-    /// tools like h2load that need a name to read).
+    /// Submits COUNT requests (at most 1,000,000) and prints their names,
+    /// one per line (for tools like h2load that need a name to read), or
+    /// with --quiet only how long it took; progress goes to stderr. The
+    /// server's rate limits must allow it (SESAME_RATE_LIMIT_PER_KEY=0).
     Seed {
         #[arg(long, default_value_t = 1)]
         count: u64,
+        /// Submits in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// HTTP/2 connections they share.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Print no names.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Baseline: a minimal SQLite loop, a submit's three inserts per
     /// transaction (WAL, synchronous=FULL). Needs no server or key.
@@ -213,7 +231,14 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
     match &cli.scenario {
         Scenario::Submit(load) => run_load(cli, RpcKind::Submit, load).await,
         Scenario::Get(load) => run_load(cli, RpcKind::Get, load).await,
-        Scenario::List(load) => run_load(cli, RpcKind::List, load).await,
+        Scenario::List { load, filter } => {
+            let kind = match filter.as_str() {
+                "pending" => RpcKind::ListPending,
+                "applicant" => RpcKind::ListApplicant,
+                _ => RpcKind::List,
+            };
+            run_load(cli, kind, load).await
+        }
         Scenario::Approve(load) => run_load(cli, RpcKind::Approve, load).await,
         Scenario::Mixed(load) => run_load(cli, RpcKind::Mixed, load).await,
         Scenario::Watch {
@@ -283,10 +308,27 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
             let report = run_mail(&args).await?;
             Ok(render(&report, cli.json))
         }
-        Scenario::Seed { count } => {
-            sesame_loadtest::rpc::seed(&cli.target, &cli.api_key, (*count).clamp(1, 10_000))
-                .await
-                .map(|names| names.join("\n"))
+        Scenario::Seed {
+            count,
+            concurrency,
+            connections,
+            quiet,
+        } => {
+            let count = (*count).clamp(1, 1_000_000);
+            let names = sesame_loadtest::rpc::seed(
+                &cli.target,
+                &cli.api_key,
+                count,
+                (*concurrency).clamp(1, 1000),
+                *connections,
+                !quiet,
+            )
+            .await?;
+            Ok(if *quiet {
+                format!("seeded {count} requests")
+            } else {
+                names.join("\n")
+            })
         }
         Scenario::SqliteBaseline { db, duration } => {
             let report =

@@ -35,6 +35,11 @@ pub enum RpcKind {
     Get,
     /// ListAccessRequests, first page of 20.
     List,
+    /// ListAccessRequests of the PENDING requests, first page of 20.
+    ListPending,
+    /// ListAccessRequests of one applicant's requests (load7@example.com,
+    /// through the blind index), first page of 20.
+    ListApplicant,
     /// ApproveAccessRequest (each on a request submitted just before; only
     /// the approval is timed).
     Approve,
@@ -191,15 +196,18 @@ async fn call(
                 .await;
             (outcome.map(drop), None)
         }
-        RpcKind::List => {
+        RpcKind::List | RpcKind::ListPending | RpcKind::ListApplicant => {
+            let mut list = pb::ListAccessRequestsRequest {
+                page_size: 20,
+                ..Default::default()
+            };
+            if op == RpcKind::ListPending {
+                list.state = pb::AccessRequestState::Pending.into();
+            } else if op == RpcKind::ListApplicant {
+                list.applicant_email = submission(7).applicant.unwrap_or_default().email;
+            }
             let outcome = client
-                .list_access_requests(request(
-                    pb::ListAccessRequestsRequest {
-                        page_size: 20,
-                        ..Default::default()
-                    },
-                    shared.deadline,
-                ))
+                .list_access_requests(request(list, shared.deadline))
                 .await;
             (outcome.map(drop), None)
         }
@@ -424,17 +432,68 @@ impl std::fmt::Display for RpcReport {
     }
 }
 
-/// Submits `count` requests and returns their names.
-pub async fn seed(target: &str, key: &str, count: u64) -> anyhow::Result<Vec<String>> {
-    let channel = channels(target, 1).await?.remove(0);
-    let mut client = AccessRequestServiceClient::with_interceptor(channel, bearer(key)?);
-    let mut names = Vec::new();
-    for tag in 0..count {
-        names.push(
-            submit(&mut client, tag, None)
-                .await
-                .context("submitting a seed request")?,
-        );
+/// Submits `count` requests, `concurrency` at a time over `connections`,
+/// reporting progress on stderr every five seconds; returns their names
+/// when `keep_names` (in no particular order).
+pub async fn seed(
+    target: &str,
+    key: &str,
+    count: u64,
+    concurrency: usize,
+    connections: usize,
+    keep_names: bool,
+) -> anyhow::Result<Vec<String>> {
+    let channels = channels(target, connections.clamp(1, concurrency.max(1))).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let progress = tokio::spawn({
+        let done = done.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let done = done.load(Ordering::Relaxed);
+                let rate = done as f64 / started.elapsed().as_secs_f64();
+                eprintln!("seed: {done}/{count} submitted ({rate:.0}/s)");
+            }
+        }
+    });
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..concurrency.max(1) {
+        let channel = channels[caller % channels.len()].clone();
+        let mut client = AccessRequestServiceClient::with_interceptor(channel, bearer(key)?);
+        let (next, done) = (next.clone(), done.clone());
+        callers.spawn(async move {
+            let mut names = Vec::new();
+            loop {
+                let tag = next.fetch_add(1, Ordering::Relaxed);
+                if tag >= count {
+                    return anyhow::Ok(names);
+                }
+                let name = submit(&mut client, tag, None)
+                    .await
+                    .with_context(|| format!("submitting seed request {tag}"))?;
+                done.fetch_add(1, Ordering::Relaxed);
+                if keep_names {
+                    names.push(name);
+                }
+            }
+        });
     }
+    let mut names = Vec::new();
+    let outcome = async {
+        while let Some(caller) = callers.join_next().await {
+            names.extend(caller.context("a seeding task panicked")??);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    progress.abort();
+    outcome?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "seed: {count} submitted in {seconds:.1} s ({:.0}/s)",
+        count as f64 / seconds
+    );
     Ok(names)
 }
