@@ -30,6 +30,12 @@
 # (default "postgres sqlite get watch mail idle-cpu overload"). Installs what is missing
 # (Debian packages postgresql, nghttp2-client, postfix, python3, openssl;
 # no daemon is started by the install) and builds the release binaries.
+#
+# PIN=1 pins the measured side (each server, PostgreSQL, the minimal
+# baselines, the mail worker) to CPU 0 and the load generators
+# (sesame-loadtest, h2load, pgbench, smtp-source, smtp-sink) to CPU 1, so a
+# ratio tells the server's own cost apart from the generator's share of the
+# two cores (taskset, util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -46,6 +52,9 @@ PORT="${PORT:-50661}"
 ECHO_PORT="${ECHO_PORT:-50662}"
 SINK_PORT="${SINK_PORT:-50663}"
 step_on() { [[ " $STEPS " == *" $1 "* ]]; }
+SERVER_CPU=()
+LOAD_CPU=()
+if [ -n "${PIN:-}" ]; then SERVER_CPU=(taskset -c 0); LOAD_CPU=(taskset -c 1); fi
 
 # --- what the run needs -------------------------------------------------
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -85,10 +94,11 @@ R="$WORK/results" # one JSON file per measure, merged at the end
 mkdir -p "$R"
 PIDS=()
 PGBIN=""
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# shellcheck source=loadtest/lib.sh
+. loadtest/lib.sh
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [ -n "$PGBIN" ]; then as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true; fi
+  stop_postgres immediate
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -97,7 +107,7 @@ status_kib() { awk -v field="$2:" '$1 == field { print $2 }' "/proc/$1/status"; 
 field() { python3 -c "import json, sys; print(sys.argv[2].format(**json.load(open(sys.argv[1]))))" "$@"; } # field FILE '{a[b]:.0f}'
 
 note() { printf '{"value": %s}\n' "$2" >"$R/$1.json"; }
-lt() { "$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json "$@"; }
+lt() { "${LOAD_CPU[@]}" "$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json "$@"; }
 
 # Starts `sesame serve` in DIR with the given environment, waits for its
 # port; sets KEY and SERVER_PID and records its idle RSS as NAME.
@@ -109,22 +119,11 @@ start_sesame() { # start_sesame NAME [VAR=VALUE...]
   # opens as many streams as the default cap: the protective limits are off.
   (cd "$dir" && exec env SESAME_LOG_FILTER=warn SESAME_MAIL_WORKER=false SESAME_RATE_LIMIT_PER_KEY=0 \
      SESAME_RATE_LIMIT_PER_PEER=0 SESAME_MAX_OPEN_STREAMS=0 "$@" \
-     "$SESAME" serve --listen "127.0.0.1:$PORT" >stdout.log 2>stderr.log) &
+     "${SERVER_CPU[@]}" "$SESAME" serve --listen "127.0.0.1:$PORT" >stdout.log 2>stderr.log) &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   SERVER_NAME="$name"
-  KEY=""
-  for _ in $(seq 1 300); do
-    KEY="$(grep -o "sesame_[A-Za-z0-9_-]*" "$dir/stdout.log" 2>/dev/null | head -1 || true)"
-    [ -n "$KEY" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$KEY" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    cat "$dir/stdout.log" "$dir/stderr.log" >&2
-    echo "sesame ($name) did not start" >&2
-    exit 1
-  fi
+  wait_for_sesame "$dir" "$SERVER_PID" "$PORT" 300
   sleep 1 # let start-up allocations settle before the idle figure
   note "rss_idle_$name" "$(status_kib "$SERVER_PID" VmRSS)"
 }
@@ -138,14 +137,10 @@ stop_sesame() {
 
 # --- 1. PostgreSQL --------------------------------------------------------
 if step_on postgres; then
-  PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
   echo "== PostgreSQL: throwaway cluster on 127.0.0.1:$PGPORT (synchronous_commit=on, fsync=on)"
-  mkdir -p "$WORK/pg"
-  chown postgres "$WORK/pg" 2>/dev/null || true
-  as_postgres "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
-  as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w \
-    -o "-h 127.0.0.1 -p $PGPORT -k $WORK/pg -c synchronous_commit=on -c fsync=on -c max_connections=200" start >/dev/null
-  psql_pg() { "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
+  start_postgres "$WORK/pg" "$PGPORT" max_connections=200
+  # Its backends are forked by the postmaster and inherit its CPU.
+  [ -z "${PIN:-}" ] || taskset -a -p -c 0 "$(head -1 "$WORK/pg/postmaster.pid")" >/dev/null
   psql_pg -c "CREATE DATABASE bench" -c "CREATE DATABASE sesame"
   psql_pg -d bench <<'SQL'
 CREATE TABLE requests (id TEXT PRIMARY KEY, email TEXT, name TEXT, organization TEXT, resource TEXT,
@@ -167,7 +162,7 @@ INSERT INTO outbox VALUES (gen_random_uuid()::text, :n::text, 'applicant_receive
 END;
 SQL
   echo "== baseline: pgbench, the same 3 inserts per transaction, $CONCURRENCY clients, ${DURATION}s"
-  "$PGBIN/pgbench" -n -c "$CONCURRENCY" -j 2 -T "$DURATION" -f "$WORK/submit.sql" \
+  "${LOAD_CPU[@]}" "$PGBIN/pgbench" -n -c "$CONCURRENCY" -j 2 -T "$DURATION" -f "$WORK/submit.sql" \
     -h 127.0.0.1 -p "$PGPORT" -U postgres bench >"$WORK/pgbench.txt" 2>&1
   pg_tps=$(awk '/^tps =/ { print int($3); exit }' "$WORK/pgbench.txt")
   [ -n "$pg_tps" ] || { cat "$WORK/pgbench.txt"; exit 1; }
@@ -186,14 +181,13 @@ SQL
     --duration "${DURATION}s" --server-pid "$SERVER_PID" >"$R/pg_submit_80.json"
   echo "sesame: $(field "$R/pg_submit_80.json" 'achieved {achieved_rate_per_s:.0f}/s, not sent {not_sent}, p99 {latency[p99_ms]} ms from the scheduled send, errors {errors}')"
   stop_sesame
-  as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null
-  PGBIN=""
+  stop_postgres
 fi
 
 # --- 2. SQLite --------------------------------------------------------------
 if step_on sqlite; then
   echo "== baseline: Rust loop, the same 3 inserts per transaction (WAL, synchronous=FULL), ${DURATION}s"
-  "$LOADTEST" sqlite-baseline --db "$WORK/loop.db" --duration "${DURATION}s" >"$R/sqlite_loop.json"
+  "${SERVER_CPU[@]}" "$LOADTEST" sqlite-baseline --db "$WORK/loop.db" --duration "${DURATION}s" >"$R/sqlite_loop.json"
   echo "loop: $(field "$R/sqlite_loop.json" '{transactions_per_s:.0f}') tps"
   start_sesame sqlite
   echo "== sesame: submit on SQLite, closed loop, $CONCURRENCY callers over $CONNECTIONS connections, ${DURATION}s"
@@ -217,7 +211,7 @@ open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + messag
 open(sys.argv[3], "wb").write(b"\x00\x00\x00\x00\x00")  # HealthCheckRequest {}
 PY
   echo "== sesame: GetAccessRequest with h2load -c $CONNECTIONS -m $CONCURRENCY, ${DURATION}s"
-  h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
+  "${LOAD_CPU[@]}" h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
     -H "authorization: Bearer $KEY" -d "$WORK/get.bin" \
     "http://127.0.0.1:$PORT/sesame.v1.AccessRequestService/GetAccessRequest" >"$WORK/h2-get.txt"
   note h2load_get_rps "$(h2_rate "$WORK/h2-get.txt")"
@@ -229,12 +223,12 @@ PY
     --server-pid "$SERVER_PID" >"$R/client_get.json"
   echo "sesame-loadtest: $(field "$R/client_get.json" '{calls_per_s:.0f} gets/s, p99 {latency[p99_ms]} ms, errors {errors}')"
   stop_sesame
-  "$LOADTEST" echo-server --listen "127.0.0.1:$ECHO_PORT" --duration "$((DURATION + 30))s" &
+  "${SERVER_CPU[@]}" "$LOADTEST" echo-server --listen "127.0.0.1:$ECHO_PORT" --duration "$((DURATION + 30))s" &
   ECHO_PID=$!
   PIDS+=("$ECHO_PID")
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$ECHO_PORT") 2>/dev/null && break; sleep 0.1; done
   echo "== baseline: minimal tonic server (health Check) with h2load -c $CONNECTIONS -m $CONCURRENCY, ${DURATION}s"
-  h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
+  "${LOAD_CPU[@]}" h2load -D "$DURATION" -c "$CONNECTIONS" -m "$CONCURRENCY" -t 1 "${grpc_headers[@]}" \
     -d "$WORK/check.bin" "http://127.0.0.1:$ECHO_PORT/grpc.health.v1.Health/Check" >"$WORK/h2-echo.txt"
   note h2load_echo_rps "$(h2_rate "$WORK/h2-echo.txt")"
   echo "h2load: $(field "$R/h2load_echo_rps.json" '{value}') checks/s"
@@ -263,7 +257,7 @@ if step_on mail; then
   chmod 777 "$WORK/sink" # smtp-sink drops to the postfix user before writing its dump
   sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u postfix)
   start_sink() { # start_sink DUMP: the same sink for the baseline and for sesame
-    /usr/sbin/smtp-sink "${sink_user[@]}" -D "$1" "127.0.0.1:$SINK_PORT" 512 >"$WORK/sink/sink.log" 2>&1 &
+    "${LOAD_CPU[@]}" /usr/sbin/smtp-sink "${sink_user[@]}" -D "$1" "127.0.0.1:$SINK_PORT" 512 >"$WORK/sink/sink.log" 2>&1 &
     SINK_PID=$!
     PIDS+=("$SINK_PID")
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && break; sleep 0.1; done
@@ -272,7 +266,7 @@ if step_on mail; then
   start_sink "$WORK/sink/baseline.dump"
   echo "== baseline: smtp-source -s 10 -l 2048 -m $MAIL_EMAILS into smtp-sink"
   start=$(date +%s.%N)
-  timeout 600 /usr/sbin/smtp-source -s 10 -l 2048 -m "$MAIL_EMAILS" -f bench@example.com -t sink@example.com \
+  timeout 600 "${LOAD_CPU[@]}" /usr/sbin/smtp-source -s 10 -l 2048 -m "$MAIL_EMAILS" -f bench@example.com -t sink@example.com \
     "127.0.0.1:$SINK_PORT"
   end=$(date +%s.%N)
   sleep 0.5
@@ -286,7 +280,7 @@ if step_on mail; then
   echo "== sesame: $MAIL_EMAILS emails queued (worker off), then drained by sesame worker into the same sink"
   (cd "$WORK/mail" && SESAME_LOG_FILTER=warn SESAME_MAIL_TRANSPORT="smtp://127.0.0.1:$SINK_PORT" \
     lt mail --emails "$MAIL_EMAILS" --sink-dump "$WORK/sink/sesame.dump" --server-pid "$SERVER_PID" \
-    -- "$SESAME" worker) >"$R/mail.json"
+    -- "${SERVER_CPU[@]}" "$SESAME" worker) >"$R/mail.json"
   echo "sesame: $(field "$R/mail.json" '{emails_per_s:.0f} emails/s, sent {sent} of {queued}, dead {dead}, sink {sink}')"
   stop_sesame
   stop_sink
@@ -447,6 +441,7 @@ machine = {
     "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     "kernel": platform.release(),
     "load_average_at_end": os.getloadavg(),
+    "pinned": "servers on CPU 0, load generators on CPU 1" if os.environ.get("PIN") else None,
 }
 report = {
     "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -462,7 +457,7 @@ with open(out, "w") as f:
     json.dump(report, f, indent=2)
     f.write("\n")
 
-print(f"\nSame machine, same run: {machine['cpus']} CPUs, {machine['memory_gib']} GiB, load average at end {machine['load_average_at_end'][0]:.2f}")
+print(f"\nSame machine, same run: {machine['cpus']} CPUs, {machine['memory_gib']} GiB, load average at end {machine['load_average_at_end'][0]:.2f}" + (f"; {machine['pinned']}" if machine["pinned"] else ""))
 header = ("goal", "measure", "sesame", "baseline", "ratio", "target", "")
 lines = [header] + [
     (str(x["goal"]), x["measure"], x["sesame"], x["baseline"], "" if x["ratio"] is None else f"{x['ratio']:.3f}x",

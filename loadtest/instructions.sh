@@ -19,6 +19,8 @@
 # release binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=loadtest/lib.sh
+. loadtest/lib.sh
 PHASE_SECS="${PHASE_SECS:-20}"
 PORT="${PORT:-50671}"
 BUDGET=loadtest/instruction-budget.json
@@ -55,18 +57,7 @@ echo "== starting sesame under callgrind (it runs about 50x slower there)"
    valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.%p" \
    "$SESAME" serve --listen "127.0.0.1:$PORT" >stdout.log 2>stderr.log) &
 SERVER_PID=$!
-KEY=""
-for _ in $(seq 1 1200); do
-  KEY="$(grep -o "sesame_[A-Za-z0-9_-]*" "$WORK/stdout.log" 2>/dev/null | head -1 || true)"
-  [ -n "$KEY" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$KEY" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
-  cat "$WORK/stdout.log" "$WORK/stderr.log" >&2
-  echo "sesame did not start under callgrind" >&2
-  exit 1
-fi
+wait_for_sesame "$WORK" "$SERVER_PID" "$PORT" 1200
 lt() { "$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json "$@"; }
 
 # Instructions executed by the server since the last zeroing: callgrind

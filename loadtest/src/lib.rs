@@ -6,5 +6,6 @@ pub mod baseline;
 pub mod connect;
 pub mod mail;
 pub mod rpc;
+pub mod scale;
 pub mod stats;
 pub mod watch;

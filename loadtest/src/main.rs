@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use sesame_loadtest::mail::{MailArgs, run_mail};
 use sesame_loadtest::rpc::{RpcArgs, RpcKind, run_rpc};
+use sesame_loadtest::scale;
 use sesame_loadtest::watch::{WatchArgs, run_idle, run_watch};
 
 /// Load and latency measurements against a running Sesame server
@@ -117,8 +118,8 @@ enum Scenario {
     /// start WORKER, wait for the drain into an SMTP sink: emails/s, and
     /// every Message-ID in the sink's dump checked against the emails sent.
     Mail {
-        /// Requests to submit (one applicant email each).
-        #[arg(long, default_value_t = 5000)]
+        /// Requests to submit (one applicant email each; 1 to 1,000,000).
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         emails: u64,
         /// Submits in flight while queuing.
         #[arg(long, default_value_t = 32)]
@@ -138,13 +139,20 @@ enum Scenario {
         #[arg(last = true)]
         worker: Vec<String>,
     },
-    /// Submits COUNT requests (at most 1,000,000) and prints their names,
-    /// one per line (for tools like h2load that need a name to read), or
-    /// with --quiet only how long it took; progress goes to stderr. The
-    /// server's rate limits must allow it (SESAME_RATE_LIMIT_PER_KEY=0).
+    /// Submits COUNT requests (1 to 1,000,000), each for an applicant of
+    /// its own (`load{TAG}@example.com`, tags from --first-tag on) with the
+    /// idempotency key `seed-{TAG}`, and
+    /// prints their names, one per line (for tools like h2load that need a
+    /// name to read), or with --quiet only how long it took; progress goes
+    /// to stderr. The server's rate limits must allow it
+    /// (SESAME_RATE_LIMIT_PER_KEY=0).
     Seed {
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         count: u64,
+        /// The first applicant's tag: seed again from where a previous
+        /// seed stopped to keep every applicant distinct.
+        #[arg(long, default_value_t = 0)]
+        first_tag: u64,
         /// Submits in flight at once.
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
@@ -154,6 +162,58 @@ enum Scenario {
         /// Print no names.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Scale: walks ListAccessRequests (every state, newest first) page by
+    /// page to the last page: the deepest tenth of the pages against the
+    /// first tenth.
+    Pages {
+        /// Rows per page (the server serves at most 500).
+        #[arg(long, default_value_t = 500)]
+        page_size: i32,
+        #[arg(long, default_value_t = 10_000)]
+        max_pages: usize,
+        /// Stop after this long (at most 10 minutes).
+        #[arg(long, default_value = "300s", value_parser = parse_duration)]
+        limit: Duration,
+    },
+    /// Scale: WatchEvents replayed from the first event of the log until
+    /// the stream catches up (its first heartbeat): events/s by tenth of
+    /// the replay, every sequence checked, the server's memory sampled.
+    Replay {
+        /// Server pid, to sample its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Give up after this long (at most 30 minutes).
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        limit: Duration,
+    },
+    /// Scale: VerifyAuditChain over the whole log, call after call, then
+    /// raw SHA-256 chaining of as many events in this process: the ratio
+    /// of the two.
+    Verify {
+        /// Bytes of an event's canonical form (its hashed fields), for the
+        /// raw chaining baseline: the log's average (loadtest/scale.sh
+        /// reads it from the database).
+        #[arg(long, default_value_t = 300)]
+        event_bytes: usize,
+        /// Give up after this long (at most 30 minutes).
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        limit: Duration,
+    },
+    /// Scale: EraseSubject for the applicants of seeded requests (tags
+    /// --first-tag to --first-tag + --count).
+    Erase {
+        #[arg(long, default_value_t = 0)]
+        first_tag: u64,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        count: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        /// Give up after this long (at most 30 minutes).
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        limit: Duration,
     },
     /// Baseline: a minimal SQLite loop, a submit's three inserts per
     /// transaction (WAL, synchronous=FULL). Needs no server or key.
@@ -202,9 +262,14 @@ fn bounded(duration: Duration, limit: u64) -> Duration {
     duration.min(Duration::from_secs(limit))
 }
 
+/// The scale and baseline reports, always JSON.
+fn json<T: Serialize>(report: &T) -> String {
+    serde_json::to_string_pretty(report).expect("report serializes")
+}
+
 fn render<T: Serialize + std::fmt::Display>(report: &T, json: bool) -> String {
     if json {
-        serde_json::to_string_pretty(report).expect("report serializes")
+        self::json(report)
     } else {
         report.to_string()
     }
@@ -276,7 +341,7 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
             )
             .await?;
             Ok(if cli.json {
-                serde_json::to_string_pretty(&report).expect("report serializes")
+                json(&report)
             } else {
                 format!(
                     "idle watchers={} server rss {} -> {} KiB: {:.1} KiB per watcher",
@@ -298,7 +363,7 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
             let args = MailArgs {
                 target: cli.target.clone(),
                 api_key: cli.api_key.clone(),
-                requests: (*emails).clamp(1, 1_000_000),
+                requests: *emails,
                 concurrency: *concurrency,
                 sink_dump: sink_dump.clone(),
                 worker: worker.clone(),
@@ -310,14 +375,16 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
         }
         Scenario::Seed {
             count,
+            first_tag,
             concurrency,
             connections,
             quiet,
         } => {
-            let count = (*count).clamp(1, 1_000_000);
+            let count = *count;
             let names = sesame_loadtest::rpc::seed(
                 &cli.target,
                 &cli.api_key,
+                *first_tag,
                 count,
                 (*concurrency).clamp(1, 1000),
                 *connections,
@@ -330,10 +397,51 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
                 names.join("\n")
             })
         }
+        Scenario::Pages {
+            page_size,
+            max_pages,
+            limit,
+        } => {
+            let limit = bounded(*limit, 600);
+            let report =
+                scale::walk_pages(&cli.target, &cli.api_key, *page_size, *max_pages, limit).await?;
+            Ok(json(&report))
+        }
+        Scenario::Replay { server_pid, limit } => {
+            let limit = bounded(*limit, 1800);
+            Ok(json(
+                &scale::replay(&cli.target, &cli.api_key, *server_pid, limit).await?,
+            ))
+        }
+        Scenario::Verify { event_bytes, limit } => {
+            let limit = bounded(*limit, 1800);
+            Ok(json(
+                &scale::verify(&cli.target, &cli.api_key, *event_bytes, limit).await?,
+            ))
+        }
+        Scenario::Erase {
+            first_tag,
+            count,
+            concurrency,
+            connections,
+            limit,
+        } => {
+            let report = scale::erase(
+                &cli.target,
+                &cli.api_key,
+                *first_tag,
+                *count,
+                (*concurrency).clamp(1, 1000),
+                *connections,
+                bounded(*limit, 1800),
+            )
+            .await?;
+            Ok(json(&report))
+        }
         Scenario::SqliteBaseline { db, duration } => {
             let report =
                 sesame_loadtest::baseline::sqlite_loop(db, bounded(*duration, 300)).await?;
-            Ok(serde_json::to_string_pretty(&report).expect("report serializes"))
+            Ok(json(&report))
         }
         Scenario::EchoServer { listen, duration } => {
             sesame_loadtest::baseline::echo_server(*listen, bounded(*duration, 600)).await?;
@@ -406,5 +514,29 @@ mod tests {
         };
         assert_eq!(load.duration, Duration::from_secs(30));
         assert_eq!(load.rate, Some(100));
+    }
+
+    #[test]
+    fn a_seed_beyond_a_million_is_refused_not_clamped() {
+        let parse = |count: &str| {
+            Cli::try_parse_from([
+                "sesame-loadtest",
+                "seed",
+                "--count",
+                count,
+                "--first-tag",
+                "5",
+            ])
+        };
+        let Scenario::Seed {
+            count, first_tag, ..
+        } = parse("1000000").expect("a million parses").scenario
+        else {
+            panic!("not a seed");
+        };
+        assert_eq!((count, first_tag), (1_000_000, 5));
+        let refused = parse("1000001").expect_err("more than a million is refused");
+        assert!(refused.to_string().contains("1000001"), "{refused}");
+        assert!(parse("0").is_err());
     }
 }

@@ -103,10 +103,16 @@ pub struct RpcReport {
 /// Requests created before a `get` or `mixed` run, read by name.
 const SEEDED: u64 = 200;
 
+/// The applicant of the request submitted with `tag`: one data subject per
+/// tag.
+pub fn applicant_email(tag: u64) -> String {
+    format!("load{tag}@example.com")
+}
+
 fn submission(tag: u64) -> pb::SubmitAccessRequestRequest {
     pb::SubmitAccessRequestRequest {
         applicant: Some(pb::Applicant {
-            email: format!("load{tag}@example.com"),
+            email: applicant_email(tag),
             full_name: "Load Test".into(),
             organization: "Loadtest".into(),
             phone: String::new(),
@@ -135,11 +141,11 @@ fn request<T>(message: T, deadline: Option<Duration>) -> tonic::Request<T> {
 
 async fn submit(
     client: &mut AccessRequestClient,
-    tag: u64,
+    message: pb::SubmitAccessRequestRequest,
     deadline: Option<Duration>,
 ) -> Result<String, tonic::Status> {
     let created = client
-        .submit_access_request(request(submission(tag), deadline))
+        .submit_access_request(request(message, deadline))
         .await?;
     Ok(created
         .into_inner()
@@ -184,7 +190,12 @@ async fn call(
     match op {
         RpcKind::Submit => {
             let tag = shared.tags.fetch_add(1, Ordering::Relaxed);
-            (submit(client, tag, shared.deadline).await.map(drop), None)
+            (
+                submit(client, submission(tag), shared.deadline)
+                    .await
+                    .map(drop),
+                None,
+            )
         }
         RpcKind::Get => {
             let name = shared.names[(turn as usize) % shared.names.len()].clone();
@@ -204,7 +215,7 @@ async fn call(
             if op == RpcKind::ListPending {
                 list.state = pb::AccessRequestState::Pending.into();
             } else if op == RpcKind::ListApplicant {
-                list.applicant_email = submission(7).applicant.unwrap_or_default().email;
+                list.applicant_email = applicant_email(7);
             }
             let outcome = client
                 .list_access_requests(request(list, shared.deadline))
@@ -213,7 +224,7 @@ async fn call(
         }
         RpcKind::Approve => {
             let tag = shared.tags.fetch_add(1, Ordering::Relaxed);
-            let name = match submit(client, tag, shared.deadline).await {
+            let name = match submit(client, submission(tag), shared.deadline).await {
                 Ok(name) => name,
                 Err(status) => return (Err(status), None),
             };
@@ -262,7 +273,7 @@ pub async fn run_rpc(args: &RpcArgs) -> anyhow::Result<RpcReport> {
         let mut client = clients[0].clone();
         for _ in 0..SEEDED {
             let tag = shared.tags.fetch_add(1, Ordering::Relaxed);
-            let name = submit(&mut client, tag, None)
+            let name = submit(&mut client, submission(tag), None)
                 .await
                 .context("seeding requests")?;
             shared.names.push(name);
@@ -432,19 +443,22 @@ impl std::fmt::Display for RpcReport {
     }
 }
 
-/// Submits `count` requests, `concurrency` at a time over `connections`,
-/// reporting progress on stderr every five seconds; returns their names
-/// when `keep_names` (in no particular order).
+/// Submits `count` requests (tags `first_tag..first_tag+count`, one
+/// applicant and one idempotency key `seed-{tag}` each), `concurrency` at a time over `connections`, reporting
+/// progress on stderr every five seconds; returns their names when
+/// `keep_names` (in no particular order).
 pub async fn seed(
     target: &str,
     key: &str,
+    first_tag: u64,
     count: u64,
     concurrency: usize,
     connections: usize,
     keep_names: bool,
 ) -> anyhow::Result<Vec<String>> {
     let channels = channels(target, connections.clamp(1, concurrency.max(1))).await?;
-    let next = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(first_tag));
+    let end = first_tag + count;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let progress = tokio::spawn({
@@ -467,10 +481,16 @@ pub async fn seed(
             let mut names = Vec::new();
             loop {
                 let tag = next.fetch_add(1, Ordering::Relaxed);
-                if tag >= count {
+                if tag >= end {
                     return anyhow::Ok(names);
                 }
-                let name = submit(&mut client, tag, None)
+                // With an idempotency key, as a careful backend sends it:
+                // the table of keys grows with the requests.
+                let message = pb::SubmitAccessRequestRequest {
+                    request_id: format!("seed-{tag}"),
+                    ..submission(tag)
+                };
+                let name = submit(&mut client, message, None)
                     .await
                     .with_context(|| format!("submitting seed request {tag}"))?;
                 done.fetch_add(1, Ordering::Relaxed);

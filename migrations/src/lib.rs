@@ -14,6 +14,7 @@ mod m20261126_000006_privacy;
 mod m20261203_000007_resource_index;
 mod m20261203_000008_gateway_key_resources;
 mod m20261203_000009_email_delivery;
+mod m20261204_000010_scale_indexes;
 
 /// The ordered list of every migration.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_resource_index::Migration),
             Box::new(m20261203_000008_gateway_key_resources::Migration),
             Box::new(m20261203_000009_email_delivery::Migration),
+            Box::new(m20261204_000010_scale_indexes::Migration),
         ]
     }
 }

@@ -127,17 +127,23 @@ where
 {
     let mut select = select;
     if let Some(position) = after {
-        let (time, same_time) = match order {
+        // `bound` is implied by the other two, and is there for the index:
+        // SQLite takes no range from an OR, so without it a page walks the
+        // index from the first row of the list up to the position, and a
+        // deep page costs as much as the pages before it.
+        let (bound, time, same_time) = match order {
             Order::NewestFirst => (
+                created.lte(position.created_at_us),
                 created.lt(position.created_at_us),
                 id.lt(position.id.as_str()),
             ),
             Order::OldestFirst => (
+                created.gte(position.created_at_us),
                 created.gt(position.created_at_us),
                 id.gt(position.id.as_str()),
             ),
         };
-        select = select.filter(
+        select = select.filter(bound).filter(
             Condition::any().add(time).add(
                 Condition::all()
                     .add(created.eq(position.created_at_us))
