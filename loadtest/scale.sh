@@ -2,9 +2,9 @@
 # How cost grows with data (issue 17), on each of BACKENDS (default
 # "sqlite postgres"; PostgreSQL in a throwaway cluster): the same reads
 # measured on a fresh database and again once SCALE_REQUESTS requests
-# (default 1,000,000, each for an applicant of its own, with its events and
-# its applicant email, the mail worker off so the outbox keeps them) were
-# submitted with `sesame-loadtest seed`:
+# (default 1,000,000, each for an applicant of its own and with an
+# idempotency key, with its events and its applicant email, the mail worker
+# off so the outbox keeps them) were submitted with `sesame-loadtest seed`:
 #   get               GetAccessRequest by name (over 200 new requests);
 #   list              ListAccessRequests, first page of 20;
 #   list pending      the same, state PENDING;
@@ -18,8 +18,9 @@
 #                     tenth of the pages against the first tenth;
 #   replay            WatchEvents from the first event to the head: events/s
 #                     by tenth, the server's memory;
-#   retention query   the retention job's search for closed requests, empty
-#                     and at scale (its plan and time);
+#   queries           the searches of erasure and of the retention job that
+#                     must not read the whole table: plan and time, empty
+#                     and at scale;
 #   verify            VerifyAuditChain over the whole log against raw
 #                     SHA-256 chaining of as many events (same machine, same
 #                     run);
@@ -96,31 +97,46 @@ erase() { # erase NAME FIRST_TAG: EraseSubject for ERASE_SUBJECTS applicants
 EVENT_BYTES_SQL="SELECT CAST(AVG(LENGTH(CAST(seq AS TEXT)) + LENGTH(event_type) + LENGTH(access_request_id)
   + LENGTH(actor) + LENGTH(state) + LENGTH(CAST(occurred_at_us AS TEXT)) + LENGTH(data)) AS INTEGER) + 7 * 4 FROM events"
 
-# The retention job's query for closed requests past their period (the
-# default 365 days; none is, so it reads all it must to find none): its
-# plan and its best time of five, the job runs it once per batch of 100.
-RETENTION_SQL="SELECT id FROM access_requests WHERE erased_at_us IS NULL AND state <> 'pending'
-  AND decided_at_us <= $(( ($(date +%s) - 365 * 86400) * 1000000 )) LIMIT 100"
-retention_scan() { # retention_scan BACKEND PHASE
-  local out="$R/$1_retention_$2.json"
-  if [ "$1" = postgres ]; then
-    for run in 1 2 3 4 5; do
-      psql_pg -d sesame -At -c "EXPLAIN (ANALYZE, FORMAT JSON) $RETENTION_SQL" >"$WORK/plan.$run.json"
-    done
-    python3 -c "import json, sys
+# The queries of the steps that must not read the whole table, each with
+# its plan and its best time of five (none finds anything, so each reads all
+# it must to find nothing):
+#   retention       the retention job's search for requests closed past
+#                   their period (the default 365 days), once per batch of
+#                   100 it erases;
+#   retention_keys  whether a person still has a request holding data, once
+#                   per person whose requests it erased;
+#   erase_keys      the idempotency key of an erased request, once per
+#                   request erased.
+QUERIES=(retention retention_keys erase_keys)
+declare -A QUERY=(
+  [retention]="SELECT id FROM access_requests WHERE erased_at_us IS NULL AND state <> 'pending'
+    AND decided_at_us <= $(( ($(date +%s) - 365 * 86400) * 1000000 )) LIMIT 100"
+  [retention_keys]="SELECT id FROM access_requests WHERE subject_id = 'nobody' LIMIT 1"
+  [erase_keys]="SELECT principal FROM idempotency_keys WHERE access_request_id = 'nothing'"
+)
+query_plans() { # query_plans BACKEND PHASE
+  local name out
+  for name in "${QUERIES[@]}"; do
+    out="$R/$1_query_${name}_$2.json"
+    if [ "$1" = postgres ]; then
+      for run in 1 2 3 4 5; do
+        psql_pg -d sesame -At -c "EXPLAIN (ANALYZE, FORMAT JSON) ${QUERY[$name]}" >"$WORK/plan.$run.json"
+      done
+      python3 -c "import json, sys
 plans = [json.load(open(path))[0] for path in sys.argv[1:]]
 def nodes(n): return [n['Node Type'] + (' on ' + n['Index Name'] if 'Index Name' in n else '')] + [x for c in n.get('Plans', []) for x in nodes(c)]
 print(json.dumps({'ms': min(p['Execution Time'] for p in plans), 'plan': ' / '.join(nodes(plans[0]['Plan']))}))" "$WORK"/plan.*.json >"$out"
-  else
-    python3 -c "import json, sqlite3, sys, time
+    else
+      python3 -c "import json, sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1])
 plan = ' / '.join(row[-1] for row in db.execute('EXPLAIN QUERY PLAN ' + sys.argv[2]))
 times = []
 for _ in range(5):
     start = time.perf_counter(); db.execute(sys.argv[2]).fetchall(); times.append((time.perf_counter() - start) * 1000)
-print(json.dumps({'ms': min(times), 'plan': plan}))" "$WORK/$1/sesame.db" "$RETENTION_SQL" >"$out"
-  fi
-  show "$out" "retention query ($2): {ms:.2f} ms, plan: {plan}"
+print(json.dumps({'ms': min(times), 'plan': plan}))" "$WORK/$1/sesame.db" "${QUERY[$name]}" >"$out"
+    fi
+    show "$out" "$name query ($2): {ms:.2f} ms, plan: {plan}"
+  done
 }
 
 measure() { # measure BACKEND: every step on a fresh database of BACKEND
@@ -144,7 +160,7 @@ measure() { # measure BACKEND: every step on a fresh database of BACKEND
   wait_for_sesame "$dir" "$SERVER_PID" "$PORT" 300
 
   reads "$backend" empty
-  retention_scan "$backend" empty
+  query_plans "$backend" empty
   seed 0 "$SMALL_REQUESTS"
   erase "${backend}_erase_small" "$ERASE_SUBJECTS"
   local start
@@ -152,7 +168,7 @@ measure() { # measure BACKEND: every step on a fresh database of BACKEND
   seed "$SMALL_REQUESTS" $((SCALE_REQUESTS - SMALL_REQUESTS))
   echo $(( $(date +%s) - start )) >"$WORK/${backend}_seed_seconds"
   reads "$backend" scale
-  retention_scan "$backend" scale
+  query_plans "$backend" scale
   erase "${backend}_erase_scale" "$SMALL_REQUESTS"
   echo "== walking every page of 500"
   lt pages --page-size 500 --limit 600s >"$R/${backend}_pages.json" 2>"$WORK/${backend}_pages.log"
@@ -207,7 +223,8 @@ for b in backends:
     pages, replay, verify = r[f"{b}_pages"], r[f"{b}_replay"], r[f"{b}_verify"]
     small_erase, scale_erase = r[f"{b}_erase_small"], r[f"{b}_erase_scale"]
     tenths = replay["events_per_s_by_tenth"]
-    retention = {phase: r[f"{b}_retention_{phase}"] for phase in ["empty", "scale"]}
+    queries = {q: {"empty_ms": r[f"{b}_query_{q}_empty"]["ms"], "scale_ms": r[f"{b}_query_{q}_scale"]["ms"],
+                   "plan": r[f"{b}_query_{q}_scale"]["plan"]} for q in ["retention", "retention_keys", "erase_keys"]}
     size = read_file(f"{b}_size")
     report["backends"][b] = {
         "seed_seconds": read_file(f"{b}_seed_seconds"),
@@ -215,8 +232,7 @@ for b in backends:
         "pages": {"pages": pages["pages"], "reached_end": pages["reached_end"], "first_p99_ms": pages["first_pages"]["p99_ms"],
                   "deep_p99_ms": pages["deep_pages"]["p99_ms"], "ratio": pages["deep_over_first_p99"],
                   "met": pages["reached_end"] and pages["deep_over_first_p99"] <= 1.5},
-        "retention_query": {"empty_ms": retention["empty"]["ms"], "scale_ms": retention["scale"]["ms"],
-                            "plan": retention["scale"]["plan"]},
+        "queries": queries,
         "erase": {"small_per_s": small_erase["subjects_per_s"], "scale_per_s": scale_erase["subjects_per_s"],
                   "ratio": scale_erase["subjects_per_s"] / small_erase["subjects_per_s"],
                   "erased_requests": small_erase["erased_requests"] + scale_erase["erased_requests"]},
@@ -241,8 +257,8 @@ for b, m in report["backends"].items():
           f"{'met' if p['met'] else 'MISSED'} ({p['pages']} pages of 500, first tenth against last)")
     e = m["erase"]
     print(f"erase: {e['small_per_s']:.0f} subjects/s at {small:,} requests, {e['scale_per_s']:.0f}/s at scale ({e['ratio']:.2f}x)")
-    q = m["retention_query"]
-    print(f"retention query: {q['empty_ms']:.2f} ms empty, {q['scale_ms']:.2f} ms at scale; plan: {q['plan']}")
+    for name, q in m["queries"].items():
+        print(f"{name} query: {q['empty_ms']:.2f} ms empty, {q['scale_ms']:.2f} ms at scale; plan: {q['plan']}")
     x = m["replay"]
     print(f"replay: {x['events']:,} events at {x['events_per_s']:,.0f}/s, last tenth {x['last_over_first_tenth']:.2f}x the first, "
           f"out of order {x['out_of_order']}, server RSS {x['rss_kib_start']} -> at most {x['rss_kib_max']} KiB")

@@ -444,9 +444,9 @@ impl std::fmt::Display for RpcReport {
 }
 
 /// Submits `count` requests (tags `first_tag..first_tag+count`, one
-/// applicant and one idempotency key `seed-{tag}` each), `concurrency` at a time over `connections`, reporting
-/// progress on stderr every five seconds; returns their names when
-/// `keep_names` (in no particular order).
+/// applicant and one idempotency key `seed-{tag}` each), `concurrency` at a
+/// time over `connections`, reporting progress on stderr every five
+/// seconds; returns their names when `keep_names` (in no particular order).
 pub async fn seed(
     target: &str,
     key: &str,

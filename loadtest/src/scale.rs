@@ -82,9 +82,12 @@ pub async fn walk_pages(
             break;
         }
     }
+    if latencies.is_empty() {
+        bail!("no page was read (--max-pages 0?)");
+    }
     let seconds = started.elapsed().as_secs_f64();
     let tenth = (latencies.len() / 10).max(1);
-    let first = summarize(&recorded(&latencies[..tenth.min(latencies.len())]));
+    let first = summarize(&recorded(&latencies[..tenth]));
     let deep = summarize(&recorded(
         &latencies[latencies.len().saturating_sub(tenth)..],
     ));
