@@ -104,7 +104,6 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 status_kib() { awk -v field="$2:" '$1 == field { print $2 }' "/proc/$1/status"; }
-field() { python3 -c "import json, sys; print(sys.argv[2].format(**json.load(open(sys.argv[1]))))" "$@"; } # field FILE '{a[b]:.0f}'
 
 note() { printf '{"value": %s}\n' "$2" >"$R/$1.json"; }
 lt() { "${LOAD_CPU[@]}" "$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json "$@"; }

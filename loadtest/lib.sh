@@ -1,5 +1,5 @@
 # Shared by the loadtest scripts (sourced): waiting for a server started in
-# the background, and a throwaway PostgreSQL cluster.
+# the background, a line of a JSON report, and a throwaway PostgreSQL cluster.
 
 # wait_for_sesame DIR PID PORT TRIES: waits (at most TRIES x 0.1 s) until
 # the `sesame serve` started in DIR as process PID has printed its first
@@ -18,6 +18,10 @@ wait_for_sesame() {
   echo "sesame (in $dir) did not start" >&2
   exit 1
 }
+
+# field FILE FORMAT: FORMAT (Python's str.format, e.g. '{a[b]:.0f}') filled
+# from the JSON object in FILE: one line of a report.
+field() { python3 -c "import json, sys; print(sys.argv[2].format(**json.load(open(sys.argv[1]))))" "$@"; }
 
 # PostgreSQL's commands run as the postgres user when this runs as root.
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

@@ -64,9 +64,6 @@ trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
 
 lt() { "$LOADTEST" --target "http://127.0.0.1:$PORT" --api-key "$KEY" --json "$@"; }
-show() { # show FILE FORMAT: one line of a JSON report
-  python3 -c "import json, sys; print(sys.argv[2].format(**json.load(open(sys.argv[1]))))" "$@"
-}
 
 reads() { # reads BACKEND PHASE: the four reads, one JSON file each
   local backend="$1" phase="$2" name
@@ -77,7 +74,7 @@ reads() { # reads BACKEND PHASE: the four reads, one JSON file each
     # shellcheck disable=SC2086 # the scenario and its filter, word-split
     lt $read --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" \
       --duration "${DURATION}s" --server-pid "$SERVER_PID" >"$R/$name.json" 2>"$WORK/$name.log"
-    show "$R/$name.json" "$name: {calls_per_s:.0f}/s, p99 {latency[p99_ms]:.2f} ms, errors {errors}"
+    field "$R/$name.json" "$name: {calls_per_s:.0f}/s, p99 {latency[p99_ms]:.2f} ms, errors {errors}"
   done
 }
 
@@ -89,7 +86,7 @@ seed() { # seed FIRST_TAG COUNT: requests for applicants FIRST_TAG.. on
 erase() { # erase NAME FIRST_TAG: EraseSubject for ERASE_SUBJECTS applicants
   echo "== erasing $ERASE_SUBJECTS subjects from tag $2 (8 in flight)"
   lt erase --first-tag "$2" --count "$ERASE_SUBJECTS" --concurrency 8 --connections 2 >"$R/$1.json" 2>"$WORK/$1.log"
-  show "$R/$1.json" "$1: {subjects_per_s:.0f} subjects/s, {erased_requests} requests erased, p99 {latency[p99_ms]:.2f} ms"
+  field "$R/$1.json" "$1: {subjects_per_s:.0f} subjects/s, {erased_requests} requests erased, p99 {latency[p99_ms]:.2f} ms"
 }
 
 # The average bytes of an event's hashed canonical form (its fields and a
@@ -135,7 +132,7 @@ for _ in range(5):
     start = time.perf_counter(); db.execute(sys.argv[2]).fetchall(); times.append((time.perf_counter() - start) * 1000)
 print(json.dumps({'ms': min(times), 'plan': plan}))" "$WORK/$1/sesame.db" "${QUERY[$name]}" >"$out"
     fi
-    show "$out" "$name query ($2): {ms:.2f} ms, plan: {plan}"
+    field "$out" "$name query ($2): {ms:.2f} ms, plan: {plan}"
   done
 }
 
@@ -172,10 +169,10 @@ measure() { # measure BACKEND: every step on a fresh database of BACKEND
   erase "${backend}_erase_scale" "$SMALL_REQUESTS"
   echo "== walking every page of 500"
   lt pages --page-size 500 --limit 600s >"$R/${backend}_pages.json" 2>"$WORK/${backend}_pages.log"
-  show "$R/${backend}_pages.json" "pages: {pages} pages, {rows} rows, {rows_per_s:.0f} rows/s; p99 first {first_pages[p99_ms]:.1f} ms, deep {deep_pages[p99_ms]:.1f} ms"
+  field "$R/${backend}_pages.json" "pages: {pages} pages, {rows} rows, {rows_per_s:.0f} rows/s; p99 first {first_pages[p99_ms]:.1f} ms, deep {deep_pages[p99_ms]:.1f} ms"
   echo "== replaying WatchEvents from the first event"
   lt replay --server-pid "$SERVER_PID" --limit 1200s >"$R/${backend}_replay.json" 2>"$WORK/${backend}_replay.log"
-  show "$R/${backend}_replay.json" "replay: {events} events, {events_per_s:.0f}/s, by tenth {events_per_s_by_tenth}, out of order {out_of_order}, rss {server_rss_kib_start} -> max {server_rss_kib_max} KiB"
+  field "$R/${backend}_replay.json" "replay: {events} events, {events_per_s:.0f}/s, by tenth {events_per_s_by_tenth}, out of order {out_of_order}, rss {server_rss_kib_start} -> max {server_rss_kib_max} KiB"
   if [ "$backend" = postgres ]; then
     event_bytes=$(psql_pg -d sesame -At -c "$EVENT_BYTES_SQL")
     size=$(psql_pg -d sesame -At -c "SELECT pg_database_size('sesame')")
@@ -187,7 +184,7 @@ measure() { # measure BACKEND: every step on a fresh database of BACKEND
   echo "$size" >"$WORK/${backend}_size"
   echo "== verifying the audit chain over the whole log (events of $event_bytes bytes on average)"
   lt verify --event-bytes "$event_bytes" --limit 1200s >"$R/${backend}_verify.json" 2>"$WORK/${backend}_verify.log"
-  show "$R/${backend}_verify.json" "verify: intact {intact}, {events} events, {events_per_s:.0f}/s, raw chaining {raw_chain_events_per_s:.0f}/s: {ratio_to_raw:.3f}x"
+  field "$R/${backend}_verify.json" "verify: intact {intact}, {events} events, {events_per_s:.0f}/s, raw chaining {raw_chain_events_per_s:.0f}/s: {ratio_to_raw:.3f}x"
   kill "$SERVER_PID"
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
